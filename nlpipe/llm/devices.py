@@ -1,0 +1,56 @@
+"""Choose the torch device and dtype a model runs on, failing with a message that says what to do."""
+
+import torch
+
+from ..errors import DeviceError, Errors
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` means CUDA, else MPS, else CPU; an explicit device must exist."""
+    name = name.strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("mps") if _mps_available() else torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise DeviceError(Errors.E011.format(device=name)) from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            built = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+            raise DeviceError(Errors.E010.format(
+                device=name, reason=f"CUDA is not available (torch {torch.__version__} is {built})"))
+        index = 0 if device.index is None else device.index
+        if index >= torch.cuda.device_count():
+            raise DeviceError(Errors.E010.format(
+                device=name, reason=f"only {torch.cuda.device_count()} CUDA device(s) are visible"))
+        return torch.device("cuda", index)
+    if device.type == "mps" and not _mps_available():
+        raise DeviceError(Errors.E010.format(device=name, reason="MPS is not available on this machine"))
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise DeviceError(Errors.E011.format(device=name))
+    return device
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """`auto` means bf16 on CUDA where supported (fp16 otherwise), float32 elsewhere.
+
+    MPS and CPU stay in float32: small models gain little from half precision there and
+    CPU half-precision matmuls are slow or missing.
+    """
+    name = name.strip().lower()
+    if name == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    if name not in DTYPES:
+        raise DeviceError(Errors.E012.format(dtype=name))
+    return DTYPES[name]

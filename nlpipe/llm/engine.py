@@ -1,0 +1,128 @@
+"""`Llama`: a causal LM, its tokenizer and its generation settings, loaded on first use.
+
+Loading is lazy so that building or validating a pipeline, or saving one to disk, never
+pays for the weights.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import Errors, ModelError
+from . import catalog
+from .devices import resolve_device, resolve_dtype
+from .generation import generate
+from .loading import LoadedModel, load_model
+
+
+@dataclass
+class Completion:
+    text: str
+    tokens: list[int]
+    logprobs: list[float]
+
+    @property
+    def mean_logprob(self) -> float | None:
+        return sum(self.logprobs) / len(self.logprobs) if self.logprobs else None
+
+
+class Llama:
+    def __init__(self, path, device: str = "auto", dtype: str = "auto", max_new_tokens: int = 32,
+                 temperature: float = 0.0, top_p: float = 1.0, seed: int = 0):
+        self.path = Path(path)
+        self.device_name = device
+        self.dtype_name = dtype
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.top_p = top_p
+        self.seed = seed
+        self._loaded: LoadedModel | None = None
+
+    def load(self, on_step=lambda *args: None) -> LoadedModel:
+        if self._loaded is None:
+            device = resolve_device(self.device_name)
+            dtype = resolve_dtype(self.dtype_name, device)
+            if not self.path.exists() and self.path.name in catalog.LLM_MODELS:
+                catalog.pull(self.path.name, self.path, on_step)  # default models arrive on first use
+            self._loaded = load_model(self.path, device, dtype)
+        return self._loaded
+
+    @property
+    def model(self):
+        return self.load().model
+
+    @property
+    def tokenizer(self):
+        return self.load().tokenizer
+
+    @property
+    def context_length(self) -> int:
+        return int(getattr(self.model.config, "max_position_embeddings", 2048))
+
+    @property
+    def eos_ids(self) -> list[int]:
+        ids = {self.tokenizer.eos_token_id}
+        configured = getattr(self.model.generation_config, "eos_token_id", None)
+        ids.update(configured if isinstance(configured, list) else [configured])
+        return sorted(i for i in ids if i is not None)
+
+    @property
+    def pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        if pad is None:
+            if not self.eos_ids:
+                raise ModelError(Errors.E019)
+            pad = self.eos_ids[0]
+        return pad
+
+    def encode_chat(self, messages: list[dict]) -> list[int]:
+        """Token ids of `messages` under the model's chat template, ready for the reply."""
+        tokenizer = self.tokenizer
+        if tokenizer.chat_template:
+            # transformers renders chat templates in a sandboxed Jinja environment.
+            encoded = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+            return list(encoded["input_ids"] if isinstance(encoded, dict) or hasattr(encoded, "keys") else encoded)
+        # A base model without a template: plain text turns are the best we can do.
+        text = "\n\n".join(m["content"] for m in messages) + "\nAnswer:"
+        return tokenizer(text)["input_ids"]
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def complete(self, prompts: list[list[int]]) -> list[Completion]:
+        """Greedy or sampled continuations of `prompts`, in one batched generation."""
+        if not prompts:
+            return []
+        limit = self.context_length
+        for prompt in prompts:
+            if len(prompt) + self.max_new_tokens > limit:
+                raise ModelError(Errors.E018.format(n_tokens=len(prompt), context=limit,
+                                                    max_new=self.max_new_tokens))
+        return self._complete_halving(prompts)
+
+    def _complete_halving(self, prompts: list[list[int]]) -> list[Completion]:
+        # Out of GPU memory: retry in two halves, down to single prompts.
+        try:
+            return self._complete(prompts)
+        except torch.OutOfMemoryError as err:
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            if len(prompts) == 1:
+                raise ModelError(Errors.E021.format(device=self.device, n=1, reason=err)) from None
+            half = len(prompts) // 2
+            return self._complete_halving(prompts[:half]) + self._complete_halving(prompts[half:])
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def _complete(self, prompts: list[list[int]]) -> list[Completion]:
+        generator = None
+        if self.temperature > 0:
+            generator = torch.Generator(device=self.device).manual_seed(self.seed)
+        generations = generate(self.model, prompts, max_gen_len=self.max_new_tokens, pad_id=self.pad_id,
+                               eos_ids=self.eos_ids, temperature=self.temperature, top_p=self.top_p,
+                               logprobs=True, generator=generator)
+        return [Completion(text=self.tokenizer.decode(g.tokens, skip_special_tokens=True).strip(),
+                           tokens=g.tokens, logprobs=g.logprobs) for g in generations]

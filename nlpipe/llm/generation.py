@@ -1,0 +1,126 @@
+"""Batched generation with a KV cache, following Meta's llama `generate()`.
+
+Prompts of different lengths are left-padded so every row's next token sits in the last
+column; the attention mask hides the padding and position ids restart at each row's first
+real token, so a padded row computes exactly what it would compute alone.
+"""
+
+import inspect
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Generation:
+    tokens: list[int]
+    # log-probability of each token in `tokens` under the model (None unless asked for).
+    logprobs: list[float] | None = None
+
+
+def sample_top_p(probs: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Sample from the smallest set of tokens whose probability mass exceeds `p` (nucleus sampling)."""
+    probs_sorted, token_order = torch.sort(probs, dim=-1, descending=True)
+    mass_before = torch.cumsum(probs_sorted, dim=-1) - probs_sorted
+    probs_sorted[mass_before > p] = 0.0  # the most likely token always survives: its mass_before is 0
+    probs_sorted.div_(probs_sorted.sum(dim=-1, keepdim=True))
+    choice = torch.multinomial(probs_sorted, num_samples=1, generator=generator)
+    return torch.gather(token_order, -1, choice).squeeze(-1)
+
+
+def _cache_argument(model) -> str:
+    # transformers 5 renamed `past_key_values` to `cache`; accept both releases.
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def forward_step(model, input_ids, attention_mask, position_ids, cache, logits_to_keep=1):
+    """One forward pass that extends `cache`; returns (logits, cache)."""
+    outputs = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                    use_cache=True, logits_to_keep=logits_to_keep,
+                    **{_cache_argument(model): cache})
+    new_cache = getattr(outputs, "cache", None)
+    if new_cache is None:
+        new_cache = outputs.past_key_values
+    return outputs.logits, new_cache
+
+
+def left_pad(prompt_tokens: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(token ids, attention mask), both (batch, longest prompt), padding on the left."""
+    longest = max(len(tokens) for tokens in prompt_tokens)
+    token_ids = torch.full((len(prompt_tokens), longest), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompt_tokens), longest), dtype=torch.long)
+    for row, tokens in enumerate(prompt_tokens):
+        token_ids[row, longest - len(tokens):] = torch.tensor(tokens, dtype=torch.long)
+        mask[row, longest - len(tokens):] = 1
+    return token_ids.to(device), mask.to(device)
+
+
+@torch.inference_mode()
+def generate(
+    model,
+    prompt_tokens: list[list[int]],
+    *,
+    max_gen_len: int,
+    pad_id: int,
+    eos_ids: list[int],
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    logprobs: bool = False,
+    echo: bool = False,
+    generator: torch.Generator | None = None,
+) -> list[Generation]:
+    """Continue each prompt by up to `max_gen_len` tokens; each row stops at its own EOS.
+
+    temperature 0 is greedy decoding. With `echo`, the prompt is returned in front of the
+    generated tokens (its first token's log-prob is 0, as in Meta's code: nothing predicts it).
+    The EOS token itself is not returned.
+    """
+    if not prompt_tokens or any(len(tokens) == 0 for tokens in prompt_tokens):
+        raise ValueError("generate() needs at least one non-empty prompt")
+    device = model.device
+    token_ids, mask = left_pad(prompt_tokens, pad_id, device)
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    logits, cache = forward_step(model, token_ids, mask, position_ids, None,
+                                 logits_to_keep=0 if echo else 1)
+    if echo and logprobs:
+        prompt_logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(
+            -1, token_ids[:, 1:, None]).squeeze(-1)
+    next_logits = logits[:, -1].float()
+    eos = torch.tensor(eos_ids, dtype=torch.long, device=device)
+    finished = torch.zeros(len(prompt_tokens), dtype=torch.bool, device=device)
+    next_position = position_ids[:, -1:] + 1
+    new_tokens, new_logprobs = [], []
+    for step in range(max_gen_len):
+        if temperature > 0:
+            probs = torch.softmax(next_logits / temperature, dim=-1)
+            next_token = sample_top_p(probs, top_p, generator)
+        else:
+            next_token = torch.argmax(next_logits, dim=-1)
+        next_token = torch.where(finished, pad_id, next_token)
+        new_tokens.append(next_token)
+        if logprobs:
+            new_logprobs.append(torch.log_softmax(next_logits, dim=-1).gather(-1, next_token[:, None]).squeeze(-1))
+        finished |= torch.isin(next_token, eos)
+        if bool(finished.all()) or step == max_gen_len - 1:
+            break
+        mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
+        logits, cache = forward_step(model, next_token[:, None], mask, next_position, cache)
+        next_position = next_position + 1
+        next_logits = logits[:, -1].float()
+
+    generated = torch.stack(new_tokens, dim=1).tolist() if new_tokens else [[] for _ in prompt_tokens]
+    generated_logprobs = torch.stack(new_logprobs, dim=1).tolist() if new_logprobs else None
+    eos_set = set(eos_ids)
+    results = []
+    for row, tokens in enumerate(generated):
+        length = next((i for i, t in enumerate(tokens) if t in eos_set), len(tokens))
+        result = Generation(tokens=tokens[:length],
+                            logprobs=generated_logprobs[row][:length] if logprobs else None)
+        if echo:
+            prompt = list(prompt_tokens[row])
+            result.tokens = prompt + result.tokens
+            if logprobs:
+                first_real = token_ids.shape[1] - len(prompt)
+                result.logprobs = [0.0] + prompt_logprobs[row, first_real:].tolist() + result.logprobs
+        results.append(result)
+    return results

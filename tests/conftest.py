@@ -1,0 +1,96 @@
+"""Shared fixtures: a tiny random Llama with a tokenizer trained here, and the real spaCy pipeline."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+import spacy
+import torch
+
+from nlpipe.components.spacy_models import resolve_spacy_model
+
+CHATML = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+          "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+CORPUS = [
+    "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France.",
+    "Super Bowl 50 was played on February 7, 2016, at Levi's Stadium in Santa Clara, California.",
+    "The Denver Broncos defeated the Carolina Panthers 24–10 to earn their third Super Bowl title.",
+    "Who designed it? When was it opened? Where is it located? How tall is it? What was the score?",
+    "Answer the question with a short phrase from the context. Named entities: none.",
+] * 20
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def train_tokenizer(vocab_size: int = 400):
+    """A byte-level BPE tokenizer trained on CORPUS, with ChatML special tokens and template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator(CORPUS, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", bos_token="<|im_start|>",
+                                        pad_token="<|endoftext|>", unk_token="<|endoftext|>")
+    tokenizer.chat_template = CHATML
+    return tokenizer
+
+
+def tiny_llama(tokenizer, seed: int = 0, **overrides):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    settings = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                    bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                    pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False)
+    settings.update(overrides)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(LlamaConfig(**settings))
+    model.eval()
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory) -> Path:
+    """A Hugging Face folder: random-init 2-layer Llama + trained BPE tokenizer with a chat template."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = train_tokenizer()
+    model = tiny_llama(tokenizer)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture()
+def tiny_llama_copy(tiny_llama_dir, tmp_path) -> Path:
+    """A copy a test may modify or delete."""
+    return Path(shutil.copytree(tiny_llama_dir, tmp_path / "tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def spacy_model_name() -> str:
+    return resolve_spacy_model("en_core_web_sm")
+
+
+@pytest.fixture(scope="session")
+def en_nlp(spacy_model_name):
+    return spacy.load(spacy_model_name)
+
+
+@pytest.fixture()
+def qa_overrides(tiny_llama_dir) -> dict:
+    """Overrides that point pipelines/qa.cfg at the tiny model, on CPU."""
+    return {"components.llama_qa.model.path": str(tiny_llama_dir),
+            "components.llama_qa.model.device": "cpu",
+            "components.llama_qa.model.max_new_tokens": 8}
+
+
+@pytest.fixture()
+def qa_nlp(qa_overrides):
+    from nlpipe.config import build_pipeline, load_config
+
+    return build_pipeline(load_config(REPO / "pipelines" / "qa.cfg", qa_overrides))
