@@ -292,3 +292,42 @@ def pull(name, target_dir, verbose):
                       TimeElapsedColumn(), console=console) as progress:
             catalog.pull(name, target, _pull_progress(progress))
     console.print(f"[green]✓[/] {name} ready at {target} ({catalog.folder_size(target) / 2**20:.0f} MiB)")
+
+
+@main.group("eval")
+def eval_group():
+    """Measure answer quality on labelled data."""
+
+
+@eval_group.command("squad", context_settings=OVERRIDES)
+@click.argument("squad_file", type=click.Path(dir_okay=False))
+@click.option("--config", "config_path", default="pipelines/qa.cfg", show_default=True, help="Pipeline config.")
+@click.option("--limit", type=int, help="Evaluate only the first N questions.")
+@click.option("--output", type=click.Path(dir_okay=False), help="Write per-question predictions as JSONL.")
+@click.option("--batch-size", type=int, default=8, show_default=True, help="Paragraphs per spaCy batch.")
+@click.option("--verbose", is_flag=True, help="Show tracebacks.")
+@click.pass_context
+def eval_squad(ctx, squad_file, config_path, limit, output, batch_size, verbose):
+    """Exact match and F1 (official SQuAD v1.1 normalisation) of a pipeline on SQUAD_FILE."""
+    from .evaluation import evaluate_squad, read_squad
+    from .io.writers import JsonlWriter
+
+    with user_errors(verbose):
+        total = sum(len(p.questions) for p in read_squad(squad_file, limit))
+        nlp, _ = _load_pipeline(config_path, parse_overrides(ctx.args))
+        with Progress(SpinnerColumn(), TextColumn("[bold]Evaluating"), BarColumn(),
+                      TextColumn("{task.completed}/{task.total} questions"), TimeElapsedColumn(),
+                      console=console) as progress:
+            task = progress.add_task("eval", total=total)
+            result = evaluate_squad(nlp, squad_file, limit, batch_size,
+                                    lambda n: progress.update(task, completed=n))
+    if output:
+        with JsonlWriter(output) as writer:
+            for prediction in result.predictions:
+                writer.write(prediction)
+    table = Table(title=f"SQuAD: {Path(squad_file).name}")
+    for column in ("questions", "exact match", "F1", "answers that are spans", "questions/s"):
+        table.add_column(column, justify="right")
+    table.add_row(str(result.questions), f"{result.exact_match:.1f}", f"{result.f1:.1f}",
+                  f"{result.spans}/{result.questions}", f"{result.questions_per_second:.2f}")
+    console.print(table)

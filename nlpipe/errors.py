@@ -58,3 +58,4 @@ class Errors:
             "instruction-tuned model with a chat template.")
     E020 = "E020: config file '{path}' cannot be parsed: {reason}"
     E021 = "E021: ran out of {device} memory while generating for {n} prompts: {reason}. Lower batch_size."
+    E022 = "E022: cannot read SQuAD file '{path}': {reason}"

@@ -61,16 +61,17 @@ def candidate_spans(evidence: list[Span]) -> list[Span]:
 
 
 def best_candidate(answer: str, evidence: list[Span], question: QuestionAnalysis) -> Span | None:
-    """The candidate span that overlaps the answer's words most (question words do not count,
-    since a reply that restates the question matches every sentence); entity labels the
+    """The candidate span that overlaps the answer's words most; question words do not count
+    (a reply that restates the question matches every sentence), and entity labels the
     question expects break ties."""
-    answer_words = _words(answer)
-    without_question = [w for w in answer_words if w not in question.focus_lemmas
-                        and w not in _words(question.text)]
-    answer_words = without_question or answer_words
+    question_words = set(_words(question.text)) | question.focus_lemmas
+    answer_words = [w for w in _words(answer) if w not in question_words]
+    if not answer_words:
+        return None
     best, best_score = None, 0.0
     for span in candidate_spans(evidence):
-        score = _f1(_words(span.text), answer_words)
+        words = [w for w in _words(span.text) if w not in question_words]
+        score = _f1(words, answer_words) if words else 0.0
         if score and span.label_ in question.expected_labels:
             score += 0.25
         if score > best_score:
@@ -98,14 +99,34 @@ def answer_core(reply: Doc) -> str:
     return "".join(kept).strip() or reply.text
 
 
+def _narrow(doc: Doc, start: int, end: int, question: QuestionAnalysis) -> tuple[int, int]:
+    """Shrink a matched phrase to the answer inside it: the first entity of an expected type
+    that the question does not already name, else the phrase without leading prepositions."""
+    span = doc.char_span(start, end, alignment_mode="expand")
+    if span is None:
+        return start, end
+    named = {e.lower() for e in question.entities} | {question.text.lower()}
+    for ent in span.ents:
+        if ent.label_ in question.expected_labels and not any(ent.text.lower() in n for n in named):
+            return ent.start_char, ent.end_char
+    first = span.start
+    while first < span.end - 1 and doc[first].pos_ in ("ADP", "SCONJ"):
+        first += 1
+    return doc[first].idx, end
+
+
 def ground(reply: str, core: str, doc: Doc, evidence: list[Span], question: QuestionAnalysis) -> tuple[int, int] | None:
     """(start_char, end_char) of the answer in `doc`, or None when no span fits.
 
     `reply` is the model's cleaned reply and `core` its answer-bearing part (see answer_core).
+    A phrase made only of the question's own words is never taken for the answer.
     """
+    question_words = set(_words(question.text)) | question.focus_lemmas
     for phrase in dict.fromkeys((reply, core)):
-        found = find_phrase(phrase, doc, evidence) if phrase else None
+        if not phrase or set(_words(phrase)) <= question_words:
+            continue
+        found = find_phrase(phrase, doc, evidence)
         if found:
-            return found
+            return _narrow(doc, *found, question)
     span = best_candidate(core or reply, evidence, question)
     return (span.start_char, span.end_char) if span is not None else None

@@ -88,7 +88,7 @@ class LlamaQA:
         cores = [answer_core(reply_doc) for reply_doc in self.annotate(replies)]
         for (doc, analysis, evidence), completion, reply, core in zip(pairs, completions, replies, cores):
             offsets = ground(reply, core, doc, evidence, analysis)
-            doc._.answers.append(make_answer(doc, analysis, evidence, completion, offsets))
+            doc._.answers.append(make_answer(doc, analysis, evidence, completion, reply, offsets))
         return docs
 
     def to_disk(self, path, *, exclude=tuple()):
@@ -107,9 +107,9 @@ class LlamaQA:
 
 
 def make_answer(doc: Doc, analysis: QuestionAnalysis, evidence: list[Span], completion: Completion,
-                offsets: tuple[int, int] | None) -> dict:
+                reply: str, offsets: tuple[int, int] | None) -> dict:
     if offsets is None:
-        text, start, end = completion.text, None, None
+        text, start, end = reply or completion.text, None, None
         support = evidence[0] if evidence else None
     else:
         start, end = offsets

