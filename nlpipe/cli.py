@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -26,7 +27,7 @@ class UserError(click.ClickException):
         self.exit_code = err.exit_code
 
     def show(self, file=None):
-        console.print(f"[bold red]error[/]: {self.message}", highlight=False)
+        console.print(f"[bold red]error[/]: {escape(self.message)}", highlight=False)
 
 
 @contextmanager
@@ -115,7 +116,7 @@ def main():
 @click.option("--input", "input_path", help="Folder of .txt/.md, a .jsonl file, or - for stdin.")
 @click.option("--output", help="JSONL file to write, or - for stdout.")
 @click.option("--questions", help="Text file with one question per line, asked of every document.")
-@click.option("--batch-size", type=int, help="Documents per spaCy batch.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Documents per spaCy batch.")
 @click.option("--annotations/--no-annotations", default=None, help="Also write tokens, POS, lemmas, dependencies.")
 @click.option("--verbose", is_flag=True, help="Show tracebacks.")
 @click.pass_context
@@ -188,7 +189,7 @@ def ask(ctx, config_path, question, text, file_path, as_json, verbose):
         answers = nlp(doc)._.answers
     if not answers:
         raise click.ClickException("the pipeline has no llama_qa component, so nothing answered")
-    answer = answers[-1]
+    answer = next(a for a in answers if a["question"] == question.strip())
     if as_json:
         click.echo(json.dumps(answer, ensure_ascii=False))
         return
@@ -197,7 +198,7 @@ def ask(ctx, config_path, question, text, file_path, as_json, verbose):
              if answer["start_char"] is not None else "generated, not a span of the document")
     console.print(f"[dim]{where}; mean token log-prob {answer['logprob']:.3f}[/]", highlight=False)
     if answer["evidence"]:
-        console.print(f"[dim]evidence: {answer['evidence']}[/]", highlight=False)
+        console.print(f"[dim]evidence: {escape(answer['evidence'])}[/]", highlight=False)
 
 
 @main.command(context_settings=OVERRIDES)
@@ -209,7 +210,7 @@ def validate(ctx, config_path):
 
     problems = validate_config(config_path, parse_overrides(ctx.args))
     for problem in problems:
-        console.print(f"[red]✗[/] {problem}", highlight=False)
+        console.print(f"[red]✗[/] {escape(problem)}", highlight=False)
     if problems:
         console.print(f"{len(problems)} problem(s) in {config_path}")
         ctx.exit(2)

@@ -4,6 +4,7 @@ import inspect
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+import spacy
 from confection import ConfigValidationError
 from pydantic import TypeAdapter, ValidationError
 from spacy import util
@@ -38,7 +39,11 @@ def load_config(path, overrides: dict | None = None) -> util.Config:
     try:
         return util.load_config(path, overrides=overrides or {}, interpolate=True)
     except ConfigValidationError as err:
-        raise ConfigError(_describe(err)) from None
+        if err.errors:
+            raise ConfigError(_describe(err)) from None
+        # Parse errors arrive with no per-key errors, the reason only in the description.
+        reason = (err.desc or err.title or "").strip().splitlines()
+        raise ConfigError(Errors.E020.format(path=path, reason=" ".join(r for r in reason[-3:] if r))) from None
     except Exception as err:  # configparser raises a dozen error types for a malformed file
         raise ConfigError(Errors.E020.format(path=path, reason=str(err).strip().splitlines()[-1])) from None
 
@@ -71,7 +76,8 @@ def build_pipeline(config: util.Config) -> Language:
     try:
         return util.load_model_from_config(config, auto_fill=True, validate=True)
     except ConfigValidationError as err:
-        raise ConfigError(_describe(err)) from None
+        # spaCy reports a component's keys relative to it ('llama_qa.model'): name the section as in the file.
+        raise ConfigError(_describe(err, prefix="components.")) from None
     except (ValueError, KeyError) as err:  # spaCy reports unknown factories and bad pipelines so
         raise ConfigError(Errors.E002.format(section="nlp", key="pipeline", message=_first_line(err))) from None
 
@@ -80,8 +86,8 @@ def _first_line(err: Exception) -> str:
     return str(err).strip().splitlines()[0]
 
 
-def _describe(err: ConfigValidationError) -> str:
-    problems = [Errors.E002.format(section=".".join(str(p) for p in e["loc"][:-1]) or err.title or "config",
+def _describe(err: ConfigValidationError, prefix: str = "") -> str:
+    problems = [Errors.E002.format(section=prefix + ".".join(str(p) for p in e["loc"][:-1]) or err.title or "config",
                                    key=e["loc"][-1] if e["loc"] else "", message=e["msg"])
                 for e in (err.errors or [])]
     return "\n".join(problems) or _first_line(err)
@@ -104,6 +110,9 @@ def validate(path, overrides: dict | None = None) -> list[str]:
             problems.append(str(err))
     components = config.get("components", {})
     pipeline = config.get("nlp", {}).get("pipeline", [])
+    # spaCy imports its built-in and entry-point factories when the first pipeline is made;
+    # has_factory() alone does not trigger that.
+    spacy.blank(config.get("nlp", {}).get("lang", "en"))
     for name in pipeline:
         if name not in components:
             problems.append(Errors.E002.format(section="nlp", key="pipeline",

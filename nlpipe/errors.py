@@ -59,3 +59,4 @@ class Errors:
     E020 = "E020: config file '{path}' cannot be parsed: {reason}"
     E021 = "E021: ran out of {device} memory while generating for {n} prompts: {reason}. Lower batch_size."
     E022 = "E022: cannot read SQuAD file '{path}': {reason}"
+    E023 = "E023: cannot write output '{path}': {reason}. Pass --output with a writable file path."

@@ -28,14 +28,18 @@ def _sentences(doc: Doc) -> list[Span]:
 
 
 def _units_of(span: Span, count_tokens: Callable[[str], int], max_tokens: int) -> list[Span]:
-    """`span`, cut into consecutive word windows when it alone exceeds the budget."""
-    n_tokens = count_tokens(span.text)
-    if n_tokens <= max_tokens or len(span) < 2:
+    """`span`, cut into consecutive windows that each fit the budget when it alone exceeds it."""
+    if len(span) < 2 or count_tokens(span.text) <= max_tokens:
         return [span]
-    n_parts = math.ceil(n_tokens / max_tokens) + 1  # +1: words differ in token counts
-    words_per_part = max(1, math.ceil(len(span) / n_parts))
-    doc = span.doc
-    return [doc[i:min(i + words_per_part, span.end)] for i in range(span.start, span.end, words_per_part)]
+    doc, windows, start, used = span.doc, [], span.start, 0
+    for token in span:
+        n_tokens = count_tokens(token.text_with_ws)
+        if used + n_tokens > max_tokens and token.i > start:
+            windows.append(doc[start:token.i])
+            start, used = token.i, 0
+        used += n_tokens
+    windows.append(doc[start:span.end])
+    return windows
 
 
 class EvidenceIndex:

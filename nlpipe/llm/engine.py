@@ -48,6 +48,11 @@ class Llama:
             self._loaded = load_model(self.path, device, dtype)
         return self._loaded
 
+    def use_path(self, path) -> None:
+        """Point at another copy of the model; a model already loaded is dropped."""
+        self.path = Path(path)
+        self._loaded = None
+
     @property
     def model(self):
         return self.load().model
@@ -82,7 +87,8 @@ class Llama:
         if tokenizer.chat_template:
             # transformers renders chat templates in a sandboxed Jinja environment.
             encoded = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-            return list(encoded["input_ids"] if isinstance(encoded, dict) or hasattr(encoded, "keys") else encoded)
+            # transformers 5 returns a BatchEncoding here, 4.x a plain list of ids.
+            return list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
         # A base model without a template: plain text turns are the best we can do.
         text = "\n\n".join(m["content"] for m in messages) + "\nAnswer:"
         return tokenizer(text)["input_ids"]

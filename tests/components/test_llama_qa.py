@@ -1,0 +1,273 @@
+"""The llama_qa component: entry point, questions, batching, answer records, grounding, serialization.
+
+The tiny random model writes garbage, so these tests check mechanics; where a test needs a
+known reply it replaces `llm.complete` with a fake.
+"""
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import spacy
+
+from nlpipe.components.grounding import clean_answer
+from nlpipe.config import build_pipeline, load_config
+from nlpipe.llm.engine import Completion
+
+
+REPO = Path(__file__).resolve().parents[2]
+ANSWER_KEYS = {"question", "text", "start_char", "end_char", "evidence", "logprob", "generated"}
+TEXT = "The Eiffel Tower is in Paris. It opened in 1889. Gustave Eiffel's company built it."
+
+
+def fake_complete(replies, calls=None):
+    """A stand-in for Llama.complete: reply i of each call is replies[i % len(replies)]."""
+    def complete(prompts):
+        if calls is not None:
+            calls.append(list(prompts))
+        return [Completion(text=replies[i % len(replies)], tokens=[1, 2], logprobs=[-1.0, -3.0])
+                for i in range(len(prompts))]
+    return complete
+
+
+def make_doc(nlp, text, questions=None):
+    doc = nlp.make_doc(text)
+    doc._.questions = questions
+    return doc
+
+
+def decoded(qa, prompts):
+    return [qa.llm.tokenizer.decode(p) for p in prompts]
+
+
+@pytest.fixture(scope="module")
+def shared_nlp(tiny_llama_dir):
+    """One qa pipeline for the tests that only monkeypatch it (building one takes a while)."""
+    overrides = {"components.llama_qa.model.path": str(tiny_llama_dir), "components.llama_qa.model.device": "cpu",
+                 "components.llama_qa.model.max_new_tokens": 8}
+    return build_pipeline(load_config(REPO / "pipelines" / "qa.cfg", overrides))
+
+
+@pytest.fixture()
+def qa_nlp(shared_nlp):
+    return shared_nlp
+
+
+@pytest.fixture()
+def qa(shared_nlp):
+    return shared_nlp.get_pipe("llama_qa")
+
+
+def test_factory_is_found_through_the_entry_point_without_importing_nlpipe(tiny_llama_dir, spacy_model_name):
+    script = textwrap.dedent(f"""
+        import sys
+        import spacy
+        assert not any(m == "nlpipe" or m.startswith("nlpipe.") for m in sys.modules), "nlpipe imported by spacy"
+        nlp = spacy.load({spacy_model_name!r})
+        nlp.add_pipe("llama_qa", config={{"model": {{"@misc": "nlpipe.Llama.v1", "path": {str(tiny_llama_dir)!r},
+                                                    "device": "cpu", "max_new_tokens": 4}},
+                                         "questions": ["Who?"]}})
+        doc = nlp("Paris is in France.")
+        print(len(doc._.answers))
+        doc = nlp.make_doc("Paris is in France.")
+        doc._.questions = ["Where is Paris?", "Who?"]
+        print(len(nlp(doc)._.answers))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=str(REPO.parent))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["1", "2"]
+
+
+def test_answers_have_all_keys(qa_nlp):
+    doc = qa_nlp(make_doc(qa_nlp, TEXT, ["Where is the Eiffel Tower?"]))
+    assert len(doc._.answers) == 1
+    answer = doc._.answers[0]
+    assert set(answer) == ANSWER_KEYS
+    assert answer["question"] == "Where is the Eiffel Tower?"
+    assert isinstance(answer["generated"], str)
+    assert isinstance(answer["logprob"], float) and answer["logprob"] <= 0
+    if answer["start_char"] is None:
+        assert answer["end_char"] is None
+        assert answer["text"] in (clean_answer(answer["generated"]), answer["generated"])
+    else:
+        assert doc.text[answer["start_char"]:answer["end_char"]] == answer["text"]
+
+
+def test_questions_from_config_and_doc_are_deduplicated(qa, qa_nlp, monkeypatch):
+    calls = []
+    monkeypatch.setattr(qa, "questions", ["Where is the Eiffel Tower?"])
+    monkeypatch.setattr(qa.llm, "complete", fake_complete(["Paris"], calls))
+    doc = qa_nlp(make_doc(qa_nlp, TEXT, ["Where is the Eiffel Tower?", "  When did it open? ", "", "   ",
+                                         "When did it open?"]))
+    assert [a["question"] for a in doc._.answers] == ["Where is the Eiffel Tower?", "When did it open?"]
+    assert len(calls) == 1 and len(calls[0]) == 2
+
+
+def test_config_questions_alone(qa_overrides, monkeypatch):
+    overrides = {**qa_overrides, "components.llama_qa.questions": ["Who built it?", "When did it open?"]}
+    nlp = build_pipeline(load_config(REPO / "pipelines" / "qa.cfg", overrides))
+    monkeypatch.setattr(nlp.get_pipe("llama_qa").llm, "complete", fake_complete(["Paris"]))
+    doc = nlp(TEXT)  # doc._.questions is None
+    assert [a["question"] for a in doc._.answers] == ["Who built it?", "When did it open?"]
+
+
+@pytest.mark.parametrize("n_docs,batch_size", [(5, 2), (4, 4), (3, 1)])
+def test_pipe_makes_one_generation_call_per_batch(qa, qa_nlp, monkeypatch, n_docs, batch_size):
+    calls = []
+    monkeypatch.setattr(qa.llm, "complete", fake_complete(["Paris"], calls))
+    monkeypatch.setattr(qa, "batch_size", batch_size)
+    questions = ["Where is the tower?", "When did it open?"]
+    docs = [make_doc(qa_nlp, f"Document number {i} says the tower is in Paris.", questions)
+            for i in range(n_docs)]
+    out = list(qa.pipe(docs))
+    assert out == docs
+    assert len(calls) == math.ceil(n_docs / batch_size)
+    for k, prompts in enumerate(calls):
+        batch = range(k * batch_size, min((k + 1) * batch_size, n_docs))
+        assert len(prompts) == len(batch) * len(questions)
+        texts = decoded(qa, prompts)
+        # every (doc, question) pair of the batch, in order
+        expected = [(i, q) for i in batch for q in questions]
+        for text, (i, q) in zip(texts, expected):
+            assert f"Document number {i} says" in text
+            assert f"Question: {q}" in text
+    assert all(len(doc._.answers) == 2 for doc in docs)
+
+
+def test_pipe_batch_size_argument(qa, qa_nlp, monkeypatch):
+    calls = []
+    monkeypatch.setattr(qa.llm, "complete", fake_complete(["Paris"], calls))
+    docs = [make_doc(qa_nlp, f"Text {i} about Paris.", ["Where?"]) for i in range(5)]
+    list(qa.pipe(docs, batch_size=2))
+    assert [len(c) for c in calls] == [2, 2, 1]
+
+
+def test_pipe_skips_docs_without_text_or_questions(qa, qa_nlp, monkeypatch):
+    calls = []
+    monkeypatch.setattr(qa.llm, "complete", fake_complete(["Paris"], calls))
+    docs = [make_doc(qa_nlp, "Paris is nice.", ["Where?"]), make_doc(qa_nlp, "No questions here."),
+            make_doc(qa_nlp, "", ["Where?"]), make_doc(qa_nlp, "Rome too.", ["Where?"])]
+    list(qa.pipe(docs, batch_size=4))
+    assert len(calls) == 1 and len(calls[0]) == 2
+    assert [len(d._.answers) for d in docs] == [1, 0, 0, 1]
+
+
+def test_component_batch_size_is_honoured_by_nlp_pipe(qa_overrides, monkeypatch):
+    overrides = {**qa_overrides, "components.llama_qa.batch_size": 2}
+    nlp = build_pipeline(load_config(REPO / "pipelines" / "qa.cfg", overrides))
+    qa = nlp.get_pipe("llama_qa")
+    calls = []
+    monkeypatch.setattr(qa.llm, "complete", fake_complete(["Paris"], calls))
+    docs = [make_doc(nlp, f"Text {i} about Paris.", ["Where?"]) for i in range(5)]
+    list(nlp.pipe(docs, batch_size=32))
+    assert [len(c) for c in calls] == [2, 2, 1]
+
+
+def test_reply_that_is_a_phrase_of_the_doc_is_grounded(qa, qa_nlp, monkeypatch):
+    monkeypatch.setattr(qa.llm, "complete", fake_complete(['Answer: "paris".']))
+    doc = qa_nlp(make_doc(qa_nlp, TEXT, ["Where is the Eiffel Tower?"]))
+    answer = doc._.answers[0]
+    assert (answer["start_char"], answer["end_char"]) == (TEXT.index("Paris"), TEXT.index("Paris") + 5)
+    assert answer["text"] == "Paris" == doc.text[answer["start_char"]:answer["end_char"]]
+    assert answer["generated"] == 'Answer: "paris".'
+    assert answer["evidence"] == "The Eiffel Tower is in Paris."
+    assert answer["logprob"] == pytest.approx(-2.0)
+
+
+def test_full_sentence_reply_is_grounded_on_its_core(qa, qa_nlp, monkeypatch):
+    monkeypatch.setattr(qa.llm, "complete", fake_complete(["It opened in 1889."]))
+    doc = qa_nlp(make_doc(qa_nlp, TEXT, ["When did the tower open?"]))
+    answer = doc._.answers[0]
+    assert answer["start_char"] is not None
+    assert doc.text[answer["start_char"]:answer["end_char"]] == answer["text"]
+    assert "1889" in answer["text"]
+    assert answer["evidence"] == "It opened in 1889."
+
+
+def test_reply_not_in_the_doc_is_not_grounded(qa, qa_nlp, monkeypatch):
+    monkeypatch.setattr(qa.llm, "complete", fake_complete(["zebra quantum"]))
+    doc = qa_nlp(make_doc(qa_nlp, TEXT, ["Where is the Eiffel Tower?"]))
+    answer = doc._.answers[0]
+    assert answer["start_char"] is None and answer["end_char"] is None
+    assert answer["text"] == "zebra quantum" == answer["generated"]
+    assert answer["evidence"] is not None  # the best evidence unit is still reported
+
+
+def test_ungrounded_answer_text_is_the_cleaned_reply(qa, qa_nlp, monkeypatch):
+    monkeypatch.setattr(qa.llm, "complete", fake_complete(['Answer: "zebra quantum"\nmore']))
+    answer = qa_nlp(make_doc(qa_nlp, TEXT, ["Where is the Eiffel Tower?"]))._.answers[0]
+    assert answer["start_char"] is None
+    assert answer["text"] == "zebra quantum"
+    assert answer["generated"] == 'Answer: "zebra quantum"\nmore'
+
+
+def test_empty_reply(qa, qa_nlp, monkeypatch):
+    monkeypatch.setattr(qa.llm, "complete", lambda prompts: [Completion("", [], []) for _ in prompts])
+    doc = qa_nlp(make_doc(qa_nlp, TEXT, ["Where is the Eiffel Tower?"]))
+    answer = doc._.answers[0]
+    assert answer["start_char"] is None and answer["text"] == "" and answer["logprob"] is None
+
+
+@pytest.mark.parametrize("text,questions", [("", ["Where?"]), ("   \n ", ["Where?"]), (TEXT, None), (TEXT, []),
+                                            (TEXT, ["", "  "])])
+def test_no_text_or_no_questions_gives_no_answers(qa_nlp, text, questions):
+    doc = qa_nlp(make_doc(qa_nlp, text, questions))
+    assert doc._.answers == []
+
+
+def test_answers_are_reset_on_each_run(qa, qa_nlp, monkeypatch):
+    monkeypatch.setattr(qa.llm, "complete", fake_complete(["Paris"]))
+    doc = make_doc(qa_nlp, TEXT, ["Where?"])
+    qa_nlp(doc)
+    qa(doc)
+    assert len(doc._.answers) == 1
+
+
+def test_real_generation_on_a_batch(qa_nlp):
+    """No fake: the tiny model generates; every answer is well-formed."""
+    docs = [make_doc(qa_nlp, TEXT, ["Where is the Eiffel Tower?", "When did it open?"]),
+            make_doc(qa_nlp, "Super Bowl 50 was played at Levi's Stadium.", ["Where was it played?"])]
+    docs = list(qa_nlp.pipe(docs))
+    assert [len(d._.answers) for d in docs] == [2, 1]
+    for doc in docs:
+        for answer in doc._.answers:
+            assert set(answer) == ANSWER_KEYS
+            if answer["start_char"] is not None:
+                assert doc.text[answer["start_char"]:answer["end_char"]] == answer["text"]
+
+
+def _answers(nlp, text=TEXT, questions=("Where is the Eiffel Tower?",)):
+    return nlp(make_doc(nlp, text, list(questions)))._.answers
+
+
+def test_to_disk_and_load_keeps_model_path(qa_nlp, tiny_llama_dir, tmp_path):
+    before = _answers(qa_nlp)
+    qa_nlp.to_disk(tmp_path / "pipeline")
+    assert not (tmp_path / "pipeline" / "llama_qa" / "model").exists()
+    assert json.loads((tmp_path / "pipeline" / "llama_qa" / "llama_qa.json").read_text()) == {"model_copied": False}
+    loaded = spacy.load(tmp_path / "pipeline")
+    assert loaded.pipe_names == qa_nlp.pipe_names
+    qa = loaded.get_pipe("llama_qa")
+    assert qa.llm.path == tiny_llama_dir
+    assert _answers(loaded) == before  # greedy decoding: same model, same answers
+
+
+def test_to_disk_with_copy_model_works_without_the_original(qa_overrides, tiny_llama_copy, tmp_path):
+    overrides = {**qa_overrides, "components.llama_qa.model.path": str(tiny_llama_copy),
+                 "components.llama_qa.copy_model": True}
+    nlp = build_pipeline(load_config(REPO / "pipelines" / "qa.cfg", overrides))
+    before = _answers(nlp)
+    target = tmp_path / "saved"
+    nlp.to_disk(target)
+    assert (target / "llama_qa" / "model" / "config.json").is_file()
+    shutil.rmtree(tiny_llama_copy)
+    loaded = spacy.load(target)
+    qa = loaded.get_pipe("llama_qa")
+    assert qa.llm.path == target / "llama_qa" / "model"
+    assert _answers(loaded) == before

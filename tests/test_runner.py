@@ -1,0 +1,137 @@
+"""The batch loop: one record per document, in input order, failures reported in place."""
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from nlpipe.config import JobSettings, build_pipeline, load_config
+from nlpipe.errors import InputError
+from nlpipe.runner import RunSummary, run
+
+REPO = Path(__file__).resolve().parents[1]
+ANSWER_KEYS = {"question", "text", "start_char", "end_char", "evidence", "logprob", "generated"}
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture()
+def docs_folder(tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a_tower.txt").write_text("The Eiffel Tower is in Paris. It opened in 1889.", encoding="utf-8")
+    (folder / "b_binary.txt").write_bytes(b"\x00\x01\x02 not text")
+    (folder / "c_bowl.md").write_text("Super Bowl 50 was played at Levi's Stadium in Santa Clara.", encoding="utf-8")
+    (folder / "d_empty.txt").write_text("", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture()
+def questions_file(tmp_path):
+    path = tmp_path / "questions.txt"
+    path.write_text("# every document\nWhere is it?\n\nWhen was it?\n", encoding="utf-8")
+    return path
+
+
+def test_run_over_a_folder_with_questions(qa_nlp, docs_folder, questions_file, tmp_path):
+    output = tmp_path / "out" / "answers.jsonl"
+    seen = []
+    settings = JobSettings(input=str(docs_folder), output=str(output), questions=str(questions_file), batch_size=2)
+    summary = run(qa_nlp, settings, on_record=lambda record, s: seen.append((record["id"], s.documents)))
+    records = read_jsonl(output)
+    assert [r["id"] for r in records] == ["a_tower.txt", "b_binary.txt", "c_bowl.md", "d_empty.txt"]
+    assert seen == [("a_tower.txt", 1), ("b_binary.txt", 2), ("c_bowl.md", 3), ("d_empty.txt", 4)]
+    tower, binary, bowl, empty = records
+    assert binary == {"id": "b_binary.txt", "error": {"type": "binary_file", "message": binary["error"]["message"]}}
+    for record in (tower, bowl):
+        assert [a["question"] for a in record["answers"]] == ["Where is it?", "When was it?"]
+        assert all(set(a) == ANSWER_KEYS for a in record["answers"])
+        assert "entities" in record and "tokens" not in record
+    assert empty["answers"] == [] and empty["entities"] == []
+    assert isinstance(summary, RunSummary)
+    assert (summary.documents, summary.failed, summary.questions) == (4, 1, 4)
+    assert 0 <= summary.grounded <= 4
+    assert summary.seconds > 0 and summary.docs_per_second > 0
+
+
+def test_failed_documents_keep_their_place_in_jsonl_input(qa_nlp, tmp_path):
+    source = tmp_path / "docs.jsonl"
+    source.write_text('{"id": "one", "text": "Paris is in France.", "questions": ["Where is Paris?"]}\n'
+                      "{broken\n"
+                      '{"id": "three", "text": "Rome is in Italy."}\n', encoding="utf-8")
+    summary = run(qa_nlp, JobSettings(input=str(source), output=str(tmp_path / "o.jsonl")))
+    records = read_jsonl(tmp_path / "o.jsonl")
+    assert [r["id"] for r in records] == ["one", "docs.jsonl:2", "three"]
+    assert records[1]["error"]["type"] == "invalid_json"
+    assert [a["question"] for a in records[0]["answers"]] == ["Where is Paris?"]
+    assert records[2]["answers"] == []  # no questions for it
+    assert (summary.documents, summary.failed, summary.questions) == (3, 1, 1)
+
+
+def test_too_long_document_is_an_error_record(qa_nlp, tmp_path, monkeypatch):
+    source = tmp_path / "docs"
+    source.mkdir()
+    (source / "long.txt").write_text("word " * 50, encoding="utf-8")
+    (source / "short.txt").write_text("Short.", encoding="utf-8")
+    monkeypatch.setattr(qa_nlp, "max_length", 100)
+    summary = run(qa_nlp, JobSettings(input=str(source), output=str(tmp_path / "o.jsonl")))
+    records = read_jsonl(tmp_path / "o.jsonl")
+    assert records[0]["id"] == "long.txt" and records[0]["error"]["type"] == "too_long"
+    assert "error" not in records[1]
+    assert summary.failed == 1
+
+
+def test_annotate_pipeline_writes_tokens(tmp_path, docs_folder):
+    nlp = build_pipeline(load_config(REPO / "pipelines" / "annotate.cfg"))
+    settings = JobSettings(input=str(docs_folder / "a_tower.txt"), output=str(tmp_path / "ann.jsonl"),
+                           annotations=True)
+    summary = run(nlp, settings)
+    [record] = read_jsonl(tmp_path / "ann.jsonl")
+    assert record["id"] == "a_tower.txt" and "answers" not in record
+    tokens = record["tokens"]
+    assert [t["text"] for t in tokens[:4]] == ["The", "Eiffel", "Tower", "is"]
+    assert all(t["pos"] and t["lemma"] and t["dep"] for t in tokens)
+    opened = next(t for t in tokens if t["text"] == "opened")
+    assert (opened["pos"], opened["lemma"], opened["dep"]) == ("VERB", "open", "ROOT")
+    assert len(record["sentences"]) == 2
+    assert {"text": "Paris", "label": "GPE"} in [{k: e[k] for k in ("text", "label")} for e in record["entities"]]
+    assert (summary.documents, summary.failed, summary.questions) == (1, 0, 0)
+
+
+def test_stdin_to_stdout(qa_nlp, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdin", io.StringIO('Paris is in France.\n{"id": "j", "text": "Rome."}\n'))
+    summary = run(qa_nlp, JobSettings(input="-", output="-"))
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line)["id"] for line in lines] == ["stdin:1", "j"]
+    assert summary.documents == 2
+
+
+def test_missing_input_is_E006(qa_nlp, tmp_path):
+    with pytest.raises(InputError, match="E006"):
+        run(qa_nlp, JobSettings(input=None, output=str(tmp_path / "o.jsonl")))
+
+
+def test_missing_output_is_E007(qa_nlp, tmp_path):
+    with pytest.raises(InputError, match="E007"):
+        run(qa_nlp, JobSettings(input=str(tmp_path), output=None))
+
+
+def test_input_that_does_not_exist_is_E008(qa_nlp, tmp_path):
+    with pytest.raises(InputError, match="E008"):
+        run(qa_nlp, JobSettings(input=str(tmp_path / "nope"), output=str(tmp_path / "o.jsonl")))
+
+
+def test_missing_questions_file_is_E009(qa_nlp, tmp_path):
+    with pytest.raises(InputError, match="E009"):
+        run(qa_nlp, JobSettings(input=str(tmp_path), output=str(tmp_path / "o.jsonl"),
+                                questions=str(tmp_path / "q.txt")))
+
+
+def test_summary_rates():
+    assert RunSummary().docs_per_second == 0.0 and RunSummary().questions_per_second == 0.0
+    summary = RunSummary(documents=10, questions=20, seconds=4.0)
+    assert summary.docs_per_second == 2.5 and summary.questions_per_second == 5.0
