@@ -1,0 +1,79 @@
+"""SQuAD scoring with the official v1.1 normalisation, and `nlpipe eval squad`."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from nlpipe.cli import main
+from nlpipe.evaluation import evaluate_squad, exact_match, f1_score, normalize_answer, read_squad
+from nlpipe.llm.engine import Completion, Llama
+
+from .conftest import SHARED_DATA
+
+SQUAD_DEV = SHARED_DATA / "squad-dev-v1.1-part.json"
+TINY_SQUAD = {"version": "1.1", "data": [{"title": "t", "paragraphs": [
+    {"context": "The Eiffel Tower is in Paris. It opened in 1889.",
+     "qas": [{"id": "q1", "question": "Where is the tower?", "answers": [{"text": "Paris", "answer_start": 23}]},
+             {"id": "q2", "question": "When did it open?", "answers": [{"text": "in 1889", "answer_start": 40},
+                                                                       {"text": "1889", "answer_start": 43}]}]},
+    {"context": "Super Bowl 50 was played at Levi's Stadium.",
+     "qas": [{"id": "q3", "question": "Where was it played?",
+              "answers": [{"text": "Levi's Stadium", "answer_start": 28}]}]}]}]}
+
+
+@pytest.fixture()
+def squad_file(tmp_path):
+    path = tmp_path / "squad.json"
+    path.write_text(json.dumps(TINY_SQUAD), encoding="utf-8")
+    return path
+
+
+def test_normalisation_follows_the_official_script():
+    assert normalize_answer("The  Denver Broncos!") == "denver broncos"
+    assert normalize_answer("an apple, a pear") == "apple pear"
+    assert exact_match("the Denver Broncos.", "Denver Broncos") == 1.0
+    assert f1_score("Denver Broncos won", "Denver Broncos") == pytest.approx(0.8)
+    assert f1_score("Carolina", "Denver Broncos") == 0.0
+
+
+def test_read_squad_honours_the_limit(squad_file):
+    paragraphs = list(read_squad(squad_file, limit=2))
+    assert [[qid for qid, _, _ in p.questions] for p in paragraphs] == [["q1", "q2"]]
+    assert sum(len(p.questions) for p in read_squad(squad_file)) == 3
+
+
+def test_evaluate_scores_against_every_reference(qa_nlp, squad_file, monkeypatch):
+    replies = {"Where is the tower?": "Paris", "When did it open?": "1889", "Where was it played?": "Denver"}
+
+    def complete(self, prompts):
+        texts = [self.tokenizer.decode(p) for p in prompts]
+        return [Completion(next(r for q, r in replies.items() if q in t), [1], [-0.1]) for t in texts]
+    monkeypatch.setattr(Llama, "complete", complete)
+    result = evaluate_squad(qa_nlp, squad_file)
+    assert result.questions == 3
+    assert result.exact_match == pytest.approx(200 / 3)
+    assert [p["exact_match"] for p in result.predictions] == [1.0, 1.0, 0.0]
+    assert result.spans == 2  # "Denver" is not in its paragraph
+
+
+def test_eval_squad_command(qa_overrides, squad_file, tmp_path):
+    args = [a for key, value in qa_overrides.items() for a in (f"--{key}", str(value))]
+    output = tmp_path / "predictions.jsonl"
+    result = CliRunner().invoke(main, ["eval", "squad", str(squad_file), "--output", str(output), *args])
+    assert result.exit_code == 0, result.output
+    assert "exact match" in result.stderr
+    assert [json.loads(line)["id"] for line in output.read_text().splitlines()] == ["q1", "q2", "q3"]
+
+
+@pytest.mark.skipif(not SQUAD_DEV.is_file(), reason="../shared/data is not beside this checkout")
+def test_eval_reads_the_shared_squad_part(qa_overrides):
+    paragraphs = list(read_squad(SQUAD_DEV, limit=12))
+    assert sum(len(p.questions) for p in paragraphs) == 12
+    assert all(refs for p in paragraphs for _, _, refs in p.questions)
+
+
+def test_missing_squad_file_is_one_line(tmp_path):
+    result = CliRunner().invoke(main, ["eval", "squad", str(tmp_path / "nope.json")])
+    assert result.exit_code == 2
+    assert "E022" in result.stderr and "Traceback" not in result.stderr
