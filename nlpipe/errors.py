@@ -47,7 +47,8 @@ class Errors:
     E013 = ("E013: model path '{path}' does not exist. Fetch the default model with "
             "`nlpipe models pull smollm2-135m`, or set [components.llama_qa.model] path.")
     E014 = ("E014: '{path}' is not a model nlpipe can load: expected a Hugging Face folder "
-            "(config.json + *.safetensors or *.bin + tokenizer files) or a .gguf file.")
+            "(config.json + *.safetensors or *.bin + tokenizer files), a .gguf file, or a Meta "
+            "Llama checkpoint folder (params.json + consolidated.*.pth + tokenizer.model).")
     E015 = "E015: could not load the model at '{path}': {reason}"
     E016 = "E016: unknown model '{name}'. Known models: {known}."
     E017 = "E017: fetching '{name}' failed: {reason}"
@@ -60,3 +61,9 @@ class Errors:
     E021 = "E021: ran out of {device} memory while generating for {n} prompts: {reason}. Lower batch_size."
     E022 = "E022: cannot read SQuAD file '{path}': {reason}"
     E023 = "E023: cannot write output '{path}': {reason}. Pass --output with a writable file path."
+    E030 = ("E030: cannot read the Meta checkpoint shard '{path}': {reason}. The file may be "
+            "truncated or corrupt; download it again and check it against checklist.chk.")
+    E031 = ("E031: refused to load '{path}': it holds more than tensors, and unpickling it could "
+            "run code ({reason}). Use checkpoint files only from a source you trust.")
+    E032 = "E032: cannot use '{path}' as Meta Llama params.json: {reason}."
+    E033 = "E033: cannot convert the Meta Llama checkpoint at '{path}': {reason}."

@@ -1,27 +1,81 @@
 """Turn checkpoints in other formats into a Hugging Face folder (config, safetensors, tokenizer).
 
-Dequantizing a GGUF file takes tens of seconds; the folder written here loads in well under
-one, so every GGUF is converted once and the folder reused.
+Dequantizing a GGUF file takes tens of seconds, and merging Meta's model-parallel shards reads
+every weight; the folder written here loads in well under a second, so every such checkpoint is
+converted once and the folder reused.
 """
 
+import contextlib
 import hashlib
+import json
+import math
 import os
+import pickle
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 
 import torch
 
 from ..errors import Errors, ModelError
 
+META_PARAMS = "params.json"
+META_SHARDS = "consolidated.*.pth"
+META_TOKENIZER = "tokenizer.model"
 
-def gguf_cache_dir(gguf_file: Path) -> Path:
-    """Where the converted copy of `gguf_file` lives; a changed file gets a new folder."""
-    stat = gguf_file.stat()
-    key = f"{gguf_file.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+def cache_dir(source: Path, kind: str, files: list[Path] | None = None) -> Path:
+    """Where the converted copy of `source` (a file, or a folder's `files`) lives.
+
+    The key is the path plus every file's size and mtime, so a changed file gets a new folder.
+    """
+    def stamp(path: Path) -> str:
+        stat = path.stat()
+        return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+    if source.is_file():
+        stamps = [stamp(source)]
+    else:
+        files = sorted(files if files is not None else (p for p in source.iterdir() if p.is_file()))
+        stamps = [f"{p.name}:{stamp(p)}" for p in files]
+    key = ":".join([str(source.resolve()), *stamps])
     digest = hashlib.sha1(key.encode()).hexdigest()[:12]
     root = Path(os.environ.get("NLPIPE_CACHE", Path.home() / ".cache" / "nlpipe"))
-    return root / "gguf" / f"{gguf_file.stem}-{digest}"
+    name = source.stem if source.is_file() else source.name
+    return root / kind / f"{name}-{digest}"
+
+
+def gguf_cache_dir(gguf_file: Path) -> Path:
+    return cache_dir(gguf_file, "gguf")
+
+
+def meta_files(folder: Path) -> list[Path]:
+    """The files of a Meta checkpoint folder that its conversion reads."""
+    return [folder / META_PARAMS, folder / META_TOKENIZER, *sorted(folder.glob(META_SHARDS))]
+
+
+def meta_cache_dir(folder: Path) -> Path:
+    return cache_dir(folder, "meta", meta_files(folder))
+
+
+@contextlib.contextmanager
+def staging_dir(out_dir: Path):
+    """A fresh folder next to `out_dir` that becomes `out_dir` only if the block succeeds.
+
+    An interrupted conversion thus never leaves a half-written folder that a later run would
+    take for a good one.
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        yield tmp_dir
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp_dir.rename(out_dir)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
 def convert_gguf(gguf_file: Path, out_dir: Path) -> Path:
@@ -36,12 +90,7 @@ def convert_gguf(gguf_file: Path, out_dir: Path) -> Path:
             gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32)
     except Exception as err:  # transformers raises many types for a bad file
         raise ModelError(Errors.E015.format(path=gguf_file, reason=err)) from err
-    # Write next to the destination, then rename: an interrupted conversion never leaves
-    # a half-written folder that a later run would take for a good one.
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
+    with staging_dir(out_dir) as tmp_dir:
         config = model.config
         if hasattr(config, "quantization_config"):
             del config.quantization_config  # the weights we write are plain float32
@@ -49,9 +98,265 @@ def convert_gguf(gguf_file: Path, out_dir: Path) -> Path:
         model.generation_config.save_pretrained(tmp_dir)
         save_model(model, str(tmp_dir / "model.safetensors"))
         tokenizer.save_pretrained(tmp_dir)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp_dir.rename(out_dir)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-    return out_dir
+    return Path(out_dir)
+
+
+# --- Meta's own Llama / Llama 2 release: consolidated.NN.pth + params.json + tokenizer.model
+
+# Meta's fairscale layers split each weight across model-parallel ranks along one dimension:
+# column-parallel layers by output rows, row-parallel layers by input columns, and the
+# ParallelEmbedding by feature columns. Norms are not listed: every rank holds a full copy.
+SHARD_DIM = {"wq": 0, "wk": 0, "wv": 0, "w1": 0, "w3": 0, "output": 0,
+             "wo": 1, "w2": 1, "tok_embeddings": 1}
+
+TOP_LEVEL_NAMES = {"tok_embeddings.weight": "model.embed_tokens.weight",
+                   "norm.weight": "model.norm.weight",
+                   "output.weight": "lm_head.weight"}
+LAYER_NAMES = {"attention.wq": "self_attn.q_proj", "attention.wk": "self_attn.k_proj",
+               "attention.wv": "self_attn.v_proj", "attention.wo": "self_attn.o_proj",
+               "feed_forward.w1": "mlp.gate_proj", "feed_forward.w2": "mlp.down_proj",
+               "feed_forward.w3": "mlp.up_proj",
+               "attention_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm"}
+UNUSED_NAMES = {"rope.freqs"}  # HF recomputes the rotary frequencies from rope_theta
+
+# The prompt format of Meta's Llama 2 chat models (their generation.py): a system message is
+# folded into the first user turn; every exchange is wrapped in <s>[INST] ... [/INST] ... </s>.
+LLAMA2_CHAT_TEMPLATE = (
+    "{%- if messages and messages[0]['role'] == 'system' -%}"
+    "{%- set system = '<<SYS>>\\n' + messages[0]['content'] + '\\n<</SYS>>\\n\\n' -%}"
+    "{%- set messages = messages[1:] -%}"
+    "{%- else -%}{%- set system = '' -%}{%- endif -%}"
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'user' -%}"
+    "{%- set content = (system + message['content']) if loop.first else message['content'] -%}"
+    "{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}"
+    "{%- else -%}"
+    "{{ ' ' + message['content'].strip() + ' ' + eos_token }}"
+    "{%- endif -%}"
+    "{%- endfor -%}")
+
+
+def read_params(folder: Path) -> dict:
+    """params.json with Meta's ModelArgs defaults filled in."""
+    path = folder / META_PARAMS
+    try:
+        given = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelError(Errors.E032.format(path=path, reason=err)) from None
+    if not isinstance(given, dict):
+        raise ModelError(Errors.E032.format(path=path, reason="expected a JSON object"))
+    missing = [key for key in ("dim", "n_layers", "n_heads") if key not in given]
+    if missing:
+        raise ModelError(Errors.E032.format(path=path, reason=f"missing {', '.join(missing)}"))
+    params = {"n_kv_heads": None, "vocab_size": -1, "multiple_of": 256, "ffn_dim_multiplier": None,
+              "norm_eps": 1e-5, "rope_theta": 10000.0, "max_seq_len": None, **given}
+    if params["n_kv_heads"] is None:
+        params["n_kv_heads"] = params["n_heads"]
+    counts = ("dim", "n_layers", "n_heads", "n_kv_heads", "multiple_of")
+    bad = [key for key in counts if not isinstance(params[key], int) or params[key] <= 0]
+    if bad:
+        raise ModelError(Errors.E032.format(path=path, reason=f"{', '.join(bad)} must be positive integers"))
+    if params["dim"] % params["n_heads"] or params["n_heads"] % params["n_kv_heads"]:
+        reason = "n_heads must divide dim, and n_kv_heads must divide n_heads"
+        raise ModelError(Errors.E032.format(path=path, reason=reason))
+    return params
+
+
+def ffn_hidden_size(params: dict) -> int:
+    """The SwiGLU width as Meta's FeedForward computes it: 2/3 of 4*dim, scaled, rounded up."""
+    hidden = int(2 * 4 * params["dim"] / 3)
+    if params["ffn_dim_multiplier"] is not None:
+        hidden = int(params["ffn_dim_multiplier"] * hidden)
+    return params["multiple_of"] * math.ceil(hidden / params["multiple_of"])
+
+
+def context_length(params: dict) -> int:
+    # params.json does not record it. Llama 1, the only release with norm_eps 1e-6, was
+    # trained on 2048 tokens; Llama 2 on 4096.
+    if params["max_seq_len"]:
+        return int(params["max_seq_len"])
+    return 2048 if params["norm_eps"] == 1e-6 else 4096
+
+
+def read_sentencepiece(folder: Path):
+    import sentencepiece
+
+    path = folder / META_TOKENIZER
+    try:
+        return sentencepiece.SentencePieceProcessor(model_file=str(path))
+    except (OSError, RuntimeError) as err:
+        reason = (f"{path.name} is not a SentencePiece model ({err}); only Llama and Llama 2 "
+                  "checkpoints are supported")
+        raise ModelError(Errors.E033.format(path=folder, reason=reason)) from None
+
+
+def load_shard(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors in one consolidated.NN.pth, refusing anything but plain tensors."""
+    # torch.save writes a zip archive; a file that is not one is truncated or not a checkpoint.
+    if not zipfile.is_zipfile(path):
+        raise ModelError(Errors.E030.format(
+            path=path, reason="not a PyTorch zip archive"))
+    try:
+        # weights_only: the unpickler builds only tensors and plain containers and never
+        # imports or calls anything the file names. mmap: weights are read when used.
+        shard = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as err:
+        lines = [line.strip() for line in str(err).splitlines()]
+        reason = next((line.rstrip(".") for line in lines if "GLOBAL" in line), "it names code to call")
+        raise ModelError(Errors.E031.format(path=path, reason=reason)) from None
+    except (RuntimeError, OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
+        reason = (str(err).splitlines() or [type(err).__name__])[0]
+        raise ModelError(Errors.E030.format(path=path, reason=reason)) from None
+    if not (isinstance(shard, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                            for k, v in shard.items())):
+        raise ModelError(Errors.E030.format(path=path, reason="it does not hold a dict of named tensors"))
+    return shard
+
+
+def load_shards(folder: Path) -> list[dict[str, torch.Tensor]]:
+    paths = sorted(folder.glob(META_SHARDS))
+    if not paths:
+        raise ModelError(Errors.E033.format(path=folder, reason=f"no {META_SHARDS} files"))
+    expected = [f"consolidated.{rank:02d}.pth" for rank in range(len(paths))]
+    if [p.name for p in paths] != expected:
+        reason = f"expected shards {', '.join(expected)}; found {', '.join(p.name for p in paths)}"
+        raise ModelError(Errors.E033.format(path=folder, reason=reason))
+    shards = [load_shard(p) for p in paths]
+    for path, shard in zip(paths[1:], shards[1:]):
+        if shard.keys() != shards[0].keys():
+            reason = f"{path.name} holds other tensors than {paths[0].name}"
+            raise ModelError(Errors.E033.format(path=folder, reason=reason))
+    return shards
+
+
+def merge_shards(shards: list[dict[str, torch.Tensor]], folder: Path) -> dict[str, torch.Tensor]:
+    """One full tensor per name from Meta's model-parallel shards (one shard: no copy)."""
+    if len(shards) == 1:
+        return dict(shards[0])
+    merged = {}
+    for name, first in shards[0].items():
+        dim = SHARD_DIM.get(name.split(".")[-2] if "." in name else name)
+        try:
+            merged[name] = first if dim is None else torch.cat([s[name] for s in shards], dim=dim)
+        except RuntimeError:
+            shapes = ", ".join(str(tuple(s[name].shape)) for s in shards)
+            raise ModelError(Errors.E033.format(
+                path=folder, reason=f"the shards' pieces of '{name}' do not fit together: {shapes}")) from None
+    return merged
+
+
+def hf_name(meta_name: str) -> str | None:
+    """The Hugging Face Llama name of a Meta weight; None for a name it does not know."""
+    if meta_name in TOP_LEVEL_NAMES:
+        return TOP_LEVEL_NAMES[meta_name]
+    parts = meta_name.split(".")
+    if len(parts) < 4 or parts[0] != "layers" or parts[-1] != "weight":
+        return None
+    module = LAYER_NAMES.get(".".join(parts[2:-1]))
+    return f"model.layers.{parts[1]}.{module}.weight" if module else None
+
+
+def unweave_rotary(weight: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """Reorder the rows of a q or k projection from Meta's rotary layout to HF's.
+
+    Meta rotates interleaved pairs (rows 2i, 2i+1 of each head); HF's rotate_half pairs row i
+    with row i + head_dim/2. Moving every head's even rows before its odd ones maps one to the other.
+    """
+    rows, cols = weight.shape
+    return weight.view(n_heads, rows // n_heads // 2, 2, cols).transpose(1, 2).reshape(rows, cols)
+
+
+def meta_config(params: dict, vocab_size: int, sp, dtype: torch.dtype):
+    from transformers import LlamaConfig
+
+    config = LlamaConfig(
+        vocab_size=vocab_size, hidden_size=params["dim"], intermediate_size=ffn_hidden_size(params),
+        num_hidden_layers=params["n_layers"], num_attention_heads=params["n_heads"],
+        num_key_value_heads=params["n_kv_heads"], rms_norm_eps=params["norm_eps"],
+        rope_parameters={"rope_type": "default", "rope_theta": float(params["rope_theta"])},
+        max_position_embeddings=context_length(params), tie_word_embeddings=False,
+        bos_token_id=sp.bos_id() if sp.bos_id() >= 0 else None,
+        eos_token_id=sp.eos_id() if sp.eos_id() >= 0 else None,
+        pad_token_id=None, dtype=dtype)
+    config.architectures = ["LlamaForCausalLM"]
+    return config
+
+
+def expected_shapes(config) -> dict[str, torch.Size]:
+    """Name and shape of every weight a Hugging Face Llama built from `config` has."""
+    from transformers import LlamaForCausalLM
+
+    with torch.device("meta"):  # shapes only: no memory, no initialization cost
+        model = LlamaForCausalLM(config)
+    return {name: tensor.shape for name, tensor in model.state_dict().items()}
+
+
+def meta_to_hf(folder: Path):
+    """(LlamaConfig, state dict) of the Meta-format Llama checkpoint in `folder`, in HF's layout."""
+    folder = Path(folder)
+    params = read_params(folder)
+    sp = read_sentencepiece(folder)
+    vocab_size = params["vocab_size"] if params["vocab_size"] > 0 else sp.vocab_size()
+    meta_weights = merge_shards(load_shards(folder), folder)
+    embedding = meta_weights.get("tok_embeddings.weight")
+    dtype = embedding.dtype if embedding is not None else torch.float32
+    config = meta_config(params, vocab_size, sp, dtype)
+    shapes = expected_shapes(config)
+
+    def fail(reason):
+        return ModelError(Errors.E033.format(path=folder, reason=reason))
+
+    hf_weights = {}
+    for name, weight in meta_weights.items():
+        if name in UNUSED_NAMES:
+            continue
+        target = hf_name(name)
+        if target not in shapes:
+            raise fail(f"unexpected tensor '{name}'")
+        if weight.shape != shapes[target]:
+            raise fail(f"'{name}' has shape {tuple(weight.shape)} but {META_PARAMS} implies "
+                       f"{tuple(shapes[target])}")
+        if name.endswith("attention.wq.weight"):
+            weight = unweave_rotary(weight, params["n_heads"])
+        elif name.endswith("attention.wk.weight"):
+            weight = unweave_rotary(weight, params["n_kv_heads"])
+        hf_weights[target] = weight.contiguous()  # safetensors stores contiguous tensors only
+    missing = sorted(shapes.keys() - hf_weights.keys())
+    if missing:
+        raise fail(f"no weights for {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
+    return config, hf_weights
+
+
+def meta_tokenizer(folder: Path, chat: bool):
+    """The Llama tokenizer of tokenizer.model; pad stays unset as in Meta's release."""
+    from transformers import LlamaTokenizer
+
+    try:
+        # Meta's generation code starts every prompt with BOS; HF's Llama tokenizer must be asked to.
+        # legacy: Meta encodes the text between special tokens piece by piece, each with
+        # SentencePiece's leading "▁"; legacy=False would drop it after <s> and </s>.
+        tokenizer = LlamaTokenizer.from_pretrained(folder, add_bos_token=True, legacy=True,
+                                                   local_files_only=True)
+    except Exception as err:  # transformers raises many types for a bad file
+        raise ModelError(Errors.E015.format(path=folder / META_TOKENIZER, reason=err)) from err
+    tokenizer.init_kwargs["legacy"] = True  # else not saved, and the reloaded tokenizer drops the "▁"
+    if chat:
+        tokenizer.chat_template = LLAMA2_CHAT_TEMPLATE
+    return tokenizer
+
+
+def convert_meta(folder: Path, out_dir: Path) -> Path:
+    """Write the Meta-format checkpoint in `folder` as a Hugging Face folder at `out_dir`."""
+    from safetensors.torch import save_file
+    from transformers import GenerationConfig
+
+    folder = Path(folder)
+    config, state_dict = meta_to_hf(folder)
+    # Base and chat releases share params.json; only Meta's folder names (llama-2-7b-chat) tell.
+    tokenizer = meta_tokenizer(folder, chat="chat" in folder.resolve().name.lower())
+    with staging_dir(out_dir) as tmp_dir:
+        config.save_pretrained(tmp_dir)
+        GenerationConfig.from_model_config(config).save_pretrained(tmp_dir)
+        save_file(state_dict, str(tmp_dir / "model.safetensors"), metadata={"format": "pt"})
+        tokenizer.save_pretrained(tmp_dir)
+    return Path(out_dir)

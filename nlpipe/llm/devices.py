@@ -1,5 +1,7 @@
 """Choose the torch device and dtype a model runs on, failing with a message that says what to do."""
 
+import os
+
 import torch
 
 from ..errors import DeviceError, Errors
@@ -54,3 +56,25 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     if name not in DTYPES:
         raise DeviceError(Errors.E012.format(dtype=name))
     return DTYPES[name]
+
+
+def init_distributed() -> tuple[int, int]:
+    """(rank, world size). torch.distributed is started only under a launcher (WORLD_SIZE > 1),
+    with NCCL where CUDA and NCCL exist and gloo otherwise, so a single process never asks for
+    a backend its torch build lacks ("Distributed package doesn't have NCCL built in")."""
+    import torch.distributed as dist
+
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1 or not dist.is_available():
+        return 0, 1
+    if not dist.is_initialized():
+        use_nccl = torch.cuda.is_available() and dist.is_nccl_available()
+        dist.init_process_group(backend="nccl" if use_nccl else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def local_device(name: str) -> torch.device:
+    """resolve_device, except that `auto` under a multi-process launcher takes this process's GPU."""
+    if name.strip().lower() == "auto" and torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
+        return resolve_device(f"cuda:{int(os.environ['LOCAL_RANK']) % torch.cuda.device_count()}")
+    return resolve_device(name)

@@ -11,9 +11,10 @@ import torch
 
 from ..errors import Errors, ModelError
 from . import catalog
-from .devices import resolve_device, resolve_dtype
+from .devices import init_distributed, local_device, resolve_dtype
 from .generation import generate
 from .loading import LoadedModel, load_model
+from .scoring import ContinuationScore, score_continuations
 
 
 @dataclass
@@ -41,11 +42,12 @@ class Llama:
 
     def load(self, on_step=lambda *args: None) -> LoadedModel:
         if self._loaded is None:
-            device = resolve_device(self.device_name)
+            init_distributed()
+            device = local_device(self.device_name)
             dtype = resolve_dtype(self.dtype_name, device)
             if not self.path.exists() and self.path.name in catalog.LLM_MODELS:
                 catalog.pull(self.path.name, self.path, on_step)  # default models arrive on first use
-            self._loaded = load_model(self.path, device, dtype)
+            self._loaded = load_model(self.path, device, dtype, allow_split=self.device_name == "auto")
         return self._loaded
 
     def use_path(self, path) -> None:
@@ -118,6 +120,13 @@ class Llama:
                 raise ModelError(Errors.E021.format(device=self.device, n=1, reason=err)) from None
             half = len(prompts) // 2
             return self._complete_halving(prompts[:half]) + self._complete_halving(prompts[half:])
+
+    def score(self, prompt: list[int], continuations: list[list[int]]) -> list[ContinuationScore]:
+        """Total and mean log-probability of each continuation after `prompt` (prompt computed once)."""
+        if len(prompt) + max(len(c) for c in continuations) > self.context_length:
+            raise ModelError(Errors.E018.format(n_tokens=len(prompt), context=self.context_length,
+                                                max_new=max(len(c) for c in continuations)))
+        return score_continuations(self.model, prompt, continuations, self.pad_id)
 
     @property
     def device(self) -> torch.device:

@@ -1,4 +1,4 @@
-"""Load a causal LM and its tokenizer from a Hugging Face folder or a GGUF file onto a device."""
+"""Load a causal LM and its tokenizer from a Hugging Face folder, a GGUF file or a Meta Llama folder."""
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -6,7 +6,8 @@ from pathlib import Path
 import torch
 
 from ..errors import Errors, ModelError
-from .convert import convert_gguf, gguf_cache_dir
+from .convert import (META_PARAMS, META_SHARDS, META_TOKENIZER, convert_gguf, convert_meta, gguf_cache_dir,
+                      meta_cache_dir, meta_config, read_params, read_sentencepiece)
 
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
@@ -20,7 +21,7 @@ class LoadedModel:
 
 
 def checkpoint_format(path: Path) -> str:
-    """'hf' or 'gguf', judged from the files; raises ModelError for anything else."""
+    """'hf', 'gguf' or 'meta', judged from the files; raises ModelError for anything else."""
     if not path.exists():
         raise ModelError(Errors.E013.format(path=path))
     if path.is_file() and path.suffix == ".gguf":
@@ -31,28 +32,92 @@ def checkpoint_format(path: Path) -> str:
         has_tokenizer = any((path / f).is_file() for f in TOKENIZER_FILES)
         if has_config and has_weights and has_tokenizer:
             return "hf"
+        if is_meta_folder(path):
+            return "meta"
     raise ModelError(Errors.E014.format(path=path))
 
 
+def is_meta_folder(path: Path) -> bool:
+    """Laid out as Meta ships Llama and Llama 2: params.json, consolidated.NN.pth, tokenizer.model."""
+    return ((path / META_PARAMS).is_file() and (path / META_TOKENIZER).is_file()
+            and any(path.glob(META_SHARDS)))
+
+
 def hf_folder(path: Path) -> Path:
-    """The Hugging Face folder for `path`, converting (once) when it is a GGUF file."""
-    if checkpoint_format(path) == "hf":
+    """The Hugging Face folder for `path`, converting (once) a GGUF file or a Meta folder."""
+    kind = checkpoint_format(path)
+    if kind == "hf":
         return path
-    cached = gguf_cache_dir(path)
-    if not (cached / "config.json").is_file():
-        convert_gguf(path, cached)
+    if kind == "gguf":
+        cached, convert = gguf_cache_dir(path), convert_gguf
+    else:
+        cached, convert = meta_cache_dir(path), convert_meta
+    if not (cached / "config.json").is_file():  # absent or left unfinished: convert (again)
+        convert(path, cached)
     return cached
 
 
-def load_model(path: Path, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+def model_config(path: Path):
+    """The transformers config of a checkpoint in any supported format, without its weights."""
+    from transformers import AutoConfig
+
+    kind = checkpoint_format(path)
+    if kind == "hf":
+        return AutoConfig.from_pretrained(path)
+    if kind == "gguf":
+        return AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
+    params, sentencepiece = read_params(path), read_sentencepiece(path)
+    vocab_size = params["vocab_size"] if params["vocab_size"] > 0 else sentencepiece.vocab_size()
+    return meta_config(params, vocab_size, sentencepiece, torch.float32)
+
+
+def parameter_count(config) -> int:
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):  # shapes only: no memory, no initialisation
+        model = AutoModelForCausalLM.from_config(config)
+    return sum(p.numel() for p in model.parameters())  # tied weights are one parameter
+
+
+@dataclass
+class Footprint:
+    format: str
+    parameters: int
+    dtype: torch.dtype
+    device: torch.device
+    weight_bytes: int
+
+
+def footprint(path: Path, device: torch.device, dtype: torch.dtype) -> Footprint:
+    """What loading `path` on `device` in `dtype` would take."""
+    path = Path(path)
+    parameters = parameter_count(model_config(path))
+    return Footprint(checkpoint_format(path), parameters, dtype, device, parameters * dtype.itemsize)
+
+
+def needs_several_gpus(weight_bytes: int) -> bool:
+    """True when the weights (plus headroom for activations and the KV cache) exceed the
+    first GPU's free memory and more GPUs are there to share them."""
+    if not torch.cuda.is_available() or torch.cuda.device_count() < 2:
+        return False
+    free_bytes, _ = torch.cuda.mem_get_info(0)
+    return weight_bytes * 1.2 > free_bytes
+
+
+def load_model(path: Path, device: torch.device, dtype: torch.dtype, allow_split: bool = False) -> LoadedModel:
+    """Load onto `device`; with `allow_split` (device "auto"), a model too big for one GPU is
+    spread over all of them (transformers' device_map="auto")."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = hf_folder(Path(path))
+    split = allow_split and device.type == "cuda" and needs_several_gpus(
+        parameter_count(model_config(folder)) * dtype.itemsize)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
-    except (OSError, ValueError, RuntimeError) as err:
-        raise ModelError(Errors.E015.format(path=path, reason=err)) from err
-    model.to(device)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **({"device_map": "auto"} if split else {}))
+    except Exception as err:  # transformers, safetensors and torch each raise their own types
+        raise ModelError(Errors.E015.format(path=path, reason=str(err).strip().splitlines()[0])) from err
+    if not split:
+        model.to(device)  # a split model's inputs go to model.device, its first shard
     model.eval()
     return LoadedModel(model=model, tokenizer=tokenizer, path=folder)

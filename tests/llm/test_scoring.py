@@ -1,0 +1,67 @@
+"""score_continuations: log-likelihoods equal a full forward pass, with the prompt computed once."""
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from nlpipe.llm.engine import Llama
+from nlpipe.llm.scoring import score_continuations
+
+
+@pytest.fixture(scope="module")
+def model(tiny_llama_dir):
+    return AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32).eval()
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_llama_dir):
+    return AutoTokenizer.from_pretrained(tiny_llama_dir)
+
+
+def full_forward_logprobs(model, prompt, continuation):
+    ids = torch.tensor([prompt + continuation])
+    with torch.inference_mode():
+        logprobs = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)
+    return [logprobs[len(prompt) - 1 + i, token].item() for i, token in enumerate(continuation)]
+
+
+def test_scores_equal_a_full_forward_pass(model, tokenizer):
+    prompt = tokenizer("Where is the Eiffel Tower? Answer:")["input_ids"]
+    continuations = [tokenizer(t)["input_ids"] for t in (" Paris", " in Paris, France", " 1889")]
+    scores = score_continuations(model, prompt, continuations, tokenizer.pad_token_id)
+    for continuation, score in zip(continuations, scores):
+        expected = full_forward_logprobs(model, prompt, continuation)
+        assert score.token_logprobs == pytest.approx(expected, abs=1e-4)
+        assert score.total_logprob == pytest.approx(sum(expected), abs=1e-4)
+        assert score.mean_logprob == pytest.approx(sum(expected) / len(expected), abs=1e-4)
+
+
+def test_the_prompt_is_computed_once(model, tokenizer, monkeypatch):
+    prompt = tokenizer("The Denver Broncos defeated the Carolina Panthers.")["input_ids"]
+    continuations = [tokenizer(t)["input_ids"] for t in (" Denver", " Carolina Panthers", " 24", " the NFL")]
+    seen_shapes = []
+    original = model.forward
+
+    def spy(*args, **kwargs):
+        seen_shapes.append(tuple(kwargs["input_ids"].shape))
+        return original(*args, **kwargs)
+    monkeypatch.setattr(model, "forward", spy)
+    score_continuations(model, prompt, continuations, tokenizer.pad_token_id)
+    longest = max(len(c) for c in continuations)
+    assert seen_shapes == [(1, len(prompt)), (len(continuations), longest)]
+
+
+def test_empty_inputs_are_refused(model):
+    with pytest.raises(ValueError):
+        score_continuations(model, [], [[1]], 0)
+    with pytest.raises(ValueError):
+        score_continuations(model, [1, 2], [[1], []], 0)
+
+
+def test_engine_score_ranks_the_greedy_continuation_first(tiny_llama_dir):
+    llm = Llama(tiny_llama_dir, device="cpu", max_new_tokens=3)
+    prompt = llm.encode_chat([{"role": "user", "content": "Where is the tower?"}])
+    greedy = llm.complete([prompt])[0].tokens
+    other = [(t + 7) % len(llm.tokenizer) for t in greedy]
+    best, worse = llm.score(prompt, [greedy, other])
+    assert best.total_logprob > worse.total_logprob
