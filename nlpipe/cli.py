@@ -3,6 +3,7 @@
 import json
 import os
 import platform
+import signal
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -118,14 +119,16 @@ def main():
 @click.option("--questions", help="Text file with one question per line, asked of every document.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Documents per spaCy batch.")
 @click.option("--annotations/--no-annotations", default=None, help="Also write tokens, POS, lemmas, dependencies.")
+@click.option("--overwrite", is_flag=True, help="Start the output afresh instead of resuming it.")
 @click.option("--verbose", is_flag=True, help="Show tracebacks.")
 @click.pass_context
-def run(ctx, config_path, input_path, output, questions, batch_size, annotations, verbose):
+def run(ctx, config_path, input_path, output, questions, batch_size, annotations, overwrite, verbose):
     """Run the pipeline CONFIG over many documents, writing one JSON line per document.
 
     Extra options override config values, spaCy style: --components.llama_qa.model.max_new_tokens 16.
-    Exit code: 0 all documents done, 1 some documents failed (see their "error" records), 2 a
-    usage, config or model error.
+    An existing output is resumed: documents already in it are skipped. Exit code: 0 all
+    documents done, 1 some documents failed (see their "error" records), 2 a usage, config or
+    model error, 130 interrupted (rerun the same command to resume).
     """
     from .runner import run as run_job
 
@@ -145,17 +148,47 @@ def run(ctx, config_path, input_path, output, questions, batch_size, annotations
             def on_record(record, summary):
                 progress.update(task, completed=summary.documents, rate=summary.docs_per_second,
                                 questions=summary.questions, failed=summary.failed)
-            summary = run_job(nlp, settings, on_record)
+            try:
+                with _sigterm_as_interrupt():
+                    summary = run_job(nlp, settings, on_record, overwrite=overwrite)
+            except KeyboardInterrupt:
+                progress.stop()
+                console.print(_interrupted_message(settings.output, progress.tasks[0].completed))
+                ctx.exit(130)
     _print_summary(summary, settings.output)
     if summary.failed:
         ctx.exit(1)
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """A SIGTERM (a scheduler stopping the job) ends the run as cleanly as Ctrl-C does."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted_message(output: str, done: int) -> str:
+    if output == "-":
+        return f"[yellow]Interrupted[/] after {done} documents."
+    return (f"[yellow]Interrupted[/] after {done} documents; every finished document is in {escape(output)}. "
+            "Run the same command again to resume (--overwrite starts over).")
 
 
 def _print_summary(summary, output: str) -> None:
     table = Table(title="nlpipe run", show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
-    for label, value in (("documents", summary.documents), ("failed", summary.failed),
+    for label, value in (("documents", summary.documents), ("resumed (already done)", summary.resumed),
+                         ("failed", summary.failed),
                          ("questions answered", summary.questions), ("answers grounded in text", summary.grounded),
                          ("wall time", f"{summary.seconds:.2f} s"), ("docs/s", f"{summary.docs_per_second:.2f}"),
                          ("questions/s", f"{summary.questions_per_second:.2f}"), ("output", output)):

@@ -1,24 +1,26 @@
-"""The batch loop: stream documents through the pipeline and write one record per document."""
+"""The batch loop: stream documents through the pipeline, write one record per document, resume."""
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 from spacy.language import Language
-from spacy.tokens import Doc
 
 from .config import JobSettings
 from .errors import Errors, InputError
 from .io.readers import Document, read_documents, read_questions
-from .io.writers import JsonlWriter, doc_record
+from .io.writers import JsonlWriter, completed_ids, doc_record
+from .processing import process
 
 
 @dataclass
 class RunSummary:
-    documents: int = 0
+    documents: int = 0  # processed in this run
     failed: int = 0
     questions: int = 0
     grounded: int = 0  # answers that are a span of their document
+    resumed: int = 0  # already in the output from an earlier, interrupted run
     seconds: float = 0.0
 
     @property
@@ -30,44 +32,61 @@ class RunSummary:
         return self.questions / self.seconds if self.seconds else 0.0
 
 
-def _docs(nlp: Language, documents: Iterable[Document], questions: list[str]) -> Iterator[tuple[Doc, Document]]:
-    """Docs ready for the pipeline, each with its questions. A document that failed to read
-    travels as an empty Doc so that its error record keeps its place in the output order."""
+def skip_completed(documents: Iterable[Document], completed: Counter) -> Iterator[Document]:
+    """Drop documents an earlier run already wrote (an id seen twice is skipped twice)."""
     for document in documents:
-        if document.error is None:
-            try:
-                doc = nlp.make_doc(document.text)
-            except ValueError as err:  # spaCy's max_length guard, among others
-                document.error = {"type": "too_long", "message": str(err).strip().splitlines()[0]}
+        if completed[document.id] > 0:
+            completed[document.id] -= 1
+            continue
+        yield document
+
+
+def _items(documents: Iterable[Document], questions: list[str]):
+    for document in documents:
+        if document.error is None and not document.text.strip():
+            document.error = {"type": "empty_document", "message": "the document has no text"}
         if document.error is not None:
-            doc = nlp.make_doc("")
-        doc._.questions = [*document.questions, *questions] if document.error is None else []
-        yield doc, document
+            # Travels as an empty text so that its error record keeps its place in the output.
+            yield "", [], document
+        else:
+            yield document.text, [*document.questions, *questions], document
 
 
-def run(nlp: Language, settings: JobSettings, on_record: Callable[[dict, RunSummary], None] = lambda r, s: None) -> RunSummary:
-    """Answer/annotate every document of `settings.input`, writing JSONL to `settings.output`."""
+def _record(doc, document: Document, annotations: bool) -> dict:
+    if document.error is not None:
+        return {"id": document.id, "error": document.error}
+    record = doc_record(document.id, doc, annotations)
+    failures = [a["error"] for a in record.get("answers") or [] if a.get("error")]
+    if failures:
+        record["error"] = {"type": "generation_failed", "message": failures[0]}
+    return record
+
+
+def run(nlp: Language, settings: JobSettings, on_record: Callable[[dict, RunSummary], None] = lambda r, s: None,
+        overwrite: bool = False) -> RunSummary:
+    """Answer/annotate every document of `settings.input`, writing JSONL to `settings.output`.
+
+    An output file that already holds records is resumed: those documents are skipped and new
+    records appended (a torn last line from a killed run is cut off first). `overwrite` starts fresh.
+    """
     if not settings.input:
         raise InputError(Errors.E006)
     if not settings.output:
         raise InputError(Errors.E007)
     questions = read_questions(settings.questions) if settings.questions else []
-    documents = read_documents(settings.input)
-    summary = RunSummary()
+    completed = Counter() if overwrite or settings.output == "-" else completed_ids(settings.output)
+    summary = RunSummary(resumed=sum(completed.values()))
+    documents = skip_completed(read_documents(settings.input), completed)
     started = time.perf_counter()
-    with JsonlWriter(settings.output) as writer:
-        for doc, document in nlp.pipe(_docs(nlp, documents, questions), as_tuples=True,
-                                      batch_size=settings.batch_size):
-            if document.error is not None:
-                record = {"id": document.id, "error": document.error}
-                summary.failed += 1
-            else:
-                record = doc_record(document.id, doc, settings.annotations)
-                answers = record.get("answers") or []
-                summary.questions += len(answers)
-                summary.grounded += sum(a["start_char"] is not None for a in answers)
+    with JsonlWriter(settings.output, append=not overwrite) as writer:
+        for doc, document in process(nlp, _items(documents, questions), settings.batch_size):
+            record = _record(doc, document, settings.annotations)
             writer.write(record)
+            answers = record.get("answers") or []
             summary.documents += 1
+            summary.failed += "error" in record
+            summary.questions += len(answers)
+            summary.grounded += sum(a["start_char"] is not None for a in answers)
             summary.seconds = time.perf_counter() - started
             on_record(record, summary)
     summary.seconds = time.perf_counter() - started

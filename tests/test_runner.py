@@ -51,9 +51,9 @@ def test_run_over_a_folder_with_questions(qa_nlp, docs_folder, questions_file, t
         assert [a["question"] for a in record["answers"]] == ["Where is it?", "When was it?"]
         assert all(set(a) == ANSWER_KEYS for a in record["answers"])
         assert "entities" in record and "tokens" not in record
-    assert empty["answers"] == [] and empty["entities"] == []
+    assert empty == {"id": "d_empty.txt", "error": {"type": "empty_document", "message": "the document has no text"}}
     assert isinstance(summary, RunSummary)
-    assert (summary.documents, summary.failed, summary.questions) == (4, 1, 4)
+    assert (summary.documents, summary.failed, summary.questions) == (4, 2, 4)
     assert 0 <= summary.grounded <= 4
     assert summary.seconds > 0 and summary.docs_per_second > 0
 
@@ -72,17 +72,31 @@ def test_failed_documents_keep_their_place_in_jsonl_input(qa_nlp, tmp_path):
     assert (summary.documents, summary.failed, summary.questions) == (3, 1, 1)
 
 
-def test_too_long_document_is_an_error_record(qa_nlp, tmp_path, monkeypatch):
+def test_a_document_longer_than_max_length_is_answered_from_all_of_it(qa_nlp, tmp_path, monkeypatch):
+    from nlpipe.llm.engine import Completion, Llama
+
     source = tmp_path / "docs"
     source.mkdir()
-    (source / "long.txt").write_text("word " * 50, encoding="utf-8")
+    filler = "Nothing happens in this sentence at all. " * 10
+    text = filler + "The treaty was signed in Lisbon.\n\n" + filler + "The bridge opened in 1937."
+    (source / "long.txt").write_text(text, encoding="utf-8")
     (source / "short.txt").write_text("Short.", encoding="utf-8")
-    monkeypatch.setattr(qa_nlp, "max_length", 100)
-    summary = run(qa_nlp, JobSettings(input=str(source), output=str(tmp_path / "o.jsonl")))
-    records = read_jsonl(tmp_path / "o.jsonl")
-    assert records[0]["id"] == "long.txt" and records[0]["error"]["type"] == "too_long"
-    assert "error" not in records[1]
-    assert summary.failed == 1
+    monkeypatch.setattr(qa_nlp, "max_length", 150)
+    monkeypatch.setattr(Llama, "complete", lambda self, prompts: [Completion("1937", [1], [-0.1]) for _ in prompts])
+    questions = tmp_path / "q.txt"
+    questions.write_text("When did the bridge open?\n", encoding="utf-8")
+    settings = JobSettings(input=str(source), output=str(tmp_path / "o.jsonl"), questions=str(questions),
+                           annotations=True)
+    summary = run(qa_nlp, settings)
+    long_record, short_record = read_jsonl(tmp_path / "o.jsonl")
+    assert long_record["id"] == "long.txt" and summary.failed == 0
+    [answer] = long_record["answers"]
+    assert (answer["text"], answer["start_char"]) == ("1937", text.index("1937"))
+    tokens = long_record["tokens"]
+    assert "".join(text[t["start_char"]:t["start_char"] + len(t["text"])] for t in tokens) == "".join(
+        t["text"] for t in tokens)
+    assert {e["text"] for e in long_record["entities"]} >= {"Lisbon", "1937"}
+    assert len(long_record["sentences"]) >= 22
 
 
 def test_annotate_pipeline_writes_tokens(tmp_path, docs_folder):
@@ -103,7 +117,7 @@ def test_annotate_pipeline_writes_tokens(tmp_path, docs_folder):
 
 
 def test_stdin_to_stdout(qa_nlp, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "stdin", io.StringIO('Paris is in France.\n{"id": "j", "text": "Rome."}\n'))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b'Paris is in France.\n{"id": "j", "text": "Rome."}\n')))
     summary = run(qa_nlp, JobSettings(input="-", output="-"))
     lines = capsys.readouterr().out.splitlines()
     assert [json.loads(line)["id"] for line in lines] == ["stdin:1", "j"]

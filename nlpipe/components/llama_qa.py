@@ -118,7 +118,7 @@ def make_answer(doc: Doc, analysis: QuestionAnalysis, evidence: list[Span], comp
         start, end = offsets
         text = doc.text[start:end]
         support = _unit_at(doc, start, evidence)
-    return {
+    answer = {
         "question": analysis.text,
         "text": text,
         "start_char": start,
@@ -127,6 +127,9 @@ def make_answer(doc: Doc, analysis: QuestionAnalysis, evidence: list[Span], comp
         "logprob": completion.mean_logprob,
         "generated": completion.text,
     }
+    if completion.error:
+        answer["error"] = completion.error
+    return answer
 
 
 def _unit_at(doc: Doc, start_char: int, evidence: list[Span]) -> Span | None:

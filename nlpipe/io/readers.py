@@ -8,11 +8,13 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import BinaryIO, Iterator
 
 from ..errors import Errors, InputError
 
 TEXT_SUFFIXES = (".txt", ".md")
+# A JSONL line longer than this is reported, not read: it is a broken file, not a document.
+MAX_LINE_BYTES = 64 * 2**20
 
 
 @dataclass
@@ -51,6 +53,24 @@ def read_folder(folder: Path) -> Iterator[Document]:
         yield read_file(path, path.relative_to(folder).as_posix())
 
 
+def read_lines(stream: BinaryIO, max_bytes: int | None = None) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, line) for each line; a line longer than `max_bytes` (default MAX_LINE_BYTES)
+    comes as None and is skipped without ever being held in memory whole."""
+    max_bytes = max_bytes or MAX_LINE_BYTES
+    line_number = 0
+    while True:
+        line = stream.readline(max_bytes + 1)
+        if not line:
+            return
+        line_number += 1
+        if len(line) > max_bytes and not line.endswith(b"\n"):
+            while (rest := stream.readline(1 << 20)) and not rest.endswith(b"\n"):
+                pass
+            yield line_number, None
+        else:
+            yield line_number, line
+
+
 def parse_jsonl_line(line: str, line_number: int, source: str) -> Document:
     doc_id = f"{source}:{line_number}"
     try:
@@ -69,27 +89,43 @@ def parse_jsonl_line(line: str, line_number: int, source: str) -> Document:
     return Document(id=str(record.get("id", doc_id)), text=record["text"], questions=questions)
 
 
-def read_jsonl(lines: TextIO, source: str) -> Iterator[Document]:
-    for line_number, line in enumerate(lines, start=1):
-        if line.strip():
-            yield parse_jsonl_line(line, line_number, source)
-
-
-def read_stdin(stream: TextIO) -> Iterator[Document]:
-    """Lines that start with '{' are JSONL records; any other non-empty line is one text document."""
-    for line_number, line in enumerate(stream, start=1):
-        if not line.strip():
+def _decoded_lines(stream: BinaryIO, source: str) -> Iterator[tuple[int, str | Document]]:
+    """Non-blank lines as text, or as a failed Document when too long or not UTF-8."""
+    for line_number, line in read_lines(stream):
+        doc_id = f"{source}:{line_number}"
+        if line is None:
+            yield line_number, _failed(doc_id, "line_too_long", f"line {line_number} is longer than "
+                                       f"{MAX_LINE_BYTES:,} bytes; split the document")
             continue
-        if line.lstrip().startswith("{"):
+        try:
+            text = line.decode("utf-8-sig" if line_number == 1 else "utf-8")
+        except UnicodeDecodeError as err:
+            yield line_number, _failed(doc_id, "decode_error", f"line {line_number} is not valid UTF-8 at byte {err.start}")
+            continue
+        if text.strip():
+            yield line_number, text
+
+
+def read_jsonl(stream: BinaryIO, source: str) -> Iterator[Document]:
+    for line_number, line in _decoded_lines(stream, source):
+        yield line if isinstance(line, Document) else parse_jsonl_line(line, line_number, source)
+
+
+def read_stdin(stream: BinaryIO) -> Iterator[Document]:
+    """Lines that start with '{' are JSONL records; any other non-empty line is one text document."""
+    for line_number, line in _decoded_lines(stream, "stdin"):
+        if isinstance(line, Document):
+            yield line
+        elif line.lstrip().startswith("{"):
             yield parse_jsonl_line(line, line_number, "stdin")
         else:
-            yield Document(id=f"stdin:{line_number}", text=line.rstrip("\n"))
+            yield Document(id=f"stdin:{line_number}", text=line.rstrip("\r\n"))
 
 
 def read_documents(source: str) -> Iterator[Document]:
     """Documents from `source`: a folder of .txt/.md files, a .jsonl file, a text file, or '-'."""
     if source == "-":
-        yield from read_stdin(sys.stdin)
+        yield from read_stdin(sys.stdin.buffer)
         return
     path = Path(source)
     if not path.exists():
@@ -97,9 +133,8 @@ def read_documents(source: str) -> Iterator[Document]:
     if path.is_dir():
         yield from read_folder(path)
     elif path.suffix.lower() == ".jsonl":
-        # errors="replace": one bad byte must not end the stream; the JSON parser reports the line.
-        with open(path, encoding="utf-8", errors="replace") as lines:
-            yield from read_jsonl(lines, path.name)
+        with open(path, "rb") as stream:
+            yield from read_jsonl(stream, path.name)
     else:
         yield read_file(path, path.name)
 

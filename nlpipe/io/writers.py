@@ -2,6 +2,7 @@
 
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 from spacy.tokens import Doc
@@ -24,11 +25,40 @@ def doc_record(doc_id: str, doc: Doc, annotations: bool = False) -> dict:
     return record
 
 
-class JsonlWriter:
-    """Appends one JSON line per record and flushes it, so a crash loses at most the line in flight."""
+def completed_ids(path: str) -> Counter:
+    """Ids of the records already in the JSONL file `path` (empty if there is none).
 
-    def __init__(self, target: str):
+    A run killed mid-write leaves a torn last line: it is cut off here, so the resumed run
+    rewrites that document instead of leaving a broken line in the output.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return Counter()
+    data = path.read_bytes()
+    good_end, ids = 0, Counter()
+    for line in data.splitlines(keepends=True):
+        try:
+            if not line.endswith(b"\n"):
+                raise ValueError("no newline: the write was interrupted")
+            ids[json.loads(line)["id"]] += 1
+        except (ValueError, KeyError, TypeError):
+            break
+        good_end += len(line)
+    if good_end < len(data):
+        with open(path, "r+b") as out:
+            out.truncate(good_end)
+    return ids
+
+
+class JsonlWriter:
+    """Writes one JSON line per record and flushes it, so a crash loses at most the line in flight.
+
+    `append` continues an existing file (resume); otherwise the file starts empty.
+    """
+
+    def __init__(self, target: str, append: bool = False):
         self.target = target
+        self.append = append
         self._stream = None
 
     def __enter__(self) -> "JsonlWriter":
@@ -37,7 +67,7 @@ class JsonlWriter:
         else:
             try:
                 Path(self.target).parent.mkdir(parents=True, exist_ok=True)
-                self._stream = open(self.target, "w", encoding="utf-8")
+                self._stream = open(self.target, "a" if self.append else "w", encoding="utf-8")
             except OSError as err:
                 raise InputError(Errors.E023.format(path=self.target, reason=err.strerror or err)) from None
         return self

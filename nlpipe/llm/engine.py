@@ -18,10 +18,20 @@ from .scoring import ContinuationScore, score_continuations
 
 
 @dataclass
+class GenerationSettings:
+    max_gen_len: int
+    temperature: float
+    top_p: float
+    seed: int
+    echo: bool
+
+
+@dataclass
 class Completion:
     text: str
     tokens: list[int]
     logprobs: list[float]
+    error: str | None = None  # why this prompt got no generation (out of memory even alone)
 
     @property
     def mean_logprob(self) -> float | None:
@@ -98,28 +108,40 @@ class Llama:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def complete(self, prompts: list[list[int]]) -> list[Completion]:
-        """Greedy or sampled continuations of `prompts`, in one batched generation."""
+    def complete(self, prompts: list[str | list[int]], *, max_gen_len: int | None = None,
+                 temperature: float | None = None, top_p: float | None = None, seed: int | None = None,
+                 echo: bool = False) -> list[Completion]:
+        """Continuations of `prompts` (strings or token ids) in one batched generation, with
+        Meta's generate() semantics; unset arguments take the configured settings."""
         if not prompts:
             return []
+        prompt_ids = [self.tokenizer(p)["input_ids"] if isinstance(p, str) else list(p) for p in prompts]
+        settings = GenerationSettings(
+            max_gen_len=self.max_new_tokens if max_gen_len is None else max_gen_len,
+            temperature=self.temperature if temperature is None else temperature,
+            top_p=self.top_p if top_p is None else top_p,
+            seed=self.seed if seed is None else seed, echo=echo)
         limit = self.context_length
-        for prompt in prompts:
-            if len(prompt) + self.max_new_tokens > limit:
+        for prompt in prompt_ids:
+            if len(prompt) + settings.max_gen_len > limit:
                 raise ModelError(Errors.E018.format(n_tokens=len(prompt), context=limit,
-                                                    max_new=self.max_new_tokens))
-        return self._complete_halving(prompts)
+                                                    max_new=settings.max_gen_len))
+        return self._complete_halving(prompt_ids, settings)
 
-    def _complete_halving(self, prompts: list[list[int]]) -> list[Completion]:
-        # Out of GPU memory: retry in two halves, down to single prompts.
+    def _complete_halving(self, prompts: list[list[int]], settings: "GenerationSettings") -> list[Completion]:
+        # Out of GPU memory: retry in two halves, down to single prompts; a prompt that does
+        # not fit even alone fails by itself, and the rest of the batch is still answered.
         try:
-            return self._complete(prompts)
+            return self._complete(prompts, settings)
         except torch.OutOfMemoryError as err:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
             if len(prompts) == 1:
-                raise ModelError(Errors.E021.format(device=self.device, n=1, reason=err)) from None
+                reason = str(err).strip().splitlines()[0]
+                return [Completion("", [], [], error=Errors.E021.format(device=self.device, n=1, reason=reason))]
             half = len(prompts) // 2
-            return self._complete_halving(prompts[:half]) + self._complete_halving(prompts[half:])
+            return (self._complete_halving(prompts[:half], settings)
+                    + self._complete_halving(prompts[half:], settings))
 
     def score(self, prompt: list[int], continuations: list[list[int]]) -> list[ContinuationScore]:
         """Total and mean log-probability of each continuation after `prompt` (prompt computed once)."""
@@ -132,12 +154,12 @@ class Llama:
     def device(self) -> torch.device:
         return self.model.device
 
-    def _complete(self, prompts: list[list[int]]) -> list[Completion]:
+    def _complete(self, prompts: list[list[int]], settings: "GenerationSettings") -> list[Completion]:
         generator = None
-        if self.temperature > 0:
-            generator = torch.Generator(device=self.device).manual_seed(self.seed)
-        generations = generate(self.model, prompts, max_gen_len=self.max_new_tokens, pad_id=self.pad_id,
-                               eos_ids=self.eos_ids, temperature=self.temperature, top_p=self.top_p,
-                               logprobs=True, generator=generator)
+        if settings.temperature > 0:
+            generator = torch.Generator(device=self.device).manual_seed(settings.seed)
+        generations = generate(self.model, prompts, max_gen_len=settings.max_gen_len, pad_id=self.pad_id,
+                               eos_ids=self.eos_ids, temperature=settings.temperature, top_p=settings.top_p,
+                               logprobs=True, echo=settings.echo, generator=generator)
         return [Completion(text=self.tokenizer.decode(g.tokens, skip_special_tokens=True).strip(),
                            tokens=g.tokens, logprobs=g.logprobs) for g in generations]

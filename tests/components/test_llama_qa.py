@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 import spacy
+import torch
 
 from nlpipe.components.grounding import clean_answer
 from nlpipe.config import build_pipeline, load_config
-from nlpipe.llm.engine import Completion
+from nlpipe.llm.engine import Completion, Llama
 
 
 REPO = Path(__file__).resolve().parents[2]
@@ -271,3 +272,26 @@ def test_to_disk_with_copy_model_works_without_the_original(qa_overrides, tiny_l
     qa = loaded.get_pipe("llama_qa")
     assert qa.llm.path == target / "llama_qa" / "model"
     assert _answers(loaded) == before
+
+
+def test_a_prompt_out_of_memory_even_alone_fails_only_its_document(qa_nlp, monkeypatch, tmp_path):
+    from nlpipe.config import JobSettings
+    from nlpipe.runner import run
+
+    def complete_but_oom_on_rome(self, prompts, settings):
+        if any("Rome" in self.tokenizer.decode(p) for p in prompts):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
+        return [Completion("Paris", [1], [-0.2]) for _ in prompts]
+    monkeypatch.setattr(Llama, "_complete", complete_but_oom_on_rome)
+    source = tmp_path / "docs.jsonl"
+    source.write_text('{"id": "a", "text": "Paris is in France."}\n{"id": "b", "text": "Rome is in Italy."}\n'
+                      '{"id": "c", "text": "Paris has a tower."}\n', encoding="utf-8")
+    questions = tmp_path / "q.txt"
+    questions.write_text("Which city is it?\n", encoding="utf-8")
+    summary = run(qa_nlp, JobSettings(input=str(source), output=str(tmp_path / "o.jsonl"),
+                                      questions=str(questions), batch_size=3))
+    records = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert [r["answers"][0]["text"] for r in records] == ["Paris", "", "Paris"]
+    assert "error" not in records[0] and "error" not in records[2]
+    assert records[1]["error"]["type"] == "generation_failed" and "E021" in records[1]["error"]["message"]
+    assert summary.failed == 1

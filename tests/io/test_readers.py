@@ -128,8 +128,19 @@ def test_jsonl_with_bad_bytes_keeps_going(tmp_path):
     path = tmp_path / "docs.jsonl"
     path.write_bytes(b'{"id": "a", "text": "caf\xe9"}\n{"id": "b", "text": "ok"}\n')
     docs = list(read_documents(str(path)))
-    assert [d.id for d in docs] == ["a", "b"]
-    assert docs[0].text == "caf\ufffd" and docs[1].text == "ok"
+    assert [d.id for d in docs] == ["docs.jsonl:1", "b"]
+    assert docs[0].error["type"] == "decode_error" and docs[1].text == "ok"
+
+
+def test_an_absurdly_long_line_is_reported_not_read(tmp_path, monkeypatch):
+    import nlpipe.io.readers as readers
+
+    monkeypatch.setattr(readers, "MAX_LINE_BYTES", 100)
+    path = tmp_path / "docs.jsonl"
+    path.write_bytes(b'{"id": "a", "text": "short"}\n{"id": "b", "text": "' + b"x" * 5000 + b'"}\n{"text": "c"}\n')
+    docs = list(read_documents(str(path)))
+    assert [(d.id, d.error and d.error["type"]) for d in docs] == [
+        ("a", None), ("docs.jsonl:2", "line_too_long"), ("docs.jsonl:3", None)]
 
 
 def test_parse_jsonl_line_directly():
@@ -138,8 +149,8 @@ def test_parse_jsonl_line_directly():
 
 
 def test_stdin_mixes_json_and_plain_lines(monkeypatch):
-    stream = io.StringIO('Plain text document.\n\n{"id": "j", "text": "JSON doc.", "questions": ["Q?"]}\n'
-                         '   {broken\nAnother plain line\n')
+    stream = io.TextIOWrapper(io.BytesIO(b'Plain text document.\n\n{"id": "j", "text": "JSON doc.", '
+                                         b'"questions": ["Q?"]}\n   {broken\nAnother plain line\n'))
     monkeypatch.setattr(sys, "stdin", stream)
     docs = list(read_documents("-"))
     assert [(d.id, d.text, d.questions, d.error and d.error["type"]) for d in docs] == [
@@ -151,8 +162,8 @@ def test_stdin_mixes_json_and_plain_lines(monkeypatch):
 
 
 def test_read_stdin_and_read_jsonl_take_any_stream():
-    assert [d.text for d in read_stdin(io.StringIO("a\nb"))] == ["a", "b"]
-    assert [d.id for d in read_jsonl(io.StringIO('{"text": "a"}\n\n{"text": "b"}\n'), "s")] == ["s:1", "s:3"]
+    assert [d.text for d in read_stdin(io.BytesIO(b"a\nb"))] == ["a", "b"]
+    assert [d.id for d in read_jsonl(io.BytesIO(b'{"text": "a"}\n\n{"text": "b"}\n'), "s")] == ["s:1", "s:3"]
 
 
 def test_read_questions_skips_comments_and_blank_lines(tmp_path):

@@ -154,7 +154,7 @@ def test_prompt_exactly_fills_context(llama):
 def test_out_of_memory_halves_the_batch(llama, monkeypatch):
     seen = []
 
-    def fake_complete(self, prompts):
+    def fake_complete(self, prompts, settings):
         seen.append(len(prompts))
         if len(prompts) > 1:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -173,23 +173,23 @@ def test_out_of_memory_halving_keeps_real_results(llama, monkeypatch):
     expected = [c.tokens for c in llama.complete(prompts)]
     real = Llama._complete
 
-    def flaky(self, batch):
+    def flaky(self, batch, settings):
         if len(batch) > 1:
             raise torch.OutOfMemoryError("out of memory")
-        return real(self, batch)
+        return real(self, batch, settings)
 
     monkeypatch.setattr(Llama, "_complete", flaky)
     assert [c.tokens for c in llama.complete(prompts)] == expected
 
 
 def test_out_of_memory_on_a_single_prompt(llama, monkeypatch):
-    def always(self, prompts):
+    def always(self, prompts, settings):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(Llama, "_complete", always)
-    with pytest.raises(ModelError) as caught:
-        llama.complete([[1, 2, 3], [4, 5]])
-    message = str(caught.value)
+    completions = llama.complete([[1, 2, 3], [4, 5]])
+    assert [c.tokens for c in completions] == [[], []]
+    message = completions[0].error
     assert message.startswith("E021")
     assert "cpu" in message and "Tried to allocate" in message and "batch_size" in message
 
@@ -220,3 +220,16 @@ def test_no_pad_and_no_eos_is_e019(llama):
     assert llama.eos_ids == []
     with pytest.raises(ModelError, match="^E019"):
         llama.pad_id
+
+
+def test_complete_takes_strings_and_per_call_settings(llama):
+    text = "Where is the Eiffel Tower?"
+    by_string = llama.complete([text], max_gen_len=3)[0]
+    by_ids = llama.complete([llama.tokenizer(text)["input_ids"]], max_gen_len=3)[0]
+    assert by_string.tokens == by_ids.tokens and len(by_string.tokens) <= 3
+    echoed = llama.complete([text], max_gen_len=3, echo=True)[0]
+    prompt_ids = llama.tokenizer(text)["input_ids"]
+    assert echoed.tokens == prompt_ids + by_string.tokens
+    assert echoed.logprobs[0] == 0.0 and len(echoed.logprobs) == len(echoed.tokens)
+    sampled = [llama.complete([text], max_gen_len=5, temperature=1.5, seed=s)[0].tokens for s in (1, 1, 2)]
+    assert sampled[0] == sampled[1]

@@ -1,0 +1,65 @@
+"""Run a pipeline over a stream of texts: the spaCy stage first, then the LLM stage.
+
+Splitting the pipeline in two lets a text longer than spaCy's `max_length` be annotated in
+pieces and joined into one Doc before the LLM components see it, so a long document is
+answered from all of its text, never truncated and never refused.
+"""
+
+from collections import deque
+from typing import Any, Iterable, Iterator
+
+from spacy.language import Language
+from spacy.tokens import Doc
+from spacy.util import minibatch
+
+# Piece size for texts over nlp.max_length: small enough for the parser's memory to stay low.
+PIECE_CHARS = 100_000
+# Where to cut a long text, best first: paragraph, line, sentence, word.
+SEPARATORS = ("\n\n", "\n", ". ", " ")
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Consecutive pieces of at most `limit` characters, cut at the best boundary available;
+    their concatenation is exactly `text`, so character offsets survive."""
+    pieces, start = [], 0
+    while len(text) - start > limit:
+        window = text[start:start + limit]
+        cut = next((window.rfind(sep) + len(sep) for sep in SEPARATORS if window.rfind(sep) > limit // 4), limit)
+        pieces.append(text[start:start + cut])
+        start += cut
+    pieces.append(text[start:])
+    return pieces
+
+
+def llm_stage(nlp: Language) -> list[str]:
+    """Names of the components from the first one that holds an LLM to the end."""
+    names = nlp.pipe_names
+    first = next((i for i, (_, proc) in enumerate(nlp.pipeline) if hasattr(proc, "llm")), len(names))
+    return names[first:]
+
+
+def annotate_long(nlp: Language, text: str, disable: list[str]) -> Doc:
+    pieces = nlp.pipe(split_text(text, min(PIECE_CHARS, nlp.max_length)), disable=disable)
+    return Doc.from_docs(list(pieces), ensure_whitespace=False)
+
+
+def process(nlp: Language, items: Iterable[tuple[str, list[str], Any]], batch_size: int) -> Iterator[tuple[Doc, Any]]:
+    """(text, questions, context) in, (Doc, context) out, in input order, streamed."""
+    late = llm_stage(nlp)
+    contexts = deque()  # component.pipe keeps order, so contexts leave in the order they came
+
+    def annotated() -> Iterator[Doc]:
+        for batch in minibatch(items, size=batch_size):
+            short = nlp.pipe([text for text, _, _ in batch if len(text) <= nlp.max_length], disable=late)
+            for text, questions, context in batch:
+                doc = next(short) if len(text) <= nlp.max_length else annotate_long(nlp, text, late)
+                doc._.questions = questions
+                contexts.append(context)
+                yield doc
+
+    docs = annotated()
+    for name in late:
+        proc = nlp.get_pipe(name)
+        docs = proc.pipe(docs, batch_size=batch_size) if hasattr(proc, "pipe") else map(proc, docs)
+    for doc in docs:
+        yield doc, contexts.popleft()
