@@ -118,11 +118,12 @@ def main():
 @click.option("--output", help="JSONL file to write, or - for stdout.")
 @click.option("--questions", help="Text file with one question per line, asked of every document.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Documents per spaCy batch.")
+@click.option("--n-process", type=click.IntRange(min=1), help="Worker processes for the spaCy stage.")
 @click.option("--annotations/--no-annotations", default=None, help="Also write tokens, POS, lemmas, dependencies.")
 @click.option("--overwrite", is_flag=True, help="Start the output afresh instead of resuming it.")
 @click.option("--verbose", is_flag=True, help="Show tracebacks.")
 @click.pass_context
-def run(ctx, config_path, input_path, output, questions, batch_size, annotations, overwrite, verbose):
+def run(ctx, config_path, input_path, output, questions, batch_size, n_process, annotations, overwrite, verbose):
     """Run the pipeline CONFIG over many documents, writing one JSON line per document.
 
     Extra options override config values, spaCy style: --components.llama_qa.model.max_new_tokens 16.
@@ -135,7 +136,7 @@ def run(ctx, config_path, input_path, output, questions, batch_size, annotations
     with user_errors(verbose):
         nlp, settings = _load_pipeline(config_path, parse_overrides(ctx.args))
         for field, value in (("input", input_path), ("output", output), ("questions", questions),
-                             ("batch_size", batch_size), ("annotations", annotations)):
+                             ("batch_size", batch_size), ("n_process", n_process), ("annotations", annotations)):
             if value is not None:
                 setattr(settings, field, value)
         columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"),

@@ -26,6 +26,7 @@ class JobSettings:
     questions: str | None = None
     batch_size: int = 32
     annotations: bool = False
+    n_process: int = 1  # processes for the spaCy stage; the LLM stage stays in this one
 
 
 JOB_KEYS = [f.name for f in fields(JobSettings)]
@@ -56,6 +57,9 @@ def job_settings(config: util.Config) -> JobSettings:
     settings = JobSettings(**section)
     if not isinstance(settings.batch_size, int) or isinstance(settings.batch_size, bool) or settings.batch_size < 1:
         raise ConfigError(Errors.E002.format(section="nlpipe", key="batch_size",
+                                             message="must be a positive integer"))
+    if not isinstance(settings.n_process, int) or isinstance(settings.n_process, bool) or settings.n_process < 1:
+        raise ConfigError(Errors.E002.format(section="nlpipe", key="n_process",
                                              message="must be a positive integer"))
     if not isinstance(settings.annotations, bool):
         raise ConfigError(Errors.E002.format(section="nlpipe", key="annotations", message="must be true or false"))

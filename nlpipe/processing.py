@@ -10,7 +10,6 @@ from typing import Any, Iterable, Iterator
 
 from spacy.language import Language
 from spacy.tokens import Doc
-from spacy.util import minibatch
 
 # Piece size for texts over nlp.max_length: small enough for the parser's memory to stay low.
 PIECE_CHARS = 100_000
@@ -43,23 +42,35 @@ def annotate_long(nlp: Language, text: str, disable: list[str]) -> Doc:
     return Doc.from_docs(list(pieces), ensure_whitespace=False)
 
 
-def process(nlp: Language, items: Iterable[tuple[str, list[str], Any]], batch_size: int) -> Iterator[tuple[Doc, Any]]:
-    """(text, questions, context) in, (Doc, context) out, in input order, streamed."""
+def process(nlp: Language, items: Iterable[tuple[str, list[str], Any]], batch_size: int,
+            n_process: int = 1) -> Iterator[tuple[Doc, Any]]:
+    """(text, questions, context) in, (Doc, context) out, in input order, streamed.
+
+    The spaCy stage may run in `n_process` worker processes; the LLM stage runs here, where
+    the model is loaded.
+    """
     late = llm_stage(nlp)
+
+    def texts():
+        for text, questions, context in items:
+            too_long = len(text) > nlp.max_length
+            # A long text travels as "" through spaCy's own pipe and is annotated in pieces below.
+            yield ("" if too_long else text), (text if too_long else None, questions, context)
+
+    annotated = nlp.pipe(texts(), as_tuples=True, disable=late, batch_size=batch_size, n_process=n_process)
     contexts = deque()  # component.pipe keeps order, so contexts leave in the order they came
 
-    def annotated() -> Iterator[Doc]:
-        for batch in minibatch(items, size=batch_size):
-            short = nlp.pipe([text for text, _, _ in batch if len(text) <= nlp.max_length], disable=late)
-            for text, questions, context in batch:
-                doc = next(short) if len(text) <= nlp.max_length else annotate_long(nlp, text, late)
-                doc._.questions = questions
-                contexts.append(context)
-                yield doc
+    def docs() -> Iterator[Doc]:
+        for doc, (long_text, questions, context) in annotated:
+            if long_text is not None:
+                doc = annotate_long(nlp, long_text, late)
+            doc._.questions = questions
+            contexts.append(context)
+            yield doc
 
-    docs = annotated()
+    stream = docs()
     for name in late:
         proc = nlp.get_pipe(name)
-        docs = proc.pipe(docs, batch_size=batch_size) if hasattr(proc, "pipe") else map(proc, docs)
-    for doc in docs:
+        stream = proc.pipe(stream, batch_size=batch_size) if hasattr(proc, "pipe") else map(proc, stream)
+    for doc in stream:
         yield doc, contexts.popleft()

@@ -1,5 +1,6 @@
 """The batch loop: stream documents through the pipeline, write one record per document, resume."""
 
+import itertools
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -12,6 +13,10 @@ from .errors import Errors, InputError
 from .io.readers import Document, read_documents, read_questions
 from .io.writers import JsonlWriter, completed_ids, doc_record
 from .processing import process
+
+# Documents per spaCy memory zone: large enough that restarting worker processes
+# (n_process > 1) costs little, small enough that interned strings stay bounded.
+ZONE_DOCUMENTS = 1000
 
 
 @dataclass
@@ -76,18 +81,22 @@ def run(nlp: Language, settings: JobSettings, on_record: Callable[[dict, RunSumm
     questions = read_questions(settings.questions) if settings.questions else []
     completed = Counter() if overwrite or settings.output == "-" else completed_ids(settings.output)
     summary = RunSummary(resumed=sum(completed.values()))
-    documents = skip_completed(read_documents(settings.input), completed)
+    items = _items(skip_completed(read_documents(settings.input), completed), questions)
     started = time.perf_counter()
     with JsonlWriter(settings.output, append=not overwrite) as writer:
-        for doc, document in process(nlp, _items(documents, questions), settings.batch_size):
-            record = _record(doc, document, settings.annotations)
-            writer.write(record)
-            answers = record.get("answers") or []
-            summary.documents += 1
-            summary.failed += "error" in record
-            summary.questions += len(answers)
-            summary.grounded += sum(a["start_char"] is not None for a in answers)
-            summary.seconds = time.perf_counter() - started
-            on_record(record, summary)
+        while zone := list(itertools.islice(items, ZONE_DOCUMENTS)):
+            # Strings spaCy interns for these documents are freed with the zone, so a long
+            # run's memory stays flat; records are plain dicts, written before it closes.
+            with nlp.memory_zone():
+                for doc, document in process(nlp, zone, settings.batch_size, settings.n_process):
+                    record = _record(doc, document, settings.annotations)
+                    writer.write(record)
+                    answers = record.get("answers") or []
+                    summary.documents += 1
+                    summary.failed += "error" in record
+                    summary.questions += len(answers)
+                    summary.grounded += sum(a["start_char"] is not None for a in answers)
+                    summary.seconds = time.perf_counter() - started
+                    on_record(record, summary)
     summary.seconds = time.perf_counter() - started
     return summary

@@ -220,7 +220,7 @@ def test_ask_with_the_tiny_model(runner, override_args):
 
 def test_ask_ungrounded_answer(runner, override_args, monkeypatch):
     monkeypatch.setattr(Llama, "complete", lambda self, prompts: [Completion("zebra", [1], [-1.0]) for _ in prompts])
-    result = runner.invoke(main, ["ask", QA_CFG, "Where?", "--text", "Paris is in France.", *override_args])
+    result = runner.invoke(main, ["ask", QA_CFG, "Why?", "--text", "Paris is in France.", *override_args])
     assert result.exit_code == 0, result.output
     assert result.stdout == "zebra\n" and "generated, not a span of the document" in result.stderr
 

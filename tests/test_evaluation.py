@@ -50,6 +50,7 @@ def test_evaluate_scores_against_every_reference(qa_nlp, squad_file, monkeypatch
         texts = [self.tokenizer.decode(p) for p in prompts]
         return [Completion(next(r for q, r in replies.items() if q in t), [1], [-0.1]) for t in texts]
     monkeypatch.setattr(Llama, "complete", complete)
+    monkeypatch.setattr(qa_nlp.get_pipe("llama_qa"), "mode", "generative")  # the replies are the predictions
     result = evaluate_squad(qa_nlp, squad_file)
     assert result.questions == 3
     assert result.exact_match == pytest.approx(200 / 3)

@@ -12,7 +12,8 @@ from nlpipe.errors import InputError
 from nlpipe.runner import RunSummary, run
 
 REPO = Path(__file__).resolve().parents[1]
-ANSWER_KEYS = {"question", "text", "start_char", "end_char", "evidence", "logprob", "generated"}
+ANSWER_KEYS = {"question", "text", "start_char", "end_char", "grounded", "confidence", "evidence", "logprob",
+               "generated"}
 
 
 def read_jsonl(path):
@@ -149,3 +150,27 @@ def test_summary_rates():
     assert RunSummary().docs_per_second == 0.0 and RunSummary().questions_per_second == 0.0
     summary = RunSummary(documents=10, questions=20, seconds=4.0)
     assert summary.docs_per_second == 2.5 and summary.questions_per_second == 5.0
+
+
+def test_spacy_stage_in_worker_processes_gives_the_same_records(tmp_path, docs_folder):
+    nlp = build_pipeline(load_config(REPO / "pipelines" / "annotate.cfg"))
+    outputs = []
+    for n_process in (1, 2):
+        output = tmp_path / f"ann{n_process}.jsonl"
+        run(nlp, JobSettings(input=str(docs_folder), output=str(output), annotations=True, n_process=n_process))
+        outputs.append(read_jsonl(output))
+    assert outputs[0] == outputs[1] and len(outputs[0]) == 4
+
+
+def test_memory_zones_split_a_long_run_without_changing_it(qa_nlp, tmp_path, monkeypatch):
+    import nlpipe.runner
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(7):
+        (folder / f"{i}.txt").write_text(f"Document {i} mentions Paris and the year {1900 + i}.", encoding="utf-8")
+    whole, zoned = tmp_path / "whole.jsonl", tmp_path / "zoned.jsonl"
+    run(qa_nlp, JobSettings(input=str(folder), output=str(whole)))
+    monkeypatch.setattr(nlpipe.runner, "ZONE_DOCUMENTS", 3)
+    run(qa_nlp, JobSettings(input=str(folder), output=str(zoned)))
+    assert read_jsonl(whole) == read_jsonl(zoned)

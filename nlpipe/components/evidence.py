@@ -92,6 +92,16 @@ class EvidenceSelector:
         return [index.units[i].span for i in sorted(chosen)]
 
 
+    def shared(self, index: EvidenceIndex, evidences: list[list[Span]]) -> list[Span] | None:
+        """One context for all of a document's questions: the union of their evidence, in
+        document order, when it fits the budget (then the model computes it once); else None."""
+        units = {(u.span.start, u.span.end): u for u in index.units}
+        chosen = sorted({(s.start, s.end) for evidence in evidences for s in evidence})
+        if sum(units[key].n_tokens for key in chosen) > self.max_tokens:
+            return None
+        return [units[key].span for key in chosen]
+
+
 @registry.misc("nlpipe.EvidenceSelector.v1")
 def make_evidence_selector(max_sentences: int = 3, max_tokens: int = 384, entity_weight: float = 1.5,
                            label_weight: float = 0.5) -> EvidenceSelector:

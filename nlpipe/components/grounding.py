@@ -20,7 +20,7 @@ def clean_answer(generated: str) -> str:
     return text.strip()
 
 
-def _words(text: str) -> list[str]:
+def words_of(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
@@ -43,7 +43,7 @@ def find_phrase(phrase: str, doc: Doc, within: list[Span]) -> tuple[int, int] | 
     return None
 
 
-def _f1(candidate: list[str], answer: list[str]) -> float:
+def word_f1(candidate: list[str], answer: list[str]) -> float:
     common = sum((Counter(candidate) & Counter(answer)).values())
     if not common:
         return 0.0
@@ -66,14 +66,14 @@ def best_candidate(answer: str, evidence: list[Span], question: QuestionAnalysis
     """The candidate span that overlaps the answer's words most; question words do not count
     (a reply that restates the question matches every sentence), and entity labels the
     question expects break ties."""
-    question_words = set(_words(question.text)) | question.focus_lemmas
-    answer_words = [w for w in _words(answer) if w not in question_words]
+    question_words = set(words_of(question.text)) | question.focus_lemmas
+    answer_words = [w for w in words_of(answer) if w not in question_words]
     if not answer_words:
         return None
     best, best_score = None, 0.0
     for span in candidate_spans(evidence):
-        words = [w for w in _words(span.text) if w not in question_words]
-        score = _f1(words, answer_words) if words else 0.0
+        words = [w for w in words_of(span.text) if w not in question_words]
+        score = word_f1(words, answer_words) if words else 0.0
         if score and span.label_ in question.expected_labels:
             score += 0.25
         if score > best_score:
@@ -126,9 +126,9 @@ def ground(reply: str, core: str, doc: Doc, evidence: list[Span], question: Ques
     `reply` is the model's cleaned reply and `core` its answer-bearing part (see answer_core).
     A phrase made only of the question's own words is never taken for the answer.
     """
-    question_words = set(_words(question.text)) | question.focus_lemmas
+    question_words = set(words_of(question.text)) | question.focus_lemmas
     for phrase in dict.fromkeys((reply, core)):
-        if not phrase or set(_words(phrase)) <= question_words:
+        if not phrase or set(words_of(phrase)) <= question_words:
             continue
         found = find_phrase(phrase, doc, evidence)
         if found:

@@ -77,6 +77,8 @@ def parse_jsonl_line(line: str, line_number: int, source: str) -> Document:
         record = json.loads(line)
     except json.JSONDecodeError as err:
         return _failed(doc_id, "invalid_json", f"line {line_number} is not JSON: {err.msg}")
+    except (RecursionError, ValueError) as err:  # nesting too deep, an integer too long to convert
+        return _failed(doc_id, "invalid_json", f"line {line_number} cannot be read as JSON: {err}")
     if not isinstance(record, dict) or not isinstance(record.get("text"), str):
         return _failed(str(record.get("id", doc_id)) if isinstance(record, dict) else doc_id,
                        "missing_text", f"line {line_number} has no string field \"text\"")

@@ -4,7 +4,7 @@ Loading is lazy so that building or validating a pipeline, or saving one to disk
 pays for the weights.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -14,7 +14,43 @@ from . import catalog
 from .devices import init_distributed, local_device, resolve_dtype
 from .generation import generate
 from .loading import LoadedModel, load_model
-from .scoring import ContinuationScore, score_continuations
+from .scoring import ContinuationScore, score_batch, score_continuations
+
+
+@dataclass
+class PromptBatch:
+    """Token-id prompts that may share prefixes: prompt i is prefixes[prefix_index[i]] + suffixes[i].
+    Iterating or indexing gives whole prompts."""
+
+    suffixes: list[list[int]]
+    prefixes: list[list[int]] = field(default_factory=list)
+    prefix_index: list[int] = field(default_factory=list)
+
+    @classmethod
+    def from_parts(cls, parts: list[tuple[list[int], list[int]]]) -> "PromptBatch":
+        """From (prefix, suffix) pairs; equal prefixes are stored, and later computed, once."""
+        slots: dict[tuple, int] = {}
+        for prefix, _ in parts:
+            slots.setdefault(tuple(prefix), len(slots))
+        if not any(slots):  # no prefixes at all
+            return cls([list(suffix) for _, suffix in parts])
+        return cls([list(s) for _, s in parts], [list(p) for p in slots], [slots[tuple(p)] for p, _ in parts])
+
+    def __len__(self) -> int:
+        return len(self.suffixes)
+
+    def __getitem__(self, row: int) -> list[int]:
+        prefix = self.prefixes[self.prefix_index[row]] if self.prefixes else []
+        return prefix + self.suffixes[row]
+
+    def __iter__(self):
+        return (self[row] for row in range(len(self)))
+
+    def lengths(self) -> list[int]:
+        return [len(prompt) for prompt in self]
+
+    def subset(self, rows) -> "PromptBatch":
+        return PromptBatch.from_parts([(self[r][:len(self[r]) - len(self.suffixes[r])], self.suffixes[r]) for r in rows])
 
 
 @dataclass
@@ -40,7 +76,7 @@ class Completion:
 
 class Llama:
     def __init__(self, path, device: str = "auto", dtype: str = "auto", max_new_tokens: int = 32,
-                 temperature: float = 0.0, top_p: float = 1.0, seed: int = 0):
+                 temperature: float = 0.0, top_p: float = 1.0, seed: int = 0, max_batch_tokens: int = 8192):
         self.path = Path(path)
         self.device_name = device
         self.dtype_name = dtype
@@ -48,7 +84,13 @@ class Llama:
         self.temperature = temperature
         self.top_p = top_p
         self.seed = seed
+        self.max_batch_tokens = max_batch_tokens
         self._loaded: LoadedModel | None = None
+
+    def __getstate__(self):
+        # Pickled into spaCy worker processes (n_process > 1), which never generate: send the
+        # settings, not the weights.
+        return {**self.__dict__, "_loaded": None}
 
     def load(self, on_step=lambda *args: None) -> LoadedModel:
         if self._loaded is None:
@@ -108,58 +150,115 @@ class Llama:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def complete(self, prompts: list[str | list[int]], *, max_gen_len: int | None = None,
+    def encode_chat_split(self, messages: list[dict], suffix_text: str) -> tuple[list[int], list[int]]:
+        """`messages` under the chat template as (prefix ids, suffix ids), cut where the last
+        occurrence of `suffix_text` begins: the prefix can then be shared by several prompts."""
+        tokenizer = self.tokenizer
+        if tokenizer.chat_template:
+            text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        else:
+            text = "\n\n".join(m["content"] for m in messages) + "\nAnswer:"
+            text = (tokenizer.bos_token or "") + text if getattr(tokenizer, "add_bos_token", False) else text
+        cut = text.rfind(suffix_text)
+        cut = cut if cut > 0 else len(text)
+        encode = lambda part: tokenizer(part, add_special_tokens=False)["input_ids"]  # noqa: E731
+        return encode(text[:cut]), encode(text[cut:])
+
+    def complete(self, prompts: "list[str | list[int]] | PromptBatch", *, max_gen_len: int | None = None,
                  temperature: float | None = None, top_p: float | None = None, seed: int | None = None,
                  echo: bool = False) -> list[Completion]:
-        """Continuations of `prompts` (strings or token ids) in one batched generation, with
-        Meta's generate() semantics; unset arguments take the configured settings."""
-        if not prompts:
+        """Continuations of `prompts` (strings, token ids, or a PromptBatch with shared prefixes)
+        in one batched generation, with Meta's generate() semantics; unset arguments take the
+        configured settings."""
+        if not len(prompts):
             return []
-        prompt_ids = [self.tokenizer(p)["input_ids"] if isinstance(p, str) else list(p) for p in prompts]
+        batch = self.as_batch(prompts)
         settings = GenerationSettings(
             max_gen_len=self.max_new_tokens if max_gen_len is None else max_gen_len,
             temperature=self.temperature if temperature is None else temperature,
             top_p=self.top_p if top_p is None else top_p,
             seed=self.seed if seed is None else seed, echo=echo)
-        limit = self.context_length
-        for prompt in prompt_ids:
-            if len(prompt) + settings.max_gen_len > limit:
-                raise ModelError(Errors.E018.format(n_tokens=len(prompt), context=limit,
-                                                    max_new=settings.max_gen_len))
-        return self._complete_halving(prompt_ids, settings)
+        lengths = batch.lengths()
+        completions: list[Completion | None] = [None] * len(batch)
+        fitting = []
+        for row, length in enumerate(lengths):
+            if length + settings.max_gen_len > self.context_length:
+                # This prompt fails alone; the rest of the batch is still answered.
+                completions[row] = Completion("", [], [], error=Errors.E018.format(
+                    n_tokens=length, context=self.context_length, max_new=settings.max_gen_len))
+            else:
+                fitting.append(row)
+        for group in self.length_groups([lengths[r] for r in fitting], settings.max_gen_len):
+            rows = [fitting[g] for g in group]
+            for row, completion in zip(rows, self._complete_halving(batch.subset(rows), settings)):
+                completions[row] = completion
+        return completions
 
-    def _complete_halving(self, prompts: list[list[int]], settings: "GenerationSettings") -> list[Completion]:
+    def length_groups(self, prompt_lengths: list[int], new_tokens: int) -> list[list[int]]:
+        """Row indices grouped by similar prompt length, each group within max_batch_tokens
+        (rows x (longest prompt + new tokens)): little padding, bounded memory."""
+        groups, current, longest = [], [], 0
+        for row in sorted(range(len(prompt_lengths)), key=prompt_lengths.__getitem__):
+            longest_if_added = max(longest, prompt_lengths[row] + new_tokens)
+            if current and longest_if_added * (len(current) + 1) > self.max_batch_tokens:
+                groups.append(current)
+                current, longest_if_added = [], prompt_lengths[row] + new_tokens
+            current.append(row)
+            longest = longest_if_added
+        return groups + [current] if current else groups
+
+    def as_batch(self, prompts) -> "PromptBatch":
+        if isinstance(prompts, PromptBatch):
+            return prompts
+        return PromptBatch([self.tokenizer(p)["input_ids"] if isinstance(p, str) else list(p) for p in prompts])
+
+    def _check_length(self, prompt_lengths: list[int], new_tokens: int) -> None:
+        limit = self.context_length
+        for length in prompt_lengths:
+            if length + new_tokens > limit:
+                raise ModelError(Errors.E018.format(n_tokens=length, context=limit, max_new=new_tokens))
+
+    def _complete_halving(self, batch: "PromptBatch", settings: GenerationSettings) -> list[Completion]:
         # Out of GPU memory: retry in two halves, down to single prompts; a prompt that does
         # not fit even alone fails by itself, and the rest of the batch is still answered.
         try:
-            return self._complete(prompts, settings)
+            return self._complete(batch, settings)
         except torch.OutOfMemoryError as err:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
-            if len(prompts) == 1:
+            if len(batch) == 1:
                 reason = str(err).strip().splitlines()[0]
                 return [Completion("", [], [], error=Errors.E021.format(device=self.device, n=1, reason=reason))]
-            half = len(prompts) // 2
-            return (self._complete_halving(prompts[:half], settings)
-                    + self._complete_halving(prompts[half:], settings))
+            half = len(batch) // 2
+            return (self._complete_halving(batch.subset(range(half)), settings)
+                    + self._complete_halving(batch.subset(range(half, len(batch))), settings))
 
     def score(self, prompt: list[int], continuations: list[list[int]]) -> list[ContinuationScore]:
         """Total and mean log-probability of each continuation after `prompt` (prompt computed once)."""
-        if len(prompt) + max(len(c) for c in continuations) > self.context_length:
-            raise ModelError(Errors.E018.format(n_tokens=len(prompt), context=self.context_length,
-                                                max_new=max(len(c) for c in continuations)))
+        self._check_length([len(prompt)], max(len(c) for c in continuations))
         return score_continuations(self.model, prompt, continuations, self.pad_id)
+
+    def score_batch(self, prompts: "PromptBatch", continuations: list[list[list[int]]]) -> list[list[ContinuationScore]]:
+        """Scores of `continuations[i]` after prompt i; shared prefixes are computed once."""
+        if not any(continuations):
+            return [[] for _ in continuations]
+        for length, group in zip(prompts.lengths(), continuations):
+            if group:
+                self._check_length([length], max(len(c) for c in group))
+        return score_batch(self.model, prompts.suffixes, continuations, self.pad_id,
+                           prompts.prefixes or None, prompts.prefix_index or None)
 
     @property
     def device(self) -> torch.device:
         return self.model.device
 
-    def _complete(self, prompts: list[list[int]], settings: "GenerationSettings") -> list[Completion]:
+    def _complete(self, batch: "PromptBatch", settings: GenerationSettings) -> list[Completion]:
         generator = None
         if settings.temperature > 0:
             generator = torch.Generator(device=self.device).manual_seed(settings.seed)
-        generations = generate(self.model, prompts, max_gen_len=settings.max_gen_len, pad_id=self.pad_id,
+        generations = generate(self.model, batch.suffixes, max_gen_len=settings.max_gen_len, pad_id=self.pad_id,
                                eos_ids=self.eos_ids, temperature=settings.temperature, top_p=settings.top_p,
-                               logprobs=True, echo=settings.echo, generator=generator)
+                               logprobs=True, echo=settings.echo, generator=generator,
+                               prefixes=batch.prefixes or None, prefix_index=batch.prefix_index or None)
         return [Completion(text=self.tokenizer.decode(g.tokens, skip_special_tokens=True).strip(),
                            tokens=g.tokens, logprobs=g.logprobs) for g in generations]

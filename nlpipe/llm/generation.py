@@ -55,6 +55,40 @@ def left_pad(prompt_tokens: list[list[int]], pad_id: int, device) -> tuple[torch
     return token_ids.to(device), mask.to(device)
 
 
+@dataclass
+class Prefilled:
+    """The state after running the prompts: what decoding or scoring continues from."""
+
+    logits: torch.Tensor  # (batch, kept positions, vocab) for the suffix positions
+    cache: object
+    mask: torch.Tensor  # (batch, prefix + suffix): 1 where a real token is
+    suffix_ids: torch.Tensor  # (batch, longest suffix), left-padded
+    next_position: torch.Tensor  # (batch, 1): position id of the next token
+
+
+def prefill(model, suffixes: list[list[int]], pad_id: int, prefixes: list[list[int]] | None = None,
+            prefix_index: list[int] | None = None, logits_to_keep: int = 1) -> Prefilled:
+    """Run prompts through the model. Prompt i is `prefixes[prefix_index[i]] + suffixes[i]`:
+    each distinct prefix is computed once and its KV cache copied to the rows that share it,
+    so ten questions about one document pay for the document once."""
+    device = model.device
+    suffix_ids, suffix_mask = left_pad(suffixes, pad_id, device)
+    if not prefixes:
+        position_ids = (suffix_mask.cumsum(-1) - 1).clamp(min=0)
+        logits, cache = forward_step(model, suffix_ids, suffix_mask, position_ids, None, logits_to_keep)
+        return Prefilled(logits, cache, suffix_mask, suffix_ids, position_ids[:, -1:] + 1)
+    prefix_ids, prefix_mask = left_pad(prefixes, pad_id, device)
+    prefix_positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)
+    _, cache = forward_step(model, prefix_ids, prefix_mask, prefix_positions, None)
+    rows = torch.tensor(prefix_index, dtype=torch.long, device=device)
+    cache.batch_select_indices(rows)  # one cache row per prompt, duplicated from its prefix
+    # Padding now sits between prefix and suffix; the mask hides it and positions skip it.
+    mask = torch.cat([prefix_mask[rows], suffix_mask], dim=-1)
+    position_ids = prefix_mask[rows].sum(-1, keepdim=True) + (suffix_mask.cumsum(-1) - 1).clamp(min=0)
+    logits, cache = forward_step(model, suffix_ids, mask, position_ids, cache, logits_to_keep)
+    return Prefilled(logits, cache, mask, suffix_ids, position_ids[:, -1:] + 1)
+
+
 @torch.inference_mode()
 def generate(
     model,
@@ -68,27 +102,29 @@ def generate(
     logprobs: bool = False,
     echo: bool = False,
     generator: torch.Generator | None = None,
+    prefixes: list[list[int]] | None = None,
+    prefix_index: list[int] | None = None,
 ) -> list[Generation]:
     """Continue each prompt by up to `max_gen_len` tokens; each row stops at its own EOS.
 
     temperature 0 is greedy decoding. With `echo`, the prompt is returned in front of the
     generated tokens (its first token's log-prob is 0, as in Meta's code: nothing predicts it).
-    The EOS token itself is not returned.
+    The EOS token itself is not returned. With `prefixes`, prompt i is
+    `prefixes[prefix_index[i]] + prompt_tokens[i]` and each prefix is computed once.
     """
     if not prompt_tokens or any(len(tokens) == 0 for tokens in prompt_tokens):
         raise ValueError("generate() needs at least one non-empty prompt")
+    if echo and prefixes:
+        raise ValueError("echo returns the whole prompt; pass whole prompts instead of prefixes")
     device = model.device
-    token_ids, mask = left_pad(prompt_tokens, pad_id, device)
-    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-    logits, cache = forward_step(model, token_ids, mask, position_ids, None,
-                                 logits_to_keep=0 if echo else 1)
+    state = prefill(model, prompt_tokens, pad_id, prefixes, prefix_index, logits_to_keep=0 if echo else 1)
+    logits, cache, mask, next_position = state.logits, state.cache, state.mask, state.next_position
     if echo and logprobs:
         prompt_logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(
-            -1, token_ids[:, 1:, None]).squeeze(-1)
+            -1, state.suffix_ids[:, 1:, None]).squeeze(-1)
     next_logits = logits[:, -1].float()
     eos = torch.tensor(eos_ids, dtype=torch.long, device=device)
     finished = torch.zeros(len(prompt_tokens), dtype=torch.bool, device=device)
-    next_position = position_ids[:, -1:] + 1
     new_tokens, new_logprobs = [], []
     for step in range(max_gen_len):
         if temperature > 0:
@@ -120,7 +156,7 @@ def generate(
             prompt = list(prompt_tokens[row])
             result.tokens = prompt + result.tokens
             if logprobs:
-                first_real = token_ids.shape[1] - len(prompt)
+                first_real = state.suffix_ids.shape[1] - len(prompt)
                 result.logprobs = [0.0] + prompt_logprobs[row, first_real:].tolist() + result.logprobs
         results.append(result)
     return results

@@ -22,7 +22,8 @@ from nlpipe.llm.engine import Completion, Llama
 
 
 REPO = Path(__file__).resolve().parents[2]
-ANSWER_KEYS = {"question", "text", "start_char", "end_char", "evidence", "logprob", "generated"}
+ANSWER_KEYS = {"question", "text", "start_char", "end_char", "grounded", "confidence", "evidence", "logprob",
+               "generated"}
 TEXT = "The Eiffel Tower is in Paris. It opened in 1889. Gustave Eiffel's company built it."
 
 
@@ -191,16 +192,45 @@ def test_full_sentence_reply_is_grounded_on_its_core(qa, qa_nlp, monkeypatch):
     assert answer["evidence"] == "It opened in 1889."
 
 
-def test_reply_not_in_the_doc_is_not_grounded(qa, qa_nlp, monkeypatch):
+def test_generative_mode_keeps_a_reply_that_is_not_in_the_doc(qa, qa_nlp, monkeypatch):
+    monkeypatch.setattr(qa, "mode", "generative")
     monkeypatch.setattr(qa.llm, "complete", fake_complete(["zebra quantum"]))
     doc = qa_nlp(make_doc(qa_nlp, TEXT, ["Where is the Eiffel Tower?"]))
     answer = doc._.answers[0]
-    assert answer["start_char"] is None and answer["end_char"] is None
+    assert answer["start_char"] is None and answer["end_char"] is None and answer["grounded"] is False
     assert answer["text"] == "zebra quantum" == answer["generated"]
     assert answer["evidence"] is not None  # the best evidence unit is still reported
 
 
+def test_grounded_mode_answers_with_a_typed_span_even_when_the_reply_is_not_in_the_doc(qa, qa_nlp, monkeypatch):
+    monkeypatch.setattr(qa.llm, "complete", fake_complete(["zebra quantum"]))
+    doc = qa_nlp(make_doc(qa_nlp, TEXT, ["Where is the Eiffel Tower?"]))
+    answer = doc._.answers[0]
+    assert answer["grounded"] is True
+    assert answer["text"] == doc.text[answer["start_char"]:answer["end_char"]] == "Paris"  # the only GPE
+    assert 0 < answer["confidence"] <= 1
+
+
+def test_grounded_mode_prefers_the_candidate_the_reply_names(qa, qa_nlp, monkeypatch):
+    from nlpipe.llm.scoring import ContinuationScore
+
+    monkeypatch.setattr(qa.llm, "complete", fake_complete(["He was Gustave Eiffel."]))
+    # A model that likes every candidate alike: the reply decides.
+    monkeypatch.setattr(qa.llm, "score_batch", lambda prompts, groups: [
+        [ContinuationScore(-2.0, -1.0, [-1.0, -1.0]) for _ in group] for group in groups])
+    doc = qa_nlp(make_doc(qa_nlp, TEXT, ["Whose company built the tower?"]))
+    assert doc._.answers[0]["text"] == "Gustave Eiffel's"[:len(doc._.answers[0]["text"])] or \
+        doc._.answers[0]["text"].startswith("Gustave Eiffel")
+
+
+def test_free_form_questions_keep_the_reply_in_grounded_mode(qa, qa_nlp, monkeypatch):
+    monkeypatch.setattr(qa.llm, "complete", fake_complete(["Because of the 1889 fair"]))
+    answer = qa_nlp(make_doc(qa_nlp, TEXT, ["Why was the tower built?"]))._.answers[0]
+    assert (answer["text"], answer["start_char"], answer["grounded"]) == ("Because of the 1889 fair", None, False)
+
+
 def test_ungrounded_answer_text_is_the_cleaned_reply(qa, qa_nlp, monkeypatch):
+    monkeypatch.setattr(qa, "mode", "generative")
     monkeypatch.setattr(qa.llm, "complete", fake_complete(['Answer: "zebra quantum"\nmore']))
     answer = qa_nlp(make_doc(qa_nlp, TEXT, ["Where is the Eiffel Tower?"]))._.answers[0]
     assert answer["start_char"] is None
@@ -209,6 +239,7 @@ def test_ungrounded_answer_text_is_the_cleaned_reply(qa, qa_nlp, monkeypatch):
 
 
 def test_empty_reply(qa, qa_nlp, monkeypatch):
+    monkeypatch.setattr(qa, "mode", "generative")
     monkeypatch.setattr(qa.llm, "complete", lambda prompts: [Completion("", [], []) for _ in prompts])
     doc = qa_nlp(make_doc(qa_nlp, TEXT, ["Where is the Eiffel Tower?"]))
     answer = doc._.answers[0]

@@ -3,8 +3,9 @@
 import pytest
 import spacy
 
-from nlpipe.components.prompting import DEFAULT_SYSTEM, DEFAULT_TEMPLATE, QAPrompt, make_qa_prompt
+from nlpipe.components.prompting import DEFAULT_CONTEXT, DEFAULT_QUESTION, DEFAULT_SYSTEM, QAPrompt, make_qa_prompt
 from nlpipe.config import build_pipeline, load_config
+from nlpipe.llm.engine import Completion
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
 
@@ -40,27 +41,36 @@ def test_no_entities_and_no_evidence():
     user = QAPrompt().messages("Why?", [doc[:]])[1]["content"]
     assert "Named entities: none" in user and "Context: cats sleep" in user
     user = QAPrompt().messages("Why?", [])[1]["content"]
-    assert user == DEFAULT_TEMPLATE.format(context="", entities="none", question="Why?")
+    assert user == DEFAULT_CONTEXT.format(context="", entities="none") + DEFAULT_QUESTION.format(question="Why?")
+
+
+def test_the_context_part_comes_first_and_is_shared(evidence):
+    prompt = QAPrompt()
+    first, second = (prompt.messages(q, evidence)[1]["content"] for q in ("Where?", "When did it open?"))
+    assert first.endswith(prompt.question_part("Where?")) and second.endswith(prompt.question_part("When did it open?"))
+    assert first[:-len(prompt.question_part("Where?"))] == second[:-len(prompt.question_part("When did it open?"))]
 
 
 def test_custom_template_and_system(evidence):
-    prompt = make_qa_prompt(system="Be brief.", template="Q: {question} | C: {context} | E: {entities}")
+    prompt = make_qa_prompt(system="Be brief.", context_template="C: {context} | E: {entities} | ",
+                            question_template="Q: {question}")
     messages = prompt.messages("When?", evidence[1:])
     assert messages == [{"role": "system", "content": "Be brief."},
-                        {"role": "user", "content": "Q: When? | C: It opened in 1889. | E: 1889 (DATE)"}]
+                        {"role": "user", "content": "C: It opened in 1889. | E: 1889 (DATE) | Q: When?"}]
 
 
 def test_custom_template_through_the_config(qa_overrides):
-    overrides = {**qa_overrides, "components.llama_qa.prompt.template": "ASK {question} ABOUT {context}",
+    overrides = {**qa_overrides, "components.llama_qa.prompt.context_template": "ABOUT {context} ",
+                 "components.llama_qa.prompt.question_template": "ASK {question}",
                  "components.llama_qa.prompt.system": "SYS"}
     nlp = build_pipeline(load_config(REPO / "pipelines" / "qa.cfg", overrides))
     qa = nlp.get_pipe("llama_qa")
-    assert qa.prompt.template == "ASK {question} ABOUT {context}" and qa.prompt.system == "SYS"
+    assert qa.prompt.question_template == "ASK {question}" and qa.prompt.system == "SYS"
     prompts = []
 
     def complete(batch):
         prompts.extend(batch)
-        return []
+        return [Completion("Paris", [1], [-0.1]) for _ in batch]
     qa.llm.complete = complete
     doc = nlp.make_doc("Paris is in France.")
     doc._.questions = ["Where is Paris?"]
@@ -68,7 +78,7 @@ def test_custom_template_through_the_config(qa_overrides):
     assert len(prompts) == 1
     rendered = qa.llm.tokenizer.decode(prompts[0])
     assert "<|im_start|>system\nSYS<|im_end|>" in rendered
-    assert "<|im_start|>user\nASK Where is Paris? ABOUT Paris is in France.<|im_end|>" in rendered
+    assert "<|im_start|>user\nABOUT Paris is in France. ASK Where is Paris?<|im_end|>" in rendered
     assert rendered.endswith("<|im_start|>assistant\n")
 
 

@@ -133,28 +133,27 @@ def test_mean_logprob_of_nothing():
     assert Completion(text="a", tokens=[1, 2], logprobs=[-1.0, -2.0]).mean_logprob == -1.5
 
 
-def test_prompt_too_long_for_context(llama):
+def test_prompt_too_long_for_context_fails_alone(llama):
     prompt = llama.encode_chat(MESSAGES)
     llama.max_new_tokens = 600
-    with pytest.raises(ModelError) as caught:
-        llama.complete([prompt])
-    message = str(caught.value)
-    assert message.startswith("E018")
-    assert f"{len(prompt)} tokens" in message and "512" in message and "600" in message
+    [completion] = llama.complete([prompt])
+    assert completion.tokens == [] and completion.error.startswith("E018")
+    assert f"{len(prompt)} tokens" in completion.error and "512" in completion.error and "600" in completion.error
 
 
 def test_prompt_exactly_fills_context(llama):
     llama.max_new_tokens = 2
     prompt = [5] * (llama.context_length - 2)
-    assert len(llama.complete([prompt])[0].logprobs) <= 2
-    with pytest.raises(ModelError, match="^E018"):
-        llama.complete([prompt + [5]])
+    fits, too_long = llama.complete([prompt, prompt + [5]])
+    assert fits.error is None and len(fits.logprobs) <= 2
+    assert too_long.error.startswith("E018")
 
 
 def test_out_of_memory_halves_the_batch(llama, monkeypatch):
     seen = []
 
     def fake_complete(self, prompts, settings):
+        prompts = list(prompts)
         seen.append(len(prompts))
         if len(prompts) > 1:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -233,3 +232,28 @@ def test_complete_takes_strings_and_per_call_settings(llama):
     assert echoed.logprobs[0] == 0.0 and len(echoed.logprobs) == len(echoed.tokens)
     sampled = [llama.complete([text], max_gen_len=5, temperature=1.5, seed=s)[0].tokens for s in (1, 1, 2)]
     assert sampled[0] == sampled[1]
+
+
+def test_length_groups_respect_the_token_budget(llama):
+    llama.max_batch_tokens = 100
+    lengths = [40, 5, 38, 7, 90, 6]
+    groups = llama.length_groups(lengths, new_tokens=10)
+    assert sorted(row for group in groups for row in group) == list(range(len(lengths)))
+    for group in groups:
+        assert len(group) == 1 or len(group) * max(lengths[r] + 10 for r in group) <= 100
+    assert [lengths[g[0]] for g in groups] == sorted(lengths[g[0]] for g in groups)  # short ones together
+
+
+def test_grouped_generation_keeps_input_order(llama):
+    prompts = _prompts(llama)
+    expected = [c.tokens for c in llama.complete(prompts)]
+    llama.max_batch_tokens = 1  # every prompt alone
+    assert [c.tokens for c in llama.complete(prompts)] == expected
+
+
+def test_a_loaded_engine_pickles_without_its_weights(llama):
+    import pickle
+
+    llama.load()
+    clone = pickle.loads(pickle.dumps(llama))
+    assert clone._loaded is None and clone.path == llama.path and clone.max_new_tokens == llama.max_new_tokens

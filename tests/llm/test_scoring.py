@@ -48,7 +48,8 @@ def test_the_prompt_is_computed_once(model, tokenizer, monkeypatch):
     monkeypatch.setattr(model, "forward", spy)
     score_continuations(model, prompt, continuations, tokenizer.pad_token_id)
     longest = max(len(c) for c in continuations)
-    assert seen_shapes == [(1, len(prompt)), (len(continuations), longest)]
+    # The prompt (all but its last token, then that token) once; each continuation over its own tokens.
+    assert seen_shapes == [(1, len(prompt) - 1), (1, 1), (len(continuations), longest - 1)]
 
 
 def test_empty_inputs_are_refused(model):
@@ -65,3 +66,31 @@ def test_engine_score_ranks_the_greedy_continuation_first(tiny_llama_dir):
     other = [(t + 7) % len(llm.tokenizer) for t in greedy]
     best, worse = llm.score(prompt, [greedy, other])
     assert best.total_logprob > worse.total_logprob
+
+
+def test_score_batch_with_shared_prefixes_equals_whole_prompts(model, tokenizer):
+    from nlpipe.llm.scoring import score_batch
+
+    encode = lambda text: tokenizer(text)["input_ids"]  # noqa: E731
+    prefixes = [encode("Context: The Eiffel Tower is in Paris."), encode("Context: Super Bowl 50 was in 2016.")]
+    prompts = [encode(" Where is it? Answer:"), encode(" When? Answer:"), encode(" Who won? Answer:")]
+    candidates = [[encode(" Paris"), encode(" France, Europe")], [encode(" 2016")], [encode(" Denver"), encode(" x")]]
+    index = [0, 1, 1]
+    scores = score_batch(model, prompts, candidates, tokenizer.pad_token_id, prefixes=prefixes, prefix_index=index)
+    for i, group in enumerate(candidates):
+        for candidate, score in zip(group, scores[i]):
+            expected = full_forward_logprobs(model, prefixes[index[i]] + prompts[i], candidate)
+            assert score.token_logprobs == pytest.approx(expected, abs=1e-4)
+
+
+def test_score_batch_in_chunks_equals_one_pass(model, tokenizer):
+    from nlpipe.llm.scoring import score_batch
+
+    encode = lambda text: tokenizer(text)["input_ids"]  # noqa: E731
+    prompts = [encode("Where is it?"), encode("When was it opened, and by whom?")]
+    candidates = [[encode(" Paris"), encode(" France"), encode(" a tower")], [encode(" 1889"), encode(" Eiffel")]]
+    whole = score_batch(model, prompts, candidates, tokenizer.pad_token_id)
+    chunked = score_batch(model, prompts, candidates, tokenizer.pad_token_id, max_rows=2)
+    for a_group, b_group in zip(whole, chunked):
+        for a, b in zip(a_group, b_group):
+            assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=1e-4)
