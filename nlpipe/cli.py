@@ -379,3 +379,7 @@ def eval_squad(ctx, squad_file, config_path, limit, output, batch_size, verbose)
     table.add_row(str(result.questions), f"{result.exact_match:.1f}", f"{result.f1:.1f}",
                   f"{result.spans}/{result.questions}", f"{result.questions_per_second:.2f}")
     console.print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -67,3 +67,5 @@ class Errors:
             "run code ({reason}). Use checkpoint files only from a source you trust.")
     E032 = "E032: cannot use '{path}' as Meta Llama params.json: {reason}."
     E033 = "E033: cannot convert the Meta Llama checkpoint at '{path}': {reason}."
+    E024 = ("E024: the chat template of the model at '{path}' failed: {reason}. Check or replace "
+            "chat_template in its tokenizer_config.json / chat_template.jinja.")

@@ -84,7 +84,9 @@ def run(nlp: Language, settings: JobSettings, on_record: Callable[[dict, RunSumm
     items = _items(skip_completed(read_documents(settings.input), completed), questions)
     started = time.perf_counter()
     with JsonlWriter(settings.output, append=not overwrite) as writer:
-        while zone := list(itertools.islice(items, ZONE_DOCUMENTS)):
+        while (first := next(items, None)) is not None:
+            # Lazy: a zone is read as it is processed, so stdin input is answered batch by batch.
+            zone = itertools.chain([first], itertools.islice(items, ZONE_DOCUMENTS - 1))
             # Strings spaCy interns for these documents are freed with the zone, so a long
             # run's memory stays flat; records are plain dicts, written before it closes.
             with nlp.memory_zone():

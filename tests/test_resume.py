@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -97,10 +98,20 @@ def command(corpus, qa_overrides):
     return build
 
 
-def _sigint_raises():
-    # A shell that runs the tests in the background may hand us SIGINT ignored; Python then
-    # never installs its KeyboardInterrupt handler, and Ctrl-C could not be tested.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+@contextmanager
+def sigint_not_ignored():
+    """A shell that runs the tests in the background may hand us SIGINT ignored. A child would
+    inherit that, and Python there would never turn Ctrl-C into KeyboardInterrupt; a handled
+    signal is reset to the default in the child instead. (No preexec_fn: it is unsafe in a
+    process with threads, as torch's.)"""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @pytest.fixture()
@@ -120,8 +131,9 @@ def processes(tmp_path, corpus):
         n = len(started)
         stdout = open(tmp_path / f"stdout{n}.txt", "w+", encoding="utf-8")
         stderr = open(tmp_path / f"stderr{n}.txt", "w+", encoding="utf-8")
-        proc = subprocess.Popen(args, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
-                                env=slow_env if slow else env, preexec_fn=_sigint_raises)
+        with sigint_not_ignored():
+            proc = subprocess.Popen(args, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
+                                    env=slow_env if slow else env)
         proc.stderr_path = tmp_path / f"stderr{n}.txt"
         started.append((proc, stdout, stderr))
         return proc

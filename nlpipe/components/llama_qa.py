@@ -14,7 +14,7 @@ from . import llm as _llm  # noqa: F401  registers nlpipe.Llama.v1
 from .evidence import EvidenceSelector
 from .grounding import answer_core, clean_answer, find_phrase, ground
 from .prompting import QAPrompt
-from .selection import Choice, SpanSelector
+from .selection import FREE_FORM_TYPES, Choice, SpanSelector
 from .questions import QuestionAnalysis, analyse_question
 
 MODES = ("grounded", "generative")
@@ -128,7 +128,7 @@ class LlamaQA:
             choices = [Choice(find_phrase(reply, doc, evidence) if reply else None, None)
                        for (doc, _, evidence), reply in zip(jobs, replies)]
         for (doc, analysis, evidence), completion, reply, choice in zip(jobs, completions, replies, choices):
-            doc._.answers.append(make_answer(doc, analysis, evidence, completion, reply, choice))
+            doc._.answers.append(make_answer(doc, analysis, evidence, completion, reply, choice, self.mode))
         return docs
 
     def choose_spans(self, jobs, prompts: PromptBatch, completions: list[Completion], cores: list[str],
@@ -168,9 +168,12 @@ class LlamaQA:
 
 
 def make_answer(doc: Doc, analysis: QuestionAnalysis, evidence: list[Span], completion: Completion,
-                reply: str, choice: Choice) -> dict:
+                reply: str, choice: Choice, mode: str) -> dict:
     if choice.offsets is None:
-        text, start, end = reply or completion.text, None, None
+        # Document text is data: in grounded mode a reply that is not a span of the document
+        # is only ever given as the answer to a free-form question (why/how/yes-no).
+        free_form = mode == "generative" or analysis.qtype in FREE_FORM_TYPES
+        text, start, end = (reply or completion.text) if free_form else "", None, None
         support = evidence[0] if evidence else None
     else:
         start, end = choice.offsets

@@ -28,7 +28,7 @@ class Choice:
 
 
 class SpanSelector:
-    def __init__(self, max_candidates: int = 24, likelihood_weight: float = 0.5, reply_weight: float = 1.0,
+    def __init__(self, max_candidates: int = 16, likelihood_weight: float = 0.5, reply_weight: float = 1.0,
                  overlap_weight: float = 2.0, label_weight: float = 1.0):
         self.max_candidates = max_candidates
         self.likelihood_weight = likelihood_weight
@@ -80,7 +80,7 @@ class SpanSelector:
 
 
 @registry.misc("nlpipe.SpanSelector.v1")
-def make_span_selector(max_candidates: int = 24, likelihood_weight: float = 0.5, reply_weight: float = 1.0,
+def make_span_selector(max_candidates: int = 16, likelihood_weight: float = 0.5, reply_weight: float = 1.0,
                        overlap_weight: float = 2.0, label_weight: float = 1.0) -> SpanSelector:
     """Weights of: the model's length-normalised log-likelihood of the candidate (about -2 to
     -15), overlapping the reply's span (0/1), word F1 with the reply (0-1), expected type (0/1)."""

@@ -140,7 +140,7 @@ class Llama:
         tokenizer = self.tokenizer
         if tokenizer.chat_template:
             # transformers renders chat templates in a sandboxed Jinja environment.
-            encoded = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+            encoded = self._render_chat(messages, tokenize=True)
             # transformers 5 returns a BatchEncoding here, 4.x a plain list of ids.
             return list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
         # A base model without a template: plain text turns are the best we can do.
@@ -150,12 +150,20 @@ class Llama:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def _render_chat(self, messages: list[dict], tokenize: bool):
+        # transformers renders chat templates in a sandboxed Jinja environment: a template
+        # that reaches for Python internals fails there instead of running.
+        try:
+            return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=tokenize)
+        except Exception as err:  # jinja2's SecurityError, TemplateError, or a template's own raise
+            raise ModelError(Errors.E024.format(path=self.path, reason=str(err).splitlines()[0])) from None
+
     def encode_chat_split(self, messages: list[dict], suffix_text: str) -> tuple[list[int], list[int]]:
         """`messages` under the chat template as (prefix ids, suffix ids), cut where the last
         occurrence of `suffix_text` begins: the prefix can then be shared by several prompts."""
         tokenizer = self.tokenizer
         if tokenizer.chat_template:
-            text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            text = self._render_chat(messages, tokenize=False)
         else:
             text = "\n\n".join(m["content"] for m in messages) + "\nAnswer:"
             text = (tokenizer.bos_token or "") + text if getattr(tokenizer, "add_bos_token", False) else text

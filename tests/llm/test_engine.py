@@ -257,3 +257,19 @@ def test_a_loaded_engine_pickles_without_its_weights(llama):
     llama.load()
     clone = pickle.loads(pickle.dumps(llama))
     assert clone._loaded is None and clone.path == llama.path and clone.max_new_tokens == llama.max_new_tokens
+
+
+def test_a_chat_template_that_reaches_for_python_internals_is_refused(tiny_llama_copy, tmp_path):
+    import json
+
+    marker = tmp_path / "pwned"
+    config_file = tiny_llama_copy / "tokenizer_config.json"
+    config = json.loads(config_file.read_text())
+    config["chat_template"] = ("{{ ''.__class__.__mro__[1].__subclasses__() }}"
+                               f"{{{{ cycler.__init__.__globals__.os.system('touch {marker}') }}}}")
+    config_file.write_text(json.dumps(config))
+    (tiny_llama_copy / "chat_template.jinja").unlink(missing_ok=True)
+    llm = Llama(tiny_llama_copy, device="cpu")
+    with pytest.raises(ModelError, match="^E024"):
+        llm.encode_chat([{"role": "user", "content": "hi"}])
+    assert not marker.exists()
