@@ -10,7 +10,7 @@ import argparse
 import json
 import time
 
-from _common import REPO, qa_pipeline, require_squad
+from _common import qa_pipeline, require_squad
 
 from nlpipe.evaluation import evaluate_squad, read_squad
 

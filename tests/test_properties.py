@@ -14,7 +14,6 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from nlpipe.config import JobSettings, build_pipeline, load_config
-from nlpipe.errors import ModelError
 from nlpipe.io.readers import read_documents
 from nlpipe.runner import run
 

@@ -14,22 +14,6 @@ TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def model(tiny_llama_dir):
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
-    model.eval()
-    return model
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tiny_llama_dir):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(tiny_llama_dir)
-
-
-@pytest.fixture(scope="module")
 def prompts(tokenizer):
     prompts = [tokenizer(text)["input_ids"] for text in TEXTS]
     assert len({len(p) for p in prompts}) == len(prompts), "the prompts must differ in length"

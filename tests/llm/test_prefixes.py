@@ -1,20 +1,8 @@
 """Shared prefixes: computed once, and generation identical to whole prompts."""
 
 import pytest
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from nlpipe.llm.generation import generate
-
-
-@pytest.fixture(scope="module")
-def model(tiny_llama_dir):
-    return AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32).eval()
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tiny_llama_dir):
-    return AutoTokenizer.from_pretrained(tiny_llama_dir)
 
 
 @pytest.fixture(scope="module")

@@ -2,20 +2,9 @@
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from nlpipe.llm.engine import Llama
 from nlpipe.llm.scoring import score_continuations
-
-
-@pytest.fixture(scope="module")
-def model(tiny_llama_dir):
-    return AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32).eval()
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tiny_llama_dir):
-    return AutoTokenizer.from_pretrained(tiny_llama_dir)
 
 
 def full_forward_logprobs(model, prompt, continuation):

@@ -1,0 +1,18 @@
+"""The tiny Llama of tests/conftest.py, loaded once per module for the engine's tests."""
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def model(tiny_llama_dir):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32).eval()
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_llama_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_llama_dir)
