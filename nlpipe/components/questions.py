@@ -15,6 +15,9 @@ EXPECTED_LABELS = {
     "how long": ("DATE", "TIME", "QUANTITY"),
     "how old": ("DATE", "CARDINAL"),
     "how far": ("QUANTITY",),
+    # Measurements: "how tall/high/big..." asks for a quantity, not an explanation.
+    **{f"how {adjective}": ("QUANTITY", "CARDINAL") for adjective in (
+        "tall", "high", "big", "large", "heavy", "wide", "deep", "fast", "small", "short")},
 }
 # Head nouns of "what X" / "which X" questions that name the answer's type.
 HEAD_NOUN_LABELS = {

@@ -21,7 +21,7 @@ def analyse(en_nlp):
     ("How long did the construction take?", "how long", EXPECTED_LABELS["how long"]),
     ("Why did the Broncos win?", "why", ()),
     ("How did the Broncos win?", "how", ()),
-    ("How tall is the tower?", "how", ()),
+    ("How did the tower get built?", "how", ()),
     ("Is Paris in France?", "yes/no", ()),
     ("Did the Broncos win the game?", "yes/no", ()),
     ("Can tourists climb the tower?", "yes/no", ()),
@@ -98,3 +98,10 @@ def test_without_a_parser_the_type_still_comes_from_the_words():
 def test_is_content(en_nlp):
     doc = en_nlp("Who built the tower?")
     assert [is_content(t) for t in doc] == [False, True, False, True, False]
+
+
+@pytest.mark.parametrize("question", ["How tall is it?", "How high is the tower?", "How heavy was the bell?"])
+def test_measurement_questions_expect_quantities(en_nlp, question):
+    analysis = analyse_question(en_nlp(question))
+    assert analysis.qtype == question.split()[0].lower() + " " + question.split()[1].lower()
+    assert analysis.expected_labels == ("QUANTITY", "CARDINAL")
