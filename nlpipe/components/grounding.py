@@ -24,6 +24,11 @@ def words_of(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
+def question_words(question: QuestionAnalysis) -> set[str]:
+    """The question's words and lemmas: an answer that consists of them only restates it."""
+    return set(words_of(question.text)) | question.focus_lemmas
+
+
 def find_phrase(phrase: str, doc: Doc, within: list[Span]) -> tuple[int, int] | None:
     """Character offsets of `phrase` in the doc, matched case-insensitively on word
     boundaries with any whitespace between words; the evidence is searched first."""
@@ -66,13 +71,13 @@ def best_candidate(answer: str, evidence: list[Span], question: QuestionAnalysis
     """The candidate span that overlaps the answer's words most; question words do not count
     (a reply that restates the question matches every sentence), and entity labels the
     question expects break ties."""
-    question_words = set(words_of(question.text)) | question.focus_lemmas
-    answer_words = [w for w in words_of(answer) if w not in question_words]
+    asked = question_words(question)
+    answer_words = [w for w in words_of(answer) if w not in asked]
     if not answer_words:
         return None
     best, best_score = None, 0.0
     for span in candidate_spans(evidence):
-        words = [w for w in words_of(span.text) if w not in question_words]
+        words = [w for w in words_of(span.text) if w not in asked]
         score = word_f1(words, answer_words) if words else 0.0
         if score and span.label_ in question.expected_labels:
             score += 0.25
@@ -126,9 +131,9 @@ def ground(reply: str, core: str, doc: Doc, evidence: list[Span], question: Ques
     `reply` is the model's cleaned reply and `core` its answer-bearing part (see answer_core).
     A phrase made only of the question's own words is never taken for the answer.
     """
-    question_words = set(words_of(question.text)) | question.focus_lemmas
+    asked = question_words(question)
     for phrase in dict.fromkeys((reply, core)):
-        if not phrase or set(words_of(phrase)) <= question_words:
+        if not phrase or set(words_of(phrase)) <= asked:
             continue
         found = find_phrase(phrase, doc, evidence)
         if found:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from spacy.tokens import Doc, Span
 from spacy.util import registry
 
-from .grounding import candidate_spans, word_f1, words_of
+from .grounding import candidate_spans, question_words, word_f1, words_of
 from .questions import QuestionAnalysis
 
 # Question types whose answer is rarely a span of the text: their reply is kept as generated.
@@ -41,7 +41,7 @@ class SpanSelector:
         """Spans worth scoring, the reply's own span first; none for free-form questions."""
         if question.qtype in FREE_FORM_TYPES:
             return []
-        question_words = set(words_of(question.text)) | question.focus_lemmas
+        asked = question_words(question)
         spans = candidate_spans(evidence)
         typed = [s for s in spans if s.label_ in question.expected_labels]
         if typed:  # the question says what kind of thing the answer is: only those compete
@@ -52,7 +52,7 @@ class SpanSelector:
         unique, seen = [], set()
         for span in spans:
             words = set(words_of(span.text))
-            if (span.start, span.end) in seen or not words or words <= question_words:
+            if (span.start, span.end) in seen or not words or words <= asked:
                 continue
             seen.add((span.start, span.end))
             unique.append(span)
@@ -64,12 +64,12 @@ class SpanSelector:
         (none for free-form questions: their reply is an explanation, not a span)."""
         if not candidates:
             return Choice(None if question.qtype in FREE_FORM_TYPES else reply_offsets, None)
-        question_words = set(words_of(question.text)) | question.focus_lemmas
-        core_words = [w for w in words_of(core) if w not in question_words]
+        asked = question_words(question)
+        core_words = [w for w in words_of(core) if w not in asked]
         combined = []
         for span, score in zip(candidates, scores):
             in_reply = reply_offsets is not None and span.start_char < reply_offsets[1] and reply_offsets[0] < span.end_char
-            overlap = word_f1([w for w in words_of(span.text) if w not in question_words], core_words) if core_words else 0.0
+            overlap = word_f1([w for w in words_of(span.text) if w not in asked], core_words) if core_words else 0.0
             likelihood = score.total_logprob / math.sqrt(len(score.token_logprobs))
             combined.append(self.likelihood_weight * likelihood + self.reply_weight * in_reply
                             + self.overlap_weight * overlap + self.label_weight * (span.label_ in question.expected_labels))

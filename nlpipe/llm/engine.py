@@ -39,9 +39,11 @@ class PromptBatch:
     def __len__(self) -> int:
         return len(self.suffixes)
 
+    def prefix(self, row: int) -> list[int]:
+        return self.prefixes[self.prefix_index[row]] if self.prefixes else []
+
     def __getitem__(self, row: int) -> list[int]:
-        prefix = self.prefixes[self.prefix_index[row]] if self.prefixes else []
-        return prefix + self.suffixes[row]
+        return self.prefix(row) + self.suffixes[row]
 
     def __iter__(self):
         return (self[row] for row in range(len(self)))
@@ -50,7 +52,7 @@ class PromptBatch:
         return [len(prompt) for prompt in self]
 
     def subset(self, rows) -> "PromptBatch":
-        return PromptBatch.from_parts([(self[r][:len(self[r]) - len(self.suffixes[r])], self.suffixes[r]) for r in rows])
+        return PromptBatch.from_parts([(self.prefix(r), self.suffixes[r]) for r in rows])
 
 
 @dataclass
@@ -135,42 +137,37 @@ class Llama:
             pad = self.eos_ids[0]
         return pad
 
-    def encode_chat(self, messages: list[dict]) -> list[int]:
-        """Token ids of `messages` under the model's chat template, ready for the reply."""
+    def chat_text(self, messages: list[dict]) -> str:
+        """`messages` rendered for the model, ready for the reply: through its chat template
+        (transformers renders it in a sandboxed Jinja environment, so a template that reaches
+        for Python internals fails instead of running), or as plain turns for a base model."""
         tokenizer = self.tokenizer
-        if tokenizer.chat_template:
-            # transformers renders chat templates in a sandboxed Jinja environment.
-            encoded = self._render_chat(messages, tokenize=True)
-            # transformers 5 returns a BatchEncoding here, 4.x a plain list of ids.
-            return list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
-        # A base model without a template: plain text turns are the best we can do.
-        text = "\n\n".join(m["content"] for m in messages) + "\nAnswer:"
-        return tokenizer(text)["input_ids"]
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def _render_chat(self, messages: list[dict], tokenize: bool):
-        # transformers renders chat templates in a sandboxed Jinja environment: a template
-        # that reaches for Python internals fails there instead of running.
+        if not tokenizer.chat_template:
+            text = "\n\n".join(m["content"] for m in messages) + "\nAnswer:"
+            return (tokenizer.bos_token or "") + text if getattr(tokenizer, "add_bos_token", False) else text
         try:
-            return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=tokenize)
+            return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         except Exception as err:  # jinja2's SecurityError, TemplateError, or a template's own raise
             raise ModelError(Errors.E024.format(path=self.path, reason=str(err).splitlines()[0])) from None
 
+    def encode_chat(self, messages: list[dict]) -> list[int]:
+        """Token ids of `messages`, ready for the reply."""
+        return self.encode_text(self.chat_text(messages))
+
     def encode_chat_split(self, messages: list[dict], suffix_text: str) -> tuple[list[int], list[int]]:
-        """`messages` under the chat template as (prefix ids, suffix ids), cut where the last
-        occurrence of `suffix_text` begins: the prefix can then be shared by several prompts."""
-        tokenizer = self.tokenizer
-        if tokenizer.chat_template:
-            text = self._render_chat(messages, tokenize=False)
-        else:
-            text = "\n\n".join(m["content"] for m in messages) + "\nAnswer:"
-            text = (tokenizer.bos_token or "") + text if getattr(tokenizer, "add_bos_token", False) else text
+        """Token ids of `messages` as (prefix, suffix), cut where the last occurrence of
+        `suffix_text` begins: the prefix can then be shared by several prompts."""
+        text = self.chat_text(messages)
         cut = text.rfind(suffix_text)
         cut = cut if cut > 0 else len(text)
-        encode = lambda part: tokenizer(part, add_special_tokens=False)["input_ids"]  # noqa: E731
-        return encode(text[:cut]), encode(text[cut:])
+        return self.encode_text(text[:cut]), self.encode_text(text[cut:])
+
+    def encode_text(self, text: str) -> list[int]:
+        # The rendered text already holds its special tokens (BOS, turn markers).
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.encode_text(text))
 
     def complete(self, prompts: "list[str | list[int]] | PromptBatch", *, max_gen_len: int | None = None,
                  temperature: float | None = None, top_p: float | None = None, seed: int | None = None,
