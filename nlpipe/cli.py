@@ -230,7 +230,11 @@ def ask(ctx, config_path, question, text, file_path, as_json, verbose):
     click.echo(answer["text"])
     where = (f"characters {answer['start_char']}–{answer['end_char']} of the document"
              if answer["start_char"] is not None else "generated, not a span of the document")
-    console.print(f"[dim]{where}; mean token log-prob {answer['logprob']:.3f}[/]", highlight=False)
+    if answer["confidence"] is not None:
+        where += f"; confidence {answer['confidence']:.2f}"
+    if answer["logprob"] is not None:
+        where += f"; mean token log-prob of the reply {answer['logprob']:.3f}"
+    console.print(f"[dim]{where}[/]", highlight=False)
     if answer["evidence"]:
         console.print(f"[dim]evidence: {escape(answer['evidence'])}[/]", highlight=False)
 

@@ -58,7 +58,7 @@ class Errors:
     E019 = ("E019: the model has no chat template and no pad/eos token; nlpipe needs an "
             "instruction-tuned model with a chat template.")
     E020 = "E020: config file '{path}' cannot be parsed: {reason}"
-    E021 = "E021: ran out of {device} memory while generating for {n} prompts: {reason}. Lower batch_size."
+    E021 = "E021: ran out of {device} memory running the model on {n} prompt(s): {reason}. Lower batch_size."
     E022 = "E022: cannot read SQuAD file '{path}': {reason}"
     E023 = "E023: cannot write output '{path}': {reason}. Pass --output with a writable file path."
     E030 = ("E030: cannot read the Meta checkpoint shard '{path}': {reason}. The file may be "

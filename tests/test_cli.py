@@ -13,6 +13,7 @@ from click.testing import CliRunner
 import nlpipe.cli as cli
 from nlpipe import __version__
 from nlpipe.cli import main, parse_overrides
+from nlpipe.components.selection import SpanSelector
 from nlpipe.llm.engine import Completion, Llama
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,9 +78,11 @@ def built(monkeypatch):
 
 @pytest.fixture()
 def fake_paris(monkeypatch):
-    """Every generation replies 'Paris'."""
+    """Every generation replies 'Paris', and every question gets a reply (grounded mode
+    would otherwise only score the candidates of span questions)."""
     monkeypatch.setattr(Llama, "complete",
                         lambda self, prompts: [Completion("Paris", [1], [-0.5]) for _ in prompts])
+    monkeypatch.setattr(SpanSelector, "uses_reply", property(lambda self: True))
 
 
 def lines(text):

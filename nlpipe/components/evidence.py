@@ -77,20 +77,27 @@ class EvidenceSelector:
         label_score = self.label_weight * bool(unit.labels & set(question.expected_labels))
         return lemma_score + entity_score + label_score
 
+    def rank(self, index: EvidenceIndex, question: QuestionAnalysis) -> list[tuple[Span, float]]:
+        """Every unit with its score, best first (ties in document order)."""
+        scored = [(self.score(unit, question, index.idf), i) for i, unit in enumerate(index.units)]
+        return [(index.units[i].span, score) for score, i in sorted(scored, key=lambda pair: (-pair[0], pair[1]))]
+
     def select(self, index: EvidenceIndex, question: QuestionAnalysis) -> list[Span]:
         """The best units for `question` that fit the budget, in document order."""
-        ranked = sorted(range(len(index.units)),
-                        key=lambda i: (-self.score(index.units[i], question, index.idf), i))
+        return self.fit(index, self.rank(index, question))
+
+    def fit(self, index: EvidenceIndex, ranked: list[tuple[Span, float]]) -> list[Span]:
+        """The first of the `ranked` units that fit the budget, in document order."""
+        units = {(u.span.start, u.span.end): u for u in index.units}
         chosen, used = [], 0
-        for i in ranked:
-            unit = index.units[i]
+        for span, _ in ranked:
             if len(chosen) == self.max_sentences:
                 break
-            if used + unit.n_tokens <= self.max_tokens:
-                chosen.append(i)
-                used += unit.n_tokens
-        return [index.units[i].span for i in sorted(chosen)]
-
+            n_tokens = units[(span.start, span.end)].n_tokens
+            if used + n_tokens <= self.max_tokens:
+                chosen.append(span)
+                used += n_tokens
+        return sorted(chosen, key=lambda span: span.start)
 
     def shared(self, index: EvidenceIndex, evidences: list[list[Span]]) -> list[Span] | None:
         """One context for all of a document's questions: the union of their evidence, in

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, List
 
@@ -9,6 +10,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, Span
 from spacy.util import minibatch
 
+from ..errors import Errors
 from ..llm.engine import Completion, Llama, PromptBatch
 from . import llm as _llm  # noqa: F401  registers nlpipe.Llama.v1
 from .evidence import EvidenceSelector
@@ -24,7 +26,7 @@ DEFAULT_CONFIG = {
     "model": {"@misc": "nlpipe.Llama.v1"},
     "evidence": {"@misc": "nlpipe.EvidenceSelector.v1"},
     "prompt": {"@misc": "nlpipe.QAPrompt.v1"},
-    "selector": {"@misc": "nlpipe.SpanSelector.v1"},
+    "selector": {"@misc": "nlpipe.SpanSelector.v2"},
     "mode": "grounded",
     "questions": [],
     "batch_size": 16,
@@ -93,8 +95,9 @@ class LlamaQA:
         return analyses
 
     def answer_batch(self, docs: list[Doc]) -> list[Doc]:
-        """All (doc, question) pairs of the batch go through ONE batched generation call; the
-        context part of a document's prompts is computed once for all its questions."""
+        """All (doc, question) pairs of the batch are scored, and generated where a reply is
+        needed, in ONE batched call each; a document's context is computed once for all its
+        questions."""
         jobs, parts = [], []
         # Evidence never takes more of the context window than the model has: what the system
         # prompt, question and reply need is kept free.
@@ -106,51 +109,78 @@ class LlamaQA:
             if not questions or not doc.text.strip():
                 continue
             index = self.evidence.index(doc, self.llm.count_tokens)
-            analyses = self.analyse(questions)
-            evidences = [self.evidence.select(index, analysis) for analysis in analyses]
-            shared = self.evidence.shared(index, evidences)
-            for analysis, evidence in zip(analyses, evidences):
-                messages = self.prompt.messages(analysis.text, shared if shared is not None else evidence)
-                parts.append(self.llm.encode_chat_split(messages, self.prompt.question_part(analysis.text)))
-                jobs.append((doc, analysis, evidence))
+            doc_jobs = []
+            for analysis in self.analyse(questions):
+                ranked = self.evidence.rank(index, analysis)
+                doc_jobs.append(Job(doc, analysis, self.evidence.fit(index, ranked), ranked))
+            shared = self.evidence.shared(index, [job.evidence for job in doc_jobs])
+            for job in doc_jobs:
+                messages = self.prompt.messages(job.analysis.text, shared if shared is not None else job.evidence)
+                parts.append(self.llm.encode_chat_split(messages, self.prompt.question_part(job.analysis.text)))
+            jobs.extend(doc_jobs)
         if not jobs:
             return docs
         prompts = PromptBatch.from_parts(parts)
-        completions = self.llm.complete(prompts)
-        replies = [clean_answer(c.text) for c in completions]
-        cores = [answer_core(reply_doc) for reply_doc in self.annotate(replies)]
-        matched = [ground(reply, core, doc, evidence, analysis) if not completion.error else None
-                   for (doc, analysis, evidence), reply, core, completion in zip(jobs, replies, cores, completions)]
         if self.mode == "grounded":
-            choices = self.choose_spans(jobs, prompts, completions, cores, matched)
+            for job in jobs:
+                job.candidates = self.selector.candidates(job.ranked, job.analysis)
+        self.generate_replies(jobs, prompts)
+        if self.mode == "grounded":
+            self.choose_spans(jobs, prompts)
         else:
             # The reply as it is; its offsets only where it appears verbatim in the document.
-            choices = [Choice(find_phrase(reply, doc, evidence) if reply else None, None)
-                       for (doc, _, evidence), reply in zip(jobs, replies)]
-        for (doc, analysis, evidence), completion, reply, choice in zip(jobs, completions, replies, choices):
-            doc._.answers.append(make_answer(doc, analysis, evidence, completion, reply, choice, self.mode))
+            for job in jobs:
+                job.choice = Choice(find_phrase(job.reply, job.doc, job.evidence) if job.reply else None, None)
+        for job in jobs:
+            job.doc._.answers.append(make_answer(job, self.mode))
         return docs
 
-    def choose_spans(self, jobs, prompts: PromptBatch, completions: list[Completion], cores: list[str],
-                     matched) -> list[Choice]:
+    def generate_replies(self, jobs: list["Job"], prompts: PromptBatch) -> None:
+        """Generate for the jobs that need a reply: all in generative mode; in grounded mode the
+        free-form questions, those without candidates, and all when the selector weighs replies."""
+        rows = [i for i, job in enumerate(jobs)
+                if self.mode == "generative" or not job.candidates or self.selector.uses_reply]
+        completions = self.llm.complete(prompts.subset(rows)) if rows else []
+        generated = [(jobs[i], c) for i, c in zip(rows, completions)]
+        for job, completion in generated:
+            job.completion, job.reply, job.error = completion, clean_answer(completion.text), completion.error
+        cores = [answer_core(reply_doc) for reply_doc in self.annotate([job.reply for job, _ in generated])]
+        for (job, _), core in zip(generated, cores):
+            job.core = core
+            if not job.error:
+                job.reply_offsets = ground(job.reply, core, job.doc, job.evidence, job.analysis)
+
+    def choose_spans(self, jobs: list["Job"], prompts: PromptBatch) -> None:
         """Score every job's candidates in one pass and pick a span for each."""
-        failed = [bool(c.error) for c in completions]
-        candidates = [[] if failure else self.selector.candidates(doc, evidence, analysis, offsets)
-                      for (doc, analysis, evidence), offsets, failure in zip(jobs, matched, failed)]
         eos = [self.llm.tokenizer.eos_token_id] if self.llm.tokenizer.eos_token_id is not None else []
-        room = [self.llm.context_length - length for length in prompts.lengths()]
         continuations = []
-        for i, spans in enumerate(candidates):
+        for job, length in zip(jobs, prompts.lengths()):
+            if job.error:
+                job.candidates = []
+            elif job.reply_offsets is not None and self.selector.uses_reply:
+                reply_span = job.doc.char_span(*job.reply_offsets, alignment_mode="expand")
+                if reply_span is not None and all((s.start, s.end) != (reply_span.start, reply_span.end)
+                                                  for s in job.candidates):
+                    job.candidates.insert(0, reply_span)
             # The answer is followed by end-of-turn, so "Denver" cannot win over "Denver
             # Broncos" just for being a likely start.
-            tokens = [self.llm.tokenizer(span.text, add_special_tokens=False)["input_ids"] + eos for span in spans]
-            fits = [n for n, t in enumerate(tokens) if len(t) <= room[i]]  # a candidate past the context is dropped
-            candidates[i] = [spans[n] for n in fits]
+            tokens = [self.llm.tokenizer(span.text, add_special_tokens=False)["input_ids"] + eos
+                      for span in job.candidates]
+            fits = [n for n, t in enumerate(tokens) if length + len(t) <= self.llm.context_length]
+            if job.candidates and not fits:
+                job.error = Errors.E018.format(n_tokens=length, context=self.llm.context_length,
+                                               max_new=min(len(t) for t in tokens))
+            job.candidates = [job.candidates[n] for n in fits]
             continuations.append([tokens[n] for n in fits])
-        scores = self.llm.score_batch(prompts, continuations)
-        return [Choice(None, None) if failure else self.selector.choose(analysis, spans, job_scores, core, offsets)
-                for (_, analysis, _), spans, job_scores, core, offsets, failure
-                in zip(jobs, candidates, scores, cores, matched, failed)]
+        for job, scores in zip(jobs, self.llm.score_batch(prompts, continuations)):
+            if scores is None:
+                job.error = Errors.E021.format(device=self.llm.device, n=1, reason="scoring its candidates")
+                job.choice = Choice(None, None)
+            elif job.error:
+                job.choice = Choice(None, None)
+            else:
+                job.choice = self.selector.choose(job.analysis, job.candidates, job.ranked, scores,
+                                                  job.reply_offsets, job.core)
 
     def to_disk(self, path, *, exclude=tuple()):
         path = Path(path)
@@ -167,13 +197,30 @@ class LlamaQA:
         return self
 
 
-def make_answer(doc: Doc, analysis: QuestionAnalysis, evidence: list[Span], completion: Completion,
-                reply: str, choice: Choice, mode: str) -> dict:
+@dataclass
+class Job:
+    """One (document, question) pair on its way to an answer."""
+
+    doc: Doc
+    analysis: QuestionAnalysis
+    evidence: list[Span]  # the sentences the prompt shows
+    ranked: list[tuple[Span, float]]  # every sentence with its match score, best first
+    candidates: list[Span] = field(default_factory=list)
+    completion: Completion | None = None  # only when a reply was generated
+    reply: str = ""
+    core: str = ""
+    reply_offsets: tuple[int, int] | None = None
+    choice: Choice = field(default_factory=lambda: Choice(None, None))
+    error: str | None = None
+
+
+def make_answer(job: Job, mode: str) -> dict:
+    doc, analysis, evidence, choice = job.doc, job.analysis, job.evidence, job.choice
     if choice.offsets is None:
         # Document text is data: in grounded mode a reply that is not a span of the document
         # is only ever given as the answer to a free-form question (why/how/yes-no).
         free_form = mode == "generative" or analysis.qtype in FREE_FORM_TYPES
-        text, start, end = (reply or completion.text) if free_form else "", None, None
+        text, start, end = (job.reply or (job.completion.text if job.completion else "")) if free_form else "", None, None
         support = evidence[0] if evidence else None
     else:
         start, end = choice.offsets
@@ -187,11 +234,11 @@ def make_answer(doc: Doc, analysis: QuestionAnalysis, evidence: list[Span], comp
         "grounded": start is not None,
         "confidence": choice.confidence,
         "evidence": support.text if support is not None else None,
-        "logprob": completion.mean_logprob,
-        "generated": completion.text,
+        "logprob": job.completion.mean_logprob if job.completion else None,
+        "generated": job.completion.text if job.completion else None,
     }
-    if completion.error:
-        answer["error"] = completion.error
+    if job.error:
+        answer["error"] = job.error
     return answer
 
 

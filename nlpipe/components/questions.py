@@ -43,9 +43,13 @@ class QuestionAnalysis:
     main_verb: str | None = None
     focus_lemmas: set[str] = field(default_factory=set)  # content words, lower-cased lemmas
     entities: list[str] = field(default_factory=list)  # entity texts named in the question
+    # The wh-word's dependency relation and its head's lemma: "Who won?" → ("nsubj", "win").
+    wh_role: tuple[str, str] | None = None
+    # The noun the answer counts or is: "how many years" → "year", "what prize" → "prize".
+    unit: str | None = None
 
 
-def _lemma(token) -> str:
+def lemma_of(token) -> str:
     return (token.lemma_ or token.text).lower()
 
 
@@ -69,7 +73,7 @@ def _question_type(doc: Doc) -> tuple[str, str | None]:
             return word, None
         if word in ("what", "which"):
             return word, _head_noun(doc, word)
-    if _lemma(doc[0]) in AUXILIARIES:
+    if lemma_of(doc[0]) in AUXILIARIES:
         return "yes/no", None
     return "other", None
 
@@ -79,12 +83,36 @@ def _head_noun(doc: Doc, wh_word: str) -> str | None:
     for token in doc:
         if token.lower_ == wh_word:
             if token.dep_ == "det" and token.head.pos_ in ("NOUN", "PROPN"):
-                return _lemma(token.head)
+                return lemma_of(token.head)
             following = token.nbor(1) if token.i + 1 < len(doc) else None
             if following is not None and following.pos_ in ("NOUN", "PROPN"):
-                return _lemma(following)
+                return lemma_of(following)
             return None
     return None
+
+
+def _wh_token(doc: Doc):
+    return next((t for t in doc if t.lower_ in WH_WORDS), None)
+
+
+def _wh_role(doc: Doc) -> tuple[str, str] | None:
+    wh = _wh_token(doc)
+    if wh is None:
+        return None
+    # "which team", "how many years": the role is the phrase's, not the wh-word's.
+    phrase = wh.head if wh.dep_ in ("det", "advmod", "amod") and wh.head.pos_ in ("NOUN", "PROPN", "ADJ") else wh
+    if phrase.dep_ in ("amod", "advmod") and phrase.head.pos_ in ("NOUN", "PROPN"):
+        phrase = phrase.head
+    return phrase.dep_, lemma_of(phrase.head)
+
+
+def _counted_noun(doc: Doc) -> str | None:
+    """'how many years' → 'year'."""
+    wh = _wh_token(doc)
+    if wh is None or wh.lower_ != "how" or wh.i + 2 >= len(doc):
+        return None
+    noun = doc[wh.i + 2]
+    return lemma_of(noun) if noun.pos_ in ("NOUN", "PROPN") else None
 
 
 def analyse_question(doc: Doc) -> QuestionAnalysis:
@@ -97,13 +125,15 @@ def analyse_question(doc: Doc) -> QuestionAnalysis:
     if roots:
         root = roots[0]
         verbs = [root] + [t for t in root.children if t.pos_ == "VERB"]
-        main_verb = next((_lemma(t) for t in verbs if t.pos_ == "VERB" and _lemma(t) not in AUXILIARIES), None)
+        main_verb = next((lemma_of(t) for t in verbs if t.pos_ == "VERB" and lemma_of(t) not in AUXILIARIES), None)
     return QuestionAnalysis(
         text=doc.text,
         qtype=qtype,
         expected_labels=tuple(expected),
         head_noun=head_noun,
         main_verb=main_verb,
-        focus_lemmas={_lemma(t) for t in doc if is_content(t)},
+        focus_lemmas={lemma_of(t) for t in doc if is_content(t)},
         entities=[ent.text for ent in doc.ents],
+        wh_role=_wh_role(doc),
+        unit=head_noun or (_counted_noun(doc) if qtype in ("how many", "how much") else None),
     )

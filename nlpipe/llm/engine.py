@@ -243,15 +243,43 @@ class Llama:
         self._check_length([len(prompt)], max(len(c) for c in continuations))
         return score_continuations(self.model, prompt, continuations, self.pad_id)
 
-    def score_batch(self, prompts: "PromptBatch", continuations: list[list[list[int]]]) -> list[list[ContinuationScore]]:
-        """Scores of `continuations[i]` after prompt i; shared prefixes are computed once."""
-        if not any(continuations):
-            return [[] for _ in continuations]
-        for length, group in zip(prompts.lengths(), continuations):
-            if group:
-                self._check_length([length], max(len(c) for c in group))
-        return score_batch(self.model, prompts.suffixes, continuations, self.pad_id,
-                           prompts.prefixes or None, prompts.prefix_index or None)
+    def score_batch(self, prompts: "PromptBatch",
+                    continuations: list[list[list[int]]]) -> list[list[ContinuationScore] | None]:
+        """Scores of `continuations[i]` after prompt i; shared prefixes are computed once.
+
+        Prompts are scored in consecutive groups within max_batch_tokens (a document's
+        questions are consecutive, so they stay together and share its prefix); a group that
+        runs out of memory is halved, and a prompt that fails even alone gets None.
+        """
+        lengths = prompts.lengths()
+        rows = [i for i, group in enumerate(continuations) if group]
+        for i in rows:
+            self._check_length([lengths[i]], max(len(c) for c in continuations[i]))
+        scores: list[list[ContinuationScore] | None] = [[] for _ in continuations]
+        group: list[int] = []
+        for i in rows:
+            if group and max(lengths[r] for r in [*group, i]) * (len(group) + 1) > self.max_batch_tokens:
+                self._score_halving(prompts, continuations, group, scores)
+                group = []
+            group.append(i)
+        if group:
+            self._score_halving(prompts, continuations, group, scores)
+        return scores
+
+    def _score_halving(self, prompts: "PromptBatch", continuations, rows: list[int], scores: list) -> None:
+        try:
+            batch = prompts.subset(rows)
+            for row, group in zip(rows, score_batch(self.model, batch.suffixes, [continuations[r] for r in rows],
+                                                    self.pad_id, batch.prefixes or None, batch.prefix_index or None)):
+                scores[row] = group
+        except torch.OutOfMemoryError:
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            if len(rows) == 1:
+                scores[rows[0]] = None
+                return
+            self._score_halving(prompts, continuations, rows[:len(rows) // 2], scores)
+            self._score_halving(prompts, continuations, rows[len(rows) // 2:], scores)
 
     @property
     def device(self) -> torch.device:

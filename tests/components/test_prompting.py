@@ -72,6 +72,7 @@ def test_custom_template_through_the_config(qa_overrides):
         prompts.extend(batch)
         return [Completion("Paris", [1], [-0.1]) for _ in batch]
     qa.llm.complete = complete
+    qa.mode = "generative"  # grounded mode would score candidates of this span question instead
     doc = nlp.make_doc("Paris is in France.")
     doc._.questions = ["Where is Paris?"]
     nlp(doc)

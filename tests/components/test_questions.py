@@ -105,3 +105,16 @@ def test_measurement_questions_expect_quantities(en_nlp, question):
     analysis = analyse_question(en_nlp(question))
     assert analysis.qtype == question.split()[0].lower() + " " + question.split()[1].lower()
     assert analysis.expected_labels == ("QUANTITY", "CARDINAL")
+
+
+@pytest.mark.parametrize("question,role,unit", [
+    ("Who won Super Bowl 50?", ("nsubj", "win"), None),
+    ("How many years did Gurian edit the Review?", None, "year"),
+    ("What prize does the school give out?", ("dobj", "give"), "prize"),
+    ("Where was the game played?", ("advmod", "play"), None),
+])
+def test_wh_role_and_unit(analyse, question, role, unit):
+    analysis = analyse(question)
+    if role is not None:
+        assert analysis.wh_role == role
+    assert analysis.unit == unit

@@ -36,9 +36,10 @@ def test_the_prompt_is_computed_once(model, tokenizer, monkeypatch):
         return original(*args, **kwargs)
     monkeypatch.setattr(model, "forward", spy)
     score_continuations(model, prompt, continuations, tokenizer.pad_token_id)
-    longest = max(len(c) for c in continuations)
-    # The prompt (all but its last token, then that token) once; each continuation over its own tokens.
-    assert seen_shapes == [(1, len(prompt) - 1), (1, 1), (len(continuations), longest - 1)]
+    packed = sum(len(c) - 1 for c in continuations)
+    # The prompt (all but its last token, then that token) once; then all continuations packed
+    # into one row, each over its own tokens (a last token is predicted, never fed).
+    assert seen_shapes == [(1, len(prompt) - 1), (1, 1), (1, packed)]
 
 
 def test_empty_inputs_are_refused(model):
@@ -72,14 +73,14 @@ def test_score_batch_with_shared_prefixes_equals_whole_prompts(model, tokenizer)
             assert score.token_logprobs == pytest.approx(expected, abs=1e-4)
 
 
-def test_score_batch_in_chunks_equals_one_pass(model, tokenizer):
+def test_score_batch_in_small_packs_equals_one_pass(model, tokenizer):
     from nlpipe.llm.scoring import score_batch
 
     encode = lambda text: tokenizer(text)["input_ids"]  # noqa: E731
     prompts = [encode("Where is it?"), encode("When was it opened, and by whom?")]
     candidates = [[encode(" Paris"), encode(" France"), encode(" a tower")], [encode(" 1889"), encode(" Eiffel")]]
     whole = score_batch(model, prompts, candidates, tokenizer.pad_token_id)
-    chunked = score_batch(model, prompts, candidates, tokenizer.pad_token_id, max_rows=2)
+    chunked = score_batch(model, prompts, candidates, tokenizer.pad_token_id, max_tokens=2)
     for a_group, b_group in zip(whole, chunked):
         for a, b in zip(a_group, b_group):
             assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=1e-4)

@@ -1,0 +1,97 @@
+"""SpanSelector: candidates of the best sentences, named features, weights, choice and confidence."""
+
+import pytest
+import spacy
+
+from nlpipe.components.evidence import EvidenceSelector
+from nlpipe.components.questions import analyse_question
+from nlpipe.components.selection import (DEFAULT_WEIGHTS, FEATURES, SpanSelector, candidate_features,
+                                         make_span_selector)
+from nlpipe.llm.scoring import ContinuationScore
+
+
+def words(text):
+    return len(text.split())
+
+
+def setup(en_nlp, text, question, selector=None):
+    doc, analysis = en_nlp(text), analyse_question(en_nlp(question))
+    evidence = EvidenceSelector()
+    ranked = evidence.rank(evidence.index(doc, words), analysis)
+    selector = selector or SpanSelector()
+    return doc, analysis, ranked, selector.candidates(ranked, analysis), selector
+
+
+def flat(candidates, logprob=-2.0):
+    return [ContinuationScore(logprob, logprob, [logprob]) for _ in candidates]
+
+
+def features_by_text(analysis, candidates, ranked, scores=None):
+    rows = candidate_features(analysis, candidates, ranked, scores or flat(candidates))
+    return {span.text: row for span, row in zip(candidates, rows)}
+
+
+def test_every_feature_has_a_default_weight_and_a_description():
+    assert set(DEFAULT_WEIGHTS) == set(FEATURES) and all(FEATURES.values())
+
+
+def test_unknown_weight_names_are_refused():
+    with pytest.raises(ValueError, match="unknown selector feature.*likelyhood"):
+        SpanSelector(weights={"likelyhood": 1.0})
+
+
+def test_registered_and_partial_weights_keep_the_defaults():
+    selector = make_span_selector(max_sentences=2, max_candidates=5, weights={"likelihood": 3.0})
+    assert spacy.registry.misc.get("nlpipe.SpanSelector.v2") is make_span_selector
+    assert (selector.max_sentences, selector.max_candidates) == (2, 5)
+    assert selector.weights == {**DEFAULT_WEIGHTS, "likelihood": 3.0}
+    assert not selector.uses_reply and SpanSelector(weights={"reply": 0.5}).uses_reply
+
+
+def test_candidates_come_from_the_best_sentences_and_never_restate_the_question(en_nlp):
+    text = "Cats sleep a lot. The Denver Broncos won Super Bowl 50 in 2016. Dogs bark at night."
+    _, _, ranked, candidates, _ = setup(en_nlp, text, "Who won Super Bowl 50?", SpanSelector(max_sentences=1))
+    texts = [c.text for c in candidates]
+    assert "The Denver Broncos" in texts or "Denver Broncos" in texts
+    assert "2016" in texts and "Super Bowl 50" not in texts  # the question's own words
+    assert not any("Cats" in t or "Dogs" in t for t in texts)  # outside the best sentence
+
+
+def test_free_form_questions_have_no_candidates(en_nlp):
+    assert setup(en_nlp, "The tower was built for a fair.", "Why was the tower built?")[3] == []
+
+
+def test_unit_year_and_type_features(en_nlp):
+    text = "Gurian edited the Review for 44 years, starting in 1939."
+    _, analysis, ranked, candidates, _ = setup(en_nlp, text, "How many years did Gurian edit the Review?")
+    rows = features_by_text(analysis, candidates, ranked)
+    assert rows["44"]["unit"] == 1.0 and rows["1939"]["unit"] == 0.0
+    _, analysis, ranked, candidates, _ = setup(en_nlp, text, "In what year did Gurian start editing the Review?")
+    rows = features_by_text(analysis, candidates, ranked)
+    assert rows["1939"]["year"] == 1.0 and rows["1939"]["expected_type"] == 1.0
+    assert all(row["year"] == 0.0 for t, row in rows.items() if t != "1939")
+
+
+def test_position_features_favour_the_span_next_to_the_question_words(en_nlp):
+    text = "In 1950 a storm hit the coast, and many years later, in 1989, the tower opened."
+    _, analysis, ranked, candidates, _ = setup(en_nlp, text, "When did the tower open?")
+    rows = features_by_text(analysis, candidates, ranked)
+    assert rows["1989"]["proximity"] > rows["1950"]["proximity"]
+    assert rows["1989"]["near"] > rows["1950"]["near"]
+    assert rows["1989"]["tree"] >= rows["1950"]["tree"]
+
+
+def test_choose_follows_the_likelihood_when_all_else_is_equal(en_nlp):
+    _, analysis, ranked, candidates, selector = setup(en_nlp, "Paris and Rome are cities.", "Which city?")
+    scores = [ContinuationScore(-1.0 if span.text == "Rome" else -9.0, 0, [0.0]) for span in candidates]
+    selector.weights = {name: 0.0 for name in FEATURES} | {"likelihood": 1.0}
+    choice = selector.choose(analysis, candidates, ranked, scores)
+    chosen = next(c for c in candidates if (c.start_char, c.end_char) == choice.offsets)
+    assert chosen.text == "Rome" and 0.5 < choice.confidence <= 1.0
+
+
+def test_without_candidates_the_reply_span_is_kept_except_for_free_form_questions(en_nlp):
+    _, analysis, ranked, _, selector = setup(en_nlp, "Paris is big.", "Where is it?")
+    assert selector.choose(analysis, [], ranked, [], reply_offsets=(0, 5)).offsets == (0, 5)
+    why = analyse_question(en_nlp("Why is it big?"))
+    assert selector.choose(why, [], ranked, [], reply_offsets=(0, 5)).offsets is None
