@@ -15,6 +15,7 @@ import torch
 from _common import qa_pipeline
 from qa_throughput import sync, workload
 
+import nlpipe.llm.engine as engine
 import nlpipe.llm.generation as generation
 import nlpipe.llm.scoring as scoring
 from nlpipe.components.llama_qa import LlamaQA
@@ -55,11 +56,12 @@ def main() -> None:
     qa = nlp.get_pipe("llama_qa")
     device = qa.llm.device
     docs = workload(args.questions, args.docs)
-    # Generation's prefill and scoring's prefill are told apart by the module calling them.
-    timed(generation, "generate", "generate: prefill + decode", device)
+    # The engine calls generate() and score_batch(); generation's prefill and scoring's
+    # prefill are told apart by the module calling them.
+    timed(engine, "generate", "generate: prefill + decode", device)
     timed(generation, "prefill", "generate: prefill", device)
     timed(scoring, "prefill", "scoring: prefill", device)
-    timed(scoring, "score_batch", "scoring: all", device)
+    timed(engine, "score_batch", "scoring: all", device)
     timed(LlamaQA, "annotate", "spaCy: questions and replies", device)
     list(qa.pipe(nlp.pipe(["warm-up text."], disable=["llama_qa"])))
     seconds.clear()

@@ -47,7 +47,8 @@ def test_real_models_answer_with_spans_of_the_paragraph(real_nlp):
     for answer in answers.values():
         assert SUPER_BOWL[answer["start_char"]:answer["end_char"]] == answer["text"]
         assert answer["text"] in answer["evidence"]
-        assert answer["logprob"] < 0
+        assert answer["logprob"] < 0 and 0 < answer["confidence"] <= 1
+        assert answer["generated"] is None  # span questions are answered by scoring, not generating
 
 
 def test_readme_command_on_the_examples(smollm2_dir, tmp_path):

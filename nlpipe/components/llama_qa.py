@@ -234,7 +234,8 @@ def make_answer(job: Job, mode: str) -> dict:
         "grounded": start is not None,
         "confidence": choice.confidence,
         "evidence": support.text if support is not None else None,
-        "logprob": job.completion.mean_logprob if job.completion else None,
+        # How likely the model finds the answer: the generated reply's tokens, else the chosen span's.
+        "logprob": job.completion.mean_logprob if job.completion else choice.logprob,
         "generated": job.completion.text if job.completion else None,
     }
     if job.error:

@@ -1,4 +1,4 @@
-"""The QA prompt: evidence sentences and their entities, then the question, as chat messages.
+"""The QA prompt: evidence sentences (optionally their entities), then the question, as chat messages.
 
 The context part comes first and does not depend on the question, so the prompts of several
 questions about one document share it as a prefix, computed once by the model.
@@ -7,10 +7,11 @@ questions about one document share it as a prefix, computed once by the model.
 from spacy.tokens import Span
 from spacy.util import registry
 
-DEFAULT_SYSTEM = ("You answer questions about a text. Reply with the shortest exact phrase from "
-                  "the context that answers the question: a name, a number, a date or a few "
-                  "words. Never reply with a full sentence.")
-DEFAULT_CONTEXT = "Context: {context}\n\nNamed entities: {entities}\n\n"
+# Short on purpose: every token of the prompt is computed for every document. On the SQuAD
+# train part a list of the evidence's entities ({entities}) in the context cost as many tokens
+# as the text and lowered F1 by 1.5 points, so the default leaves it out.
+DEFAULT_SYSTEM = "Answer with the shortest exact phrase from the context."
+DEFAULT_CONTEXT = "Context: {context}\n\n"
 DEFAULT_QUESTION = "Question: {question}\nShort answer:"
 
 

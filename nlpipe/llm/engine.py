@@ -32,8 +32,9 @@ class PromptBatch:
         slots: dict[tuple, int] = {}
         for prefix, _ in parts:
             slots.setdefault(tuple(prefix), len(slots))
-        if not any(slots):  # no prefixes at all
-            return cls([list(suffix) for _, suffix in parts])
+        if not any(slots) or len(slots) == len(parts):
+            # Nothing is shared: one pass over whole prompts beats a prefix pass plus a suffix pass.
+            return cls([list(prefix) + list(suffix) for prefix, suffix in parts])
         return cls([list(s) for _, s in parts], [list(p) for p in slots], [slots[tuple(p)] for p, _ in parts])
 
     def __len__(self) -> int:

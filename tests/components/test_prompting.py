@@ -27,8 +27,11 @@ def test_messages_have_system_and_user(evidence):
     assert user.endswith("Short answer:")
 
 
+ENTITY_CONTEXT = "Context: {context}\nNamed entities: {entities}\n"
+
+
 def test_entities_are_listed_with_labels(evidence):
-    user = QAPrompt().messages("Where?", evidence)[1]["content"]
+    user = QAPrompt(context_template=ENTITY_CONTEXT).messages("Where?", evidence)[1]["content"]
     ents = [e for s in evidence for e in s.ents]
     assert ents, "the spaCy model finds entities here"
     listed = "; ".join(f"{e.text} ({e.label_})" for e in ents)
@@ -38,8 +41,9 @@ def test_entities_are_listed_with_labels(evidence):
 
 def test_no_entities_and_no_evidence():
     doc = spacy.blank("en")("cats sleep")
-    user = QAPrompt().messages("Why?", [doc[:]])[1]["content"]
+    user = QAPrompt(context_template=ENTITY_CONTEXT).messages("Why?", [doc[:]])[1]["content"]
     assert "Named entities: none" in user and "Context: cats sleep" in user
+    assert "Named entities" not in QAPrompt().messages("Why?", [doc[:]])[1]["content"]  # not by default
     user = QAPrompt().messages("Why?", [])[1]["content"]
     assert user == DEFAULT_CONTEXT.format(context="", entities="none") + DEFAULT_QUESTION.format(question="Why?")
 

@@ -7,7 +7,7 @@ import torch
 
 from nlpipe.errors import ModelError
 from nlpipe.llm import catalog, engine
-from nlpipe.llm.engine import Completion, Llama
+from nlpipe.llm.engine import Completion, Llama, PromptBatch
 
 MESSAGES = [{"role": "system", "content": "Answer the question with a short phrase from the context."},
             {"role": "user", "content": "Who designed the Eiffel Tower?"}]
@@ -273,3 +273,46 @@ def test_a_chat_template_that_reaches_for_python_internals_is_refused(tiny_llama
     with pytest.raises(ModelError, match="^E024"):
         llm.encode_chat([{"role": "user", "content": "hi"}])
     assert not marker.exists()
+
+
+def test_prefixes_are_kept_only_when_shared():
+    shared = PromptBatch.from_parts([([1, 2], [3]), ([1, 2], [4, 5]), ([9], [6])])
+    assert (shared.prefixes, shared.prefix_index, shared.suffixes) == ([[1, 2], [9]], [0, 0, 1], [[3], [4, 5], [6]])
+    alone = PromptBatch.from_parts([([1, 2], [3]), ([9], [6])])  # nothing to share: whole prompts
+    assert (alone.prefixes, alone.suffixes) == ([], [[1, 2, 3], [9, 6]])
+    assert list(alone) == list(PromptBatch.from_parts([([], [1, 2, 3]), ([], [9, 6])]))
+
+
+def _scoring_case(llama):
+    parts = [(llama.encode_text("Context: Paris is in France."), llama.encode_text(f" Question {i}?")) for i in range(3)]
+    parts.append((llama.encode_text("Context: Rome."), llama.encode_text(" Where?")))
+    candidates = [[llama.encode_text(t) for t in (" Paris", " France is big", " x")] for _ in parts]
+    candidates[1] = []  # a prompt without candidates is skipped
+    return PromptBatch.from_parts(parts), candidates
+
+
+def test_score_batch_in_token_bounded_groups_equals_one_pass(llama):
+    prompts, candidates = _scoring_case(llama)
+    whole = llama.score_batch(prompts, candidates)
+    llama.max_batch_tokens = 1  # every prompt in a group of its own
+    grouped = llama.score_batch(prompts, candidates)
+    assert whole[1] == grouped[1] == []
+    for a_group, b_group in zip(whole, grouped):
+        for a, b in zip(a_group, b_group, strict=True):
+            assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=1e-4)
+
+
+def test_scoring_out_of_memory_halves_then_fails_one_prompt_alone(llama, monkeypatch):
+    prompts, candidates = _scoring_case(llama)
+    expected = llama.score_batch(prompts, candidates)
+    real, rome = engine.score_batch, llama.encode_text("Context: Rome.")
+
+    def oom_on_rome(model, suffixes, groups, pad_id, prefixes=None, prefix_index=None):
+        if any(p == rome for p in prefixes or []) or any(s[:len(rome)] == rome for s in suffixes):
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return real(model, suffixes, groups, pad_id, prefixes, prefix_index)
+    monkeypatch.setattr(engine, "score_batch", oom_on_rome)
+    scores = llama.score_batch(prompts, candidates)
+    assert scores[3] is None and scores[1] == []
+    for i in (0, 2):
+        assert [s.total_logprob for s in scores[i]] == pytest.approx([s.total_logprob for s in expected[i]], abs=1e-4)
