@@ -7,7 +7,7 @@ from typing import Callable
 from spacy.tokens import Doc, Span
 from spacy.util import registry
 
-from .questions import QuestionAnalysis, is_content
+from .questions import QuestionAnalysis, is_content, lemma_of
 
 
 @dataclass
@@ -48,9 +48,10 @@ class EvidenceIndex:
     def __init__(self, doc: Doc, count_tokens: Callable[[str], int], max_tokens: int):
         spans = [unit for sent in _sentences(doc) for unit in _units_of(sent, count_tokens, max_tokens)]
         self.units = [Unit(span=s, n_tokens=count_tokens(s.text),
-                           lemmas=frozenset((t.lemma_ or t.text).lower() for t in s if is_content(t)),
+                           lemmas=frozenset(lemma_of(t) for t in s if is_content(t)),
                            labels=frozenset(e.label_ for e in s.ents), lower_text=s.text.lower())
                       for s in spans]
+        self.by_bounds = {(u.span.start, u.span.end): u for u in self.units}
         n = len(self.units)
         document_frequency = {}
         for unit in self.units:
@@ -88,12 +89,11 @@ class EvidenceSelector:
 
     def fit(self, index: EvidenceIndex, ranked: list[tuple[Span, float]]) -> list[Span]:
         """The first of the `ranked` units that fit the budget, in document order."""
-        units = {(u.span.start, u.span.end): u for u in index.units}
         chosen, used = [], 0
         for span, _ in ranked:
             if len(chosen) == self.max_sentences:
                 break
-            n_tokens = units[(span.start, span.end)].n_tokens
+            n_tokens = index.by_bounds[(span.start, span.end)].n_tokens
             if used + n_tokens <= self.max_tokens:
                 chosen.append(span)
                 used += n_tokens
@@ -102,7 +102,7 @@ class EvidenceSelector:
     def shared(self, index: EvidenceIndex, evidences: list[list[Span]]) -> list[Span] | None:
         """One context for all of a document's questions: the union of their evidence, in
         document order, when it fits the budget (then the model computes it once); else None."""
-        units = {(u.span.start, u.span.end): u for u in index.units}
+        units = index.by_bounds
         chosen = sorted({(s.start, s.end) for evidence in evidences for s in evidence})
         if sum(units[key].n_tokens for key in chosen) > self.max_tokens:
             return None

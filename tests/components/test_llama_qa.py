@@ -18,7 +18,7 @@ import torch
 
 from nlpipe.components.grounding import clean_answer
 from nlpipe.config import build_pipeline, load_config
-from nlpipe.llm.engine import Completion, Llama
+from nlpipe.llm.engine import Completion
 
 
 REPO = Path(__file__).resolve().parents[2]
