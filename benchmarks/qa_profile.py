@@ -1,4 +1,4 @@
-"""Where nlpipe's QA time goes: spaCy, prefill, decode, candidate scoring, the rest.
+"""Where nlpipe's QA time goes: spaCy, generation (prefill, decode), scoring, the rest.
 
     python benchmarks/qa_profile.py [--docs 8] [--questions 5] [--device cpu|cuda]
 
@@ -56,11 +56,10 @@ def main() -> None:
     qa = nlp.get_pipe("llama_qa")
     device = qa.llm.device
     docs = workload(args.questions, args.docs)
-    # The engine calls generate() and score_batch(); generation's prefill and scoring's
-    # prefill are told apart by the module calling them.
+    # The engine calls generate() and score_batch().
     timed(engine, "generate", "generate: prefill + decode", device)
     timed(generation, "prefill", "generate: prefill", device)
-    timed(scoring, "prefill", "scoring: prefill", device)
+    timed(scoring, "_run_prefixes", "scoring: contexts", device)
     timed(engine, "score_batch", "scoring: all", device)
     timed(LlamaQA, "annotate", "spaCy: questions and replies", device)
     list(qa.pipe(nlp.pipe(["warm-up text."], disable=["llama_qa"])))
@@ -79,8 +78,8 @@ def main() -> None:
         "spaCy: questions and replies": seconds["spaCy: questions and replies"],
         "prefill (generation)": seconds["generate: prefill"],
         "decode (generation)": seconds["generate: prefill + decode"] - seconds["generate: prefill"],
-        "prefill (scoring)": seconds["scoring: prefill"],
-        "candidate rows (scoring)": seconds["scoring: all"] - seconds["scoring: prefill"],
+        "scoring: shared document contexts": seconds["scoring: contexts"],
+        "scoring: question prompts + candidates": seconds["scoring: all"] - seconds["scoring: contexts"],
     }
     rows["python: prompts, candidates, selection"] = wall - sum(rows.values())
     print(f"{n_questions} questions over {len(docs)} documents on {device}: {wall:.2f} s, "

@@ -1,9 +1,11 @@
 """Likelihood of candidate continuations, computing each shared prompt part only once.
 
-A prompt is run once; then all of its candidate continuations are packed into ONE sequence
-after it, with an attention mask that lets each candidate see the prompt and its own earlier
-tokens only. Ranking N candidate answers after a long context thus costs the context once and
-the candidates' own tokens once, with no per-candidate copy of the prompt's KV cache.
+A shared prefix (a document's context) is run once. Then each prompt's own tokens and ALL of
+its candidate continuations go through the model together, as one sequence: the prompt part
+attends causally, and each candidate attends to the prompt and to its own earlier tokens only
+(a block attention mask). Ranking N candidates after a long context thus costs the context once
+and the prompt and candidate tokens once, in one forward pass, with no per-candidate copy of
+the KV cache.
 """
 
 import copy
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .generation import forward_step, prefill
+from .generation import forward_step, left_pad
 
 
 @dataclass
@@ -23,14 +25,14 @@ class ContinuationScore:
 
 @dataclass
 class PackedRow:
-    """Continuations of one prompt laid end to end: what one row of a scoring pass holds."""
+    """One prompt followed by some of its continuations laid end to end: one row of a pass."""
 
-    prompt: int  # row of the prefilled state
-    items: list[tuple[int, int, list[int]]]  # (prompt index, candidate index, tokens)
+    prompt: int  # index into the prompts
+    items: list[tuple[int, list[int]]]  # (continuation index, tokens)
 
     @property
     def width(self) -> int:  # a continuation's last token is predicted, never fed
-        return sum(len(tokens) - 1 for _, _, tokens in self.items)
+        return sum(len(tokens) - 1 for _, tokens in self.items)
 
 
 @torch.inference_mode()
@@ -40,9 +42,9 @@ def score_batch(model, prompts: list[list[int]], continuations: list[list[list[i
     """log P(continuation | prefix + prompt) for every continuation of every prompt.
 
     Prompt i is `prefixes[prefix_index[i]] + prompts[i]` (or `prompts[i]` without prefixes);
-    `continuations[i]` are its candidates. Each prefix is computed once, each prompt once, and
-    the continuations in packed passes of at most `max_tokens` tokens (this bounds the memory
-    of the logits, which are vocabulary-sized per token).
+    `continuations[i]` are its candidates. Each prefix is computed once; each prompt with its
+    continuations in passes whose packed continuation tokens stay within `max_tokens` (this
+    bounds the memory of the logits, which are vocabulary-sized per token).
     """
     if any(len(c) == 0 for group in continuations for c in group):
         raise ValueError("continuations must not be empty")
@@ -50,38 +52,36 @@ def score_batch(model, prompts: list[list[int]], continuations: list[list[list[i
     if any(len(prompts[i]) == 0 for i in scored):
         raise ValueError("score_batch() needs at least one prompt token (after any prefix) per prompt")
     scores = [[None] * len(group) for group in continuations]
-    if not scored:
-        return scores
-    state = prefill(model, [prompts[i] for i in scored], pad_id, prefixes,
-                    [prefix_index[i] for i in scored] if prefixes else None)
-    # Each prompt's last position predicts the first token of all its continuations.
-    first_logprobs = torch.log_softmax(state.logits[:, -1].float(), dim=-1)
-    later = {}
+    prefix = _run_prefixes(model, prefixes, pad_id) if prefixes else None
     for chunk in _chunks(_packed_rows(scored, continuations, max_tokens), max_tokens):
-        later.update(_score_packed(model, state, chunk, pad_id))
-    for row, i in enumerate(scored):
-        first = first_logprobs[row, [tokens[0] for tokens in continuations[i]]].tolist()
-        for j, tokens in enumerate(continuations[i]):
-            per_token = [first[j], *later.get((i, j), [])]
-            total = sum(per_token)
-            scores[i][j] = ContinuationScore(total, total / len(tokens), per_token)
+        logprobs = _score_rows(model, chunk, prompts, prefix, prefix_index, pad_id)
+        for row, row_logprobs in zip(chunk, logprobs):
+            for j, per_token in row_logprobs.items():
+                total = sum(per_token)
+                scores[row.prompt][j] = ContinuationScore(total, total / len(per_token), per_token)
     return scores
 
 
+def _run_prefixes(model, prefixes: list[list[int]], pad_id: int):
+    """(KV cache, attention mask) of the distinct prefixes, left-padded."""
+    prefix_ids, prefix_mask = left_pad(prefixes, pad_id, model.device)
+    positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)
+    _, cache = forward_step(model, prefix_ids, prefix_mask, positions, None)
+    return cache, prefix_mask
+
+
 def _packed_rows(scored: list[int], continuations, max_tokens: int) -> list[PackedRow]:
-    """Each prompt's multi-token continuations, packed into rows of at most `max_tokens`."""
+    """Each prompt with its continuations, packed into rows of at most `max_tokens` continuation
+    tokens; a prompt whose continuations are all one token long still gets its row."""
     rows = []
-    for state_row, i in enumerate(scored):
-        row = PackedRow(state_row, [])
+    for i in scored:
+        row = PackedRow(i, [])
         for j, tokens in enumerate(continuations[i]):
-            if len(tokens) < 2:
-                continue  # its one token is scored from the prompt's last position
             if row.items and row.width + len(tokens) - 1 > max_tokens:
                 rows.append(row)
-                row = PackedRow(state_row, [])
-            row.items.append((i, j, tokens))
-        if row.items:
-            rows.append(row)
+                row = PackedRow(i, [])
+            row.items.append((j, tokens))
+        rows.append(row)
     return rows
 
 
@@ -97,44 +97,71 @@ def _chunks(rows: list[PackedRow], max_tokens: int) -> list[list[PackedRow]]:
     return chunks + [current] if current else chunks
 
 
-def _score_packed(model, state, rows: list[PackedRow], pad_id: int) -> dict:
-    """{(prompt, candidate): log-probs of its tokens 1..} for the continuations in `rows`."""
+def _score_rows(model, rows: list[PackedRow], prompts, prefix, prefix_index, pad_id: int) -> list[dict]:
+    """For each row, {continuation index: per-token log-probs}, from ONE forward pass.
+
+    Row layout: [prompt tokens, left-padded | continuation blocks, right-padded], after the
+    row's prefix in the KV cache.
+    """
     device = model.device
-    width = max(row.width for row in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    targets = torch.zeros((len(rows), width), dtype=torch.long)
-    offsets = torch.zeros((len(rows), width), dtype=torch.long)  # position within its continuation
-    # Packed tokens attend to their own continuation's earlier tokens; padding to itself only
+    n_rows = len(rows)
+    prompt_ids, prompt_mask = left_pad([prompts[row.prompt] for row in rows], pad_id, device)
+    n_prompt, width = prompt_ids.shape[1], max(row.width for row in rows)
+    packed_ids = torch.full((n_rows, width), pad_id, dtype=torch.long)
+    targets = torch.zeros((n_rows, width), dtype=torch.long)
+    offsets = torch.zeros((n_rows, width), dtype=torch.long)  # position within its continuation
+    real = torch.zeros((n_rows, width), dtype=torch.bool)
+    # Continuation tokens see their own block's earlier tokens; padding sees itself only
     # (a query that attends to nothing would give NaN).
-    sees_packed = torch.eye(width, dtype=torch.bool).repeat(len(rows), 1, 1)
+    sees_packed = torch.eye(width, dtype=torch.bool).repeat(n_rows, 1, 1)
     for r, row in enumerate(rows):
         start = 0
-        for _, _, tokens in row.items:
+        for _, tokens in row.items:
             n = len(tokens) - 1
-            input_ids[r, start:start + n] = torch.tensor(tokens[:-1])
+            packed_ids[r, start:start + n] = torch.tensor(tokens[:-1])
             targets[r, start:start + n] = torch.tensor(tokens[1:])
             offsets[r, start:start + n] = torch.arange(n)
+            real[r, start:start + n] = True
             sees_packed[r, start:start + n, start:start + n] = torch.ones(n, n, dtype=torch.bool).tril()
             start += n
-    prompt_rows = torch.tensor([row.prompt for row in rows], dtype=torch.long, device=device)
-    sees_prompt = state.mask[prompt_rows].bool()[:, None, :].expand(-1, width, -1)
-    allowed = torch.cat([sees_prompt, sees_packed.to(device)], dim=-1)[:, None]
-    dtype = next(model.parameters()).dtype
+    real, sees_packed = real.to(device), sees_packed.to(device)
+    prompt_real = prompt_mask.bool()
+    causal = torch.ones(n_prompt, n_prompt, dtype=torch.bool, device=device).tril()
+    # Prompt tokens: causal over the real prompt tokens (a left-pad position sees itself).
+    prompt_sees_prompt = (causal[None] & prompt_real[:, None, :]) | torch.eye(n_prompt, dtype=torch.bool, device=device)
+    packed_sees_prompt = prompt_real[:, None, :].expand(-1, width, -1)
+    allowed = torch.cat([
+        torch.cat([prompt_sees_prompt, torch.zeros(n_rows, n_prompt, width, dtype=torch.bool, device=device)], -1),
+        torch.cat([packed_sees_prompt, sees_packed], -1)], dim=1)
+    prompt_start = torch.zeros((n_rows, 1), dtype=torch.long, device=device)
+    cache = None
+    if prefix is not None:
+        prefix_cache, prefix_mask = prefix
+        rows_prefix = torch.tensor([prefix_index[row.prompt] for row in rows], dtype=torch.long, device=device)
+        cache = _rows_of(prefix_cache, rows_prefix)
+        allowed = torch.cat([prefix_mask[rows_prefix].bool()[:, None, :].expand(-1, n_prompt + width, -1), allowed], -1)
+        prompt_start = prefix_mask[rows_prefix].sum(-1, keepdim=True)
+    prompt_positions = prompt_start + (prompt_mask.cumsum(-1) - 1).clamp(min=0)
+    packed_positions = prompt_positions[:, -1:] + 1 + offsets.to(device)
+    dtype = getattr(model, "dtype", torch.float32)  # the mask adds to attention scores of this dtype
     attention = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
-    positions = state.next_position[prompt_rows] + offsets.to(device)
-    logits, _ = forward_step(model, input_ids.to(device), attention, positions, _rows_of(state.cache, prompt_rows),
-                             logits_to_keep=0)
+    logits, _ = forward_step(model, torch.cat([prompt_ids, packed_ids.to(device)], -1), attention[:, None],
+                             torch.cat([prompt_positions, packed_positions], -1), cache, logits_to_keep=width + 1)
     logits = logits.float()
-    # log_softmax at the target only: no second vocabulary-sized tensor.
-    target_logprobs = (logits.gather(-1, targets.to(device)[..., None]).squeeze(-1)
-                       - torch.logsumexp(logits, dim=-1)).tolist()
-    result = {}
+    log_norm = torch.logsumexp(logits, dim=-1)
+    # The prompt's last position predicts every continuation's first token.
+    first_ids = [[tokens[0] for _, tokens in row.items] for row in rows]
+    results = []
+    later = (logits[:, 1:].gather(-1, targets.to(device)[..., None]).squeeze(-1) - log_norm[:, 1:]).tolist() if width else []
     for r, row in enumerate(rows):
-        start = 0
-        for i, j, tokens in row.items:
-            result[(i, j)] = target_logprobs[r][start:start + len(tokens) - 1]
-            start += len(tokens) - 1
-    return result
+        first = (logits[r, 0, first_ids[r]] - log_norm[r, 0]).tolist()
+        row_logprobs, start = {}, 0
+        for (j, tokens), first_logprob in zip(row.items, first):
+            n = len(tokens) - 1
+            row_logprobs[j] = [first_logprob, *(later[r][start:start + n] if n else [])]
+            start += n
+        results.append(row_logprobs)
+    return results
 
 
 def _rows_of(cache, rows: torch.Tensor):
@@ -146,13 +173,11 @@ def _rows_of(cache, rows: torch.Tensor):
         selected = copy.deepcopy(cache)
     selected.batch_select_indices(rows)
     return selected
+
+
 def score_continuations(model, prompt_tokens: list[int], continuations: list[list[int]],
                         pad_id: int) -> list[ContinuationScore]:
     """log P(continuation | prompt) for each continuation: the total and the per-token mean."""
     if not prompt_tokens or not continuations:
         raise ValueError("score_continuations() needs a non-empty prompt and continuations")
-    if len(prompt_tokens) == 1:
-        return score_batch(model, [prompt_tokens], [continuations], pad_id)[0]
-    # All but the last prompt token are computed once and shared by every continuation.
-    return score_batch(model, [prompt_tokens[-1:]], [continuations], pad_id,
-                       prefixes=[prompt_tokens[:-1]], prefix_index=[0])[0]
+    return score_batch(model, [prompt_tokens], [continuations], pad_id)[0]

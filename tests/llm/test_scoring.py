@@ -37,9 +37,9 @@ def test_the_prompt_is_computed_once(model, tokenizer, monkeypatch):
     monkeypatch.setattr(model, "forward", spy)
     score_continuations(model, prompt, continuations, tokenizer.pad_token_id)
     packed = sum(len(c) - 1 for c in continuations)
-    # The prompt (all but its last token, then that token) once; then all continuations packed
-    # into one row, each over its own tokens (a last token is predicted, never fed).
-    assert seen_shapes == [(1, len(prompt) - 1), (1, 1), (1, packed)]
+    # ONE pass: the prompt, then all continuations packed after it, each over its own tokens
+    # (a last token is predicted, never fed).
+    assert seen_shapes == [(1, len(prompt) + packed)]
 
 
 def test_empty_inputs_are_refused(model):
@@ -84,3 +84,20 @@ def test_score_batch_in_small_packs_equals_one_pass(model, tokenizer):
     for a_group, b_group in zip(whole, chunked):
         for a, b in zip(a_group, b_group):
             assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=1e-4)
+
+
+def test_small_packs_with_shared_prefixes_equal_whole_prompts(model, tokenizer):
+    from nlpipe.llm.scoring import score_batch
+
+    encode = lambda text: tokenizer(text)["input_ids"]  # noqa: E731
+    prefixes = [encode("Context: The Eiffel Tower is in Paris, France."), encode("Context: 2016.")]
+    prompts = [encode(" Where? Answer:"), encode(" When was the game played? Answer:"), encode(" Why?")]
+    candidates = [[encode(" Paris"), encode(" in Paris, France"), encode(" a")], [encode(" 2016, in February")],
+                  [encode(" because it was built for the fair"), encode(" no")]]
+    index = [0, 1, 0]
+    scores = score_batch(model, prompts, candidates, tokenizer.pad_token_id, prefixes=prefixes, prefix_index=index,
+                         max_tokens=3)  # several rows per prompt, several passes
+    for i, group in enumerate(candidates):
+        for candidate, score in zip(group, scores[i], strict=True):
+            expected = full_forward_logprobs(model, prefixes[index[i]] + prompts[i], candidate)
+            assert score.token_logprobs == pytest.approx(expected, abs=1e-4)
