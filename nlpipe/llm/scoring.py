@@ -107,24 +107,7 @@ def _score_rows(model, rows: list[PackedRow], prompts, prefix, prefix_index, pad
     n_rows = len(rows)
     prompt_ids, prompt_mask = left_pad([prompts[row.prompt] for row in rows], pad_id, device)
     n_prompt, width = prompt_ids.shape[1], max(row.width for row in rows)
-    packed_ids = torch.full((n_rows, width), pad_id, dtype=torch.long)
-    targets = torch.zeros((n_rows, width), dtype=torch.long)
-    offsets = torch.zeros((n_rows, width), dtype=torch.long)  # position within its continuation
-    real = torch.zeros((n_rows, width), dtype=torch.bool)
-    # Continuation tokens see their own block's earlier tokens; padding sees itself only
-    # (a query that attends to nothing would give NaN).
-    sees_packed = torch.eye(width, dtype=torch.bool).repeat(n_rows, 1, 1)
-    for r, row in enumerate(rows):
-        start = 0
-        for _, tokens in row.items:
-            n = len(tokens) - 1
-            packed_ids[r, start:start + n] = torch.tensor(tokens[:-1])
-            targets[r, start:start + n] = torch.tensor(tokens[1:])
-            offsets[r, start:start + n] = torch.arange(n)
-            real[r, start:start + n] = True
-            sees_packed[r, start:start + n, start:start + n] = torch.ones(n, n, dtype=torch.bool).tril()
-            start += n
-    real, sees_packed = real.to(device), sees_packed.to(device)
+    packed_ids, targets, offsets, sees_packed = (t.to(device) for t in _pack(rows, width, pad_id))
     prompt_real = prompt_mask.bool()
     causal = torch.ones(n_prompt, n_prompt, dtype=torch.bool, device=device).tril()
     # Prompt tokens: causal over the real prompt tokens (a left-pad position sees itself).
@@ -142,17 +125,17 @@ def _score_rows(model, rows: list[PackedRow], prompts, prefix, prefix_index, pad
         allowed = torch.cat([prefix_mask[rows_prefix].bool()[:, None, :].expand(-1, n_prompt + width, -1), allowed], -1)
         prompt_start = prefix_mask[rows_prefix].sum(-1, keepdim=True)
     prompt_positions = prompt_start + (prompt_mask.cumsum(-1) - 1).clamp(min=0)
-    packed_positions = prompt_positions[:, -1:] + 1 + offsets.to(device)
+    packed_positions = prompt_positions[:, -1:] + 1 + offsets
     dtype = getattr(model, "dtype", torch.float32)  # the mask adds to attention scores of this dtype
     attention = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
-    logits, _ = forward_step(model, torch.cat([prompt_ids, packed_ids.to(device)], -1), attention[:, None],
+    logits, _ = forward_step(model, torch.cat([prompt_ids, packed_ids], -1), attention[:, None],
                              torch.cat([prompt_positions, packed_positions], -1), cache, logits_to_keep=width + 1)
     logits = logits.float()
     log_norm = torch.logsumexp(logits, dim=-1)
     # The prompt's last position predicts every continuation's first token.
     first_ids = [[tokens[0] for _, tokens in row.items] for row in rows]
     results = []
-    later = (logits[:, 1:].gather(-1, targets.to(device)[..., None]).squeeze(-1) - log_norm[:, 1:]).tolist() if width else []
+    later = (logits[:, 1:].gather(-1, targets[..., None]).squeeze(-1) - log_norm[:, 1:]).tolist() if width else []
     for r, row in enumerate(rows):
         first = (logits[r, 0, first_ids[r]] - log_norm[r, 0]).tolist()
         row_logprobs, start = {}, 0
@@ -162,6 +145,28 @@ def _score_rows(model, rows: list[PackedRow], prompts, prefix, prefix_index, pad
             start += n
         results.append(row_logprobs)
     return results
+
+
+def _pack(rows: list[PackedRow], width: int, pad_id: int):
+    """(input ids, target ids, offset within its continuation, which packed tokens each packed
+    token sees) for continuation blocks laid end to end, right-padded to `width`."""
+    n_rows = len(rows)
+    packed_ids = torch.full((n_rows, width), pad_id, dtype=torch.long)
+    targets = torch.zeros((n_rows, width), dtype=torch.long)
+    offsets = torch.zeros((n_rows, width), dtype=torch.long)
+    # A block's tokens see its earlier tokens; padding sees itself only (a query that attends
+    # to nothing would give NaN).
+    sees_packed = torch.eye(width, dtype=torch.bool).repeat(n_rows, 1, 1)
+    for r, row in enumerate(rows):
+        start = 0
+        for _, tokens in row.items:
+            n = len(tokens) - 1
+            packed_ids[r, start:start + n] = torch.tensor(tokens[:-1])
+            targets[r, start:start + n] = torch.tensor(tokens[1:])
+            offsets[r, start:start + n] = torch.arange(n)
+            sees_packed[r, start:start + n, start:start + n] = torch.ones(n, n, dtype=torch.bool).tril()
+            start += n
+    return packed_ids, targets, offsets, sees_packed
 
 
 def _rows_of(cache, rows: torch.Tensor):
