@@ -5,6 +5,7 @@ pays for the weights.
 """
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -196,7 +197,10 @@ class Llama:
                 fitting.append(row)
         for group in self.length_groups([lengths[r] for r in fitting], settings.max_gen_len):
             rows = [fitting[g] for g in group]
-            for row, completion in zip(rows, self._complete_halving(batch.subset(rows), settings)):
+            for row, completion in zip(rows, self._halving_on_oom(
+                    rows, lambda part: self._complete(batch.subset(part), settings),
+                    lambda reason: Completion("", [], [], error=Errors.E021.format(device=self.device, n=1,
+                                                                                   reason=reason)))):
                 completions[row] = completion
         return completions
 
@@ -224,20 +228,18 @@ class Llama:
             if length + new_tokens > limit:
                 raise ModelError(Errors.E018.format(n_tokens=length, context=limit, max_new=new_tokens))
 
-    def _complete_halving(self, batch: "PromptBatch", settings: GenerationSettings) -> list[Completion]:
-        # Out of GPU memory: retry in two halves, down to single prompts; a prompt that does
-        # not fit even alone fails by itself, and the rest of the batch is still answered.
+    def _halving_on_oom(self, rows: list[int], run, fail) -> list:
+        """`run(rows)`, one result per row. Out of GPU memory: retry in two halves, down to single
+        rows; a row that does not fit even alone gets `fail(reason)`, and the rest still run."""
         try:
-            return self._complete(batch, settings)
+            return run(rows)
         except torch.OutOfMemoryError as err:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
-            if len(batch) == 1:
-                reason = str(err).strip().splitlines()[0]
-                return [Completion("", [], [], error=Errors.E021.format(device=self.device, n=1, reason=reason))]
-            half = len(batch) // 2
-            return (self._complete_halving(batch.subset(range(half)), settings)
-                    + self._complete_halving(batch.subset(range(half, len(batch))), settings))
+            if len(rows) == 1:
+                return [fail(str(err).strip().splitlines()[0])]
+            half = len(rows) // 2
+            return self._halving_on_oom(rows[:half], run, fail) + self._halving_on_oom(rows[half:], run, fail)
 
     def score(self, prompt: list[int], continuations: list[list[int]]) -> list[ContinuationScore]:
         """Total and mean log-probability of each continuation after `prompt` (prompt computed once)."""
@@ -257,30 +259,24 @@ class Llama:
         for i in rows:
             self._check_length([lengths[i]], max(len(c) for c in continuations[i]))
         scores: list[list[ContinuationScore] | None] = [[] for _ in continuations]
-        group: list[int] = []
+        groups, group = [], []
         for i in rows:
             if group and max(lengths[r] for r in [*group, i]) * (len(group) + 1) > self.max_batch_tokens:
-                self._score_halving(prompts, continuations, group, scores)
+                groups.append(group)
                 group = []
             group.append(i)
         if group:
-            self._score_halving(prompts, continuations, group, scores)
+            groups.append(group)
+        run = partial(self._score, prompts, continuations)
+        for group in groups:
+            for row, group_scores in zip(group, self._halving_on_oom(group, run, lambda reason: None)):
+                scores[row] = group_scores
         return scores
 
-    def _score_halving(self, prompts: "PromptBatch", continuations, rows: list[int], scores: list) -> None:
-        try:
-            batch = prompts.subset(rows)
-            for row, group in zip(rows, score_batch(self.model, batch.suffixes, [continuations[r] for r in rows],
-                                                    self.pad_id, batch.prefixes or None, batch.prefix_index or None)):
-                scores[row] = group
-        except torch.OutOfMemoryError:
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-            if len(rows) == 1:
-                scores[rows[0]] = None
-                return
-            self._score_halving(prompts, continuations, rows[:len(rows) // 2], scores)
-            self._score_halving(prompts, continuations, rows[len(rows) // 2:], scores)
+    def _score(self, prompts: "PromptBatch", continuations, rows: list[int]) -> list[list[ContinuationScore]]:
+        batch = prompts.subset(rows)
+        return score_batch(self.model, batch.suffixes, [continuations[r] for r in rows], self.pad_id,
+                           batch.prefixes or None, batch.prefix_index or None)
 
     @property
     def device(self) -> torch.device:
