@@ -141,6 +141,16 @@ def test_any_jsonl_lines_give_one_document_per_non_blank_line(lines, final_newli
             assert document.error["type"] == "missing_text"
 
 
+def read_stdin(data: bytes) -> list:
+    """read_documents("-") with `data` as standard input."""
+    stdin = sys.stdin
+    sys.stdin = io.TextIOWrapper(io.BytesIO(data))
+    try:
+        return list(read_documents("-"))
+    finally:
+        sys.stdin = stdin
+
+
 @FAST
 @given(data=st.binary(max_size=400)
        | st.lists(jsonl_records() | garbage_lines | blank_lines, max_size=8).map(b"\n".join))
@@ -149,12 +159,7 @@ def test_any_bytes_on_stdin_give_one_document_per_non_blank_line(data):
     if lines and lines[-1] == b"":
         lines.pop()  # the newline at the end closes the last line
     expected = sum(not is_blank(line, first=n == 0) for n, line in enumerate(lines))
-    stdin = sys.stdin
-    sys.stdin = io.TextIOWrapper(io.BytesIO(data))
-    try:
-        documents = list(read_documents("-"))
-    finally:
-        sys.stdin = stdin
+    documents = read_stdin(data)
     assert len(documents) == expected
     for document in documents:
         check_document(document)
@@ -176,12 +181,7 @@ pathological_json = st.one_of(
 def test_json_that_python_cannot_parse_becomes_an_error_record(line, source):
     data = b'{"text": "before"}\n' + line + b'\n{"text": "after"}\n'
     if source == "stdin":
-        stdin = sys.stdin
-        sys.stdin = io.TextIOWrapper(io.BytesIO(data))
-        try:
-            documents = list(read_documents("-"))
-        finally:
-            sys.stdin = stdin
+        documents = read_stdin(data)
     else:
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "docs.jsonl"
