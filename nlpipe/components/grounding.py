@@ -9,6 +9,7 @@ from .questions import QuestionAnalysis
 
 _LEAD_INS = re.compile(r"^(the )?(short )?answer( is)?\s*[:\-]?\s*", re.IGNORECASE)
 _WORD = re.compile(r"\w+", re.UNICODE)
+_LIST_JOINERS = {",", "and", "or", "&"}
 
 
 def clean_answer(generated: str) -> str:
@@ -57,14 +58,36 @@ def word_f1(candidate: list[str], answer: list[str]) -> float:
 
 
 def candidate_spans(evidence: list[Span]) -> list[Span]:
-    """Entities, noun chunks and numbers inside the evidence: the spans an answer usually is."""
+    """Entities, lists of entities, noun chunks and numbers inside the evidence: the spans an
+    answer usually is."""
     candidates = []
     for sent in evidence:
         candidates.extend(sent.ents)
+        candidates.extend(entity_lists(sent))
         if sent.doc.has_annotation("DEP"):
             candidates.extend(chunk for chunk in sent.noun_chunks)
-        candidates.extend(sent.doc[t.i:t.i + 1] for t in sent if t.like_num)
+        # A number inside an entity keeps its type: "487" of "487 yards" is a QUANTITY too,
+        # and "How many yards?" is answered "487".
+        candidates.extend(Span(sent.doc, t.i, t.i + 1, label=t.ent_type_) for t in sent if t.like_num)
     return candidates
+
+
+def entity_lists(sent: Span) -> list[Span]:
+    """Runs of two or more entities joined by commas and 'and'/'or' ("Beyoncé and Bruno Mars",
+    "Santa Clara, California"): "Who performed?" asks for them all. Joined by commas only,
+    the entities must share a label ("May 21, 2013, NFL" is no list); with 'and'/'or' the labels
+    may differ, since NER often gets one name of a list wrong. A run takes its last entity's label."""
+    lists, run = [], []
+    for ent in [*sent.ents, None]:
+        between = [t.lower_ for t in sent.doc[run[-1].end:ent.start]] if run and ent is not None else []
+        if between and set(between) <= _LIST_JOINERS and (
+                ent.label_ == run[-1].label_ or set(between) & {"and", "or", "&"}):
+            run.append(ent)
+            continue
+        if len(run) > 1:
+            lists.append(Span(sent.doc, run[0].start, run[-1].end, label=run[-1].label_))
+        run = [ent]
+    return lists
 
 
 def best_candidate(answer: str, evidence: list[Span], question: QuestionAnalysis) -> Span | None:

@@ -19,16 +19,39 @@ EXPECTED_LABELS = {
     **{f"how {adjective}": ("QUANTITY", "CARDINAL") for adjective in (
         "tall", "high", "big", "large", "heavy", "wide", "deep", "fast", "small", "short")},
 }
-# Head nouns of "what X" / "which X" questions that name the answer's type.
+# Head nouns of "what X" / "which X" questions that name the answer's type. General nouns
+# for people, organisations and places; a noun not listed here gets the labels of the
+# entities it names in the document itself (see selection.noun_labels).
+_PEOPLE = ("person", "player", "coach", "actor", "actress", "singer", "performer",
+           "artist", "musician", "rapper", "host", "owner", "president", "commissioner", "author", "writer",
+           "director", "producer", "scientist", "king", "queen", "leader", "founder", "architect", "painter",
+           "poet", "composer", "manager", "executive", "chairman", "governor", "mayor", "senator", "minister",
+           "pope", "bishop", "officer", "athlete", "winner", "announcer", "commentator", "analyst", "reporter",
+           "journalist", "emperor", "ruler", "inventor", "professor", "teacher", "priest", "saint", "student",
+           "man", "woman", "philosopher", "general", "prince", "princess", "candidate", "member")
+_ORGANISATIONS = ("team", "company", "organization", "organisation", "university", "network", "band", "group",
+                  "firm", "channel", "station", "service", "brand", "club", "school", "college", "league",
+                  "agency", "party", "newspaper", "magazine", "publisher", "studio", "corporation",
+                  "institution", "committee", "council", "government", "department", "broadcaster", "sponsor")
+_PLACES = ("place", "location", "city", "country", "state", "town", "village", "capital", "region", "area",
+           "county", "province", "continent", "island", "venue", "stadium", "arena", "hotel", "airport",
+           "facility", "building", "museum", "church", "cathedral", "hall", "park", "street", "river", "lake",
+           "mountain", "ocean", "sea")
 HEAD_NOUN_LABELS = {
+    **{noun: ("PERSON",) for noun in _PEOPLE},
+    **{noun: ("ORG",) for noun in _ORGANISATIONS},
+    **{noun: ("GPE", "LOC", "FAC", "ORG") for noun in _PLACES},
+    # Narrower than the groups above:
+    "city": ("GPE",), "country": ("GPE",), "state": ("GPE",), "town": ("GPE",), "capital": ("GPE",),
+    "stadium": ("FAC", "ORG"), "building": ("FAC",), "river": ("LOC",), "lake": ("LOC",),
+    "band": ("ORG", "PERSON"), "group": ("ORG", "PERSON", "NORP"),
     "year": ("DATE",), "date": ("DATE",), "day": ("DATE",), "month": ("DATE",), "decade": ("DATE",),
-    "century": ("DATE",), "time": ("TIME", "DATE"), "city": ("GPE",), "country": ("GPE",),
-    "state": ("GPE",), "place": ("GPE", "LOC", "FAC"), "team": ("ORG",), "company": ("ORG",),
-    "organization": ("ORG",), "university": ("ORG",), "network": ("ORG",), "person": ("PERSON",),
-    "player": ("PERSON",), "name": ("PERSON", "ORG", "WORK_OF_ART"), "number": ("CARDINAL",),
-    "percentage": ("PERCENT",), "amount": ("MONEY", "QUANTITY"), "price": ("MONEY",),
-    "cost": ("MONEY",), "language": ("LANGUAGE", "NORP"), "nationality": ("NORP",),
-    "stadium": ("FAC", "ORG"), "building": ("FAC",), "river": ("LOC",), "event": ("EVENT",),
+    "century": ("DATE",), "time": ("TIME", "DATE"), "name": ("PERSON", "ORG", "WORK_OF_ART"),
+    "number": ("CARDINAL",), "percentage": ("PERCENT",), "amount": ("MONEY", "QUANTITY"), "price": ("MONEY",),
+    "cost": ("MONEY",), "language": ("LANGUAGE", "NORP"), "nationality": ("NORP",), "event": ("EVENT",),
+    "war": ("EVENT",), "battle": ("EVENT",), "book": ("WORK_OF_ART",), "song": ("WORK_OF_ART",),
+    "film": ("WORK_OF_ART",), "movie": ("WORK_OF_ART",), "album": ("WORK_OF_ART",), "law": ("LAW",),
+    "product": ("PRODUCT",),
 }
 WH_WORDS = ("who", "whom", "whose", "when", "where", "why", "how", "what", "which")
 AUXILIARIES = {"be", "do", "have", "can", "could", "will", "would", "should", "may", "might", "must", "shall"}
@@ -79,16 +102,28 @@ def _question_type(doc: Doc) -> tuple[str, str | None]:
 
 
 def _head_noun(doc: Doc, wh_word: str) -> str | None:
-    """The noun a 'what'/'which' determiner attaches to ('what year' → year)."""
-    for token in doc:
-        if token.lower_ == wh_word:
-            if token.dep_ == "det" and token.head.pos_ in ("NOUN", "PROPN"):
-                return lemma_of(token.head)
-            following = token.nbor(1) if token.i + 1 < len(doc) else None
-            if following is not None and following.pos_ in ("NOUN", "PROPN"):
-                return lemma_of(following)
-            return None
-    return None
+    """The noun a 'what'/'which' question asks for: 'what year' → year, 'what was the final
+    score' → score, 'what is the name of the stadium' → stadium, 'what type of rally' → rally."""
+    wh = next(t for t in doc if t.lower_ == wh_word)
+    start = wh.i + 1
+    if start < len(doc) and doc[start].lower_ in ("is", "was", "are", "were"):
+        start += 1
+    noun = _phrase_head(doc, start)
+    if noun is not None and noun.lemma_ in ("name", "type", "kind", "sort") and noun.i + 1 < len(doc) \
+            and doc[noun.i + 1].lower_ == "of":
+        noun = _phrase_head(doc, noun.i + 2) or noun
+    return lemma_of(noun) if noun is not None else None
+
+
+def _phrase_head(doc: Doc, start: int):
+    """The last noun of the noun phrase that starts at `start` ('the final score' → score)."""
+    head = None
+    for token in doc[start:]:
+        if token.pos_ in ("NOUN", "PROPN"):
+            head = token
+        elif not (token.pos_ in ("DET", "ADJ", "NUM", "PART", "SYM") or token.lower_ == "/"):
+            break
+    return head
 
 
 def _wh_token(doc: Doc):

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Dict
 
-from spacy.tokens import Span, Token
+from spacy.tokens import Doc, Span, Token
 from spacy.util import registry
 
 from .grounding import candidate_spans, question_words, word_f1, words_of
@@ -25,10 +25,13 @@ FREE_FORM_TYPES = ("why", "how", "yes/no")
 LONG_CANDIDATE = 8  # tokens: answers longer than this are rare, NER run-ons are not
 NEAR_WINDOW = 8  # tokens either side of a candidate that count as near it
 _YEAR = re.compile(r"(in )?\d{4}")
+# Entity labels of numbers, dates and amounts: "Who won?" is never answered by one of these.
+NUMERIC_LABELS = ("DATE", "TIME", "PERCENT", "MONEY", "QUANTITY", "ORDINAL", "CARDINAL")
 
 FEATURES = {
     "likelihood": "the model's log-likelihood of replying with the candidate, total / sqrt(tokens)",
     "expected_type": "+1 if its entity label is one the question expects; -1 if another candidate's is and its is not",
+    "type_clash": "1 for a number or date when the question asks for a name, or the reverse",
     "top_sentence": "1 in the sentence that matches the question best",
     "sentence": "its sentence's match with the question, relative to the best sentence's",
     "proximity": "1 / (1 + token distance to the nearest question word in its sentence)",
@@ -39,20 +42,19 @@ FEATURES = {
     "question_words": "share of its words that the question already has",
     "length": "its length in tokens / 10, at most 1",
     "too_long": "1 if longer than 8 tokens",
-    "entity": "1 for a named entity, 0 for a noun chunk or number",
-    "number": "1 for a single number",
-    "unit": "1 if followed by the noun the question counts or names ('how many years' → '44 years')",
-    "head_noun": "1 if it contains that noun ('what prize' → 'Driehaus Architecture Prize')",
+    "entity": "1 if it has an entity label (an entity, a list of them, a number inside one)",
+    "unit": "1 if followed or governed by the noun the question counts or names ('how many years' → '44 years')",
+    "head_noun": "1 if that noun is part of its name ('what prize' → 'Driehaus Architecture Prize')",
     "year": "1 for a year, when the question asks when or what year",
     "reply": "1 if it overlaps the span the generated reply matched (needs generation)",
     "reply_words": "word F1 with the generated reply (needs generation)",
 }
 REPLY_FEATURES = ("reply", "reply_words")
 DEFAULT_WEIGHTS = {
-    "likelihood": 0.29, "expected_type": 0.69, "top_sentence": 0.59, "sentence": 1.1,
-    "proximity": 1.41, "near": 1.2, "tree": 1.12, "verb": 0.69, "role": 0.57,
-    "question_words": -0.05, "length": 0.38, "too_long": -0.27, "entity": -0.41, "number": -0.2,
-    "unit": 0.64, "head_noun": 1.31, "year": 0.91, "reply": 0.0, "reply_words": 0.0,
+    "likelihood": 0.25, "expected_type": 0.65, "type_clash": -0.92, "top_sentence": 0.63,
+    "sentence": 1.12, "proximity": 1.24, "near": 1.25, "tree": 0.96, "verb": 0.71, "role": 0.46,
+    "question_words": -0.22, "length": 0.23, "too_long": -0.41, "entity": 0.1, "unit": 0.86,
+    "head_noun": 1.59, "year": 0.59, "reply": 0.0, "reply_words": 0.0,
 }
 
 
@@ -124,7 +126,9 @@ def candidate_features(question: QuestionAnalysis, candidates: list[Span], ranke
     asked = question_words(question)
     best_match = max((score for _, score in ranked), default=0.0) or 1.0
     unit_at = {i: (rank, unit, score) for rank, (unit, score) in enumerate(ranked) for i in range(unit.start, unit.end)}
-    typed_exists = any(span.label_ in question.expected_labels for span in candidates)
+    expected = question.expected_labels or (noun_labels(candidates[0].doc, question.head_noun)
+                                            if candidates and question.head_noun else ())
+    typed_exists = any(span.label_ in expected for span in candidates)
     reply_words = [w for w in words_of(core) if w not in asked]
     rows = []
     for span, score in zip(candidates, scores or [None] * len(candidates)):
@@ -135,11 +139,12 @@ def candidate_features(question: QuestionAnalysis, candidates: list[Span], ranke
         after = span.doc[span.end] if span.end < len(span.doc) else None
         near = {lemma_of(t) for t in span.doc[max(sentence.start, span.start - NEAR_WINDOW):
                                             min(sentence.end, span.end + NEAR_WINDOW)] if is_content(t)}
-        typed = span.label_ in question.expected_labels
+        typed = span.label_ in expected
         own_words = [w for w in words if w not in asked]
         rows.append({
             "likelihood": score.total_logprob / math.sqrt(len(score.token_logprobs)) if score else 0.0,
             "expected_type": 1.0 if typed else (-1.0 if typed_exists else 0.0),
+            "type_clash": float(bool(expected) and _is_numeric(span) != all(label in NUMERIC_LABELS for label in expected)),
             "top_sentence": float(rank == 0),
             "sentence": match / best_match,
             "proximity": 1.0 / (1 + min((_token_distance(span, t) for t in asked_tokens), default=30)),
@@ -152,10 +157,12 @@ def candidate_features(question: QuestionAnalysis, candidates: list[Span], ranke
             "question_words": sum(w in asked for w in words) / max(1, len(words)),
             "length": min(len(span), 10) / 10,
             "too_long": float(len(span) > LONG_CANDIDATE),
-            "entity": float(bool(span.label_)),
-            "number": float(len(span) == 1 and span[0].like_num),
-            "unit": float(question.unit is not None and after is not None and lemma_of(after) == question.unit),
-            "head_noun": float(question.head_noun is not None and question.head_noun in {lemma_of(t) for t in span}),
+            "entity": float(span.label_ not in ("", "NP")),  # noun chunks are labelled NP
+            "unit": float(question.unit is not None and question.unit in (
+                lemma_of(after) if after is not None else None, lemma_of(span.root.head))),
+            # Only inside a name: "the 20th anniversary" restates "what anniversary", it does not answer it.
+            "head_noun": float(question.head_noun is not None and any(
+                lemma_of(t) == question.head_noun and t.is_title for t in span)),
             "year": float((question.qtype == "when" or question.head_noun == "year")
                           and bool(_YEAR.fullmatch(span.text))),
             "reply": float(reply_offsets is not None
@@ -163,6 +170,25 @@ def candidate_features(question: QuestionAnalysis, candidates: list[Span], ranke
             "reply_words": word_f1(own_words, reply_words) if own_words and reply_words else 0.0,
         })
     return rows
+
+
+def _is_numeric(span: Span) -> bool:
+    """A number, date or amount: by its entity label, else by its head ("487 yards", "1939")."""
+    if span.label_ not in ("", "NP"):
+        return span.label_ in NUMERIC_LABELS
+    return span.root.like_num or any(t.dep_ == "nummod" for t in span.root.children if t in span)
+
+
+def noun_labels(doc: Doc, noun: str) -> tuple[str, ...]:
+    """The labels of the entities that `noun` names in this document ("kicker Justin Tucker",
+    "Levi's Stadium"): the answer type of "What kicker...?" when no rule gives one."""
+    labels = {}
+    for ent in doc.ents:
+        # The noun right before the entity ("kicker Justin Tucker") or as its head ("Levi's
+        # Stadium"); an entity before the noun modifies it ("Ravens kicker"), not names it.
+        if lemma_of(ent[-1]) == noun or (ent.start > 0 and lemma_of(doc[ent.start - 1]) == noun):
+            labels[ent.label_] = True
+    return tuple(labels)
 
 
 def _token_distance(span: Span, token: Token) -> int:

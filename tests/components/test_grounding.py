@@ -4,7 +4,8 @@ import pytest
 import spacy
 from spacy.tokens import Doc
 
-from nlpipe.components.grounding import answer_core, best_candidate, candidate_spans, clean_answer, find_phrase, ground
+from nlpipe.components.grounding import (answer_core, best_candidate, candidate_spans, clean_answer, entity_lists,
+                                         find_phrase, ground)
 from nlpipe.components.questions import QuestionAnalysis, analyse_question
 
 SUPER_BOWL = ("Super Bowl 50 was played on February 7, 2016, at Levi's Stadium in Santa Clara, California. "
@@ -186,6 +187,21 @@ def test_candidate_spans(super_bowl):
     texts = [s.text for s in candidate_spans(list(super_bowl.sents))]
     assert "Levi's Stadium" in texts and "February 7, 2016" in texts
     assert "50" in texts  # numbers too
+
+
+def test_a_number_inside_an_entity_keeps_its_label(en_nlp):
+    doc = en_nlp("The Panthers gained 487 yards in the game.")
+    assert [(e.text, e.label_) for e in doc.ents if "487" in e.text] == [("487 yards", "QUANTITY")]
+    assert ("487", "QUANTITY") in [(s.text, s.label_) for s in candidate_spans(list(doc.sents))]
+
+
+def test_lists_of_entities_are_candidates(en_nlp):
+    doc = en_nlp("CBS sent Jim Nantz, Phil Simms and Tracy Wolfson to Santa Clara, California.")
+    lists = [(s.text, s.label_) for s in entity_lists(doc[:])]
+    assert ("Jim Nantz, Phil Simms and Tracy Wolfson", "PERSON") in lists
+    assert ("Santa Clara, California", "GPE") in lists
+    assert not any(text.startswith("CBS") for text, _ in lists)  # "sent" is no list joiner
+    assert {text for text, _ in lists} <= {s.text for s in candidate_spans([doc[:]])}
     # without a parser there are no noun chunks, but entities still count
     doc = Doc(spacy.blank("en").vocab, words=["Rome", "is", "old"], ents=["B-GPE", "O", "O"])
     assert [s.text for s in candidate_spans([doc[:]])] == ["Rome"]

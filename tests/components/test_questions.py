@@ -39,7 +39,13 @@ def test_question_types_and_expected_labels(analyse, question, qtype, labels):
     ("Which team won Super Bowl 50?", "which", "team", ("ORG",)),
     ("Which city hosted the game?", "which", "city", ("GPE",)),
     ("What country is Paris in?", "what", "country", ("GPE",)),
-    ("What is the capital of France?", "what", None, ()),
+    ("What is the capital of France?", "what", "capital", ("GPE",)),
+    ("What is the name of the stadium in Santa Clara?", "what", "stadium", ("FAC", "ORG")),
+    ("What was the final score?", "what", "score", ()),
+    ("What coach left the team?", "what", "coach", ("PERSON",)),
+    ("What kicker missed the field goal?", "what", "kicker", ()),  # labels from the document instead
+    ("What type of rally was held?", "what", "rally", ()),
+    ("What did Newton do?", "what", None, ()),
     ("Which was first?", "which", None, ()),
 ])
 def test_what_and_which_take_labels_from_the_head_noun(analyse, question, qtype, head, labels):
@@ -118,3 +124,4 @@ def test_wh_role_and_unit(analyse, question, role, unit):
     if role is not None:
         assert analysis.wh_role == role
     assert analysis.unit == unit
+

@@ -6,7 +6,7 @@ import spacy
 from nlpipe.components.evidence import EvidenceSelector
 from nlpipe.components.questions import analyse_question
 from nlpipe.components.selection import (DEFAULT_WEIGHTS, FEATURES, SpanSelector, candidate_features,
-                                         make_span_selector)
+                                         make_span_selector, noun_labels)
 from nlpipe.llm.scoring import ContinuationScore
 
 
@@ -70,6 +70,45 @@ def test_unit_year_and_type_features(en_nlp):
     rows = features_by_text(analysis, candidates, ranked)
     assert rows["1939"]["year"] == 1.0 and rows["1939"]["expected_type"] == 1.0
     assert all(row["year"] == 0.0 for t, row in rows.items() if t != "1939")
+
+
+def test_unit_and_head_noun_features(en_nlp):
+    text = "The Panthers gained 487 total yards and won the Driehaus Architecture Prize on their 20th anniversary."
+    _, analysis, ranked, candidates, _ = setup(en_nlp, text, "How many yards did the Panthers gain?")
+    assert features_by_text(analysis, candidates, ranked)["487"]["unit"] == 1.0  # "yards" governs it
+    _, analysis, ranked, candidates, _ = setup(en_nlp, text, "What prize did the Panthers win?")
+    rows = features_by_text(analysis, candidates, ranked)
+    assert rows["the Driehaus Architecture Prize"]["head_noun"] == 1.0
+    _, analysis, ranked, candidates, _ = setup(en_nlp, text, "What anniversary did the Panthers have?")
+    rows = features_by_text(analysis, candidates, ranked)
+    assert rows["their 20th anniversary"]["head_noun"] == 0.0  # restates the question's noun
+
+
+def test_numbers_clash_with_questions_for_names_and_names_with_questions_for_numbers(en_nlp):
+    text = "The Denver Broncos beat the Carolina Panthers 24–10 on February 7, 2016, gaining 194 yards."
+    _, analysis, ranked, candidates, _ = setup(en_nlp, text, "Who beat the Carolina Panthers?")
+    rows = features_by_text(analysis, candidates, ranked)
+    assert rows["The Denver Broncos"]["type_clash"] == 0.0
+    assert rows["February 7, 2016"]["type_clash"] == rows["194"]["type_clash"] == 1.0
+    _, analysis, ranked, candidates, _ = setup(en_nlp, text, "How many yards did the Broncos gain?")
+    rows = features_by_text(analysis, candidates, ranked)
+    assert rows["194"]["type_clash"] == rows["194 yards"]["type_clash"] == 0.0
+    assert rows["The Denver Broncos"]["type_clash"] == 1.0
+    _, analysis, ranked, candidates, _ = setup(en_nlp, text, "What did the Broncos do?")  # no type asked
+    assert all(row["type_clash"] == 0.0 for row in features_by_text(analysis, candidates, ranked).values())
+
+
+def test_a_head_noun_without_a_rule_takes_its_labels_from_the_document(en_nlp):
+    doc = en_nlp("Baltimore Ravens kicker Justin Tucker slipped at Levi's Stadium.")
+    assert noun_labels(doc, "kicker") == ("PERSON",)  # not ORG: "Ravens" modifies "kicker"
+    assert noun_labels(doc, "stadium") == ("FAC",)
+    assert noun_labels(doc, "coach") == ()
+    _, analysis, ranked, candidates, _ = setup(en_nlp, doc.text, "What punter slipped?")  # no rule for punter
+    assert all(row["expected_type"] == 0.0 for row in features_by_text(analysis, candidates, ranked).values())
+    text = "Ravens punter Sam Koch and kicker Justin Tucker slipped."
+    _, analysis, ranked, candidates, _ = setup(en_nlp, text, "What punter slipped?")
+    rows = features_by_text(analysis, candidates, ranked)
+    assert rows["Sam Koch"]["expected_type"] == 1.0
 
 
 def test_position_features_favour_the_span_next_to_the_question_words(en_nlp):
