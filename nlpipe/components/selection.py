@@ -1,7 +1,7 @@
 """Choose the answer span among candidate spans of the document.
 
-Candidates are the entities, noun chunks and numbers of the sentences that match the question
-best. Each one is described by the named features below and scored by their weighted sum: the
+Candidates are the entities, lists of entities, noun chunks and numbers of the sentences that
+match the question best. Each one is described by the named features below and scored by their weighted sum: the
 model's likelihood of giving it as the answer, whether its type is the one the question asks
 for, and where it sits relative to the question's words in the text and in the dependency
 parse. A softmax over the scores gives the confidence of the chosen span. The default weights
@@ -30,7 +30,7 @@ NUMERIC_LABELS = ("DATE", "TIME", "PERCENT", "MONEY", "QUANTITY", "ORDINAL", "CA
 
 FEATURES = {
     "likelihood": "the model's log-likelihood of replying with the candidate, total / sqrt(tokens)",
-    "expected_type": "+1 if its entity label is one the question expects; -1 if another candidate's is and its is not",
+    "expected_type": "+1 if its entity label is one the question expects (see noun_labels); -1 if another candidate's is and its is not",
     "type_clash": "1 for a number or date when the question asks for a name, or the reverse",
     "top_sentence": "1 in the sentence that matches the question best",
     "sentence": "its sentence's match with the question, relative to the best sentence's",
