@@ -5,8 +5,8 @@ match the question best. Each one is described by the named features below and s
 model's likelihood of giving it as the answer, whether its type is the one the question asks
 for, and where it sits relative to the question's words in the text and in the dependency
 parse. A softmax over the scores gives the confidence of the chosen span. The default weights
-were fitted (a softmax over each question's candidates, 5-fold cross-validated) on the SQuAD
-v1.1 *train* part in ../shared/data, never on the dev part the benchmark reports.
+were fitted by benchmarks/fit_selector.py (a softmax over each question's candidates) on the
+SQuAD v1.1 *train* part in ../shared/data, never on the dev part the benchmark reports.
 """
 
 import math
@@ -51,10 +51,10 @@ FEATURES = {
 }
 REPLY_FEATURES = ("reply", "reply_words")
 DEFAULT_WEIGHTS = {
-    "likelihood": 0.25, "expected_type": 0.65, "type_clash": -0.92, "top_sentence": 0.63,
-    "sentence": 1.12, "proximity": 1.24, "near": 1.25, "tree": 0.96, "verb": 0.71, "role": 0.46,
-    "question_words": -0.22, "length": 0.23, "too_long": -0.41, "entity": 0.1, "unit": 0.86,
-    "head_noun": 1.59, "year": 0.59, "reply": 0.0, "reply_words": 0.0,
+    "likelihood": 0.25, "expected_type": 0.65, "type_clash": -0.93, "top_sentence": 0.63,
+    "sentence": 1.12, "proximity": 1.25, "near": 1.26, "tree": 0.96, "verb": 0.71, "role": 0.46,
+    "question_words": -0.23, "length": 0.23, "too_long": -0.42, "entity": 0.1, "unit": 0.86,
+    "head_noun": 1.6, "year": 0.6, "reply": 0.0, "reply_words": 0.0,
 }
 
 
