@@ -109,7 +109,7 @@ def _head_noun(doc: Doc, wh_word: str) -> str | None:
     if start < len(doc) and doc[start].lower_ in ("is", "was", "are", "were"):
         start += 1
     noun = _phrase_head(doc, start)
-    if noun is not None and noun.lemma_ in ("name", "type", "kind", "sort") and noun.i + 1 < len(doc) \
+    if noun is not None and lemma_of(noun) in ("name", "type", "kind", "sort") and noun.i + 1 < len(doc) \
             and doc[noun.i + 1].lower_ == "of":
         noun = _phrase_head(doc, noun.i + 2) or noun
     return lemma_of(noun) if noun is not None else None

@@ -1,8 +1,8 @@
 """Choose the answer span among candidate spans of the document.
 
 Candidates are the entities, lists of entities, noun chunks and numbers of the sentences that
-match the question best. Each one is described by the named features below and scored by their weighted sum: the
-model's likelihood of giving it as the answer, whether its type is the one the question asks
+match the question best. Each one is described by the named features below and scored by their
+weighted sum: the model's likelihood of giving it as the answer, whether its type is the one the question asks
 for, and where it sits relative to the question's words in the text and in the dependency
 parse. A softmax over the scores gives the confidence of the chosen span. The default weights
 were fitted by benchmarks/fit_selector.py (a softmax over each question's candidates) on the
@@ -30,7 +30,8 @@ NUMERIC_LABELS = ("DATE", "TIME", "PERCENT", "MONEY", "QUANTITY", "ORDINAL", "CA
 
 FEATURES = {
     "likelihood": "the model's log-likelihood of replying with the candidate, total / sqrt(tokens)",
-    "expected_type": "+1 if its entity label is one the question expects (see noun_labels); -1 if another candidate's is and its is not",
+    "expected_type": "+1 if its entity label is one the question expects (or its head noun names, see noun_labels); "
+                     "-1 if another candidate's is and its is not",
     "type_clash": "1 for a number or date when the question asks for a name, or the reverse",
     "top_sentence": "1 in the sentence that matches the question best",
     "sentence": "its sentence's match with the question, relative to the best sentence's",
@@ -129,6 +130,7 @@ def candidate_features(question: QuestionAnalysis, candidates: list[Span], ranke
     expected = question.expected_labels or (noun_labels(candidates[0].doc, question.head_noun)
                                             if candidates and question.head_noun else ())
     typed_exists = any(span.label_ in expected for span in candidates)
+    asks_numeric = all(label in NUMERIC_LABELS for label in expected)
     reply_words = [w for w in words_of(core) if w not in asked]
     rows = []
     for span, score in zip(candidates, scores or [None] * len(candidates)):
@@ -144,7 +146,7 @@ def candidate_features(question: QuestionAnalysis, candidates: list[Span], ranke
         rows.append({
             "likelihood": score.total_logprob / math.sqrt(len(score.token_logprobs)) if score else 0.0,
             "expected_type": 1.0 if typed else (-1.0 if typed_exists else 0.0),
-            "type_clash": float(bool(expected) and _is_numeric(span) != all(label in NUMERIC_LABELS for label in expected)),
+            "type_clash": float(bool(expected) and _is_numeric(span) != asks_numeric),
             "top_sentence": float(rank == 0),
             "sentence": match / best_match,
             "proximity": 1.0 / (1 + min((_token_distance(span, t) for t in asked_tokens), default=30)),
@@ -157,7 +159,7 @@ def candidate_features(question: QuestionAnalysis, candidates: list[Span], ranke
             "question_words": sum(w in asked for w in words) / max(1, len(words)),
             "length": min(len(span), 10) / 10,
             "too_long": float(len(span) > LONG_CANDIDATE),
-            "entity": float(span.label_ not in ("", "NP")),  # noun chunks are labelled NP
+            "entity": float(bool(_entity_label(span))),
             "unit": float(question.unit is not None and question.unit in (
                 lemma_of(after) if after is not None else None, lemma_of(span.root.head))),
             # Only inside a name: "the 20th anniversary" restates "what anniversary", it does not answer it.
@@ -172,11 +174,15 @@ def candidate_features(question: QuestionAnalysis, candidates: list[Span], ranke
     return rows
 
 
+def _entity_label(span: Span) -> str:
+    return "" if span.label_ == "NP" else span.label_  # spaCy labels noun chunks NP
+
+
 def _is_numeric(span: Span) -> bool:
     """A number, date or amount: by its entity label, else by its head ("487 yards", "1939")."""
-    if span.label_ not in ("", "NP"):
+    if _entity_label(span):
         return span.label_ in NUMERIC_LABELS
-    return span.root.like_num or any(t.dep_ == "nummod" for t in span.root.children if t in span)
+    return span.root.like_num or any(t.dep_ == "nummod" and span.start <= t.i < span.end for t in span.root.children)
 
 
 def noun_labels(doc: Doc, noun: str) -> tuple[str, ...]:
@@ -209,6 +215,7 @@ def _tree_distance(a: Token, b: Token) -> int:
 def make_span_selector(max_sentences: int = 8, max_candidates: int = 12,
                        weights: Dict[str, float] = DEFAULT_WEIGHTS) -> SpanSelector:
     """Candidates come from the `max_sentences` best-matching sentences; the model scores the
-    `max_candidates` best of them by the other features. `weights` maps feature names (selection.FEATURES) to weights, and a
-    name left out keeps its default. Weights on reply features make span questions generate."""
+    `max_candidates` best of them by the other features. `weights` maps feature names
+    (selection.FEATURES) to weights; a name left out keeps its default (refit them with
+    benchmarks/fit_selector.py). Weights on reply features make span questions generate."""
     return SpanSelector(max_sentences, max_candidates, weights)
