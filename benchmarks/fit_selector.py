@@ -7,12 +7,15 @@ candidate's features (selection.FEATURES) and its F1 against the question's refe
 weights are then fitted by a softmax over each question's candidates whose target is its best
 candidates (L2-regularised). Prints the cross-validated exact match / F1 of the candidate
 questions (with the production shortlist: the `max_candidates` best by the features other
-than the likelihood, then the best of those) and the weights as pipeline config lines.
+than the likelihood, then the best of those), the weights as pipeline config lines, and the
+softmax temperature that makes the held-out confidence match how often the answer is exactly
+right (with the expected calibration error before and after).
 FILE defaults to the SQuAD *train* part in ../shared/data: the defaults were fitted there,
 never on the dev part that benchmarks/squad_quality.py reports.
 """
 
 import argparse
+import math
 import random
 import time
 from pathlib import Path
@@ -20,8 +23,8 @@ from pathlib import Path
 import torch
 from _common import REPO, qa_pipeline, require_squad
 
-from nlpipe.components.selection import FEATURES, REPLY_FEATURES, SpanSelector, candidate_features
-from nlpipe.evaluation import evaluate_squad, exact_match, f1_score
+from nlpipe.components.selection import FEATURES, REPLY_FEATURES, SpanSelector, candidate_features, softmax_share
+from nlpipe.evaluation import calibration, evaluate_squad, exact_match, f1_score
 
 SQUAD_TRAIN = REPO.parent / "shared" / "data" / "squad-train-v1.1-part.json"
 NAMES = [name for name in FEATURES if name not in REPLY_FEATURES]  # scoring alone never generates
@@ -31,7 +34,7 @@ class RecordingSelector(SpanSelector):
     """Keeps every candidate (the model scores them all) and records their features."""
 
     def __init__(self, selector: SpanSelector):
-        super().__init__(selector.max_sentences, 10**9, selector.weights)
+        super().__init__(selector.max_sentences, 10**9, selector.weights, selector.temperature)
         self.records = []  # (question, candidate texts, feature rows)
 
     def choose(self, question, candidates, ranked, scores, reply_offsets=None, core=""):
@@ -76,26 +79,44 @@ def fit(questions: list[dict], l2: float) -> torch.Tensor:
     return weights.detach()
 
 
-def choose(question: dict, weights: torch.Tensor, max_candidates: int) -> int:
-    """As in production: shortlist by every feature but the likelihood, then the best."""
+def choose(question: dict, weights: torch.Tensor, max_candidates: int) -> tuple[int, list[float]]:
+    """As in production: shortlist by every feature but the likelihood, then the best. Returns
+    the chosen candidate and the shortlist's combined scores, the chosen one first."""
     prior = question["features"].clone()
     prior[:, NAMES.index("likelihood")] = 0
     shortlist = torch.argsort(prior @ weights, descending=True)[:max_candidates]
-    return int(shortlist[torch.argmax(question["features"][shortlist] @ weights)])
+    scores = question["features"][shortlist] @ weights
+    best = int(torch.argmax(scores))
+    return int(shortlist[best]), [float(scores[best])] + [float(s) for k, s in enumerate(scores) if k != best]
 
 
-def cross_validate(questions: list[dict], l2: float, folds: int, max_candidates: int) -> tuple[float, float]:
+def cross_validate(questions: list[dict], l2: float, folds: int, max_candidates: int) -> list[dict]:
+    """Held-out predictions: {exact_match, f1, scores} per question."""
     order = list(range(len(questions)))
     random.Random(0).shuffle(order)
-    em = f1 = 0.0
+    held_out_predictions = []
     for fold in range(folds):
-        held_out = set(order[fold::folds])
-        weights = fit([questions[i] for i in order if i not in held_out], l2)
+        held_out = order[fold::folds]
+        weights = fit([questions[i] for i in order if i not in set(held_out)], l2)
         for i in held_out:
-            text = questions[i]["texts"][choose(questions[i], weights, max_candidates)]
-            em += max(exact_match(text, ref) for ref in questions[i]["references"])
-            f1 += max(f1_score(text, ref) for ref in questions[i]["references"])
-    return 100 * em / len(questions), 100 * f1 / len(questions)
+            chosen, scores = choose(questions[i], weights, max_candidates)
+            text, references = questions[i]["texts"][chosen], questions[i]["references"]
+            held_out_predictions.append({"exact_match": max(exact_match(text, ref) for ref in references),
+                                         "f1": max(f1_score(text, ref) for ref in references), "scores": scores})
+    return held_out_predictions
+
+
+def with_confidence(predictions: list[dict], temperature: float) -> list[dict]:
+    return [{**p, "confidence": softmax_share(p["scores"], 0, temperature)} for p in predictions]
+
+
+def fit_temperature(predictions: list[dict]) -> float:
+    """The temperature whose confidences best predict exact matches (log-loss, on a grid)."""
+    def log_loss(temperature):
+        rated = with_confidence(predictions, temperature)
+        eps = 1e-6
+        return -sum(math.log(max(eps, p["confidence"] if p["exact_match"] else 1 - p["confidence"])) for p in rated)
+    return min((t / 100 for t in range(20, 301, 2)), key=log_loss)
 
 
 def main() -> None:
@@ -107,10 +128,16 @@ def main() -> None:
     started = time.perf_counter()
     questions = record(require_squad(args.file))
     max_candidates = SpanSelector().max_candidates
-    em, f1 = cross_validate(questions, args.l2, args.folds, max_candidates)
+    held_out = cross_validate(questions, args.l2, args.folds, max_candidates)
+    em, f1 = (100 * sum(p[key] for p in held_out) / len(held_out) for key in ("exact_match", "f1"))
+    temperature = fit_temperature(held_out)
     weights = fit(questions, args.l2)
     print(f"{len(questions)} questions with candidates, {time.perf_counter() - started:.0f} s")
-    print(f"{args.folds}-fold cross-validated on them: exact match {em:.1f}, F1 {f1:.1f}")
+    print(f"{args.folds}-fold cross-validated on them: exact match {em:.1f}, F1 {f1:.1f}; expected calibration "
+          f"error {calibration(with_confidence(held_out, 1.0))[1]:.3f} at temperature 1, "
+          f"{calibration(with_confidence(held_out, temperature))[1]:.3f} at {temperature:.2f}")
+    print("[components.llama_qa.selector]")
+    print(f"temperature = {temperature:.2f}")
     print("[components.llama_qa.selector.weights]")
     for name, weight in zip(NAMES, weights.tolist()):
         print(f"{name} = {weight:.2f}")

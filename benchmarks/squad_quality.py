@@ -2,8 +2,9 @@
 
     python benchmarks/squad_quality.py [--limit N] [--markdown]
 
-Prints mode × exact match × F1 × questions/s (official SQuAD v1.1 normalisation), and checks
-that every grounded answer with a start_char is exactly text[start_char:end_char].
+Prints mode × exact match × F1 × questions/s (official SQuAD v1.1 normalisation), checks
+that every grounded answer with a start_char is exactly text[start_char:end_char], and shows
+how well the grounded answers' confidence predicts an exact match.
 """
 
 import argparse
@@ -12,7 +13,7 @@ import time
 
 from _common import qa_pipeline, require_squad
 
-from nlpipe.evaluation import evaluate_squad, read_squad
+from nlpipe.evaluation import calibration, evaluate_squad, read_squad
 
 
 def main() -> None:
@@ -53,6 +54,11 @@ def main() -> None:
             print(("{:<12}" * len(line)).format(*line))
     base, grounded = rows[0][1], rows[1][1]
     print(f"grounded vs generative: EM {grounded.exact_match - base.exact_match:+.1f}, F1 {grounded.f1 - base.f1:+.1f}")
+    bins, error = calibration(grounded.predictions)
+    print(f"grounded confidence: expected calibration error {error:.3f} (against exact match)")
+    for b in bins:
+        print(f"  confidence {b.low:.1f}-{b.high:.1f}: {b.count:4d} answers, mean confidence {b.confidence:.2f}, "
+              f"exactly right {b.exact_match:.2f}")
 
 
 if __name__ == "__main__":

@@ -98,6 +98,7 @@ def evaluate_squad(nlp: Language, path, limit: int | None = None, batch_size: in
             result.predictions.append({"id": qid, "question": question, "prediction": prediction,
                                        "references": references, "exact_match": em, "f1": f1,
                                        "start_char": answer.get("start_char"),
+                                       "confidence": answer.get("confidence"),
                                        "generated": answer.get("generated")})
         result.questions += len(paragraph.questions)
         on_question(result.questions)
@@ -106,3 +107,28 @@ def evaluate_squad(nlp: Language, path, limit: int | None = None, batch_size: in
         result.exact_match = 100 * exact_total / result.questions
         result.f1 = 100 * f1_total / result.questions
     return result
+
+
+@dataclass
+class CalibrationBin:
+    low: float
+    high: float
+    count: int
+    confidence: float  # mean confidence of the answers in the bin
+    exact_match: float  # the share of them that are exactly right
+
+
+def calibration(predictions: list[dict], n_bins: int = 5) -> tuple[list[CalibrationBin], float]:
+    """How well `confidence` predicts an exactly right answer: per confidence bin, the mean
+    confidence and the share right; and the expected calibration error, their gap averaged over
+    the answers. Predictions without a confidence (free-form replies) are left out."""
+    rated = [p for p in predictions if p.get("confidence") is not None]
+    bins = []
+    for k in range(n_bins):
+        low, high = k / n_bins, (k + 1) / n_bins
+        members = [p for p in rated if low <= p["confidence"] < high or (k == n_bins - 1 and p["confidence"] == 1.0)]
+        if members:
+            bins.append(CalibrationBin(low, high, len(members), sum(p["confidence"] for p in members) / len(members),
+                                       sum(p["exact_match"] for p in members) / len(members)))
+    error = sum(b.count * abs(b.confidence - b.exact_match) for b in bins) / max(1, len(rated))
+    return bins, error

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from nlpipe.cli import main
-from nlpipe.evaluation import evaluate_squad, exact_match, f1_score, normalize_answer, read_squad
+from nlpipe.evaluation import calibration, evaluate_squad, exact_match, f1_score, normalize_answer, read_squad
 from nlpipe.llm.engine import Completion, Llama
 
 from .conftest import SHARED_DATA
@@ -35,6 +35,20 @@ def test_normalisation_follows_the_official_script():
     assert exact_match("the Denver Broncos.", "Denver Broncos") == 1.0
     assert f1_score("Denver Broncos won", "Denver Broncos") == pytest.approx(0.8)
     assert f1_score("Carolina", "Denver Broncos") == 0.0
+
+
+def test_calibration_bins_and_error():
+    predictions = ([{"confidence": 0.9, "exact_match": 1.0}] * 9 + [{"confidence": 0.9, "exact_match": 0.0}]
+                   + [{"confidence": 0.3, "exact_match": 1.0}] * 3 + [{"confidence": 0.3, "exact_match": 0.0}] * 7
+                   + [{"confidence": None, "exact_match": 0.0}, {"confidence": 1.0, "exact_match": 1.0}])
+    bins, error = calibration(predictions, n_bins=5)
+    assert [(b.low, b.count) for b in bins] == [(0.2, 10), (0.8, 11)]  # the None is left out, 1.0 in the top bin
+    assert bins[0].confidence == pytest.approx(0.3) and bins[0].exact_match == pytest.approx(0.3)
+    assert bins[1].exact_match == pytest.approx(10 / 11)
+    assert error == pytest.approx(11 * abs(bins[1].confidence - 10 / 11) / 21)
+    overconfident = [{"confidence": 0.9, "exact_match": 0.0}] * 4
+    assert calibration(overconfident)[1] == pytest.approx(0.9)
+    assert calibration([]) == ([], 0.0)
 
 
 def test_read_squad_honours_the_limit(squad_file):

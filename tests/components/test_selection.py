@@ -1,12 +1,14 @@
 """SpanSelector: candidates of the best sentences, named features, weights, choice and confidence."""
 
+import math
+
 import pytest
 import spacy
 
 from nlpipe.components.evidence import EvidenceSelector
 from nlpipe.components.questions import analyse_question
 from nlpipe.components.selection import (DEFAULT_WEIGHTS, FEATURES, SpanSelector, candidate_features,
-                                         make_span_selector, noun_labels)
+                                         make_span_selector, noun_labels, softmax_share)
 from nlpipe.llm.scoring import ContinuationScore
 
 
@@ -33,6 +35,15 @@ def features_by_text(analysis, candidates, ranked, scores=None):
 
 def test_every_feature_has_a_default_weight_and_a_description():
     assert set(DEFAULT_WEIGHTS) == set(FEATURES) and all(FEATURES.values())
+
+
+def test_temperature_sharpens_or_flattens_the_confidence():
+    assert softmax_share([2.0, 1.0], 0, 1.0) == pytest.approx(1 / (1 + math.exp(-1)))
+    assert softmax_share([2.0, 1.0], 0, 0.5) > softmax_share([2.0, 1.0], 0, 1.0) > softmax_share([2.0, 1.0], 0, 2.0)
+    assert softmax_share([2.0, 1.0], 1, 1.0) == pytest.approx(1 - softmax_share([2.0, 1.0], 0, 1.0))
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        SpanSelector(temperature=0.0)
+    assert make_span_selector(temperature=0.5).temperature == 0.5
 
 
 def test_unknown_weight_names_are_refused():
