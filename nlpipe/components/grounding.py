@@ -65,7 +65,8 @@ def candidate_spans(evidence: list[Span]) -> list[Span]:
         candidates.extend(sent.ents)
         candidates.extend(entity_lists(sent))
         if sent.doc.has_annotation("DEP"):
-            candidates.extend(chunk for chunk in sent.noun_chunks)
+            # Unlabelled: spaCy labels noun chunks "NP", and a candidate's label is its entity type.
+            candidates.extend(Span(sent.doc, chunk.start, chunk.end) for chunk in sent.noun_chunks)
         # A number inside an entity keeps its type: "487" of "487 yards" is a QUANTITY too,
         # and "How many yards?" is answered "487".
         candidates.extend(Span(sent.doc, t.i, t.i + 1, label=t.ent_type_) for t in sent if t.like_num)

@@ -2,12 +2,12 @@
 
 Candidates are the entities, lists of entities, noun chunks and numbers of the sentences that
 match the question best. Each one is described by the named features below and scored by their
-weighted sum: the model's likelihood of giving it as the answer, whether its type is the one the question asks
-for, and where it sits relative to the question's words in the text and in the dependency
-parse. A softmax over the scores (with a temperature fitted so that confidence matches how often
-the answer is right) gives the confidence of the chosen span. The default weights
-were fitted by benchmarks/fit_selector.py (a softmax over each question's candidates) on the
-SQuAD v1.1 *train* part in ../shared/data, never on the dev part the benchmark reports.
+weighted sum: the model's likelihood of giving it as the answer, whether its type is the one the
+question asks for, and where it sits relative to the question's words in the text and in the
+dependency parse. A softmax over the scores (with a temperature fitted so that confidence matches
+how often the answer is right) gives the confidence of the chosen span. The default weights were
+fitted by benchmarks/fit_selector.py (a softmax over each question's candidates) on the SQuAD
+v1.1 *train* part in ../shared/data, never on the dev part the benchmark reports.
 """
 
 import math
@@ -172,7 +172,7 @@ def candidate_features(question: QuestionAnalysis, candidates: list[Span], ranke
             "question_words": sum(w in asked for w in words) / max(1, len(words)),
             "length": min(len(span), 10) / 10,
             "too_long": float(len(span) > LONG_CANDIDATE),
-            "entity": float(bool(_entity_label(span))),
+            "entity": float(bool(span.label_)),
             "unit": float(question.unit is not None and question.unit in (
                 lemma_of(after) if after is not None else None, lemma_of(span.root.head))),
             # Only inside a name: "the 20th anniversary" restates "what anniversary", it does not answer it.
@@ -187,13 +187,9 @@ def candidate_features(question: QuestionAnalysis, candidates: list[Span], ranke
     return rows
 
 
-def _entity_label(span: Span) -> str:
-    return "" if span.label_ == "NP" else span.label_  # spaCy labels noun chunks NP
-
-
 def _is_numeric(span: Span) -> bool:
     """A number, date or amount: by its entity label, else by its head ("487 yards", "1939")."""
-    if _entity_label(span):
+    if span.label_:
         return span.label_ in NUMERIC_LABELS
     return span.root.like_num or any(t.dep_ == "nummod" and span.start <= t.i < span.end for t in span.root.children)
 
