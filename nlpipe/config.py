@@ -11,7 +11,7 @@ from spacy import util
 from spacy.language import Language
 from spacy.util import registry
 
-from .components.spacy_models import resolve_spacy_model
+from .components.spacy_models import copy_lookups, resolve_spacy_model
 from .errors import ConfigError, Errors, NlpipeError
 from .llm import catalog
 
@@ -78,12 +78,14 @@ def spacy_part(config: util.Config) -> util.Config:
 def build_pipeline(config: util.Config) -> Language:
     config = spacy_part(config)
     try:
-        return util.load_model_from_config(config, auto_fill=True, validate=True)
+        nlp = util.load_model_from_config(config, auto_fill=True, validate=True)
     except ConfigValidationError as err:
         # spaCy reports a component's keys relative to it ('llama_qa.model'): name the section as in the file.
         raise ConfigError(_describe(err, prefix="components.")) from None
     except (ValueError, KeyError) as err:  # spaCy reports unknown factories and bad pipelines so
         raise ConfigError(Errors.E002.format(section="nlp", key="pipeline", message=_first_line(err))) from None
+    copy_lookups(nlp, {block["source"] for block in config.get("components", {}).values() if "source" in block})
+    return nlp
 
 
 def _first_line(err: Exception) -> str:

@@ -52,13 +52,14 @@ class Errors:
     E015 = "E015: could not load the model at '{path}': {reason}"
     E016 = "E016: unknown model '{name}'. Known models: {known}."
     E017 = "E017: fetching '{name}' failed: {reason}"
-    E018 = ("E018: the prompt has {n_tokens} tokens but the model's context window is "
-            "{context} tokens including {max_new} new tokens. Lower "
-            "[components.llama_qa.evidence] max_tokens.")
+    E018 = ("E018: the prompt has {n_tokens} tokens and needs {max_new} more, but the model's context "
+            "window is {context} tokens. Shorten the question, or lower [components.llama_qa.model] "
+            "max_new_tokens.")
     E019 = ("E019: the model has no chat template and no pad/eos token; nlpipe needs an "
             "instruction-tuned model with a chat template.")
     E020 = "E020: config file '{path}' cannot be parsed: {reason}"
-    E021 = "E021: ran out of {device} memory running the model on {n} prompt(s): {reason}. Lower batch_size."
+    E021 = ("E021: ran out of {device} memory running the model on one prompt alone: {reason}. Lower "
+            "[components.llama_qa.model] max_batch_tokens, or use a smaller dtype or model.")
     E022 = "E022: cannot read SQuAD file '{path}': {reason}"
     E023 = "E023: cannot write output '{path}': {reason}. Pass --output with a writable file path."
     E030 = ("E030: cannot read the Meta checkpoint shard '{path}': {reason}. The file may be "
@@ -69,3 +70,10 @@ class Errors:
     E033 = "E033: cannot convert the Meta Llama checkpoint at '{path}': {reason}."
     E024 = ("E024: the chat template of the model at '{path}' failed: {reason}. Check or replace "
             "chat_template in its tokenizer_config.json / chat_template.jinja.")
+    E080 = "E080: empty prompt or continuation: the model needs at least one token of each."
+    E081 = ("E081: doc._.questions must be a list of question strings, not {kind}. Set it to e.g. "
+            "[\"Who designed it?\"].")
+    E082 = ("E082: '{name}' is retired: it {why}. Use '{successor}' instead, e.g. "
+            "[components.llama_qa.selector] @misc = \"{successor}\".")
+    E083 = "E083: cannot read selector weights '{path}': {reason}. Write it with benchmarks/fit_selector.py."
+    E084 = "E084: [components.llama_qa.{section}] {key}: {message}"

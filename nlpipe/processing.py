@@ -11,6 +11,8 @@ from typing import Any, Iterable, Iterator
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from .components.llama_qa import LLMPipe
+
 # Piece size for texts over nlp.max_length: small enough for the parser's memory to stay low.
 PIECE_CHARS = 100_000
 # Where to cut a long text, best first: paragraph, line, sentence, word.
@@ -31,9 +33,9 @@ def split_text(text: str, limit: int) -> list[str]:
 
 
 def llm_stage(nlp: Language) -> list[str]:
-    """Names of the components from the first one that holds an LLM to the end."""
+    """Names of the components from the first LLM component (an LLMPipe) to the end."""
     names = nlp.pipe_names
-    first = next((i for i, (_, proc) in enumerate(nlp.pipeline) if hasattr(proc, "llm")), len(names))
+    first = next((i for i, (_, proc) in enumerate(nlp.pipeline) if isinstance(proc, LLMPipe)), len(names))
     return names[first:]
 
 

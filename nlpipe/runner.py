@@ -61,9 +61,11 @@ def _record(doc, document: Document, annotations: bool) -> dict:
     if document.error is not None:
         return {"id": document.id, "error": document.error}
     record = doc_record(document.id, doc, annotations)
-    failures = [a["error"] for a in record.get("answers") or [] if a.get("error")]
+    # The Doc's own failure (its questions were not a list of strings), else its first question's.
+    failures = [doc._.qa_error] if doc.has_extension("qa_error") and doc._.qa_error else []
+    failures += [a["error"] for a in record.get("answers") or [] if a.get("error")]
     if failures:
-        record["error"] = {"type": "generation_failed", "message": failures[0]}
+        record["error"] = failures[0]
     return record
 
 

@@ -4,6 +4,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+from pydantic import PositiveInt
 from spacy.tokens import Doc, Span
 from spacy.util import registry
 
@@ -69,8 +70,14 @@ class EvidenceSelector:
         self.entity_weight = entity_weight
         self.label_weight = label_weight
 
-    def index(self, doc: Doc, count_tokens: Callable[[str], int]) -> EvidenceIndex:
-        return EvidenceIndex(doc, count_tokens, self.max_tokens)
+    def index(self, doc: Doc, count_tokens: Callable[[str], int], room: int | None = None) -> EvidenceIndex:
+        """`room`: the most evidence tokens the prompt can hold (what the model's context window
+        leaves); a sentence longer than the budget is cut into windows that fit."""
+        return EvidenceIndex(doc, count_tokens, self.budget(room))
+
+    def budget(self, room: int | None) -> int:
+        """Evidence tokens allowed: `max_tokens`, or less when the prompt has less room."""
+        return self.max_tokens if room is None else max(1, min(self.max_tokens, room))
 
     def score(self, unit: Unit, question: QuestionAnalysis, idf: dict) -> float:
         lemma_score = sum(idf[lemma] for lemma in question.focus_lemmas & unit.lemmas)
@@ -83,34 +90,35 @@ class EvidenceSelector:
         scored = [(self.score(unit, question, index.idf), i) for i, unit in enumerate(index.units)]
         return [(index.units[i].span, score) for score, i in sorted(scored, key=lambda pair: (-pair[0], pair[1]))]
 
-    def select(self, index: EvidenceIndex, question: QuestionAnalysis) -> list[Span]:
+    def select(self, index: EvidenceIndex, question: QuestionAnalysis, room: int | None = None) -> list[Span]:
         """The best units for `question` that fit the budget, in document order."""
-        return self.fit(index, self.rank(index, question))
+        return self.fit(index, self.rank(index, question), room)
 
-    def fit(self, index: EvidenceIndex, ranked: list[tuple[Span, float]]) -> list[Span]:
+    def fit(self, index: EvidenceIndex, ranked: list[tuple[Span, float]], room: int | None = None) -> list[Span]:
         """The first of the `ranked` units that fit the budget, in document order."""
+        budget = self.budget(room)
         chosen, used = [], 0
         for span, _ in ranked:
             if len(chosen) == self.max_sentences:
                 break
             n_tokens = index.by_bounds[(span.start, span.end)].n_tokens
-            if used + n_tokens <= self.max_tokens:
+            if used + n_tokens <= budget:
                 chosen.append(span)
                 used += n_tokens
         return sorted(chosen, key=lambda span: span.start)
 
-    def shared(self, index: EvidenceIndex, evidences: list[list[Span]]) -> list[Span] | None:
+    def shared(self, index: EvidenceIndex, evidences: list[list[Span]], room: int | None = None) -> list[Span] | None:
         """One context for all of a document's questions: the union of their evidence, in
         document order, when it fits the budget (then the model computes it once); else None."""
         units = index.by_bounds
         chosen = sorted({(s.start, s.end) for evidence in evidences for s in evidence})
-        if sum(units[key].n_tokens for key in chosen) > self.max_tokens:
+        if sum(units[key].n_tokens for key in chosen) > self.budget(room):
             return None
         return [units[key].span for key in chosen]
 
 
 @registry.misc("nlpipe.EvidenceSelector.v1")
-def make_evidence_selector(max_sentences: int = 3, max_tokens: int = 384, entity_weight: float = 1.5,
+def make_evidence_selector(max_sentences: PositiveInt = 3, max_tokens: PositiveInt = 384, entity_weight: float = 1.5,
                            label_weight: float = 0.5) -> EvidenceSelector:
     """`max_tokens` bounds the evidence in LLM tokens, so long documents give short prompts."""
     return EvidenceSelector(max_sentences, max_tokens, entity_weight, label_weight)

@@ -1,15 +1,13 @@
 """Tie a generated answer back to a span of the document it answers about."""
 
 import re
-from collections import Counter
 
 from spacy.tokens import Doc, Span
 
-from .questions import QuestionAnalysis
+from .questions import QuestionAnalysis, question_words, words_of
+from .selection import best_candidate
 
 _LEAD_INS = re.compile(r"^(the )?(short )?answer( is)?\s*[:\-]?\s*", re.IGNORECASE)
-_WORD = re.compile(r"\w+", re.UNICODE)
-_LIST_JOINERS = {",", "and", "or", "&"}
 
 
 def clean_answer(generated: str) -> str:
@@ -19,15 +17,6 @@ def clean_answer(generated: str) -> str:
     for _ in range(2):  # '"Paris".' has its period outside the quotes, 'Paris.' inside none
         text = text.strip().rstrip(".,;:!").strip().strip("\"'“”‘’`")
     return text.strip()
-
-
-def words_of(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
-
-
-def question_words(question: QuestionAnalysis) -> set[str]:
-    """The question's words and lemmas: an answer that consists of them only restates it."""
-    return set(words_of(question.text)) | question.focus_lemmas
 
 
 def find_phrase(phrase: str, doc: Doc, within: list[Span]) -> tuple[int, int] | None:
@@ -47,67 +36,6 @@ def find_phrase(phrase: str, doc: Doc, within: list[Span]) -> tuple[int, int] | 
         if match:
             return match.start(), match.end()
     return None
-
-
-def word_f1(candidate: list[str], answer: list[str]) -> float:
-    common = sum((Counter(candidate) & Counter(answer)).values())
-    if not common:
-        return 0.0
-    precision, recall = common / len(candidate), common / len(answer)
-    return 2 * precision * recall / (precision + recall)
-
-
-def candidate_spans(evidence: list[Span]) -> list[Span]:
-    """Entities, lists of entities, noun chunks and numbers inside the evidence: the spans an
-    answer usually is."""
-    candidates = []
-    for sent in evidence:
-        candidates.extend(sent.ents)
-        candidates.extend(entity_lists(sent))
-        if sent.doc.has_annotation("DEP"):
-            # Unlabelled: spaCy labels noun chunks "NP", and a candidate's label is its entity type.
-            candidates.extend(Span(sent.doc, chunk.start, chunk.end) for chunk in sent.noun_chunks)
-        # A number inside an entity keeps its type: "487" of "487 yards" is a QUANTITY too,
-        # and "How many yards?" is answered "487".
-        candidates.extend(Span(sent.doc, t.i, t.i + 1, label=t.ent_type_) for t in sent if t.like_num)
-    return candidates
-
-
-def entity_lists(sent: Span) -> list[Span]:
-    """Runs of two or more entities joined by commas and 'and'/'or' ("Beyoncé and Bruno Mars",
-    "Santa Clara, California"): "Who performed?" asks for them all. Joined by commas only,
-    the entities must share a label ("May 21, 2013, NFL" is no list); with 'and'/'or' the labels
-    may differ, since NER often gets one name of a list wrong. A run takes its last entity's label."""
-    lists, run = [], []
-    for ent in [*sent.ents, None]:
-        between = [t.lower_ for t in sent.doc[run[-1].end:ent.start]] if run and ent is not None else []
-        if between and set(between) <= _LIST_JOINERS and (
-                ent.label_ == run[-1].label_ or set(between) & {"and", "or", "&"}):
-            run.append(ent)
-            continue
-        if len(run) > 1:
-            lists.append(Span(sent.doc, run[0].start, run[-1].end, label=run[-1].label_))
-        run = [ent]
-    return lists
-
-
-def best_candidate(answer: str, evidence: list[Span], question: QuestionAnalysis) -> Span | None:
-    """The candidate span that overlaps the answer's words most; question words do not count
-    (a reply that restates the question matches every sentence), and entity labels the
-    question expects break ties."""
-    asked = question_words(question)
-    answer_words = [w for w in words_of(answer) if w not in asked]
-    if not answer_words:
-        return None
-    best, best_score = None, 0.0
-    for span in candidate_spans(evidence):
-        words = [w for w in words_of(span.text) if w not in asked]
-        score = word_f1(words, answer_words) if words else 0.0
-        if score and span.label_ in question.expected_labels:
-            score += 0.25
-        if score > best_score:
-            best, best_score = span, score
-    return best
 
 
 def answer_core(reply: Doc) -> str:

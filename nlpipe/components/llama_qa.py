@@ -1,32 +1,37 @@
-"""The `llama_qa` component: answers questions about each Doc with a LLaMA model, grounded in the Doc."""
+"""The `llama_qa` component: answers questions about each Doc with a LLaMA model, grounded in the Doc.
 
+The Pipe only wires the task (prompts), the model (one batched generation for the questions that
+need a reply, one batched ranking of candidate spans) and the strategy (results → answers).
+"""
+
+import itertools
 import json
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, List
+from collections import Counter
+from typing import Iterable, Iterator, List, Literal
 
+from pydantic import PositiveInt
+from spacy import util
 from spacy.language import Language
-from spacy.tokens import Doc, Span
-from spacy.util import minibatch
+from spacy.pipeline import Pipe
+from spacy.tokens import Doc
 
-from ..errors import Errors
-from ..llm.engine import Completion, Llama, PromptBatch
+from ..llm.engine import Failure, Llama, Request
 from . import llm as _llm  # noqa: F401  registers nlpipe.Llama.v1
+from .answers import Answer, set_answers
 from .evidence import EvidenceSelector
-from .grounding import answer_core, clean_answer, find_phrase, ground
+from .grounding import answer_core, clean_answer
 from .prompting import QAPrompt
-from .selection import FREE_FORM_TYPES, Choice, SpanSelector
-from .questions import QuestionAnalysis, analyse_question
+from .selection import SpanSelector
+from .strategies import Generative, Grounded, Reply
+from .task import Asked, QATask, QuestionsError
 
-MODES = ("grounded", "generative")
-QUESTION_CACHE_SIZE = 4096
-PROMPT_OVERHEAD_TOKENS = 160  # system prompt, entity list, question, chat markup
 DEFAULT_CONFIG = {
     "model": {"@misc": "nlpipe.Llama.v1"},
     "evidence": {"@misc": "nlpipe.EvidenceSelector.v1"},
     "prompt": {"@misc": "nlpipe.QAPrompt.v1"},
-    "selector": {"@misc": "nlpipe.SpanSelector.v2"},
+    "selector": {"@misc": "nlpipe.SpanSelector.v3"},
     "mode": "grounded",
     "questions": [],
     "batch_size": 16,
@@ -34,221 +39,156 @@ DEFAULT_CONFIG = {
 }
 
 
-@Language.factory("llama_qa", default_config=DEFAULT_CONFIG)
+@Language.factory("llama_qa", default_config=DEFAULT_CONFIG,
+                  requires=["doc.sents", "doc.ents", "token.lemma", "token.pos", "token.dep"],
+                  assigns=["doc.spans", "doc._.answers", "doc._.qa_error"])
 def make_llama_qa(nlp: Language, name: str, model: Llama, evidence: EvidenceSelector, prompt: QAPrompt,
-                  selector: SpanSelector, mode: str, questions: List[str], batch_size: int,
-                  copy_model: bool) -> "LlamaQA":
-    if mode not in MODES:
-        raise ValueError(f"[components.{name}] mode must be one of {', '.join(MODES)}, not '{mode}'")
+                  selector: SpanSelector, mode: Literal["grounded", "generative"], questions: List[str],
+                  batch_size: PositiveInt, copy_model: bool) -> "LlamaQA":
+    """`batch_size`: documents whose questions go to the model together (each model call is
+    bounded by the model's max_batch_tokens)."""
     return LlamaQA(nlp, name, model, evidence, prompt, selector, mode, questions, batch_size, copy_model)
 
 
-class LlamaQA:
-    """Writes `doc._.answers`: one dict per question from the config and from `doc._.questions`.
+class LLMPipe(Pipe):
+    """A component that runs a language model: the pipeline's LLM stage starts at the first one,
+    so everything before it can run in spaCy worker processes (processing.llm_stage)."""
 
-    mode "grounded": the answer is a span of the Doc chosen among typed candidates (free-form
-    why/how/yes-no questions keep the generated reply, marked grounded: false); mode
-    "generative": the model's reply as it is.
-    """
+    llm: Llama
+
+
+class LlamaQA(LLMPipe):
+    """Answers every question of the config and of `doc._.questions`: `doc.spans["answers"]`
+    and `doc._.answers` (see answers.py). mode "grounded": a span of the Doc chosen among
+    typed candidates; "generative": the model's reply as it is."""
 
     def __init__(self, nlp: Language, name: str, llm: Llama, evidence: EvidenceSelector, prompt: QAPrompt,
                  selector: SpanSelector, mode: str, questions: List[str], batch_size: int, copy_model: bool):
-        self.nlp = nlp  # questions and replies are annotated by the components before this one
         self.name = name
         self.llm = llm
-        self.evidence = evidence
-        self.prompt = prompt
+        self.task = QATask(evidence, prompt, questions, self.annotate)
         self.selector = selector
         self.mode = mode
-        self.questions = list(questions)
         self.batch_size = batch_size
         self.copy_model = copy_model
-        self._question_cache: dict[str, QuestionAnalysis] = {}
+        self._nlp = nlp  # questions and replies are annotated by the components before this one
+
+    @property
+    def strategy(self) -> Generative | Grounded:
+        return Generative() if self.mode == "generative" else Grounded(self.selector)
+
+    @property
+    def questions(self) -> list[str]:
+        return self.task.questions
+
+    @questions.setter
+    def questions(self, questions: list[str]) -> None:
+        self.task.questions = list(questions)
 
     def __call__(self, doc: Doc) -> Doc:
-        return next(iter(self.pipe([doc])))
+        error_handler = self.get_error_handler()
+        try:
+            return next(self.answer([doc]))
+        except Exception as err:
+            error_handler(self.name, self, [doc], err)
+            return doc
 
-    def pipe(self, docs: Iterable[Doc], batch_size: int | None = None) -> Iterator[Doc]:
-        # nlp.pipe always passes its own batch size; ours caps it, since it bounds the
-        # number of prompts generated together (memory).
-        size = min(batch_size, self.batch_size) if batch_size else self.batch_size
-        for batch in minibatch(docs, size=size):
-            yield from self.answer_batch(list(batch))
-
-    def questions_for(self, doc: Doc) -> list[str]:
-        own = doc._.questions or []
-        return list(dict.fromkeys(q.strip() for q in [*self.questions, *own] if q and q.strip()))
+    def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
+        """Docs in order, each as soon as its answers are done. `batch_size` (spaCy's, from
+        nlp.pipe) is capped by the component's own."""
+        error_handler = self.get_error_handler()
+        for docs in util.minibatch(stream, size=min(batch_size, self.batch_size)):
+            try:
+                yield from self.answer(docs)
+            except Exception as err:
+                error_handler(self.name, self, docs, err)
 
     def annotate(self, texts: list[str]) -> list[Doc]:
         """Run the components before this one over short texts (questions, replies)."""
-        names = self.nlp.pipe_names
+        names = self._nlp.pipe_names
         upstream = names[:names.index(self.name)] if self.name in names else names
-        return list(self.nlp.pipe(texts, disable=[n for n in names if n not in upstream]))
+        return list(self._nlp.pipe(texts, disable=[n for n in names if n not in upstream]))
 
-    def analyse(self, questions: list[str]) -> list[QuestionAnalysis]:
-        new = [q for q in dict.fromkeys(questions) if q not in self._question_cache]
-        for text, question_doc in zip(new, self.annotate(new)):
-            self._question_cache[text] = analyse_question(question_doc)
-        analyses = [self._question_cache[q] for q in questions]
-        while len(self._question_cache) > QUESTION_CACHE_SIZE:  # per-document questions are endless
-            del self._question_cache[next(iter(self._question_cache))]
-        return analyses
+    def answer(self, docs: list[Doc]) -> Iterator[Doc]:
+        """All questions of the batch: one batched generation for those that need a reply, then
+        candidate ranking a group of documents at a time; each Doc is yielded when done."""
+        strategy = self.strategy
+        asked = self.ask(docs)
+        candidates = [strategy.candidates(a) for a in asked]
+        replies = self.replies(asked, [strategy.needs_reply(a, c) for a, c in zip(asked, candidates)])
+        candidates = [c if r is None else strategy.with_reply(a, c, r) for a, c, r in zip(asked, candidates, replies)]
+        answered = ((row, strategy.answer(asked[row], candidates[row], replies[row], scores))
+                    for row, scores in self.rank(asked, candidates))
+        yield from in_order(docs, asked, answered)
 
-    def answer_batch(self, docs: list[Doc]) -> list[Doc]:
-        """All (doc, question) pairs of the batch are scored, and generated where a reply is
-        needed, in ONE batched call each; a document's context is computed once for all its
-        questions."""
-        jobs, parts = [], []
-        # Evidence never takes more of the context window than the model has: what the system
-        # prompt, question and reply need is kept free.
-        room = self.llm.context_length - self.llm.max_new_tokens - PROMPT_OVERHEAD_TOKENS
-        self.evidence.max_tokens = max(16, min(self.evidence.max_tokens, room))
+    def ask(self, docs: list[Doc]) -> list[Asked]:
+        asked = []
         for doc in docs:
-            doc._.answers = []
-            questions = self.questions_for(doc)
-            if not questions or not doc.text.strip():
-                continue
-            index = self.evidence.index(doc, self.llm.count_tokens)
-            doc_jobs = []
-            for analysis in self.analyse(questions):
-                ranked = self.evidence.rank(index, analysis)
-                doc_jobs.append(Job(doc, analysis, self.evidence.fit(index, ranked), ranked))
-            shared = self.evidence.shared(index, [job.evidence for job in doc_jobs])
-            for job in doc_jobs:
-                messages = self.prompt.messages(job.analysis.text, shared if shared is not None else job.evidence)
-                parts.append(self.llm.encode_chat_split(messages, self.prompt.question_part(job.analysis.text)))
-            jobs.extend(doc_jobs)
-        if not jobs:
-            return docs
-        prompts = PromptBatch.from_parts(parts)
-        if self.mode == "grounded":
-            for job in jobs:
-                job.candidates = self.selector.candidates(job.ranked, job.analysis)
-        self.generate_replies(jobs, prompts)
-        if self.mode == "grounded":
-            self.choose_spans(jobs, prompts)
-        else:
-            # The reply as it is; its offsets only where it appears verbatim in the document.
-            for job in jobs:
-                job.choice = Choice(find_phrase(job.reply, job.doc, job.evidence) if job.reply else None, None)
-        for job in jobs:
-            job.doc._.answers.append(make_answer(job, self.mode))
-        return docs
+            doc._.qa_error = None
+            set_answers(doc, [])
+            try:
+                asked.extend(self.task.ask(doc, self.task.questions_for(doc), self.llm))
+            except QuestionsError as err:  # fails this Doc alone
+                doc._.qa_error = {"type": "bad_questions", "message": str(err)}
+        return asked
 
-    def generate_replies(self, jobs: list["Job"], prompts: PromptBatch) -> None:
-        """Generate for the jobs that need a reply: all in generative mode; in grounded mode the
-        free-form questions, those without candidates, and all when the selector weighs replies."""
-        rows = [i for i, job in enumerate(jobs)
-                if self.mode == "generative" or not job.candidates or self.selector.uses_reply]
-        completions = self.llm.complete(prompts.subset(rows)) if rows else []
-        generated = [(jobs[i], c) for i, c in zip(rows, completions)]
-        for job, completion in generated:
-            job.completion, job.reply, job.error = completion, clean_answer(completion.text), completion.error
-        cores = [answer_core(reply_doc) for reply_doc in self.annotate([job.reply for job, _ in generated])]
-        for (job, _), core in zip(generated, cores):
-            job.core = core
-            if not job.error:
-                job.reply_offsets = ground(job.reply, core, job.doc, job.evidence, job.analysis)
+    def rank(self, asked: list[Asked], candidates: list[list]) -> Iterator[tuple[int, object]]:
+        """(row, candidate scores or Failure) for every question; None for those without candidates."""
+        yield from ((row, None) for row, c in enumerate(candidates) if not c)
+        rows = [row for row, c in enumerate(candidates) if c]
+        requests = [Request(asked[row].request.tokens, asked[row].request.shared,
+                            [self.candidate_tokens(span) for span in candidates[row]]) for row in rows]
+        for k, scores in self.llm.rank_stream(requests):
+            yield rows[k], scores
 
-    def choose_spans(self, jobs: list["Job"], prompts: PromptBatch) -> None:
-        """Score every job's candidates in one pass and pick a span for each."""
-        eos = [self.llm.tokenizer.eos_token_id] if self.llm.tokenizer.eos_token_id is not None else []
-        continuations = []
-        for job, length in zip(jobs, prompts.lengths()):
-            if job.error:
-                job.candidates = []
-            elif job.reply_offsets is not None and self.selector.uses_reply:
-                reply_span = job.doc.char_span(*job.reply_offsets, alignment_mode="expand")
-                if reply_span is not None and all((s.start, s.end) != (reply_span.start, reply_span.end)
-                                                  for s in job.candidates):
-                    job.candidates.insert(0, reply_span)
-            # The answer is followed by end-of-turn, so "Denver" cannot win over "Denver
-            # Broncos" just for being a likely start.
-            tokens = [self.llm.tokenizer(span.text, add_special_tokens=False)["input_ids"] + eos
-                      for span in job.candidates]
-            fits = [n for n, t in enumerate(tokens) if length + len(t) <= self.llm.context_length]
-            if job.candidates and not fits:
-                job.error = Errors.E018.format(n_tokens=length, context=self.llm.context_length,
-                                               max_new=min(len(t) for t in tokens))
-            job.candidates = [job.candidates[n] for n in fits]
-            continuations.append([tokens[n] for n in fits])
-        for job, scores in zip(jobs, self.llm.score_batch(prompts, continuations)):
-            if scores is None:
-                job.error = Errors.E021.format(device=self.llm.device, n=1, reason="scoring its candidates")
-                job.choice = Choice(None, None)
-            elif job.error:
-                job.choice = Choice(None, None)
-            else:
-                job.choice = self.selector.choose(job.analysis, job.candidates, job.ranked, scores,
-                                                  job.reply_offsets, job.core)
+    def replies(self, asked: list[Asked], needed: list[bool]) -> list[Reply | None]:
+        """The generated reply of each question that needs one, in one batched call."""
+        rows = [row for row, need in enumerate(needed) if need]
+        completions = self.llm.complete([asked[row].request for row in rows]) if rows else []
+        replies = [Reply(c) if isinstance(c, Failure) else Reply(c, clean_answer(c.text)) for c in completions]
+        for reply, reply_doc in zip(replies, self.annotate([r.text for r in replies])):
+            reply.core = answer_core(reply_doc)
+        out: list[Reply | None] = [None] * len(asked)
+        for row, reply in zip(rows, replies):
+            out[row] = reply
+        return out
+
+    def candidate_tokens(self, span) -> list[int]:
+        # The answer is followed by end-of-turn, so "Denver" cannot win over "Denver Broncos"
+        # just for being a likely start.
+        eos = self.llm.tokenizer.eos_token_id
+        return self.llm.encode_text(span.text) + ([eos] if eos is not None else [])
 
     def to_disk(self, path, *, exclude=tuple()):
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
+        serializers = {"llama_qa.json": lambda p: p.write_text(json.dumps({"model_copied": self.copy_model}))}
         if self.copy_model:
-            # A GGUF model is copied as its converted folder.
-            shutil.copytree(self.llm.load().path, path / "model", dirs_exist_ok=True)
-        (path / "llama_qa.json").write_text(json.dumps({"model_copied": self.copy_model}))
+            # A GGUF or Meta checkpoint is copied as its converted folder.
+            serializers["model"] = lambda p: shutil.copytree(self.llm.load().path, p, dirs_exist_ok=True)
+        util.to_disk(Path(path), serializers, exclude)
 
     def from_disk(self, path, *, exclude=tuple()):
-        meta_file = Path(path) / "llama_qa.json"
-        if meta_file.is_file() and json.loads(meta_file.read_text()).get("model_copied"):
-            self.llm.use_path(Path(path) / "model")
+        path = Path(path)
+
+        def read_meta(p: Path) -> None:
+            if p.is_file() and json.loads(p.read_text()).get("model_copied") and "model" not in exclude:
+                self.llm.use_path(path / "model")
+        util.from_disk(path, {"llama_qa.json": read_meta}, exclude)
         return self
 
 
-@dataclass
-class Job:
-    """One (document, question) pair on its way to an answer."""
-
-    doc: Doc
-    analysis: QuestionAnalysis
-    evidence: list[Span]  # the sentences the prompt shows
-    ranked: list[tuple[Span, float]]  # every sentence with its match score, best first
-    candidates: list[Span] = field(default_factory=list)
-    completion: Completion | None = None  # only when a reply was generated
-    reply: str = ""
-    core: str = ""
-    reply_offsets: tuple[int, int] | None = None
-    choice: Choice = field(default_factory=lambda: Choice(None, None))
-    error: str | None = None
-
-
-def make_answer(job: Job, mode: str) -> dict:
-    doc, analysis, evidence, choice = job.doc, job.analysis, job.evidence, job.choice
-    if choice.offsets is None:
-        # Document text is data: in grounded mode a reply that is not a span of the document
-        # is only ever given as the answer to a free-form question (why/how/yes-no).
-        free_form = mode == "generative" or analysis.qtype in FREE_FORM_TYPES
-        text, start, end = (job.reply or (job.completion.text if job.completion else "")) if free_form else "", None, None
-        support = evidence[0] if evidence else None
-    else:
-        start, end = choice.offsets
-        text = doc.text[start:end]
-        support = _unit_at(doc, start, evidence)
-    answer = {
-        "question": analysis.text,
-        "text": text,
-        "start_char": start,
-        "end_char": end,
-        "grounded": start is not None,
-        "confidence": choice.confidence,
-        "evidence": support.text if support is not None else None,
-        # How likely the model finds the answer: the generated reply's tokens, else the chosen span's.
-        "logprob": job.completion.mean_logprob if job.completion else choice.logprob,
-        "generated": job.completion.text if job.completion else None,
-    }
-    if job.error:
-        answer["error"] = job.error
-    return answer
-
-
-def _unit_at(doc: Doc, start_char: int, evidence: list[Span]) -> Span | None:
-    """The evidence unit (usually a sentence) holding `start_char`, else its sentence."""
-    for span in evidence:
-        if span.start_char <= start_char < span.end_char:
-            return span
-    token_span = doc.char_span(start_char, start_char + 1, alignment_mode="expand")
-    if token_span is not None and doc.has_annotation("SENT_START"):
-        return token_span[0].sent
-    return token_span
+def in_order(docs: list[Doc], asked: list[Asked], answered: Iterable[tuple[int, Answer]]) -> Iterator[Doc]:
+    """Each Doc, in input order, as soon as every one of its questions has its answer."""
+    answers: dict[int, list[Answer]] = {id(doc): [] for doc in docs}
+    pending = Counter(id(a.doc) for a in asked)
+    next_doc = 0
+    # The first (None, None) hands over the Docs that have no questions at once.
+    for row, answer in itertools.chain([(None, None)], answered):
+        if row is not None:
+            key = id(asked[row].doc)
+            answers[key].append(answer)
+            pending[key] -= 1
+        while next_doc < len(docs) and pending[id(docs[next_doc])] == 0:
+            doc = docs[next_doc]
+            set_answers(doc, sorted(answers[id(doc)], key=lambda a: a.question_index))
+            yield doc
+            next_doc += 1

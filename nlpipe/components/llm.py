@@ -1,16 +1,23 @@
 """The registered function that builds the LLM from a config block."""
 
+from typing import Literal
+
+from pydantic import NonNegativeFloat, PositiveInt, confloat, constr
 from spacy.util import registry
 
 from ..llm.engine import Llama
 
+# What llm.devices.local_device accepts: checked when the config is read, not when the model loads.
+Device = constr(pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
 
 @registry.misc("nlpipe.Llama.v1")
-def make_llama(path: str = "models/smollm2-135m", device: str = "auto", dtype: str = "auto",
-               max_new_tokens: int = 32, temperature: float = 0.0, top_p: float = 1.0,
-               seed: int = 0, max_batch_tokens: int = 8192) -> Llama:
+def make_llama(path: str = "models/smollm2-135m", device: Device = "auto",
+               dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto",
+               max_new_tokens: PositiveInt = 32, temperature: NonNegativeFloat = 0.0,
+               top_p: confloat(gt=0, le=1) = 1.0, seed: int = 0, max_batch_tokens: PositiveInt = 8192) -> Llama:
     """`path`: a Hugging Face folder, a .gguf file or a Meta Llama folder; a missing folder
-    named after a known model (models/smollm2-135m) is fetched on first use.
-    `max_batch_tokens` caps rows x padded length of one forward pass (memory)."""
+    named after a known model (models/smollm2-135m) is fetched on first use. `device`: auto,
+    cpu, cuda, cuda:N or mps. `max_batch_tokens` bounds every forward pass (rows x tokens)."""
     return Llama(path, device=device, dtype=dtype, max_new_tokens=max_new_tokens,
                  temperature=temperature, top_p=top_p, seed=seed, max_batch_tokens=max_batch_tokens)

@@ -1,5 +1,7 @@
 """What a question asks for, read from its spaCy annotations: type, expected entity labels, focus."""
 
+import re
+from collections import Counter
 from dataclasses import dataclass, field
 
 from spacy.tokens import Doc
@@ -53,6 +55,7 @@ HEAD_NOUN_LABELS = {
     "film": ("WORK_OF_ART",), "movie": ("WORK_OF_ART",), "album": ("WORK_OF_ART",), "law": ("LAW",),
     "product": ("PRODUCT",),
 }
+_WORD = re.compile(r"\w+", re.UNICODE)
 WH_WORDS = ("who", "whom", "whose", "when", "where", "why", "how", "what", "which")
 AUXILIARIES = {"be", "do", "have", "can", "could", "will", "would", "should", "may", "might", "must", "shall"}
 
@@ -172,3 +175,20 @@ def analyse_question(doc: Doc) -> QuestionAnalysis:
         wh_role=_wh_role(doc),
         unit=head_noun or (_counted_noun(doc) if qtype in ("how many", "how much") else None),
     )
+
+
+def words_of(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def question_words(question: QuestionAnalysis) -> set[str]:
+    """The question's words and lemmas: an answer that consists of them only restates it."""
+    return set(words_of(question.text)) | question.focus_lemmas
+
+
+def word_f1(candidate: list[str], answer: list[str]) -> float:
+    common = sum((Counter(candidate) & Counter(answer)).values())
+    if not common:
+        return 0.0
+    precision, recall = common / len(candidate), common / len(answer)
+    return 2 * precision * recall / (precision + recall)

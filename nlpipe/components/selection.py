@@ -5,21 +5,26 @@ match the question best. Each one is described by the named features below and s
 weighted sum: the model's likelihood of giving it as the answer, whether its type is the one the
 question asks for, and where it sits relative to the question's words in the text and in the
 dependency parse. A softmax over the scores (with a temperature fitted so that confidence matches
-how often the answer is right) gives the confidence of the chosen span. The default weights were
-fitted by benchmarks/fit_selector.py (a softmax over each question's candidates) on the SQuAD
-v1.1 *train* part in ../shared/data, never on the dev part the benchmark reports.
+how often the answer is right) gives the confidence of the chosen span. The default weights live
+in weights/span_selector.v1.json with their provenance: fitted by benchmarks/fit_selector.py (a
+softmax over each question's candidates) on the SQuAD v1.1 *train* part in ../shared/data, never
+on the dev part the benchmark reports.
 """
 
+import json
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Dict
+
+from pydantic import PositiveFloat, PositiveInt
 
 from spacy.tokens import Doc, Span, Token
 from spacy.util import registry
 
-from .grounding import candidate_spans, question_words, word_f1, words_of
-from .questions import QuestionAnalysis, is_content, lemma_of
+from ..errors import ConfigError, Errors
+from .questions import QuestionAnalysis, is_content, lemma_of, question_words, word_f1, words_of
 
 # Question types whose answer is rarely a span of the text: their reply is kept as generated.
 FREE_FORM_TYPES = ("why", "how", "yes/no")
@@ -27,6 +32,7 @@ LONG_CANDIDATE = 8  # tokens: answers longer than this are rare, NER run-ons are
 NEAR_WINDOW = 8  # tokens either side of a candidate that count as near it
 _YEAR = re.compile(r"(in )?\d{4}")
 # Entity labels of numbers, dates and amounts: "Who won?" is never answered by one of these.
+_LIST_JOINERS = {",", "and", "or", "&"}
 NUMERIC_LABELS = ("DATE", "TIME", "PERCENT", "MONEY", "QUANTITY", "ORDINAL", "CARDINAL")
 
 FEATURES = {
@@ -52,15 +58,62 @@ FEATURES = {
     "reply_words": "word F1 with the generated reply (needs generation)",
 }
 REPLY_FEATURES = ("reply", "reply_words")
-# Fitted with the weights (benchmarks/fit_selector.py): on held-out train questions 1.0 gives
-# the best-calibrated confidence (expected calibration error 0.065).
-DEFAULT_TEMPERATURE = 1.0
-DEFAULT_WEIGHTS = {
-    "likelihood": 0.25, "expected_type": 0.65, "type_clash": -0.93, "top_sentence": 0.63,
-    "sentence": 1.12, "proximity": 1.25, "near": 1.26, "tree": 0.96, "verb": 0.71, "role": 0.46,
-    "question_words": -0.23, "length": 0.23, "too_long": -0.42, "entity": 0.1, "unit": 0.86,
-    "head_noun": 1.6, "year": 0.6, "reply": 0.0, "reply_words": 0.0,
-}
+# The fitted weights ship as versioned files: the one source of the defaults (see read_weights).
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+WEIGHTS_V1 = "span_selector.v1.json"
+
+
+def candidate_spans(evidence: list[Span]) -> list[Span]:
+    """Entities, lists of entities, noun chunks and numbers inside the evidence: the spans an
+    answer usually is."""
+    candidates = []
+    for sent in evidence:
+        candidates.extend(sent.ents)
+        candidates.extend(entity_lists(sent))
+        if sent.doc.has_annotation("DEP"):
+            # Unlabelled: spaCy labels noun chunks "NP", and a candidate's label is its entity type.
+            candidates.extend(Span(sent.doc, chunk.start, chunk.end) for chunk in sent.noun_chunks)
+        # A number inside an entity keeps its type: "487" of "487 yards" is a QUANTITY too,
+        # and "How many yards?" is answered "487".
+        candidates.extend(Span(sent.doc, t.i, t.i + 1, label=t.ent_type_) for t in sent if t.like_num)
+    return candidates
+
+
+def entity_lists(sent: Span) -> list[Span]:
+    """Runs of two or more entities joined by commas and 'and'/'or' ("Beyoncé and Bruno Mars",
+    "Santa Clara, California"): "Who performed?" asks for them all. Joined by commas only,
+    the entities must share a label ("May 21, 2013, NFL" is no list); with 'and'/'or' the labels
+    may differ, since NER often gets one name of a list wrong. A run takes its last entity's label."""
+    lists, run = [], []
+    for ent in [*sent.ents, None]:
+        between = [t.lower_ for t in sent.doc[run[-1].end:ent.start]] if run and ent is not None else []
+        if between and set(between) <= _LIST_JOINERS and (
+                ent.label_ == run[-1].label_ or set(between) & {"and", "or", "&"}):
+            run.append(ent)
+            continue
+        if len(run) > 1:
+            lists.append(Span(sent.doc, run[0].start, run[-1].end, label=run[-1].label_))
+        run = [ent]
+    return lists
+
+
+def best_candidate(answer: str, evidence: list[Span], question: QuestionAnalysis) -> Span | None:
+    """The candidate span that overlaps the answer's words most; question words do not count
+    (a reply that restates the question matches every sentence), and entity labels the
+    question expects break ties."""
+    asked = question_words(question)
+    answer_words = [w for w in words_of(answer) if w not in asked]
+    if not answer_words:
+        return None
+    best, best_score = None, 0.0
+    for span in candidate_spans(evidence):
+        words = [w for w in words_of(span.text) if w not in asked]
+        score = word_f1(words, answer_words) if words else 0.0
+        if score and span.label_ in question.expected_labels:
+            score += 0.25
+        if score > best_score:
+            best, best_score = span, score
+    return best
 
 
 @dataclass
@@ -70,18 +123,43 @@ class Choice:
     logprob: float | None = None  # the model's mean token log-prob of the chosen span as the reply
 
 
+def read_weights(name_or_path: str | Path) -> dict:
+    """A weights file: a path, or the name of one shipped in nlpipe/components/weights. Holds
+    {"format", "weights", "temperature", "provenance"} as fitting.write_weights writes it."""
+    path = Path(name_or_path)
+    if not path.is_file() and (WEIGHTS_DIR / path.name).is_file() and path.name == str(name_or_path):
+        path = WEIGHTS_DIR / path.name
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("format") != "nlpipe.SelectorWeights.v1":
+            raise ValueError(f"format is {data.get('format')!r}, not 'nlpipe.SelectorWeights.v1'")
+        weights, temperature = data["weights"], data["temperature"]
+        if not all(isinstance(w, (int, float)) for w in weights.values()):
+            raise ValueError("every weight must be a number")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ConfigError(Errors.E083.format(path=name_or_path, reason=getattr(err, "strerror", None) or err)) from None
+    return {**data, "weights": {k: float(v) for k, v in weights.items()}, "temperature": float(temperature)}
+
+
+_SHIPPED = read_weights(WEIGHTS_V1)
+DEFAULT_WEIGHTS: dict[str, float] = _SHIPPED["weights"]
+DEFAULT_TEMPERATURE: float = _SHIPPED["temperature"]
+
+
 class SpanSelector:
     def __init__(self, max_sentences: int = 8, max_candidates: int = 12, weights: Dict[str, float] | None = None,
                  temperature: float = DEFAULT_TEMPERATURE):
         weights = {**DEFAULT_WEIGHTS, **(weights or {})}
         unknown = sorted(set(weights) - set(FEATURES))
         if unknown:
-            raise ValueError(f"unknown selector feature(s) {', '.join(unknown)}; known: {', '.join(FEATURES)}")
+            raise ConfigError(Errors.E084.format(section="selector", key="weights", message=(
+                f"unknown feature(s) {', '.join(unknown)}; known: {', '.join(FEATURES)}")))
         self.max_sentences = max_sentences
         self.max_candidates = max_candidates
         self.weights = weights
         if not temperature > 0:
-            raise ValueError(f"the selector's temperature must be > 0, not {temperature}")
+            raise ConfigError(Errors.E084.format(section="selector", key="temperature",
+                                                 message=f"must be > 0, not {temperature}"))
         self.temperature = temperature
 
     @property
@@ -220,13 +298,30 @@ def _tree_distance(a: Token, b: Token) -> int:
     return 20
 
 
+@registry.misc("nlpipe.SpanSelector.v1")
+def make_span_selector_v1(**settings) -> SpanSelector:
+    raise ConfigError(Errors.E082.format(
+        name="nlpipe.SpanSelector.v1", successor="nlpipe.SpanSelector.v3",
+        why="chose among generated replies, which the current candidate scoring replaced"))
+
+
 @registry.misc("nlpipe.SpanSelector.v2")
-def make_span_selector(max_sentences: int = 8, max_candidates: int = 12,
-                       weights: Dict[str, float] = DEFAULT_WEIGHTS,
-                       temperature: float = DEFAULT_TEMPERATURE) -> SpanSelector:
-    """Candidates come from the `max_sentences` best-matching sentences; the model scores the
-    `max_candidates` best of them by the other features. `weights` maps feature names
-    (selection.FEATURES) to weights; a name left out keeps its default (refit them with
-    benchmarks/fit_selector.py). Weights on reply features make span questions generate.
-    `temperature` scales the softmax that gives the confidence (fitted by the same script)."""
+def make_span_selector_v2(max_sentences: PositiveInt = 8, max_candidates: PositiveInt = 12,
+                          weights: Dict[str, float] = DEFAULT_WEIGHTS,
+                          temperature: PositiveFloat = DEFAULT_TEMPERATURE) -> SpanSelector:
+    """Weights written in the config. Candidates come from the `max_sentences` best-matching
+    sentences; the model scores the `max_candidates` best of them by the other features.
+    `weights` maps feature names (selection.FEATURES) to weights; a name left out keeps its
+    default. Weights on reply features make span questions generate. `temperature` scales the
+    softmax that gives the confidence."""
     return SpanSelector(max_sentences, max_candidates, weights, temperature)
+
+
+@registry.misc("nlpipe.SpanSelector.v3")
+def make_span_selector(max_sentences: PositiveInt = 8, max_candidates: PositiveInt = 12,
+                       weights_file: str = WEIGHTS_V1, weights: Dict[str, float] = {}) -> SpanSelector:
+    """As v2, with the weights and temperature read from `weights_file` (a path, or the name of
+    a file shipped with nlpipe; benchmarks/fit_selector.py writes one); `weights` overrides
+    single features."""
+    fitted = read_weights(weights_file)
+    return SpanSelector(max_sentences, max_candidates, {**fitted["weights"], **weights}, fitted["temperature"])

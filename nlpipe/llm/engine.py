@@ -5,8 +5,10 @@ pays for the weights.
 """
 
 from dataclasses import dataclass, field
+from enum import Enum
 from functools import partial
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -15,46 +17,54 @@ from . import catalog
 from .devices import init_distributed, local_device, resolve_dtype
 from .generation import generate
 from .loading import LoadedModel, load_model
-from .scoring import ContinuationScore, score_batch, score_continuations
+from .scoring import ContinuationScore, score_batch
+
+
+class FailureKind(str, Enum):
+    CONTEXT_OVERFLOW = "context_overflow"  # prompt + new tokens longer than the context window
+    OUT_OF_MEMORY = "out_of_memory"  # did not fit on the device even alone
+    BAD_INPUT = "bad_input"  # an empty prompt or continuation
+
+
+@dataclass
+class Failure:
+    """Why one row got no result; the other rows of the call are unaffected."""
+
+    kind: FailureKind
+    message: str
+
+
+@dataclass
+class Request:
+    """One prompt for the model. Its first `shared` tokens are the same in other requests of the
+    call (a document's context): they are computed once for all of them. `continuations` are
+    what `rank` scores after the prompt."""
+
+    tokens: list[int]
+    shared: int = 0
+    continuations: list[list[int]] = field(default_factory=list)
 
 
 @dataclass
 class PromptBatch:
-    """Token-id prompts that may share prefixes: prompt i is prefixes[prefix_index[i]] + suffixes[i].
-    Iterating or indexing gives whole prompts."""
+    """Prompts whose shared prefixes are stored once: prompt i is prefixes[prefix_index[i]] + suffixes[i]."""
 
     suffixes: list[list[int]]
     prefixes: list[list[int]] = field(default_factory=list)
     prefix_index: list[int] = field(default_factory=list)
 
     @classmethod
-    def from_parts(cls, parts: list[tuple[list[int], list[int]]]) -> "PromptBatch":
-        """From (prefix, suffix) pairs; equal prefixes are stored, and later computed, once."""
+    def of(cls, requests: "list[Request]") -> "PromptBatch":
+        # A suffix keeps at least one token: it is where the next-token logits come from.
+        cuts = [min(r.shared, len(r.tokens) - 1) for r in requests]
         slots: dict[tuple, int] = {}
-        for prefix, _ in parts:
-            slots.setdefault(tuple(prefix), len(slots))
-        if not any(slots) or len(slots) == len(parts):
+        for request, cut in zip(requests, cuts):
+            slots.setdefault(tuple(request.tokens[:cut]), len(slots))
+        if not any(slots) or len(slots) == len(requests):
             # Nothing is shared: one pass over whole prompts beats a prefix pass plus a suffix pass.
-            return cls([list(prefix) + list(suffix) for prefix, suffix in parts])
-        return cls([list(s) for _, s in parts], [list(p) for p in slots], [slots[tuple(p)] for p, _ in parts])
-
-    def __len__(self) -> int:
-        return len(self.suffixes)
-
-    def prefix(self, row: int) -> list[int]:
-        return self.prefixes[self.prefix_index[row]] if self.prefixes else []
-
-    def __getitem__(self, row: int) -> list[int]:
-        return self.prefix(row) + self.suffixes[row]
-
-    def __iter__(self):
-        return (self[row] for row in range(len(self)))
-
-    def lengths(self) -> list[int]:
-        return [len(prompt) for prompt in self]
-
-    def subset(self, rows) -> "PromptBatch":
-        return PromptBatch.from_parts([(self.prefix(r), self.suffixes[r]) for r in rows])
+            return cls([list(r.tokens) for r in requests])
+        return cls([r.tokens[cut:] for r, cut in zip(requests, cuts)], [list(p) for p in slots],
+                   [slots[tuple(r.tokens[:cut])] for r, cut in zip(requests, cuts)])
 
 
 @dataclass
@@ -71,7 +81,6 @@ class Completion:
     text: str
     tokens: list[int]
     logprobs: list[float]
-    error: str | None = None  # why this prompt got no generation (out of memory even alone)
 
     @property
     def mean_logprob(self) -> float | None:
@@ -142,11 +151,11 @@ class Llama:
     def chat_text(self, messages: list[dict]) -> str:
         """`messages` rendered for the model, ready for the reply: through its chat template
         (transformers renders it in a sandboxed Jinja environment, so a template that reaches
-        for Python internals fails instead of running), or as plain turns for a base model."""
+        for Python internals fails instead of running), or as plain turns for a base model
+        without one (Meta's Llama and Llama 2 base checkpoints)."""
         tokenizer = self.tokenizer
         if not tokenizer.chat_template:
-            text = "\n\n".join(m["content"] for m in messages) + "\nAnswer:"
-            return (tokenizer.bos_token or "") + text if getattr(tokenizer, "add_bos_token", False) else text
+            return "\n\n".join(m["content"] for m in messages) + "\nAnswer:"
         try:
             return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         except Exception as err:  # jinja2's SecurityError, TemplateError, or a template's own raise
@@ -154,135 +163,120 @@ class Llama:
 
     def encode_chat(self, messages: list[dict]) -> list[int]:
         """Token ids of `messages`, ready for the reply."""
-        return self.encode_text(self.chat_text(messages))
-
-    def encode_chat_split(self, messages: list[dict], suffix_text: str) -> tuple[list[int], list[int]]:
-        """Token ids of `messages` as (prefix, suffix), cut where the last occurrence of
-        `suffix_text` begins: the prefix can then be shared by several prompts."""
         text = self.chat_text(messages)
-        cut = text.rfind(suffix_text)
-        cut = cut if cut > 0 else len(text)
-        return self.encode_text(text[:cut]), self.encode_text(text[cut:])
+        if self.tokenizer.chat_template:
+            # The rendered text already holds its special tokens (BOS, turn markers).
+            return self.encode_text(text)
+        return self.tokenizer(text)["input_ids"]  # a base model's BOS comes from the tokenizer
 
     def encode_text(self, text: str) -> list[int]:
-        # The rendered text already holds its special tokens (BOS, turn markers).
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def count_tokens(self, text: str) -> int:
         return len(self.encode_text(text))
 
-    def complete(self, prompts: "list[str | list[int]] | PromptBatch", *, max_gen_len: int | None = None,
+    def as_requests(self, prompts) -> list[Request]:
+        """Requests from strings (tokenized with the tokenizer's special tokens), token ids or Requests."""
+        return [p if isinstance(p, Request) else
+                Request(self.tokenizer(p)["input_ids"] if isinstance(p, str) else list(p)) for p in prompts]
+
+    def complete(self, prompts: "list[str | list[int] | Request]", *, max_gen_len: int | None = None,
                  temperature: float | None = None, top_p: float | None = None, seed: int | None = None,
-                 echo: bool = False) -> list[Completion]:
-        """Continuations of `prompts` (strings, token ids, or a PromptBatch with shared prefixes)
-        in one batched generation, with Meta's generate() semantics; unset arguments take the
-        configured settings."""
-        if not len(prompts):
-            return []
-        batch = self.as_batch(prompts)
+                 echo: bool = False) -> "list[Completion | Failure]":
+        """Continuations of `prompts` with Meta's generate() semantics, one Completion or Failure
+        per prompt in order; unset arguments take the configured settings."""
+        results = [None] * len(prompts)
+        for row, result in self.complete_stream(prompts, max_gen_len=max_gen_len, temperature=temperature,
+                                                top_p=top_p, seed=seed, echo=echo):
+            results[row] = result
+        return results
+
+    def complete_stream(self, prompts, *, max_gen_len=None, temperature=None, top_p=None, seed=None,
+                        echo=False) -> "Iterator[tuple[int, Completion | Failure]]":
+        """(row, Completion or Failure) for every prompt, a group of similar length at a time."""
+        requests = self.as_requests(prompts)
         settings = GenerationSettings(
             max_gen_len=self.max_new_tokens if max_gen_len is None else max_gen_len,
             temperature=self.temperature if temperature is None else temperature,
             top_p=self.top_p if top_p is None else top_p,
             seed=self.seed if seed is None else seed, echo=echo)
-        lengths = batch.lengths()
-        completions: list[Completion | None] = [None] * len(batch)
-        fitting = []
-        for row, length in enumerate(lengths):
-            if length + settings.max_gen_len > self.context_length:
-                # This prompt fails alone; the rest of the batch is still answered.
-                completions[row] = Completion("", [], [], error=Errors.E018.format(
-                    n_tokens=length, context=self.context_length, max_new=settings.max_gen_len))
+        costs = [len(r.tokens) + settings.max_gen_len for r in requests]
+        run = partial(self._complete, requests, settings)
+        order = sorted(range(len(requests)), key=costs.__getitem__)
+        yield from self._run_groups(requests, costs, order, run, settings.max_gen_len)
+
+    def rank(self, requests: list[Request]) -> "list[list[ContinuationScore] | Failure]":
+        """Log-probabilities of each request's continuations after its prompt, one list (in the
+        order of its continuations) or Failure per request."""
+        results = [None] * len(requests)
+        for row, result in self.rank_stream(requests):
+            results[row] = result
+        return results
+
+    def rank_stream(self, requests: list[Request]) -> "Iterator[tuple[int, list[ContinuationScore] | Failure]]":
+        """(row, scores or Failure) for every request, in order, a group at a time: a document's
+        requests are consecutive, so they stay together and share its context."""
+        # The cost of a row is its prompt plus its continuations packed end to end; each
+        # continuation's positions start right after the prompt.
+        costs = [len(r.tokens) + sum(len(c) - 1 for c in r.continuations) for r in requests]
+        yield from self._run_groups(requests, costs, list(range(len(requests))), partial(self._rank, requests), 0)
+
+    def _run_groups(self, requests: list[Request], costs: list[int], order: list[int], run,
+                    new_tokens: int) -> Iterator:
+        """Every row's result: rows that cannot run get their Failure at once; the others run in
+        consecutive groups (in `order`) of at most max_batch_tokens (rows x costliest row)."""
+        runnable = []
+        for row in order:
+            failure = self._check(requests[row], new_tokens)
+            if failure is not None:
+                yield row, failure
             else:
-                fitting.append(row)
-        for group in self.length_groups([lengths[r] for r in fitting], settings.max_gen_len):
-            rows = [fitting[g] for g in group]
-            for row, completion in zip(rows, self._halving_on_oom(
-                    rows, lambda part: self._complete(batch.subset(part), settings),
-                    lambda reason: Completion("", [], [], error=Errors.E021.format(device=self.device, n=1,
-                                                                                   reason=reason)))):
-                completions[row] = completion
-        return completions
+                runnable.append(row)
+        for group in token_groups(runnable, costs, self.max_batch_tokens):
+            yield from zip(group, self._halving_on_oom(group, run))
 
-    def length_groups(self, prompt_lengths: list[int], new_tokens: int) -> list[list[int]]:
-        """Row indices grouped by similar prompt length, each group within max_batch_tokens
-        (rows x (longest prompt + new tokens)): little padding, bounded memory."""
-        groups, current, longest = [], [], 0
-        for row in sorted(range(len(prompt_lengths)), key=prompt_lengths.__getitem__):
-            longest_if_added = max(longest, prompt_lengths[row] + new_tokens)
-            if current and longest_if_added * (len(current) + 1) > self.max_batch_tokens:
-                groups.append(current)
-                current, longest_if_added = [], prompt_lengths[row] + new_tokens
-            current.append(row)
-            longest = longest_if_added
-        return groups + [current] if current else groups
+    def _check(self, request: Request, new_tokens: int) -> Failure | None:
+        if not request.tokens or any(not c for c in request.continuations):
+            return Failure(FailureKind.BAD_INPUT, Errors.E080)
+        needed = len(request.tokens) + max([new_tokens, *map(len, request.continuations)])
+        if needed > self.context_length:
+            return Failure(FailureKind.CONTEXT_OVERFLOW, Errors.E018.format(
+                n_tokens=len(request.tokens), context=self.context_length, max_new=needed - len(request.tokens)))
+        return None
 
-    def as_batch(self, prompts) -> "PromptBatch":
-        if isinstance(prompts, PromptBatch):
-            return prompts
-        return PromptBatch([self.tokenizer(p)["input_ids"] if isinstance(p, str) else list(p) for p in prompts])
-
-    def _check_length(self, prompt_lengths: list[int], new_tokens: int) -> None:
-        limit = self.context_length
-        for length in prompt_lengths:
-            if length + new_tokens > limit:
-                raise ModelError(Errors.E018.format(n_tokens=length, context=limit, max_new=new_tokens))
-
-    def _halving_on_oom(self, rows: list[int], run, fail) -> list:
-        """`run(rows)`, one result per row. Out of GPU memory: retry in two halves, down to single
-        rows; a row that does not fit even alone gets `fail(reason)`, and the rest still run."""
+    def _halving_on_oom(self, rows: list[int], run) -> list:
+        """`run(rows)`, one result per row. Out of device memory: retry in two halves, down to
+        single rows; a row that does not fit even alone fails, and the rest still run."""
         try:
             return run(rows)
         except torch.OutOfMemoryError as err:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
             if len(rows) == 1:
-                return [fail(str(err).strip().splitlines()[0])]
+                reason = str(err).strip().splitlines()[0]
+                return [Failure(FailureKind.OUT_OF_MEMORY, Errors.E021.format(device=self.device, reason=reason))]
             half = len(rows) // 2
-            return self._halving_on_oom(rows[:half], run, fail) + self._halving_on_oom(rows[half:], run, fail)
+            return self._halving_on_oom(rows[:half], run) + self._halving_on_oom(rows[half:], run)
 
-    def score(self, prompt: list[int], continuations: list[list[int]]) -> list[ContinuationScore]:
-        """Total and mean log-probability of each continuation after `prompt` (prompt computed once)."""
-        self._check_length([len(prompt)], max(len(c) for c in continuations))
-        return score_continuations(self.model, prompt, continuations, self.pad_id)
-
-    def score_batch(self, prompts: "PromptBatch",
-                    continuations: list[list[list[int]]]) -> list[list[ContinuationScore] | None]:
-        """Scores of `continuations[i]` after prompt i; shared prefixes are computed once.
-
-        Prompts are scored in consecutive groups within max_batch_tokens (a document's
-        questions are consecutive, so they stay together and share its prefix); a group that
-        runs out of memory is halved, and a prompt that fails even alone gets None.
-        """
-        lengths = prompts.lengths()
-        rows = [i for i, group in enumerate(continuations) if group]
-        for i in rows:
-            self._check_length([lengths[i]], max(len(c) for c in continuations[i]))
-        scores: list[list[ContinuationScore] | None] = [[] for _ in continuations]
-        groups, group = [], []
-        for i in rows:
-            if group and max(lengths[r] for r in [*group, i]) * (len(group) + 1) > self.max_batch_tokens:
-                groups.append(group)
-                group = []
-            group.append(i)
-        if group:
-            groups.append(group)
-        run = partial(self._score, prompts, continuations)
-        for group in groups:
-            for row, group_scores in zip(group, self._halving_on_oom(group, run, lambda reason: None)):
-                scores[row] = group_scores
-        return scores
-
-    def _score(self, prompts: "PromptBatch", continuations, rows: list[int]) -> list[list[ContinuationScore]]:
-        batch = prompts.subset(rows)
-        return score_batch(self.model, batch.suffixes, [continuations[r] for r in rows], self.pad_id,
-                           batch.prefixes or None, batch.prefix_index or None)
+    def score(self, prompt: list[int], continuations: list[list[int]]) -> "list[ContinuationScore]":
+        """Total and mean log-probability of each continuation after `prompt` (computed once)."""
+        [result] = self.rank([Request(list(prompt), continuations=continuations)])
+        if isinstance(result, Failure):
+            raise ModelError(result.message)
+        return result
 
     @property
     def device(self) -> torch.device:
         return self.model.device
 
-    def _complete(self, batch: "PromptBatch", settings: GenerationSettings) -> list[Completion]:
+    def _rank(self, requests: list[Request], rows: list[int]) -> list[list[ContinuationScore]]:
+        batch = PromptBatch.of([requests[r] for r in rows])
+        return score_batch(self.model, batch.suffixes, [requests[r].continuations for r in rows], self.pad_id,
+                           batch.prefixes or None, batch.prefix_index or None, max_tokens=self.max_batch_tokens)
+
+    def _complete(self, requests: list[Request], settings: GenerationSettings, rows: list[int]) -> list[Completion]:
+        # echo returns whole prompts, so it runs them whole.
+        batch = PromptBatch.of([Request(requests[r].tokens, 0 if settings.echo else requests[r].shared) for r in rows])
         generator = None
         if settings.temperature > 0:
             generator = torch.Generator(device=self.device).manual_seed(settings.seed)
@@ -292,3 +286,17 @@ class Llama:
                                prefixes=batch.prefixes or None, prefix_index=batch.prefix_index or None)
         return [Completion(text=self.tokenizer.decode(g.tokens, skip_special_tokens=True).strip(),
                            tokens=g.tokens, logprobs=g.logprobs) for g in generations]
+
+
+def token_groups(rows: list[int], costs: list[int], budget: int) -> list[list[int]]:
+    """`rows` cut, in order, into consecutive groups whose size (rows x costliest row) stays
+    within `budget` tokens; a row costlier than the budget runs alone. The one rule that bounds
+    every forward pass, generation and scoring alike."""
+    groups, current, costliest = [], [], 0
+    for row in rows:
+        if current and max(costliest, costs[row]) * (len(current) + 1) > budget:
+            groups.append(current)
+            current, costliest = [], 0
+        current.append(row)
+        costliest = max(costliest, costs[row])
+    return groups + [current] if current else groups

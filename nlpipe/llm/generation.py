@@ -5,7 +5,6 @@ column; the attention mask hides the padding and position ids restart at each ro
 real token, so a padded row computes exactly what it would compute alone.
 """
 
-import inspect
 from dataclasses import dataclass
 
 import torch
@@ -28,20 +27,13 @@ def sample_top_p(probs: torch.Tensor, p: float, generator: torch.Generator | Non
     return torch.gather(token_order, -1, choice).squeeze(-1)
 
 
-def _cache_argument(model) -> str:
-    # transformers 5 renamed `past_key_values` to `cache`; accept both releases.
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
 def forward_step(model, input_ids, attention_mask, position_ids, cache, logits_to_keep=1):
     """One forward pass that extends `cache`; returns (logits, cache)."""
+    # `cache`, as transformers names it since it deprecated `past_key_values` (setup.cfg pins
+    # the releases that have it).
     outputs = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                    use_cache=True, logits_to_keep=logits_to_keep,
-                    **{_cache_argument(model): cache})
-    new_cache = getattr(outputs, "cache", None)
-    if new_cache is None:
-        new_cache = outputs.past_key_values
-    return outputs.logits, new_cache
+                    use_cache=True, logits_to_keep=logits_to_keep, cache=cache)
+    return outputs.logits, outputs.cache
 
 
 def left_pad(prompt_tokens: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -179,10 +179,3 @@ def _rows_of(cache, rows: torch.Tensor):
     selected.batch_select_indices(rows)
     return selected
 
-
-def score_continuations(model, prompt_tokens: list[int], continuations: list[list[int]],
-                        pad_id: int) -> list[ContinuationScore]:
-    """log P(continuation | prompt) for each continuation: the total and the per-token mean."""
-    if not prompt_tokens or not continuations:
-        raise ValueError("score_continuations() needs a non-empty prompt and continuations")
-    return score_batch(model, [prompt_tokens], [continuations], pad_id)[0]

@@ -4,8 +4,8 @@ import pytest
 import spacy
 from spacy.tokens import Doc
 
-from nlpipe.components.grounding import (answer_core, best_candidate, candidate_spans, clean_answer, entity_lists,
-                                         find_phrase, ground)
+from nlpipe.components.grounding import answer_core, clean_answer, find_phrase, ground
+from nlpipe.components.selection import best_candidate, candidate_spans, entity_lists
 from nlpipe.components.questions import QuestionAnalysis, analyse_question
 
 SUPER_BOWL = ("Super Bowl 50 was played on February 7, 2016, at Levi's Stadium in Santa Clara, California. "

@@ -22,16 +22,17 @@ from nlpipe.llm.engine import Completion
 
 
 REPO = Path(__file__).resolve().parents[2]
-ANSWER_KEYS = {"question", "text", "start_char", "end_char", "grounded", "confidence", "evidence", "logprob",
-               "generated"}
+ANSWER_KEYS = {"question", "question_index", "text", "start_char", "end_char", "grounded", "confidence", "evidence",
+               "evidence_start_char", "evidence_end_char", "logprob", "generated"}
 TEXT = "The Eiffel Tower is in Paris. It opened in 1889. Gustave Eiffel's company built it."
 
 
 def fake_complete(replies, calls=None):
     """A stand-in for Llama.complete: reply i of each call is replies[i % len(replies)]."""
-    def complete(prompts):
+    def complete(requests):
+        prompts = [r.tokens for r in requests]
         if calls is not None:
-            calls.append(list(prompts))
+            calls.append(prompts)
         return [Completion(text=replies[i % len(replies)], tokens=[1, 2], logprobs=[-1.0, -3.0])
                 for i in range(len(prompts))]
     return complete
@@ -226,8 +227,8 @@ def test_grounded_mode_prefers_the_candidate_the_reply_names(qa, qa_nlp, monkeyp
 
     monkeypatch.setattr(qa.llm, "complete", fake_complete(["He was Gustave Eiffel."]))
     # A model that likes every candidate alike: the reply decides.
-    monkeypatch.setattr(qa.llm, "score_batch", lambda prompts, groups: [
-        [ContinuationScore(-2.0, -1.0, [-1.0, -1.0]) for _ in group] for group in groups])
+    monkeypatch.setattr(qa.llm, "rank_stream", lambda requests: [
+        (row, [ContinuationScore(-2.0, -1.0, [-1.0, -1.0]) for _ in r.continuations]) for row, r in enumerate(requests)])
     monkeypatch.setattr(qa.selector, "weights", {name: 0.0 for name in qa.selector.weights} | {"reply": 1.0})
     doc = qa_nlp(make_doc(qa_nlp, TEXT, ["Whose company built the tower?"]))
     assert doc._.answers[0]["text"].startswith("Gustave Eiffel")
@@ -250,7 +251,7 @@ def test_ungrounded_answer_text_is_the_cleaned_reply(qa, qa_nlp, monkeypatch):
 
 def test_empty_reply(qa, qa_nlp, monkeypatch):
     monkeypatch.setattr(qa, "mode", "generative")
-    monkeypatch.setattr(qa.llm, "complete", lambda prompts: [Completion("", [], []) for _ in prompts])
+    monkeypatch.setattr(qa.llm, "complete", lambda requests: [Completion("", [], []) for _ in requests])
     doc = qa_nlp(make_doc(qa_nlp, TEXT, ["Where is the Eiffel Tower?"]))
     answer = doc._.answers[0]
     assert answer["start_char"] is None and answer["text"] == "" and answer["logprob"] is None
@@ -323,10 +324,10 @@ def test_a_prompt_out_of_memory_even_alone_fails_only_its_document(qa_nlp, monke
 
     real_score_batch = engine.score_batch
 
-    def score_but_oom_on_rome(model, suffixes, continuations, pad_id, prefixes=None, prefix_index=None):
+    def score_but_oom_on_rome(model, suffixes, continuations, pad_id, prefixes=None, prefix_index=None, **kwargs):
         if any("Rome" in tokenizer.decode(p) for p in [*suffixes, *(prefixes or [])]):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
-        return real_score_batch(model, suffixes, continuations, pad_id, prefixes, prefix_index)
+        return real_score_batch(model, suffixes, continuations, pad_id, prefixes, prefix_index, **kwargs)
     tokenizer = qa_nlp.get_pipe("llama_qa").llm.tokenizer
     monkeypatch.setattr(engine, "score_batch", score_but_oom_on_rome)
     source = tmp_path / "docs.jsonl"
@@ -339,7 +340,7 @@ def test_a_prompt_out_of_memory_even_alone_fails_only_its_document(qa_nlp, monke
     records = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
     assert [r["answers"][0]["text"] for r in records] == ["Paris", "", "Paris"]  # the one GPE of each
     assert "error" not in records[0] and "error" not in records[2]
-    assert records[1]["error"]["type"] == "generation_failed" and "E021" in records[1]["error"]["message"]
+    assert records[1]["error"]["type"] == "out_of_memory" and "E021" in records[1]["error"]["message"]
     assert summary.failed == 1
 
 
@@ -372,22 +373,29 @@ def test_grounded_span_questions_are_scored_without_generating(qa, qa_nlp, monke
     assert (why["text"], why["grounded"]) == ("For the 1889 World's Fair", False)
 
 
-def test_a_prompt_past_the_context_fails_only_its_question(qa, qa_nlp, monkeypatch):
-    def docs():
-        return [make_doc(qa_nlp, "Paris is nice.", ["Where?"]),
-                make_doc(qa_nlp, "Rome is a very old city in Italy with many old churches and squares.", ["Where?"])]
-    lengths, real_score_batch = [], qa.llm.score_batch
-    monkeypatch.setattr(qa.evidence, "max_tokens", qa.evidence.max_tokens)  # lowered to fit the window
+def test_evidence_shrinks_to_the_context_window_left_by_the_real_prompt(qa, qa_nlp, monkeypatch):
+    """The evidence budget is what the window leaves after the prompt around it and the answer:
+    a long document in a small window still gets a prompt that fits, and the selector's own
+    settings are never changed."""
+    text = " ".join(f"Sentence {i} says that the tower in Paris is very tall and old." for i in range(40))
+    full = len(qa.ask([make_doc(qa_nlp, text, ["Where is the tower?"])])[0].request.tokens)
+    window = full // 2
+    monkeypatch.setattr(type(qa.llm), "context_length", property(lambda self: window))
+    max_tokens = qa.task.evidence.max_tokens
+    [asked] = qa.ask([make_doc(qa_nlp, text, ["Where is the tower?"])])
+    assert 0 < len(asked.request.tokens) <= window - qa.llm.max_new_tokens
+    assert asked.evidence and qa.task.evidence.max_tokens == max_tokens
+    [answer] = qa_nlp(make_doc(qa_nlp, text, ["Where is the tower?"]))._.answers
+    assert "error" not in answer, answer
+    assert answer["text"] == "Paris"
 
-    def spy(prompts, continuations):
-        lengths.extend(prompts.lengths())
-        return real_score_batch(prompts, continuations)
-    monkeypatch.setattr(qa.llm, "score_batch", spy)
-    list(qa_nlp.pipe(docs()))
-    assert lengths[1] > lengths[0] + 6
-    # A window that holds the short prompt and its answer, not the long prompt.
-    monkeypatch.setattr(type(qa.llm), "context_length", property(lambda self: lengths[0] + 4))
-    short, long = qa_nlp.pipe(docs())
-    assert "error" not in short._.answers[0] and short._.answers[0]["text"] == "Paris"
-    [failed] = long._.answers
-    assert failed["error"].startswith("E018") and failed["text"] == "" and failed["start_char"] is None
+
+def test_a_question_longer_than_the_window_fails_alone(qa, qa_nlp, monkeypatch):
+    short = len(qa.ask([make_doc(qa_nlp, "Paris is nice.", ["Where?"])])[0].request.tokens)
+    monkeypatch.setattr(type(qa.llm), "context_length", property(lambda self: short + qa.llm.max_new_tokens + 4))
+    long_question = "Where " + "is the very old tower " * 20 + "?"
+    doc = qa_nlp(make_doc(qa_nlp, "Paris is nice.", ["Where?", long_question]))
+    fine, failed = doc._.answers
+    assert "error" not in fine and fine["text"] == "Paris"
+    assert failed["error"]["type"] == "context_overflow" and failed["error"]["message"].startswith("E018")
+    assert failed["text"] == "" and failed["start_char"] is None

@@ -1,5 +1,6 @@
 """SpanSelector: candidates of the best sentences, named features, weights, choice and confidence."""
 
+import json
 import math
 
 import pytest
@@ -7,8 +8,10 @@ import spacy
 
 from nlpipe.components.evidence import EvidenceSelector
 from nlpipe.components.questions import analyse_question
-from nlpipe.components.selection import (DEFAULT_WEIGHTS, FEATURES, SpanSelector, candidate_features,
+from nlpipe.components.selection import (DEFAULT_WEIGHTS, FEATURES, WEIGHTS_DIR, WEIGHTS_V1, SpanSelector,
+                                         candidate_features, make_span_selector_v2,
                                          make_span_selector, noun_labels, softmax_share)
+from nlpipe.errors import ConfigError
 from nlpipe.llm.scoring import ContinuationScore
 
 
@@ -41,21 +44,53 @@ def test_temperature_sharpens_or_flattens_the_confidence():
     assert softmax_share([2.0, 1.0], 0, 1.0) == pytest.approx(1 / (1 + math.exp(-1)))
     assert softmax_share([2.0, 1.0], 0, 0.5) > softmax_share([2.0, 1.0], 0, 1.0) > softmax_share([2.0, 1.0], 0, 2.0)
     assert softmax_share([2.0, 1.0], 1, 1.0) == pytest.approx(1 - softmax_share([2.0, 1.0], 0, 1.0))
-    with pytest.raises(ValueError, match="temperature must be > 0"):
+    with pytest.raises(ConfigError, match="temperature: must be > 0"):
         SpanSelector(temperature=0.0)
-    assert make_span_selector(temperature=0.5).temperature == 0.5
+    assert make_span_selector_v2(temperature=0.5).temperature == 0.5
 
 
 def test_unknown_weight_names_are_refused():
-    with pytest.raises(ValueError, match="unknown selector feature.*likelyhood"):
+    with pytest.raises(ConfigError, match=r"\[components.llama_qa.selector\] weights: unknown feature.*likelyhood"):
         SpanSelector(weights={"likelyhood": 1.0})
 
 
 def test_registered_and_partial_weights_keep_the_defaults():
-    selector = make_span_selector(max_sentences=2, max_candidates=5, weights={"likelihood": 3.0})
-    assert spacy.registry.misc.get("nlpipe.SpanSelector.v2") is make_span_selector
-    assert (selector.max_sentences, selector.max_candidates) == (2, 5)
-    assert selector.weights == {**DEFAULT_WEIGHTS, "likelihood": 3.0}
+    for make in (make_span_selector, make_span_selector_v2):
+        selector = make(max_sentences=2, max_candidates=5, weights={"likelihood": 3.0})
+        assert (selector.max_sentences, selector.max_candidates) == (2, 5)
+        assert selector.weights == {**DEFAULT_WEIGHTS, "likelihood": 3.0}
+    assert spacy.registry.misc.get("nlpipe.SpanSelector.v3") is make_span_selector
+    assert spacy.registry.misc.get("nlpipe.SpanSelector.v2") is make_span_selector_v2
+
+
+def test_the_shipped_weights_file_is_the_one_source_of_the_defaults():
+    shipped = json.loads((WEIGHTS_DIR / WEIGHTS_V1).read_text())
+    assert shipped["format"] == "nlpipe.SelectorWeights.v1"
+    assert shipped["weights"] == DEFAULT_WEIGHTS and set(shipped["weights"]) == set(FEATURES)
+    provenance = shipped["provenance"]
+    assert provenance["data"][0]["sha256"] and provenance["model"] and provenance["l2"] > 0
+    assert make_span_selector().weights == DEFAULT_WEIGHTS
+    assert make_span_selector().temperature == shipped["temperature"]
+
+
+def test_a_weights_file_of_ones_own(tmp_path):
+    fitted = {"format": "nlpipe.SelectorWeights.v1", "weights": {"likelihood": 2.0, "near": -1.0},
+              "temperature": 0.7, "provenance": {}}
+    path = tmp_path / "weights.json"
+    path.write_text(json.dumps(fitted))
+    selector = make_span_selector(weights_file=str(path), weights={"near": 0.5})
+    assert selector.weights == {**DEFAULT_WEIGHTS, "likelihood": 2.0, "near": 0.5} and selector.temperature == 0.7
+    for bad in ("{", json.dumps({**fitted, "format": "other"}), json.dumps({**fitted, "weights": {"near": "x"}})):
+        path.write_text(bad)
+        with pytest.raises(ConfigError, match="^E083"):
+            make_span_selector(weights_file=str(path))
+    with pytest.raises(ConfigError, match="^E083.*nowhere.json"):
+        make_span_selector(weights_file=str(tmp_path / "nowhere.json"))
+
+
+def test_the_retired_v1_names_its_successor():
+    with pytest.raises(ConfigError, match="^E082: 'nlpipe.SpanSelector.v1' is retired.*nlpipe.SpanSelector.v3"):
+        spacy.registry.misc.get("nlpipe.SpanSelector.v1")(max_sentences=3)
     assert not selector.uses_reply and SpanSelector(weights={"reply": 0.5}).uses_reply
 
 

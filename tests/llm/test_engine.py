@@ -7,7 +7,7 @@ import torch
 
 from nlpipe.errors import ModelError
 from nlpipe.llm import catalog, engine
-from nlpipe.llm.engine import Completion, Llama, PromptBatch
+from nlpipe.llm.engine import Completion, Failure, FailureKind, Llama, PromptBatch, Request, token_groups
 
 MESSAGES = [{"role": "system", "content": "Answer the question with a short phrase from the context."},
             {"role": "user", "content": "Who designed the Eiffel Tower?"}]
@@ -136,24 +136,26 @@ def test_mean_logprob_of_nothing():
 def test_prompt_too_long_for_context_fails_alone(llama):
     prompt = llama.encode_chat(MESSAGES)
     llama.max_new_tokens = 600
-    [completion] = llama.complete([prompt])
-    assert completion.tokens == [] and completion.error.startswith("E018")
-    assert f"{len(prompt)} tokens" in completion.error and "512" in completion.error and "600" in completion.error
+    [failure] = llama.complete([prompt])
+    assert isinstance(failure, Failure) and failure.kind is FailureKind.CONTEXT_OVERFLOW
+    message = failure.message
+    assert message.startswith("E018") and f"{len(prompt)} tokens" in message and "512" in message and "600" in message
+    assert "max_new_tokens" in message
 
 
 def test_prompt_exactly_fills_context(llama):
     llama.max_new_tokens = 2
     prompt = [5] * (llama.context_length - 2)
     fits, too_long = llama.complete([prompt, prompt + [5]])
-    assert fits.error is None and len(fits.logprobs) <= 2
-    assert too_long.error.startswith("E018")
+    assert isinstance(fits, Completion) and len(fits.logprobs) <= 2
+    assert too_long.kind is FailureKind.CONTEXT_OVERFLOW
 
 
 def test_out_of_memory_halves_the_batch(llama, monkeypatch):
     seen = []
 
-    def fake_complete(self, prompts, settings):
-        prompts = list(prompts)
+    def fake_complete(self, requests, settings, rows):
+        prompts = [requests[r].tokens for r in rows]
         seen.append(len(prompts))
         if len(prompts) > 1:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -172,25 +174,25 @@ def test_out_of_memory_halving_keeps_real_results(llama, monkeypatch):
     expected = [c.tokens for c in llama.complete(prompts)]
     real = Llama._complete
 
-    def flaky(self, batch, settings):
-        if len(batch) > 1:
+    def flaky(self, requests, settings, rows):
+        if len(rows) > 1:
             raise torch.OutOfMemoryError("out of memory")
-        return real(self, batch, settings)
+        return real(self, requests, settings, rows)
 
     monkeypatch.setattr(Llama, "_complete", flaky)
     assert [c.tokens for c in llama.complete(prompts)] == expected
 
 
 def test_out_of_memory_on_a_single_prompt(llama, monkeypatch):
-    def always(self, prompts, settings):
+    def always(self, requests, settings, rows):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(Llama, "_complete", always)
-    completions = llama.complete([[1, 2, 3], [4, 5]])
-    assert [c.tokens for c in completions] == [[], []]
-    message = completions[0].error
+    failures = llama.complete([[1, 2, 3], [4, 5]])
+    assert [f.kind for f in failures] == [FailureKind.OUT_OF_MEMORY] * 2
+    message = failures[0].message
     assert message.startswith("E021")
-    assert "cpu" in message and "Tried to allocate" in message and "batch_size" in message
+    assert "cpu" in message and "Tried to allocate" in message and "max_batch_tokens" in message
 
 
 def test_sampling_is_reproducible(tiny_llama_dir):
@@ -234,14 +236,15 @@ def test_complete_takes_strings_and_per_call_settings(llama):
     assert sampled[0] == sampled[1]
 
 
-def test_length_groups_respect_the_token_budget(llama):
-    llama.max_batch_tokens = 100
-    lengths = [40, 5, 38, 7, 90, 6]
-    groups = llama.length_groups(lengths, new_tokens=10)
-    assert sorted(row for group in groups for row in group) == list(range(len(lengths)))
+def test_token_groups_respect_the_budget_in_the_given_order():
+    costs = [40, 5, 38, 7, 90, 6, 200]
+    order = sorted(range(len(costs)), key=costs.__getitem__)
+    groups = token_groups(order, costs, 100)
+    assert [row for group in groups for row in group] == order  # consecutive, nothing lost
     for group in groups:
-        assert len(group) == 1 or len(group) * max(lengths[r] + 10 for r in group) <= 100
-    assert [lengths[g[0]] for g in groups] == sorted(lengths[g[0]] for g in groups)  # short ones together
+        assert len(group) == 1 or len(group) * max(costs[r] for r in group) <= 100
+    assert groups[-1] == [6]  # costlier than the budget: alone
+    assert token_groups([], costs, 100) == []
 
 
 def test_grouped_generation_keeps_input_order(llama):
@@ -276,43 +279,57 @@ def test_a_chat_template_that_reaches_for_python_internals_is_refused(tiny_llama
 
 
 def test_prefixes_are_kept_only_when_shared():
-    shared = PromptBatch.from_parts([([1, 2], [3]), ([1, 2], [4, 5]), ([9], [6])])
+    shared = PromptBatch.of([Request([1, 2, 3], 2), Request([1, 2, 4, 5], 2), Request([9, 6], 1)])
     assert (shared.prefixes, shared.prefix_index, shared.suffixes) == ([[1, 2], [9]], [0, 0, 1], [[3], [4, 5], [6]])
-    alone = PromptBatch.from_parts([([1, 2], [3]), ([9], [6])])  # nothing to share: whole prompts
+    alone = PromptBatch.of([Request([1, 2, 3], 2), Request([9, 6], 1)])  # nothing to share: whole prompts
     assert (alone.prefixes, alone.suffixes) == ([], [[1, 2, 3], [9, 6]])
-    assert list(alone) == list(PromptBatch.from_parts([([], [1, 2, 3]), ([], [9, 6])]))
+    # a suffix keeps at least one token, whatever `shared` says
+    assert PromptBatch.of([Request([1, 2], 5), Request([1, 2], 5)]).suffixes == [[2], [2]]
 
 
 def _scoring_case(llama):
-    parts = [(llama.encode_text("Context: Paris is in France."), llama.encode_text(f" Question {i}?")) for i in range(3)]
-    parts.append((llama.encode_text("Context: Rome."), llama.encode_text(" Where?")))
-    candidates = [[llama.encode_text(t) for t in (" Paris", " France is big", " x")] for _ in parts]
-    candidates[1] = []  # a prompt without candidates is skipped
-    return PromptBatch.from_parts(parts), candidates
+    prompts = [llama.encode_text("Context: Paris is in France.") + llama.encode_text(f" Question {i}?") for i in range(3)]
+    shared = len(llama.encode_text("Context: Paris is in France."))
+    requests = [Request(p, shared, [llama.encode_text(t) for t in (" Paris", " France is big", " x")]) for p in prompts]
+    requests[1].continuations = []  # a prompt without candidates gets no scores
+    requests.append(Request(llama.encode_text("Context: Rome.") + llama.encode_text(" Where?"), 0,
+                            [llama.encode_text(" Rome")]))
+    return requests
 
 
-def test_score_batch_in_token_bounded_groups_equals_one_pass(llama):
-    prompts, candidates = _scoring_case(llama)
-    whole = llama.score_batch(prompts, candidates)
+def test_rank_in_token_bounded_groups_equals_one_pass(llama):
+    requests = _scoring_case(llama)
+    whole = llama.rank(requests)
     llama.max_batch_tokens = 1  # every prompt in a group of its own
-    grouped = llama.score_batch(prompts, candidates)
+    grouped = llama.rank(requests)
     assert whole[1] == grouped[1] == []
     for a_group, b_group in zip(whole, grouped):
         for a, b in zip(a_group, b_group, strict=True):
             assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=1e-4)
+    assert [row for row, _ in llama.rank_stream(requests)] == [0, 1, 2, 3]
 
 
-def test_scoring_out_of_memory_halves_then_fails_one_prompt_alone(llama, monkeypatch):
-    prompts, candidates = _scoring_case(llama)
-    expected = llama.score_batch(prompts, candidates)
+def test_rank_out_of_memory_halves_then_fails_one_prompt_alone(llama, monkeypatch):
+    requests = _scoring_case(llama)
+    expected = llama.rank(requests)
     real, rome = engine.score_batch, llama.encode_text("Context: Rome.")
 
-    def oom_on_rome(model, suffixes, groups, pad_id, prefixes=None, prefix_index=None):
+    def oom_on_rome(model, suffixes, groups, pad_id, prefixes=None, prefix_index=None, **kwargs):
         if any(p == rome for p in prefixes or []) or any(s[:len(rome)] == rome for s in suffixes):
             raise torch.OutOfMemoryError("CUDA out of memory")
-        return real(model, suffixes, groups, pad_id, prefixes, prefix_index)
+        return real(model, suffixes, groups, pad_id, prefixes, prefix_index, **kwargs)
     monkeypatch.setattr(engine, "score_batch", oom_on_rome)
-    scores = llama.score_batch(prompts, candidates)
-    assert scores[3] is None and scores[1] == []
+    scores = llama.rank(requests)
+    assert scores[3].kind is FailureKind.OUT_OF_MEMORY and scores[1] == []
     for i in (0, 2):
         assert [s.total_logprob for s in scores[i]] == pytest.approx([s.total_logprob for s in expected[i]], abs=1e-4)
+
+
+def test_rank_checks_the_window_and_the_input(llama):
+    window = llama.context_length
+    ok, too_long, empty = llama.rank([Request([5] * (window - 2), 0, [[1, 2]]), Request([5] * (window - 1), 0, [[1, 2]]),
+                                      Request([5, 6], 0, [[1], []])])
+    assert isinstance(ok, list) and len(ok) == 1
+    assert too_long.kind is FailureKind.CONTEXT_OVERFLOW and empty.kind is FailureKind.BAD_INPUT
+    with pytest.raises(ModelError, match="^E018"):
+        llama.score([5] * window, [[1]])

@@ -7,7 +7,7 @@ import transformers
 from nlpipe.llm import loading
 from nlpipe.llm.generation import generate
 from nlpipe.llm.loading import footprint, load_model, needs_several_gpus
-from nlpipe.llm.scoring import score_continuations
+from nlpipe.llm.scoring import score_batch
 
 
 def test_footprint_counts_parameters_without_loading(tiny_llama_dir):
@@ -69,4 +69,4 @@ def test_generate_puts_every_input_on_the_model_device():
 
 def test_scoring_puts_every_input_on_the_model_device():
     with pytest.raises(StopAfterCheck):
-        score_continuations(MetaModel(), [1, 2, 3], [[4], [5, 6]], pad_id=0)
+        score_batch(MetaModel(), [[1, 2, 3]], [[[4], [5, 6]]], pad_id=0)

@@ -1,10 +1,14 @@
-"""score_continuations: log-likelihoods equal a full forward pass, with the prompt computed once."""
+"""score_batch: log-likelihoods equal a full forward pass, with the prompt computed once."""
 
 import pytest
 import torch
 
 from nlpipe.llm.engine import Llama
-from nlpipe.llm.scoring import score_continuations
+from nlpipe.llm.scoring import score_batch
+
+
+def score_continuations(model, prompt, continuations, pad_id):
+    return score_batch(model, [prompt], [continuations], pad_id)[0]
 
 
 def full_forward_logprobs(model, prompt, continuation):

@@ -1,0 +1,104 @@
+"""Answers on the Doc: spans in `doc.spans["answers"]`, JSON-ready records in `doc._.answers`.
+
+Both are written together from the same `Answer` objects. The records are the one stored
+source (they live in `doc.user_data`, so DocBin and `nlp.to_disk` keep them); the answer spans'
+extensions (`span._.question`, `span._.confidence`, ...) read the record of their question, so
+two questions answered by the same words never overwrite each other's attributes.
+"""
+
+from dataclasses import dataclass
+
+from spacy.tokens import Doc, Span, SpanGroup
+
+SPAN_KEY = "answers"
+_RECORDS = ("._.", "answers", None, None)  # where spaCy keeps a Doc extension's value
+# The extensions of an answer span: each reads that key of its record.
+SPAN_ATTRIBUTES = ("question", "question_index", "confidence", "logprob", "generated")
+
+
+@dataclass
+class Answer:
+    """The answer to question `question_index` of a Doc: a span of it (offsets set), a free-form
+    reply (text only), or nothing with an `error` ({"type", "message"})."""
+
+    question: str
+    question_index: int
+    text: str = ""
+    offsets: tuple[int, int] | None = None
+    confidence: float | None = None
+    evidence: Span | None = None  # the sentence (evidence unit) the answer comes from
+    logprob: float | None = None  # the model's mean token log-prob of the reply, else of the span
+    generated: str | None = None  # the raw reply, when one was generated
+    error: dict | None = None
+
+    def record(self) -> dict:
+        start, end = self.offsets if self.offsets is not None else (None, None)
+        evidence = self.evidence
+        record = {
+            "question": self.question, "question_index": self.question_index, "text": self.text,
+            "start_char": start, "end_char": end, "grounded": start is not None, "confidence": self.confidence,
+            "evidence": evidence.text if evidence is not None else None,
+            "evidence_start_char": evidence.start_char if evidence is not None else None,
+            "evidence_end_char": evidence.end_char if evidence is not None else None,
+            "logprob": self.logprob, "generated": self.generated,
+        }
+        if self.error is not None:
+            record["error"] = self.error
+        return record
+
+
+def set_answers(doc: Doc, answers: list[Answer]) -> None:
+    """Replace the Doc's answers: records for all, a span for each answer that is one."""
+    doc.user_data[_RECORDS] = [answer.record() for answer in answers]
+    spans = []
+    for answer in answers:
+        if answer.offsets is not None:
+            # Offsets are exact; the span covers the tokens they fall in.
+            span = doc.char_span(*answer.offsets, alignment_mode="expand")
+            spans.append(Span(doc, span.start, span.end, label=f"Q{answer.question_index + 1}",
+                              span_id=answer.question_index))
+    doc.spans[SPAN_KEY] = SpanGroup(doc, name=SPAN_KEY, spans=spans)
+
+
+def _records(doc: Doc) -> list[dict]:
+    return doc.user_data.get(_RECORDS, [])
+
+
+def _set_records(doc: Doc, records: list[dict]) -> None:
+    doc.user_data[_RECORDS] = records
+
+
+def answer_record(span: Span) -> dict | None:
+    """The record of the question an answer span answers."""
+    return next((r for r in _records(span.doc) if r["question_index"] == span.id and r["start_char"] is not None),
+                None)
+
+
+def _span_attribute(name: str):
+    def get(span: Span):
+        record = answer_record(span)
+        return record[name] if record is not None else None
+    return get
+
+
+def _evidence(span: Span) -> Span | None:
+    record = answer_record(span)
+    if record is None or record["evidence_start_char"] is None:
+        return None
+    return span.doc.char_span(record["evidence_start_char"], record["evidence_end_char"], alignment_mode="expand")
+
+
+def register_extensions() -> None:
+    """`doc._.questions` (asked of this Doc besides the component's), `doc._.answers` (records,
+    [] before any answering), `doc._.qa_error` (why the Doc could not be answered at all) and
+    the answer spans' attributes."""
+    for name, default in (("questions", None), ("qa_error", None)):
+        if not Doc.has_extension(name):
+            Doc.set_extension(name, default=default)
+    if not Doc.has_extension("answers"):
+        Doc.set_extension("answers", getter=_records, setter=_set_records)
+    for name in SPAN_ATTRIBUTES:
+        if not Span.has_extension(name):
+            Span.set_extension(name, getter=_span_attribute(name))
+    if not Span.has_extension("evidence"):
+        Span.set_extension("evidence", getter=_evidence)

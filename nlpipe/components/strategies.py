@@ -1,0 +1,139 @@
+"""How an asked question becomes an answer: the two modes of llama_qa.
+
+Each strategy says which candidate spans the model should rank and whether a reply must be
+generated, then turns the model's results into an `Answer`. Neither knows of devices.
+"""
+
+from dataclasses import dataclass
+
+from spacy.tokens import Span
+
+from ..llm.engine import Completion, Failure
+from ..llm.scoring import ContinuationScore
+from .answers import Answer
+from .grounding import clean_answer, find_phrase, ground
+from .selection import FREE_FORM_TYPES, Choice, SpanSelector
+from .task import Asked
+
+
+@dataclass
+class Reply:
+    """A generated reply: the completion (or why there is none), its cleaned text and the part
+    of it that carries the answer (grounding.answer_core)."""
+
+    completion: Completion | Failure
+    text: str = ""
+    core: str = ""
+
+    @property
+    def failure(self) -> Failure | None:
+        return self.completion if isinstance(self.completion, Failure) else None
+
+    @property
+    def generated(self) -> str | None:
+        return None if self.failure else self.completion.text
+
+
+def failure_record(failure: Failure) -> dict:
+    return {"type": failure.kind.value, "message": failure.message}
+
+
+def _unit_at(asked: Asked, start_char: int) -> Span | None:
+    """The evidence unit (usually a sentence) holding `start_char`, else its sentence."""
+    for span in asked.evidence:
+        if span.start_char <= start_char < span.end_char:
+            return span
+    doc = asked.doc
+    token_span = doc.char_span(start_char, start_char + 1, alignment_mode="expand")
+    if token_span is not None and doc.has_annotation("SENT_START"):
+        return token_span[0].sent
+    return token_span
+
+
+class Generative:
+    """The model's reply as it is; its offsets only where it appears verbatim in the document."""
+
+    def candidates(self, asked: Asked) -> list[Span]:
+        return []
+
+    def needs_reply(self, asked: Asked, candidates: list[Span]) -> bool:
+        return True
+
+    def with_reply(self, asked: Asked, candidates: list[Span], reply: Reply) -> list[Span]:
+        return candidates
+
+    def answer(self, asked: Asked, candidates: list[Span], reply: Reply | None,
+               scores: list[ContinuationScore] | Failure | None) -> Answer:
+        answer = Answer(asked.question.text, asked.index, evidence=asked.evidence[0] if asked.evidence else None)
+        if reply.failure:
+            answer.error = failure_record(reply.failure)
+            return answer
+        answer.generated, answer.logprob = reply.generated, reply.completion.mean_logprob
+        answer.offsets = find_phrase(reply.text, asked.doc, asked.evidence) if reply.text else None
+        if answer.offsets is None:
+            answer.text = reply.text or reply.completion.text
+        else:
+            answer.text = asked.doc.text[slice(*answer.offsets)]
+            answer.evidence = _unit_at(asked, answer.offsets[0])
+        return answer
+
+
+class Grounded:
+    """A span of the document, chosen by the selector among typed candidates the model ranks.
+    Free-form questions (why/how/yes-no) keep their generated reply, marked ungrounded."""
+
+    def __init__(self, selector: SpanSelector):
+        self.selector = selector
+
+    def candidates(self, asked: Asked) -> list[Span]:
+        return self.selector.candidates(asked.ranked, asked.question)
+
+    def needs_reply(self, asked: Asked, candidates: list[Span]) -> bool:
+        return not candidates or self.selector.uses_reply
+
+    def with_reply(self, asked: Asked, candidates: list[Span], reply: Reply) -> list[Span]:
+        """The span the reply names joins the candidates when the selector weighs replies."""
+        offsets = self._reply_offsets(asked, reply)
+        if offsets is None or not self.selector.uses_reply:
+            return candidates
+        span = asked.doc.char_span(*offsets, alignment_mode="expand")
+        if any((s.start, s.end) == (span.start, span.end) for s in candidates):
+            return candidates
+        return [span, *candidates]
+
+    def _reply_offsets(self, asked: Asked, reply: Reply | None) -> tuple[int, int] | None:
+        if reply is None or reply.failure:
+            return None
+        return ground(reply.text, reply.core, asked.doc, asked.evidence, asked.question)
+
+    def answer(self, asked: Asked, candidates: list[Span], reply: Reply | None,
+               scores: list[ContinuationScore] | Failure | None) -> Answer:
+        answer = Answer(asked.question.text, asked.index)
+        failure = scores if isinstance(scores, Failure) else (reply.failure if reply is not None else None)
+        if reply is not None and not reply.failure:
+            answer.generated, answer.logprob = reply.generated, reply.completion.mean_logprob
+        if failure is not None:
+            answer.error = failure_record(failure)
+            choice = Choice(None, None)
+        elif candidates:
+            choice = self.selector.choose(asked.question, candidates, asked.ranked, scores,
+                                          self._reply_offsets(asked, reply), reply.core if reply else "")
+        else:
+            # No candidates: the reply's span, except for free-form questions, whose reply is an
+            # explanation and is given as it is.
+            free_form = asked.question.qtype in FREE_FORM_TYPES
+            choice = Choice(None if free_form else self._reply_offsets(asked, reply), None)
+        answer.confidence = choice.confidence
+        if choice.offsets is not None:
+            answer.offsets = choice.offsets
+            answer.text = asked.doc.text[slice(*choice.offsets)]
+            answer.evidence = _unit_at(asked, choice.offsets[0])
+            if reply is None:
+                answer.logprob = choice.logprob
+        else:
+            answer.evidence = asked.evidence[0] if asked.evidence else None
+            # Document text is data: a reply that is not a span of the document is only ever
+            # the answer to a free-form question.
+            if asked.question.qtype in FREE_FORM_TYPES and reply is not None and not reply.failure:
+                answer.text = reply.text or reply.completion.text
+        return answer
