@@ -12,7 +12,8 @@ from nlpipe.errors import InputError
 from nlpipe.runner import RunSummary, run
 
 REPO = Path(__file__).resolve().parents[1]
-ANSWER_KEYS = {"question", "text", "start_char", "end_char", "grounded", "confidence", "evidence", "logprob",
+ANSWER_KEYS = {"question", "question_index", "text", "start_char", "end_char", "grounded", "confidence", "evidence",
+               "evidence_start_char", "evidence_end_char", "logprob",
                "generated"}
 
 

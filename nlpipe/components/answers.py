@@ -61,7 +61,8 @@ def set_answers(doc: Doc, answers: list[Answer]) -> None:
 
 
 def _records(doc: Doc) -> list[dict]:
-    return doc.user_data.get(_RECORDS, [])
+    # A list again after a DocBin round trip, which gives sequences back as tuples.
+    return list(doc.user_data.get(_RECORDS, []))
 
 
 def _set_records(doc: Doc, records: list[dict]) -> None:

@@ -18,7 +18,9 @@ import torch
 
 from nlpipe.components.grounding import clean_answer
 from nlpipe.config import build_pipeline, load_config
+from nlpipe.components.strategies import Generative
 from nlpipe.llm.engine import Completion
+from spacy.util import raise_error
 
 
 REPO = Path(__file__).resolve().parents[2]
@@ -399,3 +401,97 @@ def test_a_question_longer_than_the_window_fails_alone(qa, qa_nlp, monkeypatch):
     assert "error" not in fine and fine["text"] == "Paris"
     assert failed["error"]["type"] == "context_overflow" and failed["error"]["message"].startswith("E018")
     assert failed["text"] == "" and failed["start_char"] is None
+
+
+def test_every_entry_point_resolves_to_the_function_of_its_own_name():
+    from importlib.metadata import entry_points
+
+    factories = entry_points(group="spacy_factories")
+    assert {ep.name for ep in factories if ep.value.startswith("nlpipe.")} == {"llama_qa"}
+    assert factories["llama_qa"].load() is spacy.registry.factories.get("llama_qa")
+    misc = [ep for ep in entry_points(group="spacy_misc") if ep.value.startswith("nlpipe.")]
+    registered = {name for name in spacy.registry.misc.get_all() if name.startswith("nlpipe.")}
+    assert {ep.name for ep in misc} == registered  # every registered name has its entry point
+    for ep in misc:
+        assert ep.load() is spacy.registry.misc.get(ep.name), ep.name
+
+
+def test_answers_are_spans_that_survive_docbin_and_to_disk(qa_nlp, tmp_path):
+    from spacy.tokens import DocBin
+
+    doc = qa_nlp(make_doc(qa_nlp, TEXT, ["Where is the Eiffel Tower?", "When did it open?", "Why?"]))
+    spans = doc.spans["answers"]
+    grounded = [a for a in doc._.answers if a["start_char"] is not None]
+    assert len(spans) == len(grounded) > 0
+    for span, answer in zip(spans, grounded):
+        assert span.label_ == f"Q{answer['question_index'] + 1}" and span.id == answer["question_index"]
+        assert (span._.question, span._.question_index, span._.confidence, span._.logprob, span._.generated) == (
+            answer["question"], answer["question_index"], answer["confidence"], answer["logprob"], answer["generated"])
+        assert span._.evidence.text == answer["evidence"]
+        assert span.text == answer["text"]
+    docbin = DocBin(store_user_data=True)
+    docbin.add(doc)
+    [restored] = DocBin().from_bytes(docbin.to_bytes()).get_docs(qa_nlp.vocab)
+    assert restored._.answers == doc._.answers
+    assert [(s.start, s.end, s.label_, s._.question, s._.confidence) for s in restored.spans["answers"]] == [
+        (s.start, s.end, s.label_, s._.question, s._.confidence) for s in spans]
+    doc.to_disk(tmp_path / "doc.spacy")
+    restored = spacy.tokens.Doc(qa_nlp.vocab).from_disk(tmp_path / "doc.spacy")
+    assert restored._.answers == doc._.answers and len(restored.spans["answers"]) == len(spans)
+
+
+def test_two_questions_with_the_same_answer_keep_their_own_attributes(qa, qa_nlp):
+    doc = qa_nlp(make_doc(qa_nlp, "Paris is nice.", ["Where?", "Which city?"]))
+    assert [a["text"] for a in doc._.answers] == ["Paris", "Paris"]
+    assert [s._.question for s in doc.spans["answers"]] == ["Where?", "Which city?"]
+
+
+def test_docs_that_never_went_through_llama_qa_have_no_answers(qa_nlp):
+    assert qa_nlp.make_doc("Hello.")._.answers == []
+
+
+@pytest.mark.parametrize("questions", ["Who designed it?", {"Who?": 1}, 5, [5], ["Who?", None]])
+def test_questions_that_are_not_a_list_of_strings_fail_their_doc_alone(qa_nlp, questions):
+    bad, good = make_doc(qa_nlp, TEXT, questions), make_doc(qa_nlp, TEXT, ["Where is the Eiffel Tower?"])
+    bad, good = list(qa_nlp.pipe([bad, good]))
+    assert bad._.answers == [] and bad._.qa_error["type"] == "bad_questions"
+    assert bad._.qa_error["message"].startswith("E081")
+    assert good._.qa_error is None and good._.answers[0]["text"] == "Paris"
+
+
+def test_an_error_handler_set_on_the_pipeline_receives_a_failing_batch(tiny_llama_dir, monkeypatch):
+    # A blank pipeline: spaCy 3.8's trained parser cannot take an error handler, so
+    # nlp.set_error_handler fails on en_core_web_sm itself (then set it on llama_qa alone).
+    nlp = spacy.blank("en")
+    qa = nlp.add_pipe("llama_qa", config={"mode": "generative", "model": {
+        "@misc": "nlpipe.Llama.v1", "path": str(tiny_llama_dir), "device": "cpu", "max_new_tokens": 2}})
+
+    def broken(requests):
+        raise RuntimeError("the model broke")
+    monkeypatch.setattr(qa.llm, "complete", broken)
+    seen = []
+    nlp.set_error_handler(lambda name, proc, docs, err: seen.append((name, len(docs), str(err))))
+    docs = [make_doc(nlp, TEXT, ["Where?"]) for _ in range(3)]
+    assert list(nlp.pipe(docs, batch_size=2)) == []  # both batches failed and were handed over
+    assert seen == [("llama_qa", 2, "the model broke"), ("llama_qa", 1, "the model broke")]
+    nlp(make_doc(nlp, TEXT, ["Where?"]))
+    assert seen[-1] == ("llama_qa", 1, "the model broke")
+    qa.set_error_handler(raise_error)
+    with pytest.raises(RuntimeError, match="the model broke"):
+        nlp(make_doc(nlp, TEXT, ["Where?"]))
+
+
+def test_docs_are_handed_on_as_soon_as_their_questions_are_answered(qa, qa_nlp, monkeypatch):
+    """A Doc leaves the component when its own ranking group is done, not with its batch."""
+    events, real = [], qa.llm.rank_stream
+
+    def spy(requests):
+        for row, scores in real(requests):
+            events.append(("ranked", row))
+            yield row, scores
+    monkeypatch.setattr(qa.llm, "rank_stream", spy)
+    monkeypatch.setattr(qa.llm, "max_batch_tokens", 1)  # one request per model call
+    docs = [make_doc(qa_nlp, f"Text {i} says the tower is in Paris.", ["Where is the tower?"]) for i in range(3)]
+    for doc in qa.pipe(docs, batch_size=3):
+        events.append(("out", docs.index(doc)))
+    assert events == [("ranked", 0), ("out", 0), ("ranked", 1), ("out", 1), ("ranked", 2), ("out", 2)]

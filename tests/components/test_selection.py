@@ -91,7 +91,10 @@ def test_a_weights_file_of_ones_own(tmp_path):
 def test_the_retired_v1_names_its_successor():
     with pytest.raises(ConfigError, match="^E082: 'nlpipe.SpanSelector.v1' is retired.*nlpipe.SpanSelector.v3"):
         spacy.registry.misc.get("nlpipe.SpanSelector.v1")(max_sentences=3)
-    assert not selector.uses_reply and SpanSelector(weights={"reply": 0.5}).uses_reply
+
+
+def test_reply_weights_make_span_questions_generate():
+    assert not make_span_selector().uses_reply and SpanSelector(weights={"reply": 0.5}).uses_reply
 
 
 def test_candidates_come_from_the_best_sentences_and_never_restate_the_question(en_nlp):
