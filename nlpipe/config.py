@@ -161,8 +161,8 @@ def _component_problems(lang: str, name: str, block: dict) -> list[str]:
             if key not in defaults:
                 return problems  # nothing to build the component with
             block[key] = defaults[key]  # check the component's own values with a good block here
-    return problems + _call_problems(lambda: nlp.add_pipe(factory, name=name, config=block, validate=True),
-                                     section)[1]
+    build = lambda config: nlp.add_pipe(factory, name=name, config=config, validate=True)  # noqa: E731
+    return problems + _build_problems(build, block, section)[1]
 
 
 def _registered_problems(block, section: str) -> list[str]:
@@ -172,8 +172,9 @@ def _registered_problems(block, section: str) -> list[str]:
     problems = [p for key, value in block.items() for p in _registered_problems(value, f"{section}.{key}")]
     if problems:
         return problems  # its function needs its parts
-    built, problems = _call_problems(lambda: registry.resolve({"block": block}, validate=True)["block"], section)
-    return problems or (_model_problems(built, section) if isinstance(built, Llama) else [])
+    built, problems = _build_problems(lambda config: registry.resolve({"block": config}, validate=True)["block"],
+                                      block, section)
+    return problems + (_model_problems(built, section) if isinstance(built, Llama) else [])
 
 
 def _model_problems(llm: Llama, section: str) -> list[str]:
@@ -184,16 +185,25 @@ def _model_problems(llm: Llama, section: str) -> list[str]:
     return [Errors.E002.format(section=section, key="path", message=Errors.E013.format(path=llm.path))]
 
 
-def _call_problems(call, section: str) -> tuple[object, list[str]]:
-    """What `call` (spaCy or confection building from a config block) returns, and what it
-    objects to as lines naming `section`; its errors locate keys from their own root."""
-    try:
-        return call(), []
-    except ConfigValidationError as err:
-        return None, [Errors.E002.format(section=".".join([section, *map(str, e["loc"][1:-1])]),
-                                         key=e["loc"][-1], message=e["msg"]) for e in err.errors or []] or [
-            Errors.E060.format(section=section, message=_first_line(err))]
-    except NlpipeError as err:
-        return None, [Errors.E060.format(section=section, message=str(err))]
-    except (ValueError, TypeError, KeyError) as err:  # a registered function refusing a value
-        return None, [Errors.E060.format(section=section, message=_first_line(err))]
+def _build_problems(build, block: dict, section: str) -> tuple[object, list[str]]:
+    """What `build(block)` (spaCy or confection building from a config block) returns, and what it
+    objects to, as lines naming `section`. Keys it refuses are dropped (their defaults stand in)
+    and it builds again, so that a bad value does not hide a check made after it."""
+    block, dropped, problems = dict(block), set(), []
+    while True:
+        try:
+            return build(block), problems
+        except ConfigValidationError as err:
+            # Errors locate keys from the block's own root, which `section` replaces.
+            errors = [e for e in err.errors or [] if e["loc"][1:2] and e["loc"][1] not in dropped]
+            problems += [Errors.E002.format(section=".".join([section, *map(str, e["loc"][1:-1])]),
+                                            key=e["loc"][-1], message=e["msg"]) for e in errors]
+            refused = {e["loc"][1] for e in errors if len(e["loc"]) == 2 and e["loc"][1] in block}
+            if not refused:
+                return None, problems or [Errors.E060.format(section=section, message=_first_line(err))]
+            dropped |= refused
+            block = {key: value for key, value in block.items() if key not in refused}
+        except NlpipeError as err:
+            return None, problems + [Errors.E060.format(section=section, message=str(err))]
+        except (ValueError, TypeError, KeyError) as err:  # a registered function refusing a value
+            return None, problems + [Errors.E060.format(section=section, message=_first_line(err))]

@@ -177,7 +177,8 @@ def test_validate_with_overrides():
 
 def _bad_config(tmp_path) -> Path:
     text = QA_CFG.read_text()
-    for old, new in [("max_sentences = 3", 'max_sentences = "three"'),
+    for old, new in [("max_new_tokens = 32", 'max_new_tokens = "lots"'),
+                     ("max_sentences = 3", 'max_sentences = "three"'),
                      ("annotations = false", "annotations = false\nbatchsize = 8"),
                      ('path = "models/smollm2-135m"', f'path = "{tmp_path / "no-model"}"'),
                      ("copy_model = false", "copy_model = false\nbogus = 1")]:
@@ -196,6 +197,7 @@ def test_validate_reports_every_problem_with_section_and_key(tmp_path):
         ("E003", "'batchsize'"),
         ("[components.ner] factory", "no_such_factory"),
         ("[components.llama_qa] bogus", "unexpected argument"),
+        ("[components.llama_qa.model] max_new_tokens", ""),
         ("[components.llama_qa.model] path", "E013"),
         ("[components.llama_qa.evidence] max_sentences", ""),
     ]
