@@ -12,6 +12,7 @@ from spacy.util import minibatch
 
 from ..errors import Errors
 from ..llm.engine import Completion, Llama, PromptBatch
+from ..pipeline_meta import name_pipeline
 from . import llm as _llm  # noqa: F401  registers nlpipe.Llama.v1
 from .evidence import EvidenceSelector
 from .grounding import answer_core, clean_answer, find_phrase, ground
@@ -40,6 +41,7 @@ def make_llama_qa(nlp: Language, name: str, model: Llama, evidence: EvidenceSele
                   copy_model: bool) -> "LlamaQA":
     if mode not in MODES:
         raise ValueError(f"[components.{name}] mode must be one of {', '.join(MODES)}, not '{mode}'")
+    name_pipeline(nlp)
     return LlamaQA(nlp, name, model, evidence, prompt, selector, mode, questions, batch_size, copy_model)
 
 
