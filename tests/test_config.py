@@ -183,7 +183,7 @@ def _bad_config(tmp_path) -> Path:
     for old, new in [("max_new_tokens = 32", 'max_new_tokens = "lots"'),
                      ("max_sentences = 3", 'max_sentences = "three"'),
                      ("annotations = false", "annotations = false\nbatchsize = 8"),
-                     ('path = "models/smollm2-135m"', f'path = "{tmp_path / "no-model"}"'),
+                     ('path = "smollm2-135m"', f'path = "{tmp_path / "no-model"}"'),
                      ("copy_model = false", "copy_model = false\nbogus = 1")]:
         assert old in text
         text = text.replace(old, new, 1)
