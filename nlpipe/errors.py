@@ -28,8 +28,8 @@ class InputError(NlpipeError):
 
 
 class Errors:
-    E001 = ("E001: config file '{path}' not found. Pass a pipeline config such as "
-            "pipelines/qa.cfg.")
+    E001 = ("E001: config file '{path}' not found. Pass a config file or the name of a built-in "
+            "pipeline ({builtin}).")
     E002 = "E002: config problem in [{section}] {key}: {message}"
     E003 = ("E003: unknown key '{key}' in the [nlpipe] section. Known keys: {known}.")
     E004 = ("E004: spaCy model '{name}' is not installed. Install it with "
@@ -70,6 +70,7 @@ class Errors:
     E033 = "E033: cannot convert the Meta Llama checkpoint at '{path}': {reason}."
     E024 = ("E024: the chat template of the model at '{path}' failed: {reason}. Check or replace "
             "chat_template in its tokenizer_config.json / chat_template.jinja.")
+    E060 = "E060: config problem in [{section}]: {message}"
     E080 = "E080: empty prompt or continuation: the model needs at least one token of each."
     E081 = ("E081: doc._.questions must be a list of question strings, not {kind}. Set it to e.g. "
             "[\"Who designed it?\"].")

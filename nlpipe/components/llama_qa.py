@@ -18,6 +18,7 @@ from spacy.pipeline import Pipe
 from spacy.tokens import Doc
 
 from ..llm.engine import Failure, Llama, Request
+from ..pipeline_meta import name_pipeline
 from . import llm as _llm  # noqa: F401  registers nlpipe.Llama.v1
 from .answers import Answer, set_answers
 from .evidence import EvidenceSelector
@@ -47,6 +48,7 @@ def make_llama_qa(nlp: Language, name: str, model: Llama, evidence: EvidenceSele
                   batch_size: PositiveInt, copy_model: bool) -> "LlamaQA":
     """`batch_size`: documents whose questions go to the model together (each model call is
     bounded by the model's max_batch_tokens)."""
+    name_pipeline(nlp)
     return LlamaQA(nlp, name, model, evidence, prompt, selector, mode, questions, batch_size, copy_model)
 
 

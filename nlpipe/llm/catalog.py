@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import Errors, ModelError
+from .cache import cache_root
 from .convert import convert_gguf
 
 
@@ -39,8 +40,31 @@ DEFAULT_LLM = "smollm2-135m"
 
 
 def models_dir() -> Path:
-    """Where pulled models go: $NLPIPE_MODELS, else ./models."""
-    return Path(os.environ.get("NLPIPE_MODELS", "models"))
+    """Where pulled models go: $NLPIPE_MODELS, else models/ in the per-user cache, which every
+    working directory shares."""
+    return Path(os.environ.get("NLPIPE_MODELS") or cache_root() / "models")
+
+
+def locate(path) -> Path:
+    """The folder a config's model `path` means: an existing path as it is; a known model's
+    name (`smollm2-135m`, or `models/smollm2-135m` as saved pipelines say) in models_dir()."""
+    path = Path(path)
+    if path.exists() or path.name not in LLM_MODELS:
+        return path
+    return models_dir() / path.name
+
+
+def present(folder: Path) -> bool:
+    """Whether `folder` holds a converted model (pull writes config.json last, by renaming)."""
+    return (Path(folder) / "config.json").is_file()
+
+
+def ensure(path, on_step: Callable[[str, int, int], None] = lambda *a: None) -> Path:
+    """locate(path), fetching a known model there on first use."""
+    folder = locate(path)
+    if not folder.exists() and folder.name in LLM_MODELS:
+        pull(folder.name, folder, on_step)
+    return folder
 
 
 def folder_size(path: Path) -> int:

