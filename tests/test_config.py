@@ -120,7 +120,7 @@ def test_build_qa_pipeline_is_lazy(qa_overrides):
     qa = nlp.get_pipe("llama_qa")
     assert qa.llm._loaded is None  # building never pays for the weights
     assert qa.llm.max_new_tokens == 8 and str(qa.llm.path) == qa_overrides["components.llama_qa.model.path"]
-    assert (qa.evidence.max_sentences, qa.evidence.max_tokens, qa.batch_size) == (3, 384, 16)
+    assert (qa.task.evidence.max_sentences, qa.task.evidence.max_tokens, qa.batch_size) == (3, 384, 16)
 
 
 def test_build_with_unknown_spacy_model_is_a_model_error():
@@ -224,24 +224,21 @@ def test_validate_job_settings_problem():
 
 
 # Bad values a run refuses; validate must refuse each of them too, naming where it is.
-# Those marked LEAD are refused once #12's strictly typed factory and nlpipe.Llama.v1 land
-# (Literal/PositiveInt signatures, device and dtype checked when the block is built).
-LEAD = pytest.mark.xfail(reason="needs #12: strictly typed llama_qa / nlpipe.Llama.v1", strict=True)
 BAD_VALUES = [
     pytest.param({"components.llama_qa.mode": "grounde"}, "[components.llama_qa]", "mode", id="mode"),
     pytest.param({"components.llama_qa.mode": "generativ"}, "[components.llama_qa]", "mode", id="mode-override"),
     pytest.param({"components.llama_qa.selector.weights.nearr": 1.0}, "[components.llama_qa.selector]", "nearr",
                  id="selector-weight"),
     pytest.param({"components.llama_qa.model.dtype": "float64"}, "[components.llama_qa.model]", "float64",
-                 id="dtype", marks=LEAD),
+                 id="dtype"),
     pytest.param({"components.llama_qa.model.device": "gpu"}, "[components.llama_qa.model]", "gpu",
-                 id="device", marks=LEAD),
+                 id="device"),
     pytest.param({"components.llama_qa.batch_size": 0}, "[components.llama_qa]", "batch_size",
-                 id="batch-size-0", marks=LEAD),
+                 id="batch-size-0"),
     pytest.param({"components.llama_qa.batch_size": -1}, "[components.llama_qa]", "batch_size",
-                 id="batch-size-negative", marks=LEAD),
+                 id="batch-size-negative"),
     pytest.param({"components.llama_qa.model.max_new_tokens": 0}, "[components.llama_qa.model]", "max_new_tokens",
-                 id="max-new-tokens-0", marks=LEAD),
+                 id="max-new-tokens-0"),
 ]
 
 
