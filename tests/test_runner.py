@@ -9,7 +9,7 @@ import pytest
 
 from nlpipe.config import JobSettings, build_pipeline, load_config
 from nlpipe.errors import InputError
-from nlpipe.runner import RunSummary, run
+from nlpipe.runner import RunSummary, config_fingerprint, count_documents, run
 
 REPO = Path(__file__).resolve().parents[1]
 ANSWER_KEYS = {"question", "text", "start_char", "end_char", "grounded", "confidence", "evidence", "logprob",
@@ -189,3 +189,46 @@ def rounded(value):
     if isinstance(value, list):
         return [rounded(item) for item in value]
     return value
+
+
+def test_the_output_is_created_with_the_first_record_after_on_ready(qa_nlp, docs_folder, questions_file, tmp_path):
+    output = tmp_path / "out" / "answers.jsonl"
+    seen = []
+    settings = JobSettings(input=str(docs_folder), output=str(output), questions=str(questions_file))
+    run(qa_nlp, settings, on_ready=lambda: seen.append(("ready", output.exists())),
+        on_record=lambda record, s: seen.append((record["id"], output.exists())))
+    assert seen[:2] == [("ready", False), ("a_tower.txt", True)]
+
+
+def test_count_documents_is_cheap_and_close(tmp_path, docs_folder):
+    source = tmp_path / "docs.jsonl"
+    source.write_bytes(b'{"text": "a"}\n{"text": "b"}\n{"text": "c"}')  # no newline after the last
+    (docs_folder / "skipped.pdf").write_bytes(b"%PDF")
+    assert count_documents(str(docs_folder)) == 4
+    assert count_documents(str(source)) == 3
+    assert count_documents(str(docs_folder / "a_tower.txt")) == 1
+    assert count_documents("-") is None
+
+
+def test_eta_from_the_rate_so_far():
+    assert RunSummary(total=10).eta_seconds is None  # nothing done yet
+    assert RunSummary(documents=2, seconds=4.0).eta_seconds is None  # no total (stdin)
+    assert RunSummary(documents=2, resumed=4, total=10, seconds=4.0).eta_seconds == 8.0
+
+
+def test_the_config_fingerprint_follows_what_changes_records(qa_nlp, tmp_path):
+    nlp = build_pipeline(load_config(REPO / "pipelines" / "annotate.cfg"))
+    plain = config_fingerprint(nlp, JobSettings())
+    assert config_fingerprint(nlp, JobSettings(batch_size=3, input="x", output="y")) == plain
+    assert config_fingerprint(nlp, JobSettings(annotations=True)) != plain
+    assert config_fingerprint(qa_nlp, JobSettings()) != plain
+
+
+def test_an_empty_questions_file_is_E045_and_qa_without_questions_E046(qa_nlp, docs_folder, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing\n", encoding="utf-8")
+    with pytest.raises(InputError, match="E045"):
+        run(qa_nlp, JobSettings(input=str(docs_folder), output=str(tmp_path / "o.jsonl"), questions=str(empty)))
+    with pytest.raises(InputError, match=r"E046.*\[components.llama_qa\]"):
+        run(qa_nlp, JobSettings(input=str(docs_folder), output=str(tmp_path / "o.jsonl")))
+    assert not (tmp_path / "o.jsonl").exists()
