@@ -57,23 +57,29 @@ def count_llm_intake(nlp) -> list[int]:
 
 def trial(nlp, settings: JobSettings, taken: list[int], at: float | None) -> dict:
     taken[0] = 0
-    last_record = [time.perf_counter()]
+    Path(settings.output).unlink(missing_ok=True)
+    written, last_record = [0], [time.perf_counter()]
+
+    def on_record(record, summary):
+        written[0] += 1
+        last_record[0] = time.perf_counter()
     timer = threading.Timer(at, os.kill, (os.getpid(), signal.SIGINT)) if at is not None else None
     started = time.perf_counter()
     interrupted = False
     try:
         if timer:
             timer.start()
-        run(nlp, settings, on_record=lambda r, s: last_record.__setitem__(0, time.perf_counter()), overwrite=True)
+        run(nlp, settings, on_record)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         if timer:
             timer.cancel()
     stopped = time.perf_counter()
-    written = sum(1 for _ in open(settings.output, "rb")) if Path(settings.output).exists() else 0
-    return {"seconds": stopped - started, "interrupted": interrupted, "written": written,
-            "lost": taken[0] - written, "work_lost_s": stopped - last_record[0]}
+    on_disk = sum(1 for _ in open(settings.output, "rb")) if Path(settings.output).exists() else 0
+    assert on_disk == written[0], (on_disk, written[0])  # every record reported is in the file
+    return {"seconds": stopped - started, "interrupted": interrupted, "written": written[0],
+            "lost": taken[0] - written[0], "work_lost_s": stopped - last_record[0]}
 
 
 def main() -> None:
@@ -82,6 +88,7 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=40)
     parser.add_argument("--questions", type=int, default=3, help="questions per document")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--run-seconds", type=float, help="length of an uninterrupted run, if known: skips it")
     args = parser.parse_args()
     signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background
     nlp = qa_pipeline()
@@ -91,8 +98,11 @@ def main() -> None:
         source = Path(folder) / "docs.jsonl"
         write_input(source, args.docs, args.questions)
         settings = JobSettings(input=str(source), output=str(Path(folder) / "out.jsonl"), batch_size=32)
-        whole = trial(nlp, settings, taken, None)
-        print(f"uninterrupted: {whole['written']} documents in {whole['seconds']:.1f} s, lost {whole['lost']}")
+        if args.run_seconds:
+            whole = {"seconds": args.run_seconds}
+        else:
+            whole = trial(nlp, settings, taken, None)
+            print(f"uninterrupted: {whole['written']} documents in {whole['seconds']:.1f} s, lost {whole['lost']}")
         results = []
         for n in range(args.trials):
             at = rng.uniform(0, whole["seconds"])
