@@ -14,7 +14,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, Te
 from rich.table import Table
 
 from . import __version__
-from .errors import NlpipeError
+from .errors import Errors, InputError, NlpipeError
 
 console = Console(stderr=True)  # diagnostics and progress; stdout may carry the JSONL output
 tables = Console()  # what info, models list and validate report: stdout, so that it can be redirected
@@ -90,22 +90,29 @@ def _pull_progress(progress: Progress):
 
 def _load_pipeline(config_path: str, overrides: dict):
     from .config import build_pipeline, job_settings, load_config
-    from .llm import catalog
 
     _quiet_transformers()
     config = load_config(config_path, overrides)
     settings = job_settings(config)
     with console.status("Building the spaCy pipeline"):
         nlp = build_pipeline(config)
+    _load_models(nlp)
+    return nlp, settings
+
+
+def _load_models(nlp) -> None:
+    """Load the LLMs of the pipeline's components (building the pipeline only references them)."""
+    from .components.llama_qa import LLMPipe
+    from .llm import catalog
+
     for name, component in nlp.pipeline:
-        llm = getattr(component, "llm", None)
-        if llm is not None:
+        if isinstance(component, LLMPipe):
+            llm = component.llm
             with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                           console=console, transient=True) as progress:
                 on_step = _pull_progress(progress)
                 progress.console.print(f"Loading model for [bold]{name}[/] from {catalog.locate(llm.path)}")
                 llm.load(on_step)
-    return nlp, settings
 
 
 @click.group()
@@ -123,45 +130,82 @@ def main():
 @click.option("--n-process", type=click.IntRange(min=1), help="Worker processes for the spaCy stage.")
 @click.option("--annotations/--no-annotations", default=None, help="Also write tokens, POS, lemmas, dependencies.")
 @click.option("--overwrite", is_flag=True, help="Start the output afresh instead of resuming it.")
+@click.option("--append", is_flag=True, help="Continue an output written with another config, keeping its records.")
+@click.option("--retry-failed", is_flag=True, help="Also redo the documents whose record in the output is an error.")
 @click.option("--verbose", is_flag=True, help="Show tracebacks.")
 @click.pass_context
-def run(ctx, config_path, input_path, output, questions, batch_size, n_process, annotations, overwrite, verbose):
+def run(ctx, config_path, input_path, output, questions, batch_size, n_process, annotations, overwrite, append,
+        retry_failed, verbose):
     """Run the pipeline CONFIG (a file, or a built-in name: qa, annotate) over many documents,
     writing one JSON line per document.
 
     Extra options override config values, spaCy style: --components.llama_qa.model.max_new_tokens 16.
-    An existing output is resumed: documents already in it are skipped. Exit code: 0 all
-    documents done, 1 some documents failed (see their "error" records), 2 a usage, config or
-    model error, 130 interrupted (rerun the same command to resume).
+    An existing output is resumed: documents already in it with the same text and questions are
+    skipped, changed ones redone. Exit code: 0 all documents done, 1 some documents failed (see
+    their "error" records), 2 a usage, config, model or output problem (nothing was changed), or
+    nothing to answer, 130 interrupted (rerun the same command to resume).
     """
-    from .runner import run as run_job
+    from .config import build_pipeline, job_settings, load_config
+    from .runner import check_arguments, run as run_job
 
     with user_errors(verbose):
-        nlp, settings = _load_pipeline(config_path, parse_overrides(ctx.args))
+        _quiet_transformers()
+        config = load_config(config_path, parse_overrides(ctx.args))
+        settings = job_settings(config)
         for field, value in (("input", input_path), ("output", output), ("questions", questions),
                              ("batch_size", batch_size), ("n_process", n_process), ("annotations", annotations)):
             if value is not None:
                 setattr(settings, field, value)
-        columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"),
-                   TextColumn("{task.completed} docs · {task.fields[rate]:.2f} docs/s · "
-                              "{task.fields[questions]} answers · {task.fields[failed]} failed"),
-                   TimeElapsedColumn())
-        with Progress(*columns, console=console) as progress:
-            task = progress.add_task("Processing", total=None, rate=0.0, questions=0, failed=0)
+        check_arguments(settings)  # before any model is loaded: a typo costs no wait
+        with console.status("Building the spaCy pipeline"):
+            nlp = build_pipeline(config)
+        progress = _run_progress()
 
-            def on_record(record, summary):
-                progress.update(task, completed=summary.documents, rate=summary.docs_per_second,
-                                questions=summary.questions, failed=summary.failed)
-            try:
-                with _sigterm_as_interrupt():
-                    summary = run_job(nlp, settings, on_record, overwrite=overwrite)
-            except KeyboardInterrupt:
-                progress.stop()
-                console.print(_interrupted_message(settings.output, progress.tasks[0].completed))
-                ctx.exit(130)
+        def on_ready():
+            _load_models(nlp)
+            progress.start()
+        try:
+            with _sigterm_as_interrupt():
+                summary = run_job(nlp, settings, _progress_updater(progress), overwrite=overwrite, append=append,
+                                  retry_failed=retry_failed, on_ready=on_ready)
+        except KeyboardInterrupt:
+            progress.stop()
+            console.print(_interrupted_message(settings.output, progress.tasks[0].completed))
+            ctx.exit(130)
+        finally:
+            progress.stop()
     _print_summary(summary, settings.output)
+    if summary.nothing_asked:
+        raise UserError(InputError(Errors.E048.format(path=settings.output)))
     if summary.failed:
         ctx.exit(1)
+
+
+def _run_progress() -> Progress:
+    columns = (SpinnerColumn(), TextColumn("[bold]Processing"), BarColumn(),
+               TextColumn("{task.fields[done]} docs · {task.fields[rate]:.2f} docs/s · "
+                          "{task.fields[questions]} answers · {task.fields[failed]} failed"),
+               TimeElapsedColumn(), TextColumn("{task.fields[eta]}"))
+    progress = Progress(*columns, console=console)
+    progress.add_task("Processing", total=None, done="0", rate=0.0, questions=0, failed=0, eta="")
+    return progress
+
+
+def _progress_updater(progress: Progress):
+    def on_record(record, summary):
+        done = summary.documents + summary.resumed
+        eta = summary.eta_seconds
+        progress.update(progress.task_ids[0], completed=done, total=summary.total,
+                        done=f"{done}/{summary.total}" if summary.total is not None else str(done),
+                        rate=summary.docs_per_second, questions=summary.questions, failed=summary.failed,
+                        eta="" if eta is None else f"ETA {_duration(eta)}")
+    return on_record
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}"
 
 
 @contextmanager
@@ -192,6 +236,7 @@ def _print_summary(summary, output: str) -> None:
     table.add_column(style="bold")
     table.add_column(justify="right")
     for label, value in (("documents", summary.documents), ("resumed (already done)", summary.resumed),
+                         ("redone (changed or retried)", summary.redone),
                          ("failed", summary.failed),
                          ("questions answered", summary.questions), ("answers grounded in text", summary.grounded),
                          ("wall time", f"{summary.seconds:.2f} s"), ("docs/s", f"{summary.docs_per_second:.2f}"),

@@ -70,6 +70,24 @@ class Errors:
     E033 = "E033: cannot convert the Meta Llama checkpoint at '{path}': {reason}."
     E024 = ("E024: the chat template of the model at '{path}' failed: {reason}. Check or replace "
             "chat_template in its tokenizer_config.json / chat_template.jinja.")
+    E040 = ("E040: line {line} of the output '{path}' is not a complete nlpipe record ({reason}); nothing "
+            "was changed. Repair or remove that line, or pass --overwrite to start the output afresh.")
+    E041 = ("E041: '{path}' exists and is not an nlpipe output (line {line}: {reason}); it was left as it "
+            "is. Choose another --output, or pass --overwrite to replace it.")
+    E042 = ("E042: the output '{path}' is the {role} '{other}'; writing it would destroy that file. "
+            "Choose another --output.")
+    E043 = ("E043: another nlpipe run is writing '{path}' (it holds {lock}). Wait for it to finish, or "
+            "choose another --output.")
+    E044 = ("E044: '{path}' was written with a different pipeline config (fingerprint {old}, now {new}). "
+            "Pass --append to keep its records and add the rest with this config, or --overwrite to "
+            "start afresh.")
+    E045 = ("E045: the questions file '{path}' holds no questions, so there is nothing to answer. Put one "
+            "question per line in it.")
+    E046 = ("E046: the pipeline answers questions but none were given, so there is nothing to answer. "
+            "Pass --questions FILE, or set questions in [components.{component}].")
+    E047 = "E047: --overwrite and --append contradict each other; pass one of them."
+    E048 = ("E048: no document had a question, so nothing was answered (the records in '{path}' have no "
+            "answers). Pass --questions FILE, or give each JSONL record a \"questions\" list.")
     E060 = "E060: config problem in [{section}]: {message}"
     E080 = "E080: empty prompt or continuation: the model needs at least one token of each."
     E081 = ("E081: doc._.questions must be a list of question strings, not {kind}. Set it to e.g. "

@@ -1,18 +1,21 @@
 """The batch loop: stream documents through the pipeline, write one record per document, resume."""
 
+import hashlib
 import itertools
+import json
 import time
-from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from spacy.language import Language
 
 from .config import JobSettings
 from .errors import Errors, InputError
-from .io.readers import Document, read_documents, read_questions
-from .io.writers import JsonlWriter, completed_ids, doc_record
-from .processing import process
+from .io.readers import TEXT_SUFFIXES, Document, read_documents, read_questions
+from .io.writers import JsonlWriter, OutputIndex, OutputLock, doc_record, drop_lines, scan_output, temporary_path
+from .processing import llm_stage, process
 
 # Documents per spaCy memory zone: large enough that restarting worker processes
 # (n_process > 1) costs little, small enough that interned strings stay bounded.
@@ -25,7 +28,10 @@ class RunSummary:
     failed: int = 0
     questions: int = 0
     grounded: int = 0  # answers that are a span of their document
-    resumed: int = 0  # already in the output from an earlier, interrupted run
+    resumed: int = 0  # already in the output from an earlier run, with the same fingerprint
+    redone: int = 0  # in the output, but their text, questions or failure asked for a new record
+    total: int | None = None  # documents in the input, where that is cheap to count
+    nothing_asked: bool = False  # a question-answering run in which no document had a question
     seconds: float = 0.0
 
     @property
@@ -36,25 +42,150 @@ class RunSummary:
     def questions_per_second(self) -> float:
         return self.questions / self.seconds if self.seconds else 0.0
 
+    @property
+    def eta_seconds(self) -> float | None:
+        """Time left at the rate so far, or None before the first record or without a total."""
+        if self.total is None or not self.documents:
+            return None
+        left = max(self.total - self.documents - self.resumed, 0)
+        return left / self.docs_per_second
 
-def skip_completed(documents: Iterable[Document], completed: Counter) -> Iterator[Document]:
-    """Drop documents an earlier run already wrote (an id seen twice is skipped twice)."""
+
+def fingerprint(*parts) -> str:
+    """A short, stable hash of JSON-able parts: what produced a record."""
+    data = json.dumps(parts, ensure_ascii=False, sort_keys=True).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def config_fingerprint(nlp: Language, settings: JobSettings) -> str:
+    """Everything in the config that changes a record: the pipeline and whether tokens are written."""
+    return fingerprint(nlp.config.to_str(), settings.annotations)
+
+
+class Resume:
+    """Matches the input's documents with the records an earlier run wrote.
+
+    A document whose fingerprint is in the output is skipped; one whose fingerprint changed (or
+    whose record is an error, with `retry_failed`) is done again and its old line dropped once
+    the new record is written. An id may occur several times: each occurrence takes one record.
+    """
+
+    def __init__(self, index: OutputIndex, retry_failed: bool):
+        self.records = index.records
+        self.retry_failed = retry_failed
+        self.replaced: set[int] = set()  # offsets of the old lines whose documents were written anew
+        self.seen: set[str] = set()
+
+    def match(self, doc_id: str, input_fingerprint: str) -> tuple[bool, int | None]:
+        """(whether the document is done already, the offset of the line its new record replaces)."""
+        self.seen.add(doc_id)
+        written = self.records.get(doc_id) or []
+        same = next((w for w in written if w.input == input_fingerprint), None)
+        if same is not None and not (self.retry_failed and same.failed):
+            written.remove(same)
+            return True, None
+        if not written:
+            return False, None
+        stale = same or written[0]
+        written.remove(stale)
+        return False, stale.offset
+
+    def leftovers(self) -> set[int]:
+        """Lines of documents the input still has but no longer matches (e.g. both the old and the
+        new record after a kill between writing one and dropping the other)."""
+        return {w.offset for doc_id in self.seen for w in self.records.get(doc_id, [])}
+
+
+def check_arguments(settings: JobSettings) -> list[str]:
+    """Every check on input, output and questions that needs no model; returns the questions."""
+    if not settings.input:
+        raise InputError(Errors.E006)
+    if not settings.output:
+        raise InputError(Errors.E007)
+    if settings.input != "-" and not Path(settings.input).exists():
+        raise InputError(Errors.E008.format(path=settings.input))
+    questions = read_questions(settings.questions) if settings.questions else []
+    if settings.questions and not questions:
+        raise InputError(Errors.E045.format(path=settings.questions))
+    if settings.output != "-":
+        _check_output_path(settings)
+    return questions
+
+
+def _check_output_path(settings: JobSettings) -> None:
+    output = Path(settings.output)
+    if output.exists() and not output.is_file():
+        raise InputError(Errors.E023.format(path=output, reason="it is not a regular file"))
+    for role, other in (("input", settings.input), ("questions file", settings.questions)):
+        if other and other != "-" and _same_file(output, Path(other)):
+            raise InputError(Errors.E042.format(path=output, role=role, other=other))
+    folder = Path(settings.input)
+    if (settings.input != "-" and folder.is_dir() and output.suffix.lower() in TEXT_SUFFIXES
+            and folder.resolve() in output.resolve().parents):
+        raise InputError(Errors.E042.format(path=output, role="input (a file the input folder would read)",
+                                            other=settings.input))
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return a.samefile(b)
+    return a.resolve() == b.resolve()
+
+
+def _qa_components(nlp: Language) -> list[str]:
+    return [name for name in llm_stage(nlp) if "questions" in nlp.config["components"].get(name, {})]
+
+
+def check_questions(nlp: Language, settings: JobSettings, questions: list[str]) -> None:
+    """A question-answering pipeline needs questions from somewhere: E046 when none can come."""
+    qa_components = _qa_components(nlp)
+    if not qa_components or questions or any(nlp.config["components"][n]["questions"] for n in qa_components):
+        return
+    per_document = settings.input == "-" or Path(settings.input).suffix.lower() == ".jsonl"
+    if not per_document:
+        raise InputError(Errors.E046.format(component=qa_components[0]))
+
+
+def count_documents(source: str) -> int | None:
+    """The number of documents in `source` without reading them, or None for stdin."""
+    if source == "-":
+        return None
+    path = Path(source)
+    if path.is_dir():
+        return sum(1 for p in path.rglob("*") if p.suffix.lower() in TEXT_SUFFIXES and p.is_file())
+    if path.suffix.lower() != ".jsonl":
+        return 1
+    lines, last = 0, b"\n"
+    with open(path, "rb") as stream:
+        while chunk := stream.read(1 << 20):
+            lines, last = lines + chunk.count(b"\n"), chunk[-1:]
+    return lines + (last != b"\n")  # blank lines count too: a cheap total, not an exact one
+
+
+def _pending(documents: Iterable[Document], questions: list[str], resume: Resume,
+             summary: RunSummary) -> Iterator[tuple[Document, list[str], str, int | None]]:
+    """(document, its questions, input fingerprint, line it replaces) of each document to do."""
     for document in documents:
-        if completed[document.id] > 0:
-            completed[document.id] -= 1
+        document_questions = [*document.questions, *questions]
+        input_fingerprint = fingerprint(document.text, document_questions, document.error)
+        done, stale = resume.match(document.id, input_fingerprint)
+        if done:
+            summary.resumed += 1
             continue
-        yield document
+        summary.redone += stale is not None
+        yield document, document_questions, input_fingerprint, stale
 
 
-def _items(documents: Iterable[Document], questions: list[str]):
-    for document in documents:
+def _items(pending: Iterable[tuple[Document, list[str], str, int | None]]):
+    for document, questions, input_fingerprint, stale in pending:
         if document.error is None and not document.text.strip():
             document.error = {"type": "empty_document", "message": "the document has no text"}
+        context = (document, input_fingerprint, stale)
         if document.error is not None:
             # Travels as an empty text so that its error record keeps its place in the output.
-            yield "", [], document
+            yield "", [], context
         else:
-            yield document.text, [*document.questions, *questions], document
+            yield document.text, questions, context
 
 
 def _record(doc, document: Document, annotations: bool) -> dict:
@@ -69,38 +200,79 @@ def _record(doc, document: Document, annotations: bool) -> dict:
     return record
 
 
+def open_output(output: str):
+    """The lock held while `output` is read and written (none for stdout)."""
+    return nullcontext() if output == "-" else OutputLock(output)
+
+
 def run(nlp: Language, settings: JobSettings, on_record: Callable[[dict, RunSummary], None] = lambda r, s: None,
-        overwrite: bool = False) -> RunSummary:
+        overwrite: bool = False, append: bool = False, retry_failed: bool = False,
+        on_ready: Callable[[], None] = lambda: None) -> RunSummary:
     """Answer/annotate every document of `settings.input`, writing JSONL to `settings.output`.
 
-    An output file that already holds records is resumed: those documents are skipped and new
-    records appended (a torn last line from a killed run is cut off first). `overwrite` starts fresh.
+    An existing output is resumed: documents whose record has the same fingerprint (text,
+    questions) are skipped, changed ones and, with `retry_failed`, failed ones are done again.
+    It must have been written with the same config unless `append`; `overwrite` starts afresh.
+    `on_ready` runs once every check has passed, before the first document (the CLI loads the
+    models there).
     """
-    if not settings.input:
-        raise InputError(Errors.E006)
-    if not settings.output:
-        raise InputError(Errors.E007)
-    questions = read_questions(settings.questions) if settings.questions else []
-    completed = Counter() if overwrite or settings.output == "-" else completed_ids(settings.output)
-    summary = RunSummary(resumed=sum(completed.values()))
-    items = _items(skip_completed(read_documents(settings.input), completed), questions)
+    if overwrite and append:
+        raise InputError(Errors.E047)
+    questions = check_arguments(settings)
+    check_questions(nlp, settings, questions)
+    config = config_fingerprint(nlp, settings)
+    with open_output(settings.output):
+        index = OutputIndex() if overwrite or settings.output == "-" else scan_output(settings.output)
+        if index.count and index.config != config and not append:
+            raise InputError(Errors.E044.format(path=settings.output, old=index.config, new=config))
+        if settings.output != "-":
+            temporary_path(settings.output).unlink(missing_ok=True)  # left by a run killed while replacing
+        on_ready()
+        exists = settings.output != "-" and Path(settings.output).is_file()
+        writer = JsonlWriter(settings.output, append_at=index.complete_bytes if exists and not overwrite else None,
+                             replace=overwrite and exists)
+        summary = _write_all(nlp, settings, questions, config, writer, Resume(index, retry_failed), on_record)
+    summary.nothing_asked = bool(_qa_components(nlp)) and not summary.questions and summary.documents > summary.failed
+    return summary
+
+
+def _write_all(nlp: Language, settings: JobSettings, questions: list[str], config: str, writer: JsonlWriter,
+               resume: Resume, on_record: Callable[[dict, RunSummary], None]) -> RunSummary:
+    summary = RunSummary(total=count_documents(settings.input))
+    items = _items(_pending(read_documents(settings.input), questions, resume, summary))
     started = time.perf_counter()
-    with JsonlWriter(settings.output, append=not overwrite) as writer:
-        while (first := next(items, None)) is not None:
-            # Lazy: a zone is read as it is processed, so stdin input is answered batch by batch.
-            zone = itertools.chain([first], itertools.islice(items, ZONE_DOCUMENTS - 1))
-            # Strings spaCy interns for these documents are freed with the zone, so a long
-            # run's memory stays flat; records are plain dicts, written before it closes.
-            with nlp.memory_zone():
-                for doc, document in process(nlp, zone, settings.batch_size, settings.n_process):
-                    record = _record(doc, document, settings.annotations)
-                    writer.write(record)
-                    answers = record.get("answers") or []
-                    summary.documents += 1
-                    summary.failed += "error" in record
-                    summary.questions += len(answers)
-                    summary.grounded += sum(a["start_char"] is not None for a in answers)
-                    summary.seconds = time.perf_counter() - started
-                    on_record(record, summary)
+    finished = False
+    try:
+        with writer:
+            while (first := next(items, None)) is not None:
+                # Lazy: a zone is read as it is processed, so stdin input is answered batch by batch.
+                zone = itertools.chain([first], itertools.islice(items, ZONE_DOCUMENTS - 1))
+                # Strings spaCy interns for these documents are freed with the zone, so a long
+                # run's memory stays flat; records are plain dicts, written before it closes.
+                with nlp.memory_zone():
+                    for doc, (document, input_fingerprint, stale) in process(nlp, zone, settings.batch_size,
+                                                                             settings.n_process):
+                        record = _record(doc, document, settings.annotations)
+                        record["fingerprint"] = {"input": input_fingerprint, "config": config}
+                        writer.write(record)
+                        if stale is not None:
+                            resume.replaced.add(stale)
+                        _count(summary, record, started)
+                        on_record(record, summary)
+        finished = True
+    finally:
+        # Also after Ctrl-C: the old line of every document written anew goes, nothing else.
+        dropped = resume.replaced | (resume.leftovers() if finished else set())
+        if dropped:
+            drop_lines(settings.output, dropped)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _count(summary: RunSummary, record: dict, started: float) -> None:
+    answers = record.get("answers") or []
+    summary.documents += 1
+    summary.failed += "error" in record
+    summary.questions += len(answers)
+    summary.grounded += sum(a["start_char"] is not None for a in answers)
+    summary.seconds = time.perf_counter() - started

@@ -1,15 +1,10 @@
-"""Interrupting `nlpipe run` and running the same command again, with real processes and signals.
+"""`nlpipe run` against an existing output: resume, interrupt, fingerprints, and never destroying a file.
 
-A rerun must leave the output exactly as one uninterrupted run writes it: the same records in
-the same order, none twice, none torn. Every run here is the `nlpipe` console script in its own
-process, over a folder of 40 documents, with the tiny random Llama answering two questions
-about each.
-
-The run to be interrupted is slowed down so that it cannot finish before the signal arrives:
-a sitecustomize hook (active only where NLPIPE_TEST_GENERATION_DELAY is set) sleeps before each
-batched generation. The signal is sent as soon as a few records are out, so it lands while a
-batch of documents is annotated but not yet answered. The reference run and the reruns that
-resume are not slowed down.
+A rerun must leave the output exactly as one uninterrupted run writes it: the same records,
+none twice, none torn. Interrupts land at a chosen record through a hook on the writer (or a
+signal this process sends itself there), never by a run being slow. The commands run in this
+process with click's CliRunner; building a pipeline is cached across them. One test kills a
+real process with SIGKILL (slow: a fresh interpreter imports torch and spaCy).
 """
 
 import json
@@ -18,38 +13,23 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+from nlpipe import config as nlpipe_config
+from nlpipe.cli import main
+from nlpipe.io.writers import JsonlWriter, OutputLock
+
+pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX signals and locks")
 
 REPO = Path(__file__).resolve().parents[1]
 QA_CFG = str(REPO / "pipelines" / "qa.cfg")
-# The console script: nlpipe/cli.py has no `if __name__ == "__main__"`, so `python -m nlpipe.cli` does nothing.
-NLPIPE = Path(sys.executable).parent / "nlpipe"
-N_DOCS = 40
-MIN_LINES = 8  # records written before the signal is sent
-GENERATION_DELAY = 0.15  # seconds per batch of 2 documents in a run to be interrupted: >= 2 s left after MIN_LINES
-STARTUP_TIMEOUT = 120  # seconds for a run to write its first MIN_LINES records
-EXIT_TIMEOUT = 120
-HOOK = """\
-import os, sys
-if os.environ.get("NLPIPE_TEST_GENERATION_DELAY"):
-    import time
-    from nlpipe.llm.engine import Llama
-
-    _delay, _complete = float(os.environ["NLPIPE_TEST_GENERATION_DELAY"]), Llama.complete
-
-    def complete(self, *args, **kwargs):
-        time.sleep(_delay)
-        return _complete(self, *args, **kwargs)
-
-    Llama.complete = complete
-    sys.stderr.write("test hook: generation delayed\\n")
-"""
+ANNOTATE_CFG = str(REPO / "pipelines" / "annotate.cfg")
+N_DOCS = 6
+INTERRUPT_AT = 2  # records written before the interrupt
 
 PLACES = ["Paris", "Lisbon", "Zürich", "São Paulo", "Kraków", "Nairobi", "Osaka", "Reykjavík", "Santa Clara"]
 PEOPLE = ["Ada Lovelace", "Alan Turing", "Grace Hopper", "Marie Curie", "Nikola Tesla", "Hedy Lamarr", "Gustave Eiffel"]
@@ -66,10 +46,6 @@ def document_text(i: int) -> str:
         sentences.append(f"It is {40 + 3 * i} metres tall, taller than anything else near the river.")
     if i % 3 == 0:
         sentences.append(f"\n\nIn {1900 + i}, the city council of {place} voted to restore it for €{i * 1000:,}.")
-    if i % 4 == 1:
-        sentences.append(f"\"Why was it built here?\" asked {person.split()[0]}. Nobody knew.")
-    if i % 5 == 2:
-        sentences.append(f"Its architect, {PEOPLE[(i + 3) % len(PEOPLE)]}, was born in {other}.")
     return " ".join(sentences) + "\n"
 
 
@@ -81,115 +57,43 @@ def corpus(tmp_path_factory) -> Path:
     for i in range(N_DOCS):
         (docs / f"doc_{i:02d}.txt").write_text(document_text(i), encoding="utf-8")
     (root / "questions.txt").write_text("Where is it?\nWhen did it open?\n", encoding="utf-8")
-    (root / "hook").mkdir()
-    (root / "hook" / "sitecustomize.py").write_text(HOOK, encoding="utf-8")
     return root
 
 
-@pytest.fixture()
-def command(corpus, qa_overrides):
-    def build(output: Path, *extra: str) -> list[str]:
-        overrides = []
-        for key, value in qa_overrides.items():
-            overrides += [f"--{key}", str(value)]
-        return [str(NLPIPE), "run", QA_CFG, "--input", str(corpus / "docs"), "--questions",
-                str(corpus / "questions.txt"), "--output", str(output), "--batch-size", "2", *overrides,
-                "--components.llama_qa.model.max_new_tokens", "8", *extra]
-    return build
+@pytest.fixture(scope="module")
+def _pipelines() -> dict:
+    return {}
 
 
-@contextmanager
-def sigint_not_ignored():
-    """A shell that runs the tests in the background may hand us SIGINT ignored. A child would
-    inherit that, and Python there would never turn Ctrl-C into KeyboardInterrupt; a handled
-    signal is reset to the default in the child instead. (No preexec_fn: it is unsafe in a
-    process with threads, as torch's.)"""
-    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-        yield
-        return
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+@pytest.fixture(autouse=True)
+def cached_pipelines(_pipelines, monkeypatch):
+    """Each command builds its pipeline once per config for the module: the runs stay fast."""
+    build = nlpipe_config.build_pipeline
+
+    def cached(config):
+        key = config.to_str()
+        if key not in _pipelines:
+            _pipelines[key] = build(config)
+        return _pipelines[key]
+    monkeypatch.setattr(nlpipe_config, "build_pipeline", cached)
 
 
-@pytest.fixture()
-def processes(tmp_path, corpus):
-    """Starts nlpipe processes (stderr to a file), slowed down if asked; kills any left running
-    when the test ends."""
-    started = []
-    # One torch thread: two busy-waiting OpenMP threads on a loaded machine make the tiny model
-    # ~50x slower. Wide console lines, so that messages are not wrapped.
-    env = {**os.environ, "COLUMNS": "400", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    env.pop("NLPIPE_TEST_GENERATION_DELAY", None)
-    slow_env = {**env, "NLPIPE_TEST_GENERATION_DELAY": str(GENERATION_DELAY),
-                "PYTHONPATH": os.pathsep.join(filter(None, [str(corpus / "hook"), env.get("PYTHONPATH")]))}
-
-    def start(args: list[str], slow: bool = False) -> subprocess.Popen:
-        n = len(started)
-        stdout = open(tmp_path / f"stdout{n}.txt", "w+", encoding="utf-8")
-        stderr = open(tmp_path / f"stderr{n}.txt", "w+", encoding="utf-8")
-        with sigint_not_ignored():
-            proc = subprocess.Popen(args, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
-                                    env=slow_env if slow else env)
-        proc.stderr_path = tmp_path / f"stderr{n}.txt"
-        started.append((proc, stdout, stderr))
-        return proc
-
-    yield start
-    for proc, stdout, stderr in started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        stdout.close()
-        stderr.close()
+def qa_args(corpus, qa_overrides, output, *extra) -> list[str]:
+    overrides = [item for key, value in qa_overrides.items() for item in (f"--{key}", str(value))]
+    return ["run", QA_CFG, "--input", str(corpus / "docs"), "--questions", str(corpus / "questions.txt"),
+            "--output", str(output), "--batch-size", "2", *overrides, *extra]
 
 
-def stderr_of(proc: subprocess.Popen) -> str:
-    return proc.stderr_path.read_text(encoding="utf-8", errors="replace")
+def annotate_args(source, output, *extra) -> list[str]:
+    return ["run", ANNOTATE_CFG, "--input", str(source), "--output", str(output), "--no-annotations", *extra]
 
 
-def finish(proc: subprocess.Popen) -> int:
-    try:
-        return proc.wait(timeout=EXIT_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        pytest.fail(f"nlpipe did not exit within {EXIT_TIMEOUT} s; stderr:\n{stderr_of(proc)}")
-
-
-def run_to_end(start, args: list[str]) -> tuple[int, str]:
-    proc = start(args)
-    return finish(proc), stderr_of(proc)
-
-
-def start_slowly(start, args: list[str], output: Path) -> subprocess.Popen:
-    """A run slowed down by the hook, once it has written at least MIN_LINES records."""
-    proc = start(args, slow=True)
-    wait_for_lines(proc, output, MIN_LINES)
-    assert "test hook: generation delayed" in stderr_of(proc)
-    return proc
-
-
-def wait_for_lines(proc: subprocess.Popen, output: Path, n: int) -> None:
-    """Until `output` holds at least n complete lines; fails if the run exits or takes too long."""
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        if output.is_file() and output.read_bytes().count(b"\n") >= n:
-            return
-        if proc.poll() is not None:
-            pytest.fail(f"nlpipe exited with {proc.returncode} before writing {n} records; "
-                        f"stderr:\n{stderr_of(proc)}")
-        time.sleep(0.005)
-    pytest.fail(f"nlpipe wrote fewer than {n} records in {STARTUP_TIMEOUT} s; stderr:\n{stderr_of(proc)}")
-
-
-def complete_records(output: Path) -> list[dict]:
-    """The records on the complete lines of `output` (a torn last line is left out)."""
-    data = output.read_bytes()
-    return [json.loads(line) for line in data[:data.rfind(b"\n") + 1].splitlines()]
+def run_cli(args: list[str], expect: int = 0, stdin: str | None = None):
+    """The CLI in this process; a run that should succeed must not raise."""
+    result = CliRunner(catch_exceptions=expect == 0).invoke(main, args, input=stdin,
+                                                            env={"COLUMNS": "400"}, color=False)
+    assert result.exit_code == expect, (result.exit_code, result.output, result.exception)
+    return result
 
 
 def read_records(output: Path) -> list[dict]:
@@ -198,10 +102,10 @@ def read_records(output: Path) -> list[dict]:
     return [json.loads(line) for line in data.splitlines()]
 
 
-def summary_count(stderr: str, label: str) -> int:
+def summary_count(result, label: str) -> int:
     """A number from the summary table, e.g. label 'resumed (already done)'."""
-    match = re.search(rf"^\W*{re.escape(label)}\W+(\d+)\W*$", stderr, re.MULTILINE)
-    assert match, f"no '{label}' row in the summary:\n{stderr}"
+    match = re.search(rf"^\W*{re.escape(label)}\W+(\d+)\W*$", result.output, re.MULTILINE)
+    assert match, f"no '{label}' row in the summary:\n{result.output}"
     return int(match.group(1))
 
 
@@ -211,22 +115,16 @@ def assert_same_records(records: list[dict], reference: list[dict]) -> None:
     assert ids == [r["id"] for r in reference]
     for got, want in zip(records, reference):
         assert set(got) == set(want), got["id"]
-        assert got["entities"] == want["entities"], got["id"]
+        assert got["entities"] == want["entities"] and got["fingerprint"] == want["fingerprint"], got["id"]
         assert len(got["answers"]) == len(want["answers"]), got["id"]
         for answer, expected in zip(got["answers"], want["answers"]):
             # Exact, but for log-probabilities and what is computed from them: a batch of other
             # documents pads the prompts differently, which moves floats in the last digits.
-            assert set(answer) == set(expected), got["id"]
             for key, value in expected.items():
                 if isinstance(value, float):
                     assert answer[key] == pytest.approx(value, abs=1e-4), (got["id"], key)
                 else:
                     assert answer[key] == value, (got["id"], key)
-
-
-def assert_prefix_of_reference(records: list[dict], reference: list[dict]) -> None:
-    assert 0 < len(records) < len(reference)
-    assert_same_records(records, reference[:len(records)])
 
 
 @pytest.fixture(scope="module")
@@ -235,104 +133,379 @@ def _reference_cache() -> dict:
 
 
 @pytest.fixture()
-def reference(_reference_cache, command, processes, tmp_path_factory) -> list[dict]:
-    """The records of one uninterrupted run, computed once for the module."""
-    if "records" not in _reference_cache:
+def reference_lines(_reference_cache, corpus, qa_overrides, tmp_path_factory) -> list[bytes]:
+    """The lines of one uninterrupted QA run, computed once for the module."""
+    if "lines" not in _reference_cache:
         output = tmp_path_factory.mktemp("reference") / "reference.jsonl"
-        code, stderr = run_to_end(processes, command(output))
-        assert code == 0, stderr
+        result = run_cli(qa_args(corpus, qa_overrides, output))
         records = read_records(output)
         assert [r["id"] for r in records] == [f"doc_{i:02d}.txt" for i in range(N_DOCS)]
         assert all("error" not in r and len(r["answers"]) == 2 for r in records)
-        assert summary_count(stderr, "resumed (already done)") == 0
-        _reference_cache["records"] = records
+        assert summary_count(result, "resumed (already done)") == 0
+        assert f"{N_DOCS}/{N_DOCS} docs" in result.output  # the progress total
         _reference_cache["lines"] = output.read_bytes().splitlines(keepends=True)
-    return _reference_cache["records"]
-
-
-@pytest.fixture()
-def reference_lines(reference, _reference_cache) -> list[bytes]:
     return _reference_cache["lines"]
 
 
-def kill_after_some_records(start, args: list[str], output: Path) -> list[dict]:
-    proc = start_slowly(start, args, output)
-    proc.send_signal(signal.SIGKILL)
-    assert finish(proc) == -signal.SIGKILL
-    return complete_records(output)
+@pytest.fixture()
+def reference(reference_lines) -> list[dict]:
+    return [json.loads(line) for line in reference_lines]
 
 
-def test_a_killed_run_resumes_to_the_reference_output(command, processes, reference, tmp_path):
+@contextmanager
+def sigint_not_ignored():
+    """A shell that runs the tests in the background may hand us SIGINT ignored; Python would
+    then never turn it into KeyboardInterrupt."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture()
+def interrupt_at(monkeypatch):
+    """interrupt_at(n, action): `action()` runs when record n+1 is about to be written, so n
+    records are on disk and the next document's work is done but not yet written."""
+    def install(written: int, action):
+        write, count = JsonlWriter.write, [0]
+
+        def interrupting_write(self, record):
+            if count[0] == written:
+                action()
+            write(self, record)
+            count[0] += 1
+        monkeypatch.setattr(JsonlWriter, "write", interrupting_write)
+    return install
+
+
+def ctrl_c():
+    raise KeyboardInterrupt
+
+
+# --- interrupt and resume --------------------------------------------------------------------
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_run_exits_130_and_resumes_to_the_reference(signum, corpus, qa_overrides, reference,
+                                                                   interrupt_at, monkeypatch, tmp_path):
     output = tmp_path / "answers.jsonl"
-    done = kill_after_some_records(processes, command(output), output)
-    assert MIN_LINES <= len(done) < N_DOCS
-    assert_prefix_of_reference(done, reference)
+    interrupt_at(INTERRUPT_AT, lambda: signal.raise_signal(signum))
+    with sigint_not_ignored():
+        result = run_cli(qa_args(corpus, qa_overrides, output), expect=130)
+    assert "Traceback" not in result.output and "resume" in result.output.lower()
+    assert f"Interrupted after {INTERRUPT_AT} documents" in result.output
+    assert_same_records(read_records(output), reference[:INTERRUPT_AT])  # no torn line, nothing lost
 
-    code, stderr = run_to_end(processes, command(output))
-    assert code == 0, stderr
+    monkeypatch.undo()
+    result = run_cli(qa_args(corpus, qa_overrides, output))
     assert_same_records(read_records(output), reference)
-    assert summary_count(stderr, "resumed (already done)") == len(done)
-    assert summary_count(stderr, "documents") == N_DOCS - len(done)
+    assert summary_count(result, "resumed (already done)") == INTERRUPT_AT
+    assert summary_count(result, "documents") == N_DOCS - INTERRUPT_AT
 
 
-def test_a_torn_last_line_is_cut_off_and_its_document_rewritten(command, processes, reference,
-                                                                 reference_lines, tmp_path):
+def test_a_torn_last_line_is_cut_off_and_its_document_rewritten(corpus, qa_overrides, reference_lines, reference,
+                                                                tmp_path):
     output = tmp_path / "answers.jsonl"
-    done = kill_after_some_records(processes, command(output), output)
-    data = output.read_bytes()
-    output.write_bytes(data[:data.rfind(b"\n") + 1])  # drop a torn line the kill itself may have left
-    # Half of the next record, ending inside a multi-byte character, as a write cut short leaves it.
-    next_line = reference_lines[len(done)]
-    with open(output, "ab") as out:
-        out.write(next_line[:len(next_line) // 2] + "é".encode("utf-8")[:1])
-
-    code, stderr = run_to_end(processes, command(output))
-    assert code == 0, stderr
+    # Half of the next record, ending inside a multi-byte character, as a write cut short by kill -9.
+    torn = reference_lines[INTERRUPT_AT]
+    output.write_bytes(b"".join(reference_lines[:INTERRUPT_AT]) + torn[:len(torn) // 2] + "é".encode()[:1])
+    result = run_cli(qa_args(corpus, qa_overrides, output))
     assert_same_records(read_records(output), reference)
-    assert summary_count(stderr, "resumed (already done)") == len(done)
+    assert summary_count(result, "resumed (already done)") == INTERRUPT_AT
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_an_interrupted_run_exits_130_and_resumes(signum, command, processes, reference, tmp_path):
-    output = tmp_path / "answers.jsonl"
-    proc = start_slowly(processes, command(output), output)
-    proc.send_signal(signum)
-    code = finish(proc)
-    stderr = stderr_of(proc)
-    assert code == 130, stderr
-    assert "Traceback" not in stderr
-    assert "resume" in stderr.lower()
-    match = re.search(r"Interrupted after (\d+) documents", stderr)
-    assert match, stderr
-    done = read_records(output)  # no torn line: the run stopped between records
-    assert MIN_LINES <= len(done) < N_DOCS
-    assert_prefix_of_reference(done, reference)
-    assert len(done) - 1 <= int(match.group(1)) <= len(done)  # the signal may land between write and count
-
-    code, stderr = run_to_end(processes, command(output))
-    assert code == 0, stderr
-    assert_same_records(read_records(output), reference)
-    assert summary_count(stderr, "resumed (already done)") == len(done)
-
-
-def test_overwrite_starts_the_output_afresh(command, processes, reference, reference_lines, tmp_path):
-    output = tmp_path / "answers.jsonl"
-    bogus = json.dumps({"id": "bogus.txt", "answers": [], "entities": []}) + "\n"
-    output.write_bytes(bogus.encode("utf-8") + b"".join(reference_lines))
-
-    code, stderr = run_to_end(processes, command(output, "--overwrite"))
-    assert code == 0, stderr
-    assert_same_records(read_records(output), reference)
-    assert summary_count(stderr, "resumed (already done)") == 0
-    assert summary_count(stderr, "documents") == N_DOCS
-
-
-def test_rerunning_a_finished_run_changes_nothing(command, processes, reference, reference_lines, tmp_path):
+def test_rerunning_a_finished_run_changes_nothing(corpus, qa_overrides, reference_lines, tmp_path):
     output = tmp_path / "answers.jsonl"
     output.write_bytes(b"".join(reference_lines))
-
-    code, stderr = run_to_end(processes, command(output))
-    assert code == 0, stderr
+    result = run_cli(qa_args(corpus, qa_overrides, output))
     assert output.read_bytes() == b"".join(reference_lines)
-    assert summary_count(stderr, "resumed (already done)") == N_DOCS
-    assert summary_count(stderr, "documents") == 0
+    assert summary_count(result, "resumed (already done)") == N_DOCS
+    assert summary_count(result, "documents") == 0
+
+
+def test_overwrite_starts_the_output_afresh(corpus, qa_overrides, reference_lines, reference, tmp_path):
+    output = tmp_path / "answers.jsonl"
+    output.write_bytes(b"".join(reference_lines[:3]))
+    result = run_cli(qa_args(corpus, qa_overrides, output, "--overwrite"))
+    assert_same_records(read_records(output), reference)
+    assert summary_count(result, "documents") == N_DOCS
+
+
+# --- files that are not ours are never touched ------------------------------------------------
+
+@pytest.fixture()
+def small_input(tmp_path) -> Path:
+    source = tmp_path / "docs.jsonl"
+    source.write_text("".join(json.dumps({"id": f"d{i}", "text": f"Document {i} is about Paris."}) + "\n"
+                              for i in range(3)), encoding="utf-8")
+    return source
+
+
+@pytest.mark.parametrize("content", [
+    b'{"text": "no id"}\n{"text": "none here either"}\n',  # a JSONL file of the user's, no ids
+    b"# Notes\n\nMy own notes, in Markdown.\n",
+    b'# a comment line on top\n{"id": "d0", "entities": []}\n',
+    b'{"id": "d0", "entities": []}\n',  # an id but no fingerprint: an older nlpipe or another program
+    b"no newline at all",
+], ids=["no-ids", "markdown", "comment-on-top", "no-fingerprint", "one-line"])
+def test_an_output_that_is_not_ours_is_refused_untouched(content, small_input, tmp_path):
+    output = tmp_path / "notes.md"
+    output.write_bytes(content)
+    result = run_cli(annotate_args(small_input, output), expect=2)
+    assert "E041" in result.output and "line 1" in result.output
+    assert output.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["docs.jsonl", "notes.md"]  # no lock or temp left
+
+
+def test_an_output_that_is_not_ours_is_replaced_with_overwrite(small_input, tmp_path):
+    output = tmp_path / "notes.md"
+    output.write_bytes(b"# Notes\n")
+    run_cli(annotate_args(small_input, output, "--overwrite"))
+    assert [r["id"] for r in read_records(output)] == ["d0", "d1", "d2"]
+
+
+def test_a_corrupt_line_in_the_middle_stops_the_run_naming_it(small_input, tmp_path):
+    output = tmp_path / "out.jsonl"
+    run_cli(annotate_args(small_input, output))
+    lines = output.read_bytes().splitlines(keepends=True)
+    broken = lines[0] + b"{this is not json\n" + b"".join(lines[1:])
+    output.write_bytes(broken)
+    result = run_cli(annotate_args(small_input, output), expect=2)
+    assert "E040" in result.output and "line 2" in result.output and str(output) in result.output
+    assert output.read_bytes() == broken
+
+
+@pytest.mark.parametrize("role", ["input", "questions"])
+def test_an_output_that_is_the_input_or_the_questions_file_is_refused(role, corpus, qa_overrides, small_input,
+                                                                      tmp_path):
+    questions = tmp_path / "questions.txt"
+    questions.write_text("Where is it?\n", encoding="utf-8")
+    target = small_input if role == "input" else questions
+    before = target.read_bytes()
+    args = qa_args(corpus, qa_overrides, target)
+    args[args.index("--input") + 1] = str(small_input)
+    args[args.index("--questions") + 1] = str(questions)
+    result = run_cli(args, expect=2)
+    assert "E042" in result.output
+    assert target.read_bytes() == before
+
+
+def test_an_output_inside_the_input_folder_that_it_would_read_is_refused(corpus, qa_overrides):
+    output = corpus / "docs" / "answers.md"
+    run_cli(qa_args(corpus, qa_overrides, output), expect=2)
+    assert not output.exists()
+
+
+def test_overwrite_with_a_mistyped_input_leaves_the_output_alone(tmp_path, monkeypatch):
+    output = tmp_path / "keep.jsonl"
+    output.write_bytes(b"twenty lines of precious results\n" * 20)
+    monkeypatch.setattr(nlpipe_config, "build_pipeline", lambda config: pytest.fail("built a pipeline"))
+    result = run_cli(annotate_args(tmp_path / "typo.jsonl", output, "--overwrite"), expect=2)
+    assert "E008" in result.output
+    assert output.read_bytes() == b"twenty lines of precious results\n" * 20
+
+
+def test_overwrite_replaces_the_old_output_only_at_the_first_record(small_input, tmp_path, interrupt_at):
+    output = tmp_path / "keep.jsonl"
+    output.write_bytes(b"old results\n")
+    interrupt_at(0, ctrl_c)  # before the first record is written
+    run_cli(annotate_args(small_input, output, "--overwrite"), expect=130)
+    assert output.read_bytes() == b"old results\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["docs.jsonl", "keep.jsonl"]
+
+
+def test_a_missing_input_loads_nothing_and_creates_no_file(tmp_path, monkeypatch):
+    output = tmp_path / "out" / "answers.jsonl"
+    monkeypatch.setattr(nlpipe_config, "build_pipeline", lambda config: pytest.fail("built a pipeline"))
+    result = run_cli(annotate_args(tmp_path / "missing", output), expect=2)
+    assert "E008" in result.output
+    assert not output.parent.exists()
+
+
+def test_a_second_writer_of_the_same_output_exits_2_naming_it(small_input, tmp_path):
+    output = tmp_path / "out.jsonl"
+    with OutputLock(str(output)):  # another run holding the output (flock: any other open file)
+        result = run_cli(annotate_args(small_input, output), expect=2)
+    assert "E043" in result.output and str(output) in result.output
+    assert not output.exists()
+    run_cli(annotate_args(small_input, output))  # released: the output can be written again
+    assert not Path(f"{output}.lock").exists()
+
+
+# --- fingerprints: what produced each record --------------------------------------------------
+
+def test_a_changed_document_is_redone_and_replaces_its_record(small_input, tmp_path):
+    output = tmp_path / "out.jsonl"
+    run_cli(annotate_args(small_input, output))
+    lines = small_input.read_text(encoding="utf-8").splitlines()
+    lines[1] = json.dumps({"id": "d1", "text": "Document 1 is now about Rome."})
+    small_input.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = run_cli(annotate_args(small_input, output))
+    assert summary_count(result, "redone (changed or retried)") == 1
+    assert summary_count(result, "resumed (already done)") == 2
+    records = read_records(output)
+    assert sorted(r["id"] for r in records) == ["d0", "d1", "d2"]
+    assert "Rome" in [e["text"] for e in next(r for r in records if r["id"] == "d1")["entities"]]
+
+
+def test_changed_questions_redo_every_document(corpus, qa_overrides, reference_lines, tmp_path):
+    output = tmp_path / "answers.jsonl"
+    output.write_bytes(b"".join(reference_lines))
+    questions = tmp_path / "more_questions.txt"
+    questions.write_text("Where is it?\nWhen did it open?\nWho visited it?\n", encoding="utf-8")
+    args = qa_args(corpus, qa_overrides, output)
+    args[args.index("--questions") + 1] = str(questions)
+    result = run_cli(args)
+    assert summary_count(result, "redone (changed or retried)") == N_DOCS
+    records = read_records(output)
+    assert len(records) == N_DOCS and all(len(r["answers"]) == 3 for r in records)
+
+
+def test_different_text_through_stdin_is_not_taken_for_done(tmp_path):
+    output = tmp_path / "out.jsonl"
+    run_cli(annotate_args("-", output), stdin="Paris is in France.\nRome is in Italy.\nOslo is in Norway.\n")
+    result = run_cli(annotate_args("-", output), stdin="Berlin is in Germany.\n")
+    assert summary_count(result, "resumed (already done)") == 0
+    assert summary_count(result, "redone (changed or retried)") == 1
+    records = read_records(output)
+    assert [r["id"] for r in records] == ["stdin:2", "stdin:3", "stdin:1"]  # redone ones move to the end
+    assert records[-1]["entities"][0]["text"] == "Berlin"
+
+
+def test_failed_documents_are_redone_with_retry_failed(small_input, tmp_path):
+    output = tmp_path / "out.jsonl"
+    run_cli(annotate_args(small_input, output))
+    records = read_records(output)
+    # As if d1 had failed for a passing reason (out of memory): same fingerprint, an error record.
+    records[1] = {"id": "d1", "error": {"type": "generation_failed", "message": "E021: out of memory"},
+                  "fingerprint": records[1]["fingerprint"]}
+    output.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    result = run_cli(annotate_args(small_input, output))
+    assert summary_count(result, "resumed (already done)") == 3  # a failure is a result until asked
+    result = run_cli(annotate_args(small_input, output, "--retry-failed"))
+    assert summary_count(result, "redone (changed or retried)") == 1
+    assert all("error" not in r for r in read_records(output)) and len(read_records(output)) == 3
+
+
+def test_a_changed_config_is_refused_unless_append_or_overwrite(small_input, tmp_path):
+    output = tmp_path / "out.jsonl"
+    run_cli(annotate_args(small_input, output))
+    before = output.read_bytes()
+    result = run_cli(annotate_args(small_input, output, "--annotations"), expect=2)
+    assert "E044" in result.output and "--append" in result.output
+    assert output.read_bytes() == before
+    more = tmp_path / "more.jsonl"
+    more.write_bytes(small_input.read_bytes() + b'{"id": "d3", "text": "A fourth one."}\n')
+    result = run_cli(annotate_args(more, output, "--annotations", "--append"))
+    assert summary_count(result, "resumed (already done)") == 3  # kept as they were
+    records = read_records(output)
+    assert output.read_bytes().startswith(before) and "tokens" in records[3] and "tokens" not in records[0]
+    run_cli(annotate_args(more, output, "--annotations"))  # continued with this config: no longer refused
+    result = run_cli(annotate_args(more, output, "--overwrite"))
+    assert summary_count(result, "documents") == 4 and "tokens" not in read_records(output)[3]
+
+
+def test_overwrite_and_append_together_are_refused(small_input, tmp_path):
+    result = run_cli(annotate_args(small_input, tmp_path / "out.jsonl", "--overwrite", "--append"), expect=2)
+    assert "E047" in result.output
+
+
+def test_an_interrupted_redo_keeps_one_record_per_document(small_input, tmp_path, interrupt_at, monkeypatch):
+    output = tmp_path / "out.jsonl"
+    run_cli(annotate_args(small_input, output))
+    old_lines = set(output.read_bytes().splitlines())
+    small_input.write_text(small_input.read_text(encoding="utf-8").replace("Paris", "Rome"), encoding="utf-8")
+    interrupt_at(1, ctrl_c)
+    run_cli(annotate_args(small_input, output), expect=130)
+    records = read_records(output)
+    assert sorted(r["id"] for r in records) == ["d0", "d1", "d2"]
+    assert [json.loads(line)["id"] for line in output.read_bytes().splitlines() if line not in old_lines] == ["d0"]
+    monkeypatch.undo()
+    result = run_cli(annotate_args(small_input, output))
+    assert summary_count(result, "redone (changed or retried)") == 2
+    assert len(read_records(output)) == 3 and not old_lines & set(output.read_bytes().splitlines())
+
+
+def test_a_kill_between_writing_and_dropping_leaves_no_duplicate_after_the_rerun(small_input, tmp_path):
+    output = tmp_path / "out.jsonl"
+    run_cli(annotate_args(small_input, output))
+    old = output.read_bytes()
+    small_input.write_text(small_input.read_text(encoding="utf-8").replace("Document 1 ", "Paper 1 "),
+                           encoding="utf-8")
+    run_cli(annotate_args(small_input, output))
+    new_d1 = output.read_bytes().splitlines(keepends=True)[-1]
+    output.write_bytes(old + new_d1)  # both records of d1, as a kill before the old one is dropped leaves it
+    result = run_cli(annotate_args(small_input, output))
+    assert summary_count(result, "documents") == 0
+    assert output.read_bytes() == old.splitlines(keepends=True)[0] + old.splitlines(keepends=True)[2] + new_d1
+
+
+# --- nothing to answer ------------------------------------------------------------------------
+
+def test_an_empty_questions_file_exits_2_and_writes_nothing(corpus, qa_overrides, tmp_path):
+    questions = tmp_path / "empty.txt"
+    questions.write_text("# none yet\n\n", encoding="utf-8")
+    output = tmp_path / "answers.jsonl"
+    args = qa_args(corpus, qa_overrides, output)
+    args[args.index("--questions") + 1] = str(questions)
+    result = run_cli(args, expect=2)
+    assert "E045" in result.output and not output.exists()
+
+
+def test_a_qa_run_over_a_folder_without_questions_exits_2(corpus, qa_overrides, tmp_path):
+    output = tmp_path / "answers.jsonl"
+    args = qa_args(corpus, qa_overrides, output)
+    del args[args.index("--questions"):args.index("--questions") + 2]
+    result = run_cli(args, expect=2)
+    assert "E046" in result.output and not output.exists()
+
+
+def test_a_qa_run_whose_jsonl_records_have_no_questions_exits_2(small_input, qa_overrides, corpus, tmp_path):
+    output = tmp_path / "answers.jsonl"
+    args = qa_args(corpus, qa_overrides, output)
+    del args[args.index("--questions"):args.index("--questions") + 2]
+    args[args.index("--input") + 1] = str(small_input)
+    result = run_cli(args, expect=2)
+    assert "E048" in result.output
+    assert all(r["answers"] == [] for r in read_records(output))
+
+
+# --- a real process killed at a chosen record -------------------------------------------------
+
+KILL_HOOK = """\
+import os, signal
+if os.environ.get("NLPIPE_TEST_KILL_AFTER"):
+    from nlpipe.io.writers import JsonlWriter
+
+    _after, _write, _count = int(os.environ["NLPIPE_TEST_KILL_AFTER"]), JsonlWriter.write, [0]
+
+    def write(self, record):
+        if _count[0] == _after:
+            os.kill(os.getpid(), signal.SIGKILL)
+        _write(self, record)
+        _count[0] += 1
+
+    JsonlWriter.write = write
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_process_resumes_to_the_same_output(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(N_DOCS):
+        (docs / f"doc_{i:02d}.txt").write_text(document_text(i), encoding="utf-8")
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(KILL_HOOK, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "hook"), "NLPIPE_TEST_KILL_AFTER": str(INTERRUPT_AT)}
+    nlpipe_script = Path(sys.executable).parent / "nlpipe"
+    output, reference = tmp_path / "out.jsonl", tmp_path / "reference.jsonl"
+    killed = subprocess.run([str(nlpipe_script), *annotate_args(docs, output, "--batch-size", "2")], env=env,
+                            capture_output=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert len(read_records(output)) == INTERRUPT_AT
+    assert Path(f"{output}.lock").exists()  # left by the killed run; its lock died with it
+    result = run_cli(annotate_args(docs, output, "--batch-size", "2"))
+    assert summary_count(result, "resumed (already done)") == INTERRUPT_AT
+    run_cli(annotate_args(docs, reference, "--batch-size", "2"))
+    assert output.read_bytes() == reference.read_bytes()

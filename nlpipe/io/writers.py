@@ -1,13 +1,23 @@
-"""Turn annotated Docs into JSON records and write them one line at a time."""
+"""Turn annotated Docs into JSON records and write them one line at a time, never destroying a file.
 
+An output is only ever changed under an exclusive lock, after every line of it was read as a
+record of ours; anything else stops the run before a byte is touched.
+"""
+
+import fcntl
+import io
 import json
+import os
 import sys
-from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from spacy.tokens import Doc
 
 from ..errors import Errors, InputError
+
+# A record's own line starts so (json.dumps with "id" first): how a torn last line is recognised.
+RECORD_START = b'{"id": '
 
 
 def doc_record(doc_id: str, doc: Doc, annotations: bool = False) -> dict:
@@ -25,57 +35,180 @@ def doc_record(doc_id: str, doc: Doc, annotations: bool = False) -> dict:
     return record
 
 
-def completed_ids(path: str) -> Counter:
-    """Ids of the records already in the JSONL file `path` (empty if there is none).
+@dataclass
+class Written:
+    """One record already in the output: where its line starts and what produced it."""
 
-    A run killed mid-write leaves a torn last line: it is cut off here, so the resumed run
-    rewrites that document instead of leaving a broken line in the output.
+    offset: int
+    input: str  # fingerprint of the document text and its questions
+    failed: bool
+
+
+@dataclass
+class OutputIndex:
+    """What an existing output holds, read line by line (never the whole file at once)."""
+
+    records: dict[str, list[Written]] = field(default_factory=dict)  # by id, in file order
+    config: str | None = None  # config fingerprint of the last record
+    complete_bytes: int = 0  # where a torn last line starts (the file size when there is none)
+
+    @property
+    def count(self) -> int:
+        return sum(len(written) for written in self.records.values())
+
+
+def _fingerprint_of(line: bytes) -> tuple[str, dict]:
+    """(id, fingerprint) of one of our records; ValueError saying why otherwise."""
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError) as err:
+        raise ValueError(f"not JSON ({err})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+        raise ValueError("not a JSON object with a string \"id\"")
+    fingerprint = record.get("fingerprint")
+    if not isinstance(fingerprint, dict) or not all(isinstance(fingerprint.get(k), str) for k in ("input", "config")):
+        raise ValueError("no \"fingerprint\" (written by another program or an older nlpipe)")
+    return record["id"], {**fingerprint, "failed": "error" in record}
+
+
+def _torn(line: bytes) -> bool:
+    """A record of ours cut short: no newline, our opening, and not (yet) valid JSON."""
+    if line.endswith(b"\n") or not line.startswith(RECORD_START):
+        return False
+    try:
+        json.loads(line)
+    except ValueError:
+        return True
+    return False
+
+
+def scan_output(path: str) -> OutputIndex:
+    """Index the records of the JSONL output `path` (empty if there is none).
+
+    Only a torn last line (no newline, as a killed write leaves it) is tolerated; it is noted in
+    `complete_bytes`, not cut here. Any other line that is not one of our records raises E040,
+    and a first line that is not ours E041: the file is left as it is.
     """
-    path = Path(path)
-    if not path.is_file():
-        return Counter()
-    data = path.read_bytes()
-    good_end, ids = 0, Counter()
-    for line in data.splitlines(keepends=True):
+    index = OutputIndex()
+    if not Path(path).is_file():
+        return index
+    with open(path, "rb") as stream:
+        for number, line in enumerate(iter(stream.readline, b""), start=1):
+            if _torn(line):
+                break  # a kill mid-write: the resumed run rewrites that document
+            try:
+                doc_id, fingerprint = _fingerprint_of(line)
+            except ValueError as err:
+                message = Errors.E041 if number == 1 else Errors.E040
+                raise InputError(message.format(path=path, line=number, reason=err)) from None
+            index.records.setdefault(doc_id, []).append(
+                Written(index.complete_bytes, fingerprint["input"], fingerprint["failed"]))
+            index.config = fingerprint["config"]
+            index.complete_bytes += len(line)
+    return index
+
+
+class OutputLock:
+    """An exclusive lock on `<output>.lock`, so that two runs never write one output.
+
+    The lock file is removed on release; a run that finds the file it locked already replaced
+    by another run's locks again, so two runs can never both believe they hold it.
+    """
+
+    def __init__(self, output: str):
+        self.output = output
+        self.path = f"{output}.lock"
+        self._fd = None
+
+    def __enter__(self) -> "OutputLock":
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise InputError(Errors.E043.format(path=self.output, lock=self.path)) from None
+            if self._still_at_path(fd):
+                self._fd = fd
+                return self
+            os.close(fd)  # released and removed by its holder between our open and our lock
+
+    def _still_at_path(self, fd: int) -> bool:
         try:
-            if not line.endswith(b"\n"):
-                raise ValueError("no newline: the write was interrupted")
-            ids[json.loads(line)["id"]] += 1
-        except (ValueError, KeyError, TypeError):
-            break
-        good_end += len(line)
-    if good_end < len(data):
-        with open(path, "r+b") as out:
-            out.truncate(good_end)
-    return ids
+            return os.stat(self.path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            return False
+
+    def __exit__(self, *exc) -> None:
+        os.unlink(self.path)
+        os.close(self._fd)
+
+
+def temporary_path(output: str) -> Path:
+    """Where a new version of `output` is written before it replaces the old one."""
+    path = Path(output)
+    return path.with_name(f".{path.name}.nlpipe-tmp")
 
 
 class JsonlWriter:
     """Writes one JSON line per record and flushes it, so a crash loses at most the line in flight.
 
-    `append` continues an existing file (resume); otherwise the file starts empty.
+    The file is opened at the first record, so a run that writes nothing creates nothing.
+    `append_at` continues an existing file after its first `append_at` bytes (resume; a torn
+    last line beyond them is cut); `replace` writes a temporary file that replaces the target
+    once its first record is on disk, so the old file survives a run that fails before that.
+    Otherwise the file starts empty.
     """
 
-    def __init__(self, target: str, append: bool = False):
+    def __init__(self, target: str, append_at: int | None = None, replace: bool = False):
         self.target = target
-        self.append = append
+        self.append_at = append_at
+        self.replace = replace
         self._stream = None
 
     def __enter__(self) -> "JsonlWriter":
         if self.target == "-":
             self._stream = sys.stdout
-        else:
-            try:
-                Path(self.target).parent.mkdir(parents=True, exist_ok=True)
-                self._stream = open(self.target, "a" if self.append else "w", encoding="utf-8")
-            except OSError as err:
-                raise InputError(Errors.E023.format(path=self.target, reason=err.strerror or err)) from None
         return self
 
+    def _open(self):
+        path = temporary_path(self.target) if self.replace else Path(self.target)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if self.append_at is None:
+                return open(path, "w", encoding="utf-8", newline="\n")
+            raw = open(path, "r+b")
+            raw.truncate(self.append_at)
+            raw.seek(self.append_at)
+            return io.TextIOWrapper(raw, encoding="utf-8", newline="\n")
+        except OSError as err:
+            raise InputError(Errors.E023.format(path=self.target, reason=err.strerror or err)) from None
+
     def write(self, record: dict) -> None:
+        first = self._stream is None
+        if first:
+            self._stream = self._open()
         self._stream.write(json.dumps(record, ensure_ascii=False) + "\n")
         self._stream.flush()
+        if first and self.replace:
+            os.fsync(self._stream.fileno())
+            os.replace(temporary_path(self.target), self.target)
 
     def __exit__(self, *exc) -> None:
-        if self._stream is not sys.stdout:
+        if self._stream is not None and self._stream is not sys.stdout:
             self._stream.close()
+
+
+def drop_lines(path: str, offsets: set[int]) -> None:
+    """Rewrite `path` without the lines that start at `offsets`, replacing it in one step."""
+    temporary = temporary_path(path)
+    with open(path, "rb") as source, open(temporary, "wb") as target:
+        offset = 0
+        for line in iter(source.readline, b""):
+            if offset not in offsets:
+                target.write(line)
+            offset += len(line)
+        target.flush()
+        os.fsync(target.fileno())
+    os.replace(temporary, path)

@@ -1,11 +1,14 @@
-"""doc_record and JsonlWriter."""
+"""doc_record, JsonlWriter, and reading, locking and rewriting an existing output."""
 
 import json
+import tracemalloc
+from pathlib import Path
 
 import pytest
 import spacy
 
-from nlpipe.io.writers import JsonlWriter, doc_record
+from nlpipe.errors import InputError
+from nlpipe.io.writers import JsonlWriter, OutputLock, Written, doc_record, drop_lines, scan_output
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +82,138 @@ def test_writer_to_stdout(capsys):
         writer.write({"id": "s"})
     assert capsys.readouterr().out == '{"id": "s"}\n'
     assert not sys.stdout.closed
+
+
+# --- reading an existing output ---------------------------------------------------------------
+
+def record_line(doc_id: str, input_fp: str = "i", config: str = "c", **extra) -> bytes:
+    record = {"id": doc_id, **extra, "fingerprint": {"input": input_fp, "config": config}}
+    return (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def test_scan_of_a_missing_output_is_empty(tmp_path):
+    index = scan_output(str(tmp_path / "none.jsonl"))
+    assert index.count == 0 and index.config is None and index.complete_bytes == 0
+
+
+def test_scan_indexes_records_by_id_with_offsets(tmp_path):
+    lines = [record_line("a", "1"), record_line("b", "2", error={"type": "x", "message": "y"}),
+             record_line("a", "3", config="c2")]
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(b"".join(lines))
+    index = scan_output(str(path))
+    assert index.records == {"a": [Written(0, "1", False), Written(len(lines[0]) + len(lines[1]), "3", False)],
+                             "b": [Written(len(lines[0]), "2", True)]}
+    assert (index.count, index.config, index.complete_bytes) == (3, "c2", path.stat().st_size)
+
+
+@pytest.mark.parametrize("torn", [b'{"id": "b", "entities": [{"te', b'{"id": "b\xc3'], ids=["mid-record", "mid-char"])
+def test_a_torn_last_line_is_noted_not_cut(torn, tmp_path):
+    path = tmp_path / "out.jsonl"
+    data = record_line("a") + torn
+    path.write_bytes(data)
+    index = scan_output(str(path))
+    assert index.count == 1 and index.complete_bytes == len(record_line("a"))
+    assert path.read_bytes() == data
+
+
+def test_a_torn_only_line_is_a_torn_record(tmp_path):
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(b'{"id": "a", "ans')
+    assert scan_output(str(path)).complete_bytes == 0
+
+
+@pytest.mark.parametrize("bad", [b"{broken\n", b"\n", b'{"id": "b"}\n', b'["id"]\n', b'{"id": 5}\n',
+                                 b'{"text": "no newline, not ours"}'],
+                         ids=["not-json", "blank", "no-fingerprint", "not-an-object", "id-not-a-string",
+                              "last-line-not-torn"])
+def test_any_other_bad_line_is_E040_naming_it(bad, tmp_path):
+    path = tmp_path / "out.jsonl"
+    data = record_line("a") + bad + (record_line("c") if bad.endswith(b"\n") else b"")
+    path.write_bytes(data)
+    with pytest.raises(InputError, match=r"E040: line 2 of the output '.*out.jsonl'"):
+        scan_output(str(path))
+    assert path.read_bytes() == data
+
+
+@pytest.mark.parametrize("first", [b"# My notes\n", b'{"text": "no id"}\n', b"plain text, no newline"])
+def test_a_first_line_that_is_not_ours_is_E041(first, tmp_path):
+    path = tmp_path / "notes.md"
+    path.write_bytes(first + record_line("a"))
+    with pytest.raises(InputError, match="E041.*line 1"):
+        scan_output(str(path))
+
+
+def test_scan_streams_the_output(tmp_path):
+    """Peak memory follows the longest line, not the file: 400 records of 50 kB are 20 MB."""
+    path = tmp_path / "big.jsonl"
+    with open(path, "wb") as out:
+        for i in range(400):
+            out.write(record_line(f"doc{i}", entities=["x" * 50_000]))
+    tracemalloc.start()
+    index = scan_output(str(path))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert index.count == 400
+    assert peak < 2_000_000, peak
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+def test_writer_creates_the_file_only_with_its_first_record(tmp_path):
+    target = tmp_path / "new" / "out.jsonl"
+    with JsonlWriter(str(target)):
+        pass
+    assert not target.parent.exists()
+
+
+def test_writer_appends_after_the_complete_lines_cutting_a_torn_one(tmp_path):
+    target = tmp_path / "out.jsonl"
+    target.write_bytes(record_line("a") + b'{"id": "b", "ent')
+    with JsonlWriter(str(target), append_at=len(record_line("a"))) as writer:
+        writer.write({"id": "b"})
+    assert target.read_bytes() == record_line("a") + b'{"id": "b"}\n'
+
+
+def test_writer_replace_keeps_the_old_file_until_the_first_record(tmp_path):
+    target = tmp_path / "out.jsonl"
+    target.write_bytes(b"old\n")
+    with JsonlWriter(str(target), replace=True) as writer:
+        assert target.read_bytes() == b"old\n"
+        writer.write({"id": "a"})
+        assert target.read_bytes() == b'{"id": "a"}\n'
+        writer.write({"id": "b"})
+    assert target.read_bytes() == b'{"id": "a"}\n{"id": "b"}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+
+
+def test_drop_lines_removes_exactly_the_lines_at_the_offsets(tmp_path):
+    target = tmp_path / "out.jsonl"
+    lines = [record_line("a"), record_line("b"), record_line("c")]
+    target.write_bytes(b"".join(lines))
+    drop_lines(str(target), {len(lines[0])})
+    assert target.read_bytes() == lines[0] + lines[2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+
+
+def test_the_output_lock_is_exclusive_and_removed_on_release(tmp_path):
+    output = str(tmp_path / "out.jsonl")
+    with OutputLock(output):
+        assert Path(f"{output}.lock").exists()
+        with pytest.raises(InputError, match=r"E043: another nlpipe run is writing '.*out.jsonl'"):
+            with OutputLock(output):
+                pass
+    assert not Path(f"{output}.lock").exists()
+    with OutputLock(output):  # free again
+        pass
+
+
+def test_a_lock_file_replaced_after_opening_is_locked_again(tmp_path, monkeypatch):
+    """The holder removes the lock file as it releases; a run that opened the old file then
+    must not take a lock on a file no one else can see."""
+    output = str(tmp_path / "out.jsonl")
+    lock = OutputLock(output)
+    checks = iter([False, True])
+    monkeypatch.setattr(lock, "_still_at_path", lambda fd: next(checks))
+    with lock:
+        assert next(checks, "used both") == "used both"
