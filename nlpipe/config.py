@@ -13,6 +13,7 @@ from spacy.util import registry
 
 from .components.spacy_models import resolve_spacy_model
 from .errors import ConfigError, Errors, NlpipeError
+from .io.readers import MAX_DOCUMENT_CHARS
 from .llm import catalog
 
 
@@ -27,6 +28,7 @@ class JobSettings:
     batch_size: int = 32
     annotations: bool = False
     n_process: int = 1  # processes for the spaCy stage; the LLM stage stays in this one
+    max_document_chars: int = MAX_DOCUMENT_CHARS  # a longer document becomes an error record
 
 
 JOB_KEYS = [f.name for f in fields(JobSettings)]
@@ -61,6 +63,10 @@ def job_settings(config: util.Config) -> JobSettings:
     if not isinstance(settings.n_process, int) or isinstance(settings.n_process, bool) or settings.n_process < 1:
         raise ConfigError(Errors.E002.format(section="nlpipe", key="n_process",
                                              message="must be a positive integer"))
+    if (not isinstance(settings.max_document_chars, int) or isinstance(settings.max_document_chars, bool)
+            or settings.max_document_chars < 1):
+        raise ConfigError(Errors.E002.format(section="nlpipe", key="max_document_chars",
+                                             message="must be a positive integer (characters)"))
     if not isinstance(settings.annotations, bool):
         raise ConfigError(Errors.E002.format(section="nlpipe", key="annotations", message="must be true or false"))
     return settings

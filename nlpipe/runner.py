@@ -64,6 +64,8 @@ def _record(doc, document: Document, annotations: bool) -> dict:
     failures = [a["error"] for a in record.get("answers") or [] if a.get("error")]
     if failures:
         record["error"] = {"type": "generation_failed", "message": failures[0]}
+    if document.warning is not None:
+        record["warning"] = document.warning
     return record
 
 
@@ -81,7 +83,7 @@ def run(nlp: Language, settings: JobSettings, on_record: Callable[[dict, RunSumm
     questions = read_questions(settings.questions) if settings.questions else []
     completed = Counter() if overwrite or settings.output == "-" else completed_ids(settings.output)
     summary = RunSummary(resumed=sum(completed.values()))
-    items = _items(skip_completed(read_documents(settings.input), completed), questions)
+    items = _items(skip_completed(read_documents(settings.input, settings.max_document_chars), completed), questions)
     started = time.perf_counter()
     with JsonlWriter(settings.output, append=not overwrite) as writer:
         while (first := next(items, None)) is not None:
