@@ -27,6 +27,14 @@ class InputError(NlpipeError):
     exit_code = 2
 
 
+class DiskFullError(NlpipeError):
+    exit_code = 74  # EX_IOERR of sysexits.h: an input/output error, not a failed document
+
+
+class ClosedPipeError(NlpipeError):
+    exit_code = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader went away
+
+
 class Errors:
     E001 = ("E001: config file '{path}' not found. Pass a pipeline config such as "
             "pipelines/qa.cfg.")
@@ -69,3 +77,11 @@ class Errors:
     E033 = "E033: cannot convert the Meta Llama checkpoint at '{path}': {reason}."
     E024 = ("E024: the chat template of the model at '{path}' failed: {reason}. Check or replace "
             "chat_template in its tokenizer_config.json / chat_template.jinja.")
+    E050 = ("E050: cannot write: {reason}. Free some space and run the same "
+            "command again: a run resumes after its last complete record.")
+    E051 = ("E051: the output pipe was closed before the run finished (whatever read stdout exited). "
+            "Pass --output FILE to keep every record.")
+    E052 = ("E052: refused the model file '{path}': {reason}. It is damaged or not a whole "
+            "model; download it again.")
+    E053 = ("E053: the model at '{path}' has no weights for {names}; nlpipe does not run (or cache) a "
+            "model with randomly initialised parts. Download it again.")
