@@ -12,6 +12,8 @@ import numpy
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from . import worker_processes
+
 # Texts longer than this are annotated in pieces of at most this size: the parser's working
 # memory grows with the text it sees at once (about 1.2 GB for 300,000 characters).
 PIECE_CHARS = 100_000
@@ -66,6 +68,8 @@ def process(nlp: Language, items: Iterable[tuple[str, list[str], Any]], batch_si
     the model is loaded.
     """
     late = llm_stage(nlp)
+    if n_process > 1:
+        worker_processes.install()
 
     def texts():
         for text, questions, context in items:
