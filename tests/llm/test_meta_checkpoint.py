@@ -348,7 +348,7 @@ def test_missing_middle_shard(meta_copy, cache):
 
 def test_params_disagreeing_with_the_weights(meta_copy):
     (meta_copy / "params.json").write_text(json.dumps({**PARAMS, "multiple_of": 256}))
-    with pytest.raises(ModelError, match="^E033.*feed_forward.w1.weight"):
+    with pytest.raises(ModelError, match="^E052.*feed_forward.w1.weight"):
         meta_to_hf(meta_copy)
 
 
