@@ -122,9 +122,17 @@ class Commands(click.Group):
             problem = _output_problem(err)
             if problem is None:
                 raise
-            # Python flushes stdout again at exit; a dead stdout would add a second traceback.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            _silence_stdout()
             raise UserError(problem) from None
+
+
+def _silence_stdout() -> None:
+    """Python flushes stdout once more at exit; a dead one would add a traceback after our line."""
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, ValueError):  # io.UnsupportedOperation: a captured stdout has no descriptor
+        return
+    os.dup2(os.open(os.devnull, os.O_WRONLY), descriptor)
 
 
 def _output_problem(err: OSError) -> NlpipeError | None:

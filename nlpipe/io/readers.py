@@ -68,7 +68,12 @@ def read_file(path: Path, doc_id: str, max_chars: int = MAX_DOCUMENT_CHARS) -> D
         return _failed(doc_id, "unreadable_file", err.strerror or str(err))
     if len(data) > max_bytes:
         return _too_long(doc_id, max_chars)
-    return decode_text(doc_id, data)
+    return _within(decode_text(doc_id, data), max_chars)
+
+
+def _within(document: Document, max_chars: int) -> Document:
+    """`document`, or an error record in its place when its text is over `max_chars` characters."""
+    return _too_long(document.id, max_chars) if document.text and len(document.text) > max_chars else document
 
 
 def _file_kind(path: Path) -> str | None:
@@ -173,8 +178,7 @@ def read_documents(source: str, max_chars: int = MAX_DOCUMENT_CHARS) -> Iterator
     are replaced by U+FFFD, which keeps every character offset, and the document says so.
     """
     for document in _documents(source, max_chars):
-        repaired = repair_surrogates(document)
-        yield _too_long(repaired.id, max_chars) if repaired.text and len(repaired.text) > max_chars else repaired
+        yield _within(repair_surrogates(document), max_chars)
 
 
 def _documents(source: str, max_chars: int) -> Iterator[Document]:
