@@ -131,7 +131,7 @@ def check_gguf(gguf_file: Path) -> None:
     if not isinstance(blocks, int) or not isinstance(width, int):
         raise refuse(f"its header lacks {arch}.block_count or {arch}.embedding_length")
     present = {int(name.split(".")[1]) for name in shapes if re.match(r"blk\.\d+\.", name)}
-    if present != set(range(blocks)):
+    if not numbered_0_to(present, blocks):
         raise refuse(f"its header declares {blocks:,} blocks ({arch}.block_count) but it holds tensors "
                      f"for {len(present):,}")
     per_block = {name.split(".", 2)[2] for name in shapes if re.match(r"blk\.\d+\.", name)}
@@ -143,6 +143,11 @@ def check_gguf(gguf_file: Path) -> None:
     if shapes["token_embd.weight"][0] != width:
         raise refuse(f"its header declares {arch}.embedding_length = {width:,} but token_embd.weight has "
                      f"shape {shapes['token_embd.weight']}")
+
+
+def numbered_0_to(indices: set[int], declared: int) -> bool:
+    """Whether `indices` are exactly 0 .. declared - 1 (without building that range: declared may be 1e7)."""
+    return len(indices) == declared and (not indices or (min(indices) == 0 and max(indices) == declared - 1))
 
 
 def loaded_in_full(model, loading_info: dict, path: Path):
@@ -376,7 +381,7 @@ def check_meta_sizes(params: dict, vocab_size: int, weights: dict[str, torch.Ten
         return ModelError(Errors.E052.format(path=folder / META_PARAMS, reason=reason))
 
     layers = {int(name.split(".")[1]) for name in weights if re.match(r"layers\.\d+\.", name)}
-    if layers != set(range(params["n_layers"])):
+    if not numbered_0_to(layers, params["n_layers"]):
         raise refuse(f"it declares n_layers = {params['n_layers']:,} but the shards hold {len(layers):,} layers")
     declared = {"norm.weight": (params["dim"],), "tok_embeddings.weight": (vocab_size, params["dim"]),
                 "layers.0.feed_forward.w1.weight": (ffn_hidden_size(params), params["dim"])}
