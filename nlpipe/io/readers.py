@@ -77,16 +77,17 @@ def _within(document: Document, max_chars: int) -> Document:
 
 
 def _file_kind(path: Path) -> str | None:
-    """None for a regular file (after symlinks), else what it is instead."""
+    """What `path` is when it is not a regular file (after symlinks); None for a regular file,
+    or one that cannot be looked at, which read_file then reports."""
     try:
         mode = path.stat().st_mode
-    except OSError as err:
-        return err.strerror or "unreadable"
+    except OSError:
+        return None
     if stat.S_ISREG(mode):
         return None
     return next((kind for test, kind in ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
-                                         (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
-                                         (stat.S_ISDIR, "a folder")) if test(mode)), "not a regular file")
+                                         (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+                 if test(mode)), "a special file")
 
 
 def read_folder(folder: Path, max_chars: int = MAX_DOCUMENT_CHARS) -> Iterator[Document]:
