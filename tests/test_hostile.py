@@ -93,6 +93,16 @@ def test_lone_surrogates_are_repaired_and_reported(tmp_path):
         "lone surrogates (1 in the text", "lone surrogates (1 in the id", "lone surrogates (1 in the questions"]
 
 
+def test_a_file_name_that_is_not_utf8_gives_a_repaired_id(tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    with open(os.path.join(os.fsencode(folder), b"caf\xe9.txt"), "w", encoding="utf-8") as out:
+        out.write("Text.")
+    [document] = read_documents(str(folder))
+    assert document.id == "caf\ufffd.txt" and document.text == "Text."
+    assert document.warning["message"].startswith("lone surrogates (1 in the id)")
+
+
 @pytest.mark.parametrize("how", ["jsonl", "stdin", "n_process_2"])
 def test_a_run_over_lone_surrogates_writes_every_record(blank_cfg, tmp_path, how):
     source, output = tmp_path / "docs.jsonl", tmp_path / "out.jsonl"
