@@ -7,7 +7,6 @@ converted once and the folder reused.
 
 import contextlib
 import hashlib
-from glob import escape as glob_escape
 import json
 import math
 import os
@@ -17,6 +16,7 @@ import shutil
 import socket
 import tempfile
 import zipfile
+from glob import escape as glob_escape
 from pathlib import Path
 
 import torch
@@ -138,8 +138,7 @@ def check_gguf(gguf_file: Path) -> None:
     expected = ["token_embd.weight", *(f"blk.{i}.{part}" for i in range(blocks) for part in sorted(per_block))]
     missing = [name for name in expected if name not in shapes]
     if missing:
-        raise refuse(f"tensors missing: {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''} "
-                     f"({len(missing)} in all)")
+        raise refuse(f"tensors missing: {some_of(missing)}")
     if shapes["token_embd.weight"][0] != width:
         raise refuse(f"its header declares {arch}.embedding_length = {width:,} but token_embd.weight has "
                      f"shape {shapes['token_embd.weight']}")
@@ -154,9 +153,13 @@ def loaded_in_full(model, loading_info: dict, path: Path):
     """`model`, unless transformers found no weights for some of it and initialised them randomly."""
     missing = sorted(loading_info.get("missing_keys") or [])
     if missing:
-        names = f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''} ({len(missing)} in all)"
-        raise ModelError(Errors.E053.format(path=path, names=names))
+        raise ModelError(Errors.E053.format(path=path, names=some_of(missing)))
     return model
+
+
+def some_of(names: list[str]) -> str:
+    """The first three of `names` and how many there are: enough to recognise a pattern."""
+    return f"{', '.join(names[:3])}{' ...' if len(names) > 3 else ''} ({len(names)} in all)"
 
 
 def convert_gguf(gguf_file: Path, out_dir: Path) -> Path:
@@ -424,7 +427,7 @@ def meta_to_hf(folder: Path):
         hf_weights[target] = weight.contiguous()  # safetensors stores contiguous tensors only
     missing = sorted(shapes.keys() - hf_weights.keys())
     if missing:
-        raise fail(f"no weights for {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
+        raise fail(f"no weights for {some_of(missing)}")
     return config, hf_weights
 
 
