@@ -1,9 +1,11 @@
 """The `nlpipe` command line: parses options, calls library functions, shows progress and tables."""
 
+import errno
 import json
 import os
 import platform
 import signal
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, Te
 from rich.table import Table
 
 from . import __version__
-from .errors import Errors, InputError, NlpipeError
+from .errors import ClosedPipeError, DiskFullError, Errors, InputError, NlpipeError
 
 console = Console(stderr=True)  # diagnostics and progress; stdout may carry the JSONL output
 tables = Console()  # what info, models list and validate report: stdout, so that it can be redirected
@@ -115,7 +117,42 @@ def _load_models(nlp) -> None:
                 llm.load(on_step)
 
 
-@click.group()
+class Commands(click.Group):
+    """Gives what can stop any command from outside its arguments one line and its own exit code:
+    Ctrl-C before a run's own handler is set up, a full disk, a closed output pipe."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            console.print("[yellow]Interrupted[/].")
+            ctx.exit(130)
+        except OSError as err:
+            problem = _output_problem(err)
+            if problem is None:
+                raise
+            _silence_stdout()
+            raise UserError(problem) from None
+
+
+def _silence_stdout() -> None:
+    """Python flushes stdout once more at exit; a dead one would add a traceback after our line."""
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, ValueError):  # io.UnsupportedOperation: a captured stdout has no descriptor
+        return
+    os.dup2(os.open(os.devnull, os.O_WRONLY), descriptor)
+
+
+def _output_problem(err: OSError) -> NlpipeError | None:
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFullError(Errors.E050.format(reason=err.strerror))
+    if err.errno == errno.EPIPE:
+        return ClosedPipeError(Errors.E051)
+    return None
+
+
+@click.group(cls=Commands)
 @click.version_option(__version__, prog_name="nlpipe")
 def main():
     """Answer questions about documents with spaCy annotations and a LLaMA model."""

@@ -11,6 +11,7 @@ from spacy.util import registry
 
 from .components.spacy_models import copy_lookups, resolve_spacy_model
 from .errors import ConfigError, Errors, NlpipeError
+from .io.readers import MAX_DOCUMENT_CHARS
 from .llm import catalog
 from .llm.engine import Llama
 
@@ -26,6 +27,7 @@ class JobSettings:
     batch_size: int = 32
     annotations: bool = False
     n_process: int = 1  # processes for the spaCy stage; the LLM stage stays in this one
+    max_document_chars: int = MAX_DOCUMENT_CHARS  # a longer document becomes an error record
 
 
 JOB_KEYS = [f.name for f in fields(JobSettings)]
@@ -74,7 +76,7 @@ def settings_problems(section: dict) -> list[str]:
     """Every problem of the [nlpipe] section."""
     unknown = sorted(set(section) - set(JOB_KEYS))
     problems = [Errors.E003.format(key=key, known=", ".join(JOB_KEYS)) for key in unknown]
-    for key in ("batch_size", "n_process"):
+    for key in ("batch_size", "n_process", "max_document_chars"):
         value = section.get(key, 1)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             problems.append(Errors.E002.format(section="nlpipe", key=key, message="must be a positive integer"))

@@ -27,6 +27,14 @@ class InputError(NlpipeError):
     exit_code = 2
 
 
+class DiskFullError(NlpipeError):
+    exit_code = 74  # EX_IOERR of sysexits.h: an input/output error, not a failed document
+
+
+class ClosedPipeError(NlpipeError):
+    exit_code = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader went away
+
+
 class Errors:
     E001 = ("E001: config file '{path}' not found. Pass a config file or the name of a built-in "
             "pipeline ({builtin}).")
@@ -96,3 +104,11 @@ class Errors:
             "[components.llama_qa.selector] @misc = \"{successor}\".")
     E083 = "E083: cannot read selector weights '{path}': {reason}. Write it with benchmarks/fit_selector.py."
     E084 = "E084: [components.llama_qa.{section}] {key}: {message}"
+    E050 = ("E050: cannot write: {reason}. Free some space and run the same "
+            "command again: a run resumes after its last complete record.")
+    E051 = ("E051: the output pipe was closed before the run finished (whatever read stdout exited). "
+            "Pass --output FILE to keep every record.")
+    E052 = ("E052: refused the model file '{path}': {reason}. It is damaged or not a whole "
+            "model; download it again.")
+    E053 = ("E053: the model at '{path}' has no weights for {names}; nlpipe does not run (or cache) a "
+            "model with randomly initialised parts. Download it again.")

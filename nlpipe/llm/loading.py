@@ -7,7 +7,7 @@ import torch
 
 from ..errors import Errors, ModelError
 from .convert import (META_PARAMS, META_SHARDS, META_TOKENIZER, convert_gguf, convert_meta, gguf_cache_dir,
-                      meta_cache_dir, meta_config, read_params, read_sentencepiece)
+                      loaded_in_full, meta_cache_dir, meta_config, read_params, read_sentencepiece)
 
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
@@ -114,9 +114,11 @@ def load_model(path: Path, device: torch.device, dtype: torch.dtype, allow_split
         parameter_count(model_config(folder)) * dtype.itemsize)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **({"device_map": "auto"} if split else {}))
+        model, loading_info = AutoModelForCausalLM.from_pretrained(
+            folder, dtype=dtype, output_loading_info=True, **({"device_map": "auto"} if split else {}))
     except Exception as err:  # transformers, safetensors and torch each raise their own types
         raise ModelError(Errors.E015.format(path=path, reason=str(err).strip().splitlines()[0])) from err
+    model = loaded_in_full(model, loading_info, folder)
     if not split:
         model.to(device)  # a split model's inputs go to model.device, its first shard
     model.eval()

@@ -348,8 +348,21 @@ def test_missing_middle_shard(meta_copy, cache):
 
 def test_params_disagreeing_with_the_weights(meta_copy):
     (meta_copy / "params.json").write_text(json.dumps({**PARAMS, "multiple_of": 256}))
-    with pytest.raises(ModelError, match="^E033.*feed_forward.w1.weight"):
+    with pytest.raises(ModelError, match="^E052.*feed_forward.w1.weight"):
         meta_to_hf(meta_copy)
+
+
+@pytest.mark.parametrize("declared, message", [
+    ({"n_layers": 10_000_000}, "n_layers = 10,000,000 but the shards hold 2 layers"),
+    ({"dim": 2**40, "n_heads": 4, "n_kv_heads": 2}, r"norm.weight of shape \(1099511627776,\), but the shards hold \(64,\)"),
+    ({"vocab_size": 2**40}, r"tok_embeddings.weight of shape \(1099511627776, 64\)"),
+])
+def test_absurd_params_are_refused_before_anything_is_built(meta_copy, cache, declared, message):
+    # Before this check, n_layers = 1e7 built layers for minutes and dim = 2**40 overflowed torch.
+    (meta_copy / "params.json").write_text(json.dumps({**PARAMS, **declared}))
+    with pytest.raises(ModelError, match=f"^E052.*{message}"):
+        hf_folder(meta_copy)
+    assert not any(cache.rglob("config.json"))  # nothing cached
 
 
 @pytest.mark.parametrize("text", ["{ not json", "[1, 2]", json.dumps({"dim": 64, "n_heads": 4}),
