@@ -27,9 +27,14 @@ class JobSettings:
     batch_size: int = 32
     annotations: bool = False
     n_process: int = 1  # processes for the spaCy stage; the LLM stage stays in this one
+    engine: str = "local"  # "local" (this process) or "ray" (an actor pool on Ray Data)
+    workers: int | None = None  # Ray actors, each holding one pipeline; None: as many as resources allow
+    gpus_per_worker: float = 0.0  # Ray: GPUs each actor reserves (fractions share a GPU)
+    ray_address: str | None = None  # Ray: cluster to join; None: $RAY_ADDRESS, else a local Ray
 
 
 JOB_KEYS = [f.name for f in fields(JobSettings)]
+ENGINES = ("local", "ray")
 
 
 def load_config(path, overrides: dict | None = None) -> util.Config:
@@ -63,7 +68,22 @@ def job_settings(config: util.Config) -> JobSettings:
                                              message="must be a positive integer"))
     if not isinstance(settings.annotations, bool):
         raise ConfigError(Errors.E002.format(section="nlpipe", key="annotations", message="must be true or false"))
+    _check_engine_settings(settings)
     return settings
+
+
+def _check_engine_settings(settings: JobSettings) -> None:
+    def problem(key: str, message: str) -> ConfigError:
+        return ConfigError(Errors.E002.format(section="nlpipe", key=key, message=message))
+
+    if settings.engine not in ENGINES:
+        raise problem("engine", f"must be one of {', '.join(ENGINES)}")
+    workers = settings.workers
+    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
+        raise problem("workers", "must be a positive integer (or null: as many as resources allow)")
+    gpus = settings.gpus_per_worker
+    if not isinstance(gpus, (int, float)) or isinstance(gpus, bool) or gpus < 0:
+        raise problem("gpus_per_worker", "must be a number >= 0 (fractions share a GPU)")
 
 
 def spacy_part(config: util.Config) -> util.Config:

@@ -27,6 +27,12 @@ class InputError(NlpipeError):
     exit_code = 2
 
 
+class EngineError(NlpipeError):
+    """The Ray engine cannot run: Ray missing, the cluster unreachable or too small."""
+
+    exit_code = 2
+
+
 class Errors:
     E001 = ("E001: config file '{path}' not found. Pass a pipeline config such as "
             "pipelines/qa.cfg.")
@@ -69,3 +75,10 @@ class Errors:
     E033 = "E033: cannot convert the Meta Llama checkpoint at '{path}': {reason}."
     E024 = ("E024: the chat template of the model at '{path}' failed: {reason}. Check or replace "
             "chat_template in its tokenizer_config.json / chat_template.jinja.")
+    E070 = ('E070: --engine ray needs Ray Data, which is not installed. Install it with '
+            '`pip install "nlpipe[ray]"`, or run with --engine local.')
+    E071 = ("E071: cannot start or join Ray at {address}: {reason}. Check --ray-address / RAY_ADDRESS, "
+            "or leave both unset to start a local Ray.")
+    E072 = ("E072: {workers} worker(s) x {gpus} GPU(s) each need {needed} GPU(s) but the Ray cluster has "
+            "{available}. Lower --workers or --gpus-per-worker (0 runs on CPU).")
+    E073 = "E073: a Ray worker failed to build the pipeline: {reason}"
