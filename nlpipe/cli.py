@@ -121,9 +121,14 @@ def main():
 @click.option("--n-process", type=click.IntRange(min=1), help="Worker processes for the spaCy stage.")
 @click.option("--annotations/--no-annotations", default=None, help="Also write tokens, POS, lemmas, dependencies.")
 @click.option("--overwrite", is_flag=True, help="Start the output afresh instead of resuming it.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), help="local: this process; ray: a Ray Data actor pool.")
+@click.option("--workers", type=click.IntRange(min=1), help="Ray: actors, each holding one pipeline.")
+@click.option("--gpus-per-worker", type=click.FloatRange(min=0), help="Ray: GPUs per actor (0 on CPU; fractions share).")
+@click.option("--ray-address", help="Ray: cluster to join (else $RAY_ADDRESS, else a local Ray for this run).")
 @click.option("--verbose", is_flag=True, help="Show tracebacks.")
 @click.pass_context
-def run(ctx, config_path, input_path, output, questions, batch_size, n_process, annotations, overwrite, verbose):
+def run(ctx, config_path, input_path, output, questions, batch_size, n_process, annotations, overwrite,
+        engine, workers, gpus_per_worker, ray_address, verbose):
     """Run the pipeline CONFIG over many documents, writing one JSON line per document.
 
     Extra options override config values, spaCy style: --components.llama_qa.model.max_new_tokens 16.
@@ -134,11 +139,15 @@ def run(ctx, config_path, input_path, output, questions, batch_size, n_process, 
     from .runner import run as run_job
 
     with user_errors(verbose):
-        nlp, settings = _load_pipeline(config_path, parse_overrides(ctx.args))
+        overrides = parse_overrides(ctx.args)
+        settings = _job_settings(config_path, overrides)
         for field, value in (("input", input_path), ("output", output), ("questions", questions),
-                             ("batch_size", batch_size), ("n_process", n_process), ("annotations", annotations)):
+                             ("batch_size", batch_size), ("n_process", n_process), ("annotations", annotations),
+                             ("engine", engine), ("workers", workers), ("gpus_per_worker", gpus_per_worker),
+                             ("ray_address", ray_address)):
             if value is not None:
                 setattr(settings, field, value)
+        nlp, records = _engine(config_path, overrides, settings)
         columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"),
                    TextColumn("{task.completed} docs · {task.fields[rate]:.2f} docs/s · "
                               "{task.fields[questions]} answers · {task.fields[failed]} failed"),
@@ -151,7 +160,7 @@ def run(ctx, config_path, input_path, output, questions, batch_size, n_process, 
                                 questions=summary.questions, failed=summary.failed)
             try:
                 with _sigterm_as_interrupt():
-                    summary = run_job(nlp, settings, on_record, overwrite=overwrite)
+                    summary = run_job(nlp, settings, on_record, overwrite=overwrite, engine=records)
             except KeyboardInterrupt:
                 progress.stop()
                 console.print(_interrupted_message(settings.output, progress.tasks[0].completed))
@@ -159,6 +168,23 @@ def run(ctx, config_path, input_path, output, questions, batch_size, n_process, 
     _print_summary(summary, settings.output)
     if summary.failed:
         ctx.exit(1)
+
+
+def _job_settings(config_path: str, overrides: dict):
+    from .config import job_settings, load_config
+
+    return job_settings(load_config(config_path, overrides))
+
+
+def _engine(config_path: str, overrides: dict, settings):
+    """(nlp, engine) for run(): the local engine needs the pipeline here; Ray actors build their own."""
+    if settings.engine == "ray":
+        from .distributed import ray_records
+
+        console.print(f"Ray engine: each worker builds the pipeline of {escape(config_path)} itself")
+        return None, ray_records(config_path, overrides, settings)
+    nlp, _ = _load_pipeline(config_path, overrides)
+    return nlp, None
 
 
 @contextmanager
