@@ -12,7 +12,7 @@ import logging
 import math
 import os
 from contextlib import contextmanager
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 from ..config import JobSettings, build_pipeline, load_config
 from ..errors import EngineError, Errors, NlpipeError
@@ -38,11 +38,18 @@ def require_ray():
     return ray
 
 
-def pool_shape(settings: JobSettings, cluster: dict) -> tuple[int, float]:
-    """(actors, CPUs per actor) for a cluster with `cluster` resources ({"CPU": n, "GPU": m}).
+class PoolShape(NamedTuple):
+    workers: int
+    cpus: float  # CPUs each actor reserves in Ray's accounting
+    threads: int  # torch threads each actor runs
 
-    CPU shares are sized so that RESERVED_CPUS always stay free; the default pool is as many
-    actors as the GPUs allow (GPU runs) or as whole CPUs remain after the reserve.
+
+def pool_shape(settings: JobSettings, cluster: dict) -> PoolShape:
+    """The actor pool for a cluster with `cluster` resources ({"CPU": n, "GPU": m}).
+
+    CPU shares are sized so that RESERVED_CPUS always stay free, and at most 1 so that an
+    actor fits on any node; the default pool is as many actors as the GPUs allow (GPU runs)
+    or as whole CPUs remain after the reserve.
     """
     cpus, gpus_available = float(cluster.get("CPU", 0)), float(cluster.get("GPU", 0))
     per_gpu = settings.gpus_per_worker
@@ -55,17 +62,24 @@ def pool_shape(settings: JobSettings, cluster: dict) -> tuple[int, float]:
     if per_gpu and workers * per_gpu > gpus_available:
         raise EngineError(Errors.E072.format(workers=workers, gpus=per_gpu, needed=workers * per_gpu,
                                              available=gpus_available))
+    cpus_each = (cpus - RESERVED_CPUS) / workers
     # Rounded down to Ray's resource granularity, so the sum never exceeds what is free.
-    share = math.floor(min(1.0, (cpus - RESERVED_CPUS) / workers) * 1000) / 1000
-    return workers, max(share, 0.001)
+    share = max(math.floor(min(1.0, cpus_each) * 1000) / 1000, 0.001)
+    # Ray would give an actor OMP_NUM_THREADS = its whole CPUs (1 for a share): a lone actor on
+    # 2 cores would use half the machine. Threads follow the CPUs each actor really has.
+    return PoolShape(workers, share, max(1, round(cpus_each)))
 
 
 class PipelineWorker:
     """A Ray Data callable class: one actor, one pipeline, batches of JSON documents in, JSON records out."""
 
-    def __init__(self, config_path: str, overrides: dict, settings: JobSettings, questions: list[str], cwd: str):
+    def __init__(self, config_path: str, overrides: dict, settings: JobSettings, questions: list[str], cwd: str,
+                 threads: int = 1):
+        import torch
+
         if os.path.isdir(cwd):  # relative paths in the config (models/...) mean what they mean for the driver
             os.chdir(cwd)
+        torch.set_num_threads(min(threads, os.cpu_count() or 1))
         try:
             nlp = build_pipeline(load_config(config_path, overrides))
             for _, component in nlp.pipeline:
@@ -141,15 +155,16 @@ def ray_records(config_path: str, overrides: dict, settings: JobSettings) -> Eng
     def records(documents: Iterable[Document], questions: list[str]) -> Iterator[dict]:
         with ray_session(settings.ray_address) as ray:
             _quiet(ray)
-            workers, cpus = pool_shape(settings, ray.cluster_resources())
+            shape = pool_shape(settings, ray.cluster_resources())
             for window in _windows(documents, WINDOW_DOCUMENTS):
                 dataset = ray.data.from_items([{"document": json.dumps(dataclasses.asdict(d))} for d in window],
                                               # about one block per batch, so that every actor gets work
                                               override_num_blocks=math.ceil(len(window) / settings.batch_size))
                 mapped = dataset.map_batches(PipelineWorker, batch_size=settings.batch_size,
-                                             compute=ray.data.ActorPoolStrategy(size=workers),
-                                             num_cpus=cpus, num_gpus=settings.gpus_per_worker or None,
-                                             fn_constructor_kwargs={**worker_args, "questions": questions})
+                                             compute=ray.data.ActorPoolStrategy(size=shape.workers),
+                                             num_cpus=shape.cpus, num_gpus=settings.gpus_per_worker or None,
+                                             fn_constructor_kwargs={**worker_args, "questions": questions,
+                                                                    "threads": shape.threads})
                 try:
                     for row in mapped.iter_rows():
                         yield json.loads(row["record"])
