@@ -19,7 +19,7 @@ from nlpipe import cli
 from nlpipe.cli import main
 from nlpipe.config import JobSettings, build_pipeline, job_settings, load_config
 from nlpipe.distributed import pool_shape, ray_records
-from nlpipe.distributed.ray_engine import PipelineWorker, ray_session
+from nlpipe.distributed.ray_engine import RESERVED_CPUS, PipelineWorker, ray_session
 from nlpipe.errors import ConfigError, EngineError
 from nlpipe.runner import run
 from tests.test_resume import document_text
@@ -44,14 +44,15 @@ def by_id(records: list[dict]) -> list[dict]:
 
 @pytest.mark.parametrize("cpus, workers", [(2, 2), (2, 1), (2, 7), (1, 1), (64, 8)])
 def test_actors_never_claim_the_cpus_ray_data_needs_for_itself(cpus, workers):
-    count, share = pool_shape(JobSettings(workers=workers), {"CPU": cpus})
-    assert count == workers
-    assert 0 < share <= 1.0
-    assert count * share <= cpus - 0.5
+    shape = pool_shape(JobSettings(workers=workers), {"CPU": cpus})
+    assert shape.workers == workers
+    assert 0 < shape.cpus <= 1.0
+    assert shape.workers * shape.cpus <= cpus - 0.5
+    assert 1 <= shape.threads <= max(1, cpus // workers)
 
 
 def test_default_pool_is_whole_cpus_left_or_one_actor_per_gpu_share():
-    assert pool_shape(JobSettings(), {"CPU": 2}) == (1, 1.0)
+    assert pool_shape(JobSettings(), {"CPU": 2}) == (1, 1.0, 2)  # one actor, with both cores' threads
     assert pool_shape(JobSettings(), {"CPU": 8})[0] == 7
     assert pool_shape(JobSettings(gpus_per_worker=1), {"CPU": 16, "GPU": 4})[0] == 4
     assert pool_shape(JobSettings(gpus_per_worker=0.5), {"CPU": 16, "GPU": 4})[0] == 8
@@ -174,11 +175,13 @@ def ray_run(local_ray, corpus, qa_overrides, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_actors_on_two_cpus_finish_with_the_local_engines_records(ray_run, reference, tmp_path):
+def test_two_actors_on_two_cpus_finish_with_the_local_engines_records(ray_run, local_ray, reference, tmp_path):
     # 2 actors at 1 CPU each on 2 CPUs hang with Ray Data's own tasks starved: the shares
     # pool_shape gives must leave room (a hang fails at RUN_TIMEOUT instead of passing).
     output = tmp_path / "out.jsonl"
-    summary = ray_run(output)
+    free_cpus = []
+    summary = ray_run(output, lambda record, s: free_cpus.append(local_ray.available_resources().get("CPU", 0)))
+    assert min(free_cpus) >= RESERVED_CPUS  # while the actors held their shares
     records = read_records(output)
     assert by_id(records) == reference
     assert (summary.documents, summary.failed) == (N_DOCS, 2)
