@@ -164,20 +164,27 @@ def reference(corpus, tiny_llama_dir, tmp_path_factory) -> list[dict]:
 
 
 @pytest.fixture()
-def ray_run(local_ray, corpus, qa_overrides, tmp_path):
+def ray_run(local_ray, corpus, qa_overrides):
     """Runs the Ray engine over the corpus in a thread, failing the test if it does not end in RUN_TIMEOUT."""
     def start(output: Path, on_record=lambda r, s: None, workers: int = 2):
         settings = JobSettings(input=str(corpus), output=str(output), batch_size=BATCH, workers=workers)
-        engine = ray_records(QA_CFG, qa_overrides, settings)
-        with ThreadPoolExecutor(1) as pool:
-            return pool.submit(run, None, settings, on_record, False, engine).result(timeout=RUN_TIMEOUT)
+        return bounded(run, None, settings, on_record, False, ray_records(QA_CFG, qa_overrides, settings))
     return start
+
+
+def bounded(function, *args):
+    """function(*args) in a thread: still running after RUN_TIMEOUT (a hang) fails the test."""
+    pool = ThreadPoolExecutor(1)
+    try:
+        return pool.submit(function, *args).result(timeout=RUN_TIMEOUT)
+    finally:
+        pool.shutdown(wait=False)  # not waiting for a hung run
 
 
 @pytest.mark.slow
 def test_two_actors_on_two_cpus_finish_with_the_local_engines_records(ray_run, local_ray, reference, tmp_path):
-    # 2 actors at 1 CPU each on 2 CPUs hang with Ray Data's own tasks starved: the shares
-    # pool_shape gives must leave room (a hang fails at RUN_TIMEOUT instead of passing).
+    # Actors that claim every CPU can leave Ray Data's own tasks waiting forever: the run is
+    # bounded (a hang fails at RUN_TIMEOUT), and the reserve must stay free while it goes.
     output = tmp_path / "out.jsonl"
     free_cpus = []
     summary = ray_run(output, lambda record, s: free_cpus.append(local_ray.available_resources().get("CPU", 0)))
@@ -188,11 +195,18 @@ def test_two_actors_on_two_cpus_finish_with_the_local_engines_records(ray_run, l
     assert summary.questions == sum(len(r.get("answers") or []) for r in reference) > 0
 
 
+def parent_pid(pid: int | str) -> int:
+    # /proc/PID/stat: "pid (name) state ppid ..."; the name may hold spaces, so split after it.
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 def actor_pids() -> list[int]:
+    """This test's actors: their parent is the raylet this process started (never another Ray's)."""
     pids = []
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(ACTOR_TITLE):
+            if (entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(ACTOR_TITLE)
+                    and parent_pid(parent_pid(entry.name)) == os.getpid()):
                 pids.append(int(entry.name))
         except OSError:  # the process ended while we looked
             continue
@@ -216,6 +230,15 @@ def test_a_killed_actor_is_restarted_and_no_document_is_lost_or_written_twice(ra
     records = read_records(output)
     assert len(records) == N_DOCS  # none twice...
     assert by_id(records) == reference  # ...none lost, each as the local engine writes it
+
+
+@pytest.mark.slow
+def test_a_pipeline_an_actor_cannot_build_is_one_user_error(local_ray, corpus, qa_overrides, tmp_path):
+    overrides = {**qa_overrides, "components.llama_qa.model.path": str(tmp_path / "no-model")}
+    settings = JobSettings(input=str(corpus), output=str(tmp_path / "out.jsonl"), batch_size=BATCH, workers=1)
+    with pytest.raises(EngineError, match="E073.*E013"):
+        bounded(run, None, settings, lambda r, s: None, False, ray_records(QA_CFG, overrides, settings))
+    assert read_records(tmp_path / "out.jsonl") == []
 
 
 class Interrupt(Exception):

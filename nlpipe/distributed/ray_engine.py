@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import re
 from contextlib import contextmanager
 from typing import Iterable, Iterator, NamedTuple
 
@@ -19,9 +20,10 @@ from ..errors import EngineError, Errors, NlpipeError
 from ..io.readers import Document
 from ..runner import Engine, local_records
 
-# CPUs left to Ray Data's own tasks (splitting blocks, moving results to the driver) and to
-# the driver, which reads and writes. An actor pool that claims every CPU can wait forever
-# with those tasks backpressured (seen on a 2-core machine with 2 actors at 1 CPU each).
+# CPUs left to Ray Data's own tasks and to the driver, which reads and writes. A pipeline whose
+# actors claim every CPU can wait forever with a read stage backpressured (reported with 2
+# actors at 1 CPU each on 2 cores). Here the driver builds the blocks, so no read task needs a
+# CPU today, but any task stage Ray Data adds (splitting blocks, a read) must find one free.
 RESERVED_CPUS = 0.5
 # Documents handed to Ray at a time: each window is a Dataset of its own, so the driver never
 # holds the whole input, and the actors (and their model load) are started once per window.
@@ -178,7 +180,11 @@ def _user_error(err: Exception) -> Exception:
     cause = err
     while cause is not None and not isinstance(cause, NlpipeError):
         cause = getattr(cause, "cause", None) or cause.__cause__
-    return cause or err
+    if cause is not None:
+        return cause
+    # An actor whose constructor failed comes back as ActorDiedError, with only the text of its error.
+    failed_build = re.search(rf"{EngineError.__name__}: (E073: .*)", str(err))
+    return EngineError(failed_build.group(1)) if failed_build else err
 
 
 def _quiet(ray) -> None:
