@@ -23,6 +23,7 @@ from pathlib import Path
 from _common import REPO, SQUAD_DEV, require_squad
 
 SQUAD_TRAIN = SQUAD_DEV.with_name("squad-train-v1.1-part.json")
+FLOAT_NOISE = 1e-4
 
 
 def write_documents(path: Path, at_least: int) -> int:
@@ -58,8 +59,20 @@ def timed_run(config: Path, settings, workers: int | None) -> float:
     return time.perf_counter() - started
 
 
-def sorted_records(path: str) -> list[str]:
-    return sorted(Path(path).read_text(encoding="utf-8").splitlines(), key=lambda line: json.loads(line)["id"])
+def sorted_records(path: str) -> list[dict]:
+    return sorted(map(json.loads, Path(path).read_text(encoding="utf-8").splitlines()), key=lambda r: r["id"])
+
+
+def same(a, b) -> bool:
+    """Equal, floats up to FLOAT_NOISE: the engines batch prompts differently, so float32
+    padding changes a confidence or log-prob in its last digits (the answers stay the same)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, abs_tol=FLOAT_NOISE)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(map(same, a, b))
+    return a == b
 
 
 def main() -> None:
@@ -97,8 +110,10 @@ def main() -> None:
                 end_to_end, steady = rates[label]
                 print(f"{name:<10}{label:<10}{end_to_end:>8.2f}{end_to_end / rates['local'][0]:>9.2f}"
                       f"{steady:>16.2f}{steady / rates['local'][1]:>9.2f}{startup:>12.1f}", flush=True)
-            same = all(records == outputs["local"] for records in outputs.values())
-            print(f"{name}: outputs identical as sets of records: {same} ({len(outputs['local'])} records)")
+            exact = all(records == outputs["local"] for records in outputs.values())
+            close = all(same(records, outputs["local"]) for records in outputs.values())
+            print(f"{name}: the same set of records: {close} (floats within {FLOAT_NOISE}), byte for byte: {exact} "
+                  f"({len(outputs['local'])} records)")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
