@@ -169,10 +169,14 @@ def main():
 @click.option("--overwrite", is_flag=True, help="Start the output afresh instead of resuming it.")
 @click.option("--append", is_flag=True, help="Continue an output written with another config, keeping its records.")
 @click.option("--retry-failed", is_flag=True, help="Also redo the documents whose record in the output is an error.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), help="local: this process; ray: a Ray Data actor pool.")
+@click.option("--workers", type=click.IntRange(min=1), help="Ray: actors, each holding one pipeline.")
+@click.option("--gpus-per-worker", type=click.FloatRange(min=0), help="Ray: GPUs per actor (0 on CPU; fractions share).")
+@click.option("--ray-address", help="Ray: cluster to join (else $RAY_ADDRESS, else a local Ray for this run).")
 @click.option("--verbose", is_flag=True, help="Show tracebacks.")
 @click.pass_context
 def run(ctx, config_path, input_path, output, questions, batch_size, n_process, annotations, overwrite, append,
-        retry_failed, verbose):
+        retry_failed, engine, workers, gpus_per_worker, ray_address, verbose):
     """Run the pipeline CONFIG (a file, or a built-in name: qa, annotate) over many documents,
     writing one JSON line per document.
 
@@ -187,24 +191,29 @@ def run(ctx, config_path, input_path, output, questions, batch_size, n_process, 
 
     with user_errors(verbose):
         _quiet_transformers()
-        config = load_config(config_path, parse_overrides(ctx.args))
+        overrides = parse_overrides(ctx.args)
+        config = load_config(config_path, overrides)
         settings = job_settings(config)
         for field, value in (("input", input_path), ("output", output), ("questions", questions),
-                             ("batch_size", batch_size), ("n_process", n_process), ("annotations", annotations)):
+                             ("batch_size", batch_size), ("n_process", n_process), ("annotations", annotations),
+                             ("engine", engine), ("workers", workers), ("gpus_per_worker", gpus_per_worker),
+                             ("ray_address", ray_address)):
             if value is not None:
                 setattr(settings, field, value)
         check_arguments(settings)  # before any model is loaded: a typo costs no wait
         with console.status("Building the spaCy pipeline"):
-            nlp = build_pipeline(config)
+            nlp = build_pipeline(config)  # on the Ray engine too: its config and checks, never its weights
+        records = _ray_engine(config_path, overrides, settings) if settings.engine == "ray" else None
         progress = _run_progress()
 
         def on_ready():
-            _load_models(nlp)
+            if records is None:  # Ray actors load their own
+                _load_models(nlp)
             progress.start()
         try:
             with _sigterm_as_interrupt():
                 summary = run_job(nlp, settings, _progress_updater(progress), overwrite=overwrite, append=append,
-                                  retry_failed=retry_failed, on_ready=on_ready)
+                                  retry_failed=retry_failed, on_ready=on_ready, engine=records)
         except KeyboardInterrupt:
             progress.stop()
             console.print(_interrupted_message(settings.output, progress.tasks[0].completed))
@@ -243,6 +252,14 @@ def _duration(seconds: float) -> str:
     minutes, seconds = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{seconds:02d}"
+
+
+def _ray_engine(config_path: str, overrides: dict, settings):
+    """The Ray engine for run(): each actor builds the pipeline of `config_path` itself."""
+    from .distributed import ray_records
+
+    console.print(f"Ray engine: each worker builds the pipeline of {escape(config_path)} itself")
+    return ray_records(config_path, overrides, settings)
 
 
 @contextmanager

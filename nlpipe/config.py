@@ -28,9 +28,14 @@ class JobSettings:
     annotations: bool = False
     n_process: int = 1  # processes for the spaCy stage; the LLM stage stays in this one
     max_document_chars: int = MAX_DOCUMENT_CHARS  # a longer document becomes an error record
+    engine: str = "local"  # "local" (this process) or "ray" (an actor pool on Ray Data)
+    workers: int | None = None  # Ray actors, each holding one pipeline; None: as many as resources allow
+    gpus_per_worker: float = 0.0  # Ray: GPUs each actor reserves (fractions share a GPU)
+    ray_address: str | None = None  # Ray: cluster to join; None: $RAY_ADDRESS, else a local Ray
 
 
 JOB_KEYS = [f.name for f in fields(JobSettings)]
+ENGINES = ("local", "ray")
 PIPELINES = Path(__file__).parent / "pipelines"  # package data: the built-in pipelines by name
 
 
@@ -82,7 +87,21 @@ def settings_problems(section: dict) -> list[str]:
             problems.append(Errors.E002.format(section="nlpipe", key=key, message="must be a positive integer"))
     if not isinstance(section.get("annotations", False), bool):
         problems.append(Errors.E002.format(section="nlpipe", key="annotations", message="must be true or false"))
-    return problems
+    return problems + _engine_problems(section)
+
+
+def _engine_problems(section: dict) -> list[str]:
+    """Problems of the [nlpipe] keys that choose and size the engine."""
+    problems = []
+    if section.get("engine", "local") not in ENGINES:
+        problems.append(("engine", f"must be one of {', '.join(ENGINES)}"))
+    workers = section.get("workers")
+    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
+        problems.append(("workers", "must be a positive integer (or null: as many as resources allow)"))
+    gpus = section.get("gpus_per_worker", 0.0)
+    if not isinstance(gpus, (int, float)) or isinstance(gpus, bool) or gpus < 0:
+        problems.append(("gpus_per_worker", "must be a number >= 0 (fractions share a GPU)"))
+    return [Errors.E002.format(section="nlpipe", key=key, message=message) for key, message in problems]
 
 
 def spacy_part(config: util.Config) -> util.Config:

@@ -35,6 +35,12 @@ class ClosedPipeError(NlpipeError):
     exit_code = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader went away
 
 
+class EngineError(NlpipeError):
+    """The Ray engine cannot run: Ray missing, the cluster unreachable or too small."""
+
+    exit_code = 2
+
+
 class Errors:
     E001 = ("E001: config file '{path}' not found. Pass a config file or the name of a built-in "
             "pipeline ({builtin}).")
@@ -112,3 +118,10 @@ class Errors:
             "model; download it again.")
     E053 = ("E053: the model at '{path}' has no weights for {names}; nlpipe does not run (or cache) a "
             "model with randomly initialised parts. Download it again.")
+    E070 = ('E070: --engine ray needs Ray Data, which is not installed. Install it with '
+            '`pip install "nlpipe[ray]"`, or run with --engine local.')
+    E071 = ("E071: cannot start or join Ray at {address}: {reason}. Check --ray-address / RAY_ADDRESS, "
+            "or leave both unset to start a local Ray.")
+    E072 = ("E072: {workers} worker(s) x {gpus} GPU(s) each need {needed} GPU(s) but the Ray cluster has "
+            "{available}. Lower --workers or --gpus-per-worker (0 runs on CPU).")
+    E073 = "E073: a Ray worker failed to build the pipeline: {reason}"

@@ -1,5 +1,6 @@
 """The batch loop: stream documents through the pipeline, write one record per document, resume."""
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -20,6 +21,14 @@ from .processing import llm_stage, process
 # Documents per spaCy memory zone: large enough that restarting worker processes
 # (n_process > 1) costs little, small enough that interned strings stay bounded.
 ZONE_DOCUMENTS = 1000
+
+# What travels with a document through an engine and comes back with its record: the runner's
+# (input fingerprint, offset of the output line the record replaces).
+Tag = tuple[str, int | None]
+# An engine turns (document, its questions, tag) into (record, tag), in any order, as a generator
+# (run() closes it when it stops early): the local one below, or nlpipe.distributed's Ray engine.
+# Resume, writing and the summary stay in run().
+Engine = Callable[[Iterable[tuple[Document, list[str], Tag]]], Iterator[tuple[dict, Tag]]]
 
 
 @dataclass
@@ -163,8 +172,8 @@ def count_documents(source: str) -> int | None:
 
 
 def _pending(documents: Iterable[Document], questions: list[str], resume: Resume,
-             summary: RunSummary) -> Iterator[tuple[Document, list[str], str, int | None]]:
-    """(document, its questions, input fingerprint, line it replaces) of each document to do."""
+             summary: RunSummary) -> Iterator[tuple[Document, list[str], Tag]]:
+    """(document, its questions, (input fingerprint, line it replaces)) of each document to do."""
     for document in documents:
         document_questions = [*document.questions, *questions]
         input_fingerprint = fingerprint(document.text, document_questions, document.error)
@@ -173,14 +182,14 @@ def _pending(documents: Iterable[Document], questions: list[str], resume: Resume
             summary.resumed += 1
             continue
         summary.redone += stale is not None
-        yield document, document_questions, input_fingerprint, stale
+        yield document, document_questions, (input_fingerprint, stale)
 
 
-def _items(pending: Iterable[tuple[Document, list[str], str, int | None]]):
-    for document, questions, input_fingerprint, stale in pending:
+def _items(pending: Iterable[tuple[Document, list[str], Tag]]):
+    for document, questions, tag in pending:
         if document.error is None and not document.text.strip():
             document.error = {"type": "empty_document", "message": "the document has no text"}
-        context = (document, input_fingerprint, stale)
+        context = (document, tag)
         if document.error is not None:
             # Travels as an empty text so that its error record keeps its place in the output.
             yield "", [], context
@@ -209,14 +218,15 @@ def open_output(output: str):
 
 def run(nlp: Language, settings: JobSettings, on_record: Callable[[dict, RunSummary], None] = lambda r, s: None,
         overwrite: bool = False, append: bool = False, retry_failed: bool = False,
-        on_ready: Callable[[], None] = lambda: None) -> RunSummary:
+        on_ready: Callable[[], None] = lambda: None, engine: Engine | None = None) -> RunSummary:
     """Answer/annotate every document of `settings.input`, writing JSONL to `settings.output`.
 
     An existing output is resumed: documents whose record has the same fingerprint (text,
     questions) are skipped, changed ones and, with `retry_failed`, failed ones are done again.
     It must have been written with the same config unless `append`; `overwrite` starts afresh.
     `on_ready` runs once every check has passed, before the first document (the CLI loads the
-    models there).
+    models there). `engine` turns documents into records (default: `local_records(nlp, settings)`);
+    `nlp` is still what the config built, for its fingerprint and checks.
     """
     if overwrite and append:
         raise InputError(Errors.E047)
@@ -233,34 +243,43 @@ def run(nlp: Language, settings: JobSettings, on_record: Callable[[dict, RunSumm
         exists = settings.output != "-" and Path(settings.output).is_file()
         writer = JsonlWriter(settings.output, append_at=index.complete_bytes if exists and not overwrite else None,
                              replace=overwrite and exists)
-        summary = _write_all(nlp, settings, questions, config, writer, Resume(index, retry_failed), on_record)
+        summary = _write_all(engine or local_records(nlp, settings), settings, questions, config, writer,
+                             Resume(index, retry_failed), on_record)
     summary.nothing_asked = bool(_qa_components(nlp)) and not summary.questions and summary.documents > summary.failed
     return summary
 
 
-def _write_all(nlp: Language, settings: JobSettings, questions: list[str], config: str, writer: JsonlWriter,
+def local_records(nlp: Language, settings: JobSettings) -> Engine:
+    """The local engine: documents through `nlp` in this process (spaCy stage in `n_process`)."""
+    def records(pending: Iterable[tuple[Document, list[str], Tag]]) -> Iterator[tuple[dict, Tag]]:
+        items = _items(pending)
+        while (first := next(items, None)) is not None:
+            # Lazy: a zone is read as it is processed, so stdin input is answered batch by batch.
+            zone = itertools.chain([first], itertools.islice(items, ZONE_DOCUMENTS - 1))
+            # Strings spaCy interns for these documents are freed with the zone, so a long
+            # run's memory stays flat; records are plain dicts, written before it closes.
+            with nlp.memory_zone():
+                for doc, (document, tag) in process(nlp, zone, settings.batch_size, settings.n_process):
+                    yield _record(doc, document, settings.annotations), tag
+    return records
+
+
+def _write_all(engine: Engine, settings: JobSettings, questions: list[str], config: str, writer: JsonlWriter,
                resume: Resume, on_record: Callable[[dict, RunSummary], None]) -> RunSummary:
     summary = RunSummary(total=count_documents(settings.input))
-    items = _items(_pending(read_documents(settings.input, settings.max_document_chars), questions, resume, summary))
+    pending = _pending(read_documents(settings.input, settings.max_document_chars), questions, resume, summary)
     started = time.perf_counter()
     finished = False
     try:
-        with writer:
-            while (first := next(items, None)) is not None:
-                # Lazy: a zone is read as it is processed, so stdin input is answered batch by batch.
-                zone = itertools.chain([first], itertools.islice(items, ZONE_DOCUMENTS - 1))
-                # Strings spaCy interns for these documents are freed with the zone, so a long
-                # run's memory stays flat; records are plain dicts, written before it closes.
-                with nlp.memory_zone():
-                    for doc, (document, input_fingerprint, stale) in process(nlp, zone, settings.batch_size,
-                                                                             settings.n_process):
-                        record = _record(doc, document, settings.annotations)
-                        record["fingerprint"] = {"input": input_fingerprint, "config": config}
-                        writer.write(record)
-                        if stale is not None:
-                            resume.replaced.add(stale)
-                        _count(summary, record, started)
-                        on_record(record, summary)
+        # closing: an engine holding workers (Ray) stops them when the run stops early (Ctrl-C).
+        with writer, contextlib.closing(engine(pending)) as results:
+            for record, (input_fingerprint, stale) in results:
+                record["fingerprint"] = {"input": input_fingerprint, "config": config}
+                writer.write(record)
+                if stale is not None:
+                    resume.replaced.add(stale)
+                _count(summary, record, started)
+                on_record(record, summary)
         finished = True
     finally:
         # Also after Ctrl-C: the old line of every document written anew goes, nothing else.

@@ -76,7 +76,8 @@ def test_job_settings_defaults_and_values():
         "in", "out.jsonl", 64, True)
     assert job_settings(spacy.util.Config({})) == JobSettings()
     assert JOB_KEYS == ["spacy_model", "input", "output", "questions", "batch_size", "annotations", "n_process",
-                        "max_document_chars"]
+                        "max_document_chars",
+                        "engine", "workers", "gpus_per_worker", "ray_address"]
 
 
 def test_job_settings_unknown_key_is_E003():

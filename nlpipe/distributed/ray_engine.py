@@ -1,0 +1,200 @@
+"""The Ray engine: documents → a Ray Dataset → an actor pool, each actor holding one pipeline → records.
+
+The runner still reads, resumes and writes; this module only replaces the step that turns
+documents into records. Each actor builds the pipeline from the config once (no `nlp` object
+or model travels through Ray) and runs the local engine's code on its batches.
+"""
+
+import dataclasses
+import itertools
+import json
+import logging
+import math
+import os
+import re
+from contextlib import contextmanager
+from typing import Iterable, Iterator, NamedTuple
+
+from ..config import JobSettings, build_pipeline, load_config
+from ..errors import EngineError, Errors, NlpipeError
+from ..io.readers import Document
+from ..components.llama_qa import LLMPipe
+from ..runner import Engine, Tag, local_records
+
+# CPUs left to Ray Data's own tasks and to the driver, which reads and writes. A pipeline whose
+# actors claim every CPU can wait forever with a read stage backpressured (reported with 2
+# actors at 1 CPU each on 2 cores). Here the driver builds the blocks, so no read task needs a
+# CPU today, but any task stage Ray Data adds (splitting blocks, a read) must find one free.
+RESERVED_CPUS = 0.5
+# Documents handed to Ray at a time: each window is a Dataset of its own, so the driver never
+# holds the whole input, and the actors (and their model load) are started once per window.
+WINDOW_DOCUMENTS = 10_000
+
+
+def require_ray():
+    """The `ray` module, or EngineError E070 (one line saying what to install)."""
+    try:
+        import ray
+        import ray.data  # noqa: F401  the [data] extra: plain `pip install ray` lacks its dependencies
+    except ImportError:
+        raise EngineError(Errors.E070) from None
+    return ray
+
+
+class PoolShape(NamedTuple):
+    workers: int
+    cpus: float  # CPUs each actor reserves in Ray's accounting
+    threads: int  # torch threads each actor runs
+
+
+def pool_shape(settings: JobSettings, cluster: dict) -> PoolShape:
+    """The actor pool for a cluster with `cluster` resources ({"CPU": n, "GPU": m}).
+
+    CPU shares are sized so that RESERVED_CPUS always stay free, and at most 1 so that an
+    actor fits on any node; the default pool is as many actors as the GPUs allow (GPU runs)
+    or as whole CPUs remain after the reserve.
+    """
+    cpus, gpus_available = float(cluster.get("CPU", 0)), float(cluster.get("GPU", 0))
+    per_gpu = settings.gpus_per_worker
+    if settings.workers is not None:
+        workers = settings.workers
+    elif per_gpu:
+        workers = max(1, math.floor(gpus_available / per_gpu))
+    else:
+        workers = max(1, math.floor(cpus - RESERVED_CPUS))
+    if per_gpu and workers * per_gpu > gpus_available:
+        raise EngineError(Errors.E072.format(workers=workers, gpus=per_gpu, needed=workers * per_gpu,
+                                             available=gpus_available))
+    cpus_each = (cpus - RESERVED_CPUS) / workers
+    # Rounded down to Ray's resource granularity, so the sum never exceeds what is free.
+    share = max(math.floor(min(1.0, cpus_each) * 1000) / 1000, 0.001)
+    # Ray would give an actor OMP_NUM_THREADS = its whole CPUs (1 for a share): a lone actor on
+    # 2 cores would use half the machine. Threads follow the CPUs each actor really has.
+    return PoolShape(workers, share, max(1, round(cpus_each)))
+
+
+class PipelineWorker:
+    """A Ray Data callable class: one actor, one pipeline, batches of JSON documents in, JSON records out."""
+
+    def __init__(self, config_path: str, overrides: dict, settings: JobSettings, cwd: str, threads: int = 1):
+        import torch
+
+        if os.path.isdir(cwd):  # relative paths in the config (models/...) mean what they mean for the driver
+            os.chdir(cwd)
+        torch.set_num_threads(min(threads, os.cpu_count() or 1))
+        try:
+            nlp = build_pipeline(load_config(config_path, overrides))
+            for _, component in nlp.pipeline:
+                if isinstance(component, LLMPipe):
+                    component.llm.load()  # now, not inside the first batch
+        except NlpipeError as err:
+            raise EngineError(Errors.E073.format(reason=err)) from None
+        self.nlp = nlp
+        # The spaCy stage runs in this actor: more actors, not more processes per actor.
+        self.records = local_records(nlp, dataclasses.replace(settings, n_process=1))
+
+    def __call__(self, batch: dict) -> dict:
+        import numpy as np
+
+        pending = [(Document(**document), questions, tuple(tag)) for document, questions, tag in
+                   map(json.loads, batch["item"])]
+        return {"result": np.array([json.dumps(result, ensure_ascii=False) for result in self._records(pending)],
+                                   dtype=object)}
+
+    def _records(self, pending: list) -> list[tuple[dict, tuple]]:
+        try:
+            return list(self.records(pending))
+        except Exception:  # one document must not fail its batch: find it by running them one at a time
+            return [self._record_alone(item) for item in pending]
+
+    def _record_alone(self, item) -> tuple[dict, tuple]:
+        try:
+            return next(iter(self.records([item])))
+        except Exception as err:
+            document, _, tag = item
+            return {"id": document.id, "error": {"type": "processing_failed",
+                                                 "message": f"{type(err).__name__}: {err}"}}, tag
+
+
+@contextmanager
+def ray_session(address: str | None, num_cpus: int | None = None):
+    """Join `address` (else $RAY_ADDRESS, else start a local Ray with `num_cpus`, default all)
+    for the run; one already joined by the caller (a notebook, a test) is used and left running."""
+    ray = require_ray()
+    if ray.is_initialized():
+        yield ray
+        return
+    # Ray's C++ core logs warnings (actor constructor arguments kept for restarts) to stderr.
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    # A local Ray runs its workers at nice 15: the actors, which do all of the run's work,
+    # would lose the CPU to any other process, the driver included. (Read when Ray starts.)
+    os.environ.setdefault("RAY_worker_niceness", "0")
+    try:
+        ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                 logging_level="ERROR")
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        where = address or os.environ.get("RAY_ADDRESS") or "a new local instance"
+        raise EngineError(Errors.E071.format(address=where, reason=str(err).strip().splitlines()[0])) from None
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def _windows(items: Iterable, size: int) -> Iterator[list]:
+    items = iter(items)
+    while window := list(itertools.islice(items, size)):
+        yield window
+
+
+def ray_records(config_path: str, overrides: dict, settings: JobSettings) -> Engine:
+    """An engine (see runner.Engine) running the pipeline of `config_path` on a Ray actor pool.
+
+    Records arrive in the order batches finish, not in input order.
+    """
+    require_ray()
+    worker_args = {"config_path": os.path.abspath(config_path), "overrides": overrides, "settings": settings,
+                   "cwd": os.getcwd()}
+
+    def records(pending: Iterable[tuple[Document, list[str], Tag]]) -> Iterator[tuple[dict, Tag]]:
+        with ray_session(settings.ray_address) as ray:
+            _quiet(ray)
+            shape = pool_shape(settings, ray.cluster_resources())
+            for window in _windows(pending, WINDOW_DOCUMENTS):
+                items = [{"item": json.dumps([dataclasses.asdict(d), questions, tag])} for d, questions, tag in window]
+                dataset = ray.data.from_items(items,
+                                              # about one block per batch, so that every actor gets work
+                                              override_num_blocks=math.ceil(len(window) / settings.batch_size))
+                mapped = dataset.map_batches(PipelineWorker, batch_size=settings.batch_size,
+                                             compute=ray.data.ActorPoolStrategy(size=shape.workers),
+                                             num_cpus=shape.cpus, num_gpus=settings.gpus_per_worker or None,
+                                             fn_constructor_kwargs={**worker_args, "threads": shape.threads})
+                try:
+                    for row in mapped.iter_rows():
+                        record, tag = json.loads(row["result"])
+                        yield record, tuple(tag)
+                except ray.exceptions.RayError as err:
+                    raise _user_error(err) from None
+    return records
+
+
+def _user_error(err: Exception) -> Exception:
+    """The NlpipeError an actor raised (a config or model problem), else the Ray error itself."""
+    cause = err
+    while cause is not None and not isinstance(cause, NlpipeError):
+        cause = getattr(cause, "cause", None) or cause.__cause__
+    if cause is not None:
+        return cause
+    # An actor whose constructor failed comes back as ActorDiedError, with only the text of its error.
+    failed_build = re.search(rf"{EngineError.__name__}: (E073: .*)", str(err))
+    return EngineError(failed_build.group(1)) if failed_build else err
+
+
+def _quiet(ray) -> None:
+    # The CLI shows one progress bar and one summary, as for a local run; Ray Data's own
+    # bars and execution logs would interleave with them.
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    context.enable_auto_log_stats = False

@@ -1,0 +1,263 @@
+"""The Ray engine: the same records as the local engine, resumable, surviving a killed actor, never hanging.
+
+Runs with Ray share one local Ray of 2 CPUs (this machine's size, where the pool-sizing rule
+matters most) started once for the module; each run builds its own actor pool. They use the
+tiny random Llama, over a JSONL file of N_DOCS documents of which every fifth asks a question.
+"""
+
+import json
+import os
+import signal
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from nlpipe import cli
+from nlpipe.cli import main
+from nlpipe.config import JobSettings, build_pipeline, job_settings, load_config
+from nlpipe.distributed import pool_shape, ray_records
+from nlpipe.distributed.ray_engine import RESERVED_CPUS, PipelineWorker, ray_session
+from nlpipe.errors import ConfigError, EngineError
+from nlpipe.runner import run
+from tests.test_resume import document_text
+
+REPO = Path(__file__).resolve().parents[1]
+QA_CFG = str(REPO / "pipelines" / "qa.cfg")
+N_DOCS = 50
+BATCH = 5
+RUN_TIMEOUT = 150  # seconds: far above a run's time here, so only a hang reaches it
+ACTOR_TITLE = b"ray::MapWorker(MapBatches(PipelineWorker))"
+
+
+def read_records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def by_id(records: list[dict]) -> list[dict]:
+    return sorted(records, key=lambda r: r["id"])
+
+
+# Fast: sizing, settings, and what a user without Ray sees.
+
+@pytest.mark.parametrize("cpus, workers", [(2, 2), (2, 1), (2, 7), (1, 1), (64, 8)])
+def test_actors_never_claim_the_cpus_ray_data_needs_for_itself(cpus, workers):
+    shape = pool_shape(JobSettings(workers=workers), {"CPU": cpus})
+    assert shape.workers == workers
+    assert 0 < shape.cpus <= 1.0
+    assert shape.workers * shape.cpus <= cpus - 0.5
+    assert 1 <= shape.threads <= max(1, cpus // workers)
+
+
+def test_default_pool_is_whole_cpus_left_or_one_actor_per_gpu_share():
+    assert pool_shape(JobSettings(), {"CPU": 2}) == (1, 1.0, 2)  # one actor, with both cores' threads
+    assert pool_shape(JobSettings(), {"CPU": 8})[0] == 7
+    assert pool_shape(JobSettings(gpus_per_worker=1), {"CPU": 16, "GPU": 4})[0] == 4
+    assert pool_shape(JobSettings(gpus_per_worker=0.5), {"CPU": 16, "GPU": 4})[0] == 8
+
+
+def test_more_gpus_than_the_cluster_has_is_E072():
+    with pytest.raises(EngineError, match="E072"):
+        pool_shape(JobSettings(workers=3, gpus_per_worker=1), {"CPU": 8, "GPU": 2})
+
+
+@pytest.mark.parametrize("key, value", [("engine", "spark"), ("workers", 0), ("gpus_per_worker", -1),
+                                        ("workers", "two")])
+def test_bad_engine_settings_are_E002(key, value):
+    config = load_config(QA_CFG, {f"nlpipe.{key}": value})
+    with pytest.raises(ConfigError, match=f"E002.*{key}"):
+        job_settings(config)
+
+
+@pytest.mark.parametrize("engine_option", [["--engine", "ray"], ["--nlpipe.engine", "ray"]])
+def test_engine_ray_without_ray_installed_exits_2_saying_what_to_install(engine_option, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if it were not installed
+    monkeypatch.setattr(cli.console, "_width", 1000)  # not on a terminal, rich wraps at 80 columns
+    (tmp_path / "doc.txt").write_text("Paris is in France.", encoding="utf-8")
+    result = CliRunner().invoke(main, ["run", QA_CFG, "--input", str(tmp_path / "doc.txt"), "--output",
+                                       str(tmp_path / "out.jsonl"), *engine_option])
+    assert result.exit_code == 2, result.output
+    [line] = [line for line in result.output.splitlines() if "error" in line]
+    assert "E070" in line and 'pip install "nlpipe[ray]"' in line
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+# Slow: the actor class in this process, then real Ray runs.
+
+@pytest.fixture()
+def worker_args(qa_overrides):
+    return {"config_path": QA_CFG, "overrides": qa_overrides, "settings": JobSettings(batch_size=BATCH),
+            "questions": ["Where is it?"], "cwd": os.getcwd()}
+
+
+def batch_of(*documents: dict) -> dict:
+    return {"document": [json.dumps({"questions": [], "error": None, **d}) for d in documents]}
+
+
+@pytest.mark.slow
+def test_an_actor_runs_batches_in_memory_zones(worker_args):
+    worker = PipelineWorker(**worker_args)
+    nlp = worker.nlp
+    worker(batch_of({"id": "warm-up", "text": "Paris is in France."}))
+    before = len(nlp.vocab.strings)
+    out = worker(batch_of(*({"id": f"d{i}", "text": f"Zorblax{i} met Quimby{i} in Vlatislav{i}."}
+                            for i in range(10))))
+    records = [json.loads(line) for line in out["record"]]
+    assert [r["id"] for r in records] == [f"d{i}" for i in range(10)]
+    assert all(len(r["answers"]) == 1 for r in records)
+    assert len(nlp.vocab.strings) == before  # the batch's new words were freed with its zone
+
+
+@pytest.mark.slow
+def test_a_document_that_breaks_the_pipeline_becomes_an_error_record_in_the_actor(worker_args, monkeypatch):
+    import nlpipe.runner
+
+    worker = PipelineWorker(**worker_args)
+    record = nlpipe.runner._record
+
+    def fail_on_poison(doc, document, annotations):
+        if document.id == "poison":
+            raise RuntimeError("boom")
+        return record(doc, document, annotations)
+    monkeypatch.setattr(nlpipe.runner, "_record", fail_on_poison)
+    out = worker(batch_of({"id": "a", "text": "Paris is in France."}, {"id": "poison", "text": "Rome."},
+                          {"id": "b", "text": "Bern is in Switzerland.", "questions": ["Where is Bern?"]}))
+    a, poison, b = [json.loads(line) for line in out["record"]]
+    assert poison == {"id": "poison", "error": {"type": "processing_failed", "message": "RuntimeError: boom"}}
+    assert "error" not in a and "error" not in b
+    assert [x["question"] for x in b["answers"]] == ["Where is Bern?", "Where is it?"]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    with ray_session(None, num_cpus=2) as ray:
+        yield ray
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """N_DOCS documents as JSONL; every fifth asks a question, one line is broken, one text empty."""
+    path = tmp_path_factory.mktemp("ray") / "docs.jsonl"
+    lines = []
+    for i in range(N_DOCS - 2):
+        record = {"id": f"doc-{i:02d}", "text": document_text(i)}
+        if i % 5 == 0:
+            record["questions"] = ["When did it open?"]
+        lines.append(json.dumps(record, ensure_ascii=False))
+    lines += ["{not json", json.dumps({"id": "empty", "text": "  "})]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(corpus, tiny_llama_dir, tmp_path_factory) -> list[dict]:
+    """The local engine's records, sorted by id."""
+    overrides = {"components.llama_qa.model.path": str(tiny_llama_dir), "components.llama_qa.model.device": "cpu",
+                 "components.llama_qa.model.max_new_tokens": 8}
+    output = tmp_path_factory.mktemp("local") / "out.jsonl"
+    nlp = build_pipeline(load_config(QA_CFG, overrides))
+    run(nlp, JobSettings(input=str(corpus), output=str(output), batch_size=BATCH))
+    return by_id(read_records(output))
+
+
+@pytest.fixture()
+def ray_run(local_ray, corpus, qa_overrides):
+    """Runs the Ray engine over the corpus in a thread, failing the test if it does not end in RUN_TIMEOUT."""
+    def start(output: Path, on_record=lambda r, s: None, workers: int = 2):
+        settings = JobSettings(input=str(corpus), output=str(output), batch_size=BATCH, workers=workers)
+        return bounded(run, None, settings, on_record, False, ray_records(QA_CFG, qa_overrides, settings))
+    return start
+
+
+def bounded(function, *args):
+    """function(*args) in a thread: still running after RUN_TIMEOUT (a hang) fails the test."""
+    pool = ThreadPoolExecutor(1)
+    try:
+        return pool.submit(function, *args).result(timeout=RUN_TIMEOUT)
+    finally:
+        pool.shutdown(wait=False)  # not waiting for a hung run
+
+
+@pytest.mark.slow
+def test_two_actors_on_two_cpus_finish_with_the_local_engines_records(ray_run, local_ray, reference, tmp_path):
+    # Actors that claim every CPU can leave Ray Data's own tasks waiting forever: the run is
+    # bounded (a hang fails at RUN_TIMEOUT), and the reserve must stay free while it goes.
+    output = tmp_path / "out.jsonl"
+    free_cpus = []
+    summary = ray_run(output, lambda record, s: free_cpus.append(local_ray.available_resources().get("CPU", 0)))
+    assert min(free_cpus) >= RESERVED_CPUS  # while the actors held their shares
+    records = read_records(output)
+    assert by_id(records) == reference
+    assert (summary.documents, summary.failed) == (N_DOCS, 2)
+    assert summary.questions == sum(len(r.get("answers") or []) for r in reference) > 0
+
+
+def parent_pid(pid: int | str) -> int:
+    # /proc/PID/stat: "pid (name) state ppid ..."; the name may hold spaces, so split after it.
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def actor_pids() -> list[int]:
+    """This test's actors: their parent is the raylet this process started (never another Ray's)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if (entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(ACTOR_TITLE)
+                    and parent_pid(parent_pid(entry.name)) == os.getpid()):
+                pids.append(int(entry.name))
+        except OSError:  # the process ended while we looked
+            continue
+    return pids
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds actor processes through /proc")
+def test_a_killed_actor_is_restarted_and_no_document_is_lost_or_written_twice(ray_run, reference, tmp_path):
+    output = tmp_path / "out.jsonl"
+    killed = []
+
+    def kill_an_actor(record, summary):
+        if summary.documents == BATCH:  # the first batch is out: both actors are up and busy
+            victim = actor_pids()[0]
+            os.kill(victim, signal.SIGKILL)
+            killed.append((victim, summary.documents))
+    ray_run(output, kill_an_actor)
+    assert killed and killed[0][1] < N_DOCS
+    assert killed[0][0] not in actor_pids()
+    records = read_records(output)
+    assert len(records) == N_DOCS  # none twice...
+    assert by_id(records) == reference  # ...none lost, each as the local engine writes it
+
+
+@pytest.mark.slow
+def test_a_pipeline_an_actor_cannot_build_is_one_user_error(local_ray, corpus, qa_overrides, tmp_path):
+    overrides = {**qa_overrides, "components.llama_qa.model.path": str(tmp_path / "no-model")}
+    settings = JobSettings(input=str(corpus), output=str(tmp_path / "out.jsonl"), batch_size=BATCH, workers=1)
+    with pytest.raises(EngineError, match="E073.*E013"):
+        bounded(run, None, settings, lambda r, s: None, False, ray_records(QA_CFG, overrides, settings))
+    assert read_records(tmp_path / "out.jsonl") == []
+
+
+class Interrupt(Exception):
+    """Stands for Ctrl-C, raised from the progress callback after a chosen number of records."""
+
+
+@pytest.mark.slow
+def test_an_interrupted_ray_run_resumes_without_loss_or_duplicates(ray_run, reference, tmp_path):
+    output = tmp_path / "out.jsonl"
+    stop_after = 2 * BATCH
+
+    def interrupt(record, summary):
+        if summary.documents == stop_after:
+            raise Interrupt
+    with pytest.raises(Interrupt):
+        ray_run(output, interrupt, workers=1)
+    done = read_records(output)
+    assert len(done) == stop_after
+    summary = ray_run(output, workers=1)
+    assert summary.resumed == stop_after and summary.documents == N_DOCS - stop_after
+    records = read_records(output)
+    assert len(records) == N_DOCS and by_id(records) == reference
