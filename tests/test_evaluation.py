@@ -61,7 +61,7 @@ def test_evaluate_scores_against_every_reference(qa_nlp, squad_file, monkeypatch
     replies = {"Where is the tower?": "Paris", "When did it open?": "1889", "Where was it played?": "Denver"}
 
     def complete(self, prompts):
-        texts = [self.tokenizer.decode(p) for p in prompts]
+        texts = [self.tokenizer.decode(p.tokens) for p in prompts]
         return [Completion(next(r for q, r in replies.items() if q in t), [1], [-0.1]) for t in texts]
     monkeypatch.setattr(Llama, "complete", complete)
     monkeypatch.setattr(qa_nlp.get_pipe("llama_qa"), "mode", "generative")  # the replies are the predictions

@@ -60,6 +60,11 @@ def set_answers(doc: Doc, answers: list[Answer]) -> None:
     doc.spans[SPAN_KEY] = SpanGroup(doc, name=SPAN_KEY, spans=spans)
 
 
+def answered(doc: Doc) -> bool:
+    """Whether the Doc's answers were set (by llama_qa, or by hand), even to none."""
+    return _RECORDS in doc.user_data
+
+
 def _records(doc: Doc) -> list[dict]:
     # A list again after a DocBin round trip, which gives sequences back as tuples.
     return list(doc.user_data.get(_RECORDS, []))

@@ -4,7 +4,8 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-from pydantic import PositiveInt
+# Constrained types from pydantic's v1 API: the one confection checks config values with.
+from pydantic.v1 import PositiveInt
 from spacy.tokens import Doc, Span
 from spacy.util import registry
 

@@ -11,7 +11,8 @@ from pathlib import Path
 from collections import Counter
 from typing import Iterable, Iterator, List, Literal
 
-from pydantic import PositiveInt
+# Constrained types from pydantic's v1 API: the one confection checks config values with.
+from pydantic.v1 import PositiveInt
 from spacy import util
 from spacy.language import Language
 from spacy.pipeline import Pipe

@@ -2,13 +2,14 @@
 
 from typing import Literal
 
-from pydantic import NonNegativeFloat, PositiveInt, confloat, constr
+# Constrained types from pydantic's v1 API: the one confection checks config values with.
+from pydantic.v1 import NonNegativeFloat, PositiveInt, confloat, constr
 from spacy.util import registry
 
 from ..llm.engine import Llama
 
 # What llm.devices.local_device accepts: checked when the config is read, not when the model loads.
-Device = constr(pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
+Device = constr(regex=r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 @registry.misc("nlpipe.Llama.v1")

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict
 
-from pydantic import PositiveFloat, PositiveInt
+# Constrained types from pydantic's v1 API: the one confection checks config values with.
+from pydantic.v1 import PositiveFloat, PositiveInt
 
 from spacy.tokens import Doc, Span, Token
 from spacy.util import registry

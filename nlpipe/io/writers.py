@@ -14,6 +14,7 @@ from pathlib import Path
 
 from spacy.tokens import Doc
 
+from ..components.answers import answered
 from ..errors import Errors, InputError
 
 # A record's own line starts so (json.dumps with "id" first): how a torn last line is recognised.
@@ -22,7 +23,7 @@ RECORD_START = b'{"id": '
 
 def doc_record(doc_id: str, doc: Doc, annotations: bool = False) -> dict:
     record = {"id": doc_id}
-    if doc.has_extension("answers") and doc._.answers is not None:
+    if answered(doc):
         record["answers"] = doc._.answers
     record["entities"] = [{"text": e.text, "label": e.label_, "start_char": e.start_char, "end_char": e.end_char}
                           for e in doc.ents]

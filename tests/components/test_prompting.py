@@ -69,7 +69,7 @@ def test_custom_template_through_the_config(qa_overrides):
                  "components.llama_qa.prompt.system": "SYS"}
     nlp = build_pipeline(load_config(REPO / "pipelines" / "qa.cfg", overrides))
     qa = nlp.get_pipe("llama_qa")
-    assert qa.prompt.question_template == "ASK {question}" and qa.prompt.system == "SYS"
+    assert qa.task.prompt.question_template == "ASK {question}" and qa.task.prompt.system == "SYS"
     prompts = []
 
     def complete(batch):
@@ -81,7 +81,7 @@ def test_custom_template_through_the_config(qa_overrides):
     doc._.questions = ["Where is Paris?"]
     nlp(doc)
     assert len(prompts) == 1
-    rendered = qa.llm.tokenizer.decode(prompts[0])
+    rendered = qa.llm.tokenizer.decode(prompts[0].tokens)
     assert "<|im_start|>system\nSYS<|im_end|>" in rendered
     assert "<|im_start|>user\nABOUT Paris is in France. ASK Where is Paris?<|im_end|>" in rendered
     assert rendered.endswith("<|im_start|>assistant\n")
