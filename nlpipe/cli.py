@@ -31,7 +31,8 @@ class UserError(click.ClickException):
         self.exit_code = err.exit_code
 
     def show(self, file=None):
-        console.print(f"[bold red]error[/]: {escape(self.message)}", highlight=False)
+        # Not wrapped: a path in the message stays whole, to copy or to search for.
+        console.print(f"[bold red]error[/]: {escape(self.message)}", highlight=False, soft_wrap=True)
 
 
 @contextmanager

@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny random Llama with a tokenizer trained here, and the real spaCy pipeline."""
 
+import os
 import shutil
 from pathlib import Path
 
@@ -19,6 +20,9 @@ CORPUS = [
     "Answer the question with a short phrase from the context. Named entities: none.",
 ] * 20
 REPO = Path(__file__).resolve().parents[1]
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two workers share the cores; a thread each keeps them from fighting over them.
+    torch.set_num_threads(1)
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 

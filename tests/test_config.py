@@ -158,6 +158,7 @@ def test_shipped_configs_are_valid(path):
     assert validate(path) == []
 
 
+@pytest.mark.slow
 def test_validate_in_a_fresh_process():
     script = ("import sys; from nlpipe.config import validate; "
               f"problems = validate({str(QA_CFG)!r}); print(problems); sys.exit(1 if problems else 0)")

@@ -262,6 +262,7 @@ def test_annotate_any_files_one_record_each_with_tokens_on_the_text(annotate_nlp
     check_annotations(run_annotate(annotate_nlp, inputs, batch_size))
 
 
+@pytest.mark.slow
 @PIPELINE
 @given(inputs=st.lists(texts, min_size=1, max_size=4), max_length=st.integers(8, 120))
 def test_annotate_texts_longer_than_max_length_in_pieces(annotate_nlp, inputs, max_length):
@@ -329,6 +330,7 @@ def run_qa(nlp, documents: list[tuple[str, list[str]]]) -> list[dict]:
                                  HealthCheck.data_too_large])
 @given(documents=st.lists(st.tuples(text_strategy(longest_token=600), st.lists(questions, max_size=2)),
                           min_size=1, max_size=3))
+@pytest.mark.slow
 def test_qa_any_text_and_question_answers_point_into_the_text(qa_pipeline, documents):
     nlp, context = qa_pipeline
     records = run_qa(nlp, documents)

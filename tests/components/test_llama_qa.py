@@ -77,6 +77,7 @@ def replying(qa, monkeypatch):
 REPLYING = {"components.llama_qa.selector.weights.reply": 2.0}
 
 
+@pytest.mark.slow
 def test_factory_is_found_through_the_entry_point_without_importing_nlpipe(tiny_llama_dir, spacy_model_name):
     script = textwrap.dedent(f"""
         import sys
