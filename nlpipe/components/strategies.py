@@ -11,7 +11,7 @@ from spacy.tokens import Span
 from ..llm.engine import Completion, Failure
 from ..llm.scoring import ContinuationScore
 from .answers import Answer
-from .grounding import clean_answer, find_phrase, ground
+from .grounding import find_phrase, ground
 from .selection import FREE_FORM_TYPES, Choice, SpanSelector
 from .task import Asked
 

@@ -18,7 +18,6 @@ import torch
 
 from nlpipe.components.grounding import clean_answer
 from nlpipe.config import build_pipeline, load_config
-from nlpipe.components.strategies import Generative
 from nlpipe.llm.engine import Completion
 from spacy.util import raise_error
 
