@@ -216,9 +216,11 @@ class Llama:
         """(row, scores or Failure) for every request, in order, a group at a time: a document's
         requests are consecutive, so they stay together and share its context."""
         # The cost of a row is its prompt plus its continuations packed end to end; each
-        # continuation's positions start right after the prompt.
+        # continuation's positions start right after the prompt, where a reply would go, so the
+        # window must hold the prompt and max_new_tokens as it would for generating.
         costs = [len(r.tokens) + sum(len(c) - 1 for c in r.continuations) for r in requests]
-        yield from self._run_groups(requests, costs, list(range(len(requests))), partial(self._rank, requests), 0)
+        yield from self._run_groups(requests, costs, list(range(len(requests))), partial(self._rank, requests),
+                                    self.max_new_tokens)
 
     def _run_groups(self, requests: list[Request], costs: list[int], order: list[int], run,
                     new_tokens: int) -> Iterator:

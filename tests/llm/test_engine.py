@@ -328,6 +328,7 @@ def test_rank_out_of_memory_halves_then_fails_one_prompt_alone(llama, monkeypatc
 
 
 def test_rank_checks_the_window_and_the_input(llama):
+    llama.max_new_tokens = 2
     window = llama.context_length
     ok, too_long, empty = llama.rank([Request([5] * (window - 2), 0, [[1, 2]]), Request([5] * (window - 1), 0, [[1, 2]]),
                                       Request([5, 6], 0, [[1], []])])
@@ -335,3 +336,20 @@ def test_rank_checks_the_window_and_the_input(llama):
     assert too_long.kind is FailureKind.CONTEXT_OVERFLOW and empty.kind is FailureKind.BAD_INPUT
     with pytest.raises(ModelError, match="^E018"):
         llama.score([5] * window, [[1]])
+
+
+def test_an_absurd_max_new_tokens_fails_every_question_naming_it(llama):
+    llama.max_new_tokens = 100_000_000
+    [failure] = llama.rank([Request([5, 6, 7], 0, [[1]])])
+    assert failure.kind is FailureKind.CONTEXT_OVERFLOW and "max_new_tokens" in failure.message
+    assert "100000000" in failure.message
+
+
+def test_no_deprecation_warning_from_our_model_calls(llama):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        warnings.simplefilter("error", DeprecationWarning)
+        llama.complete([[1, 2, 3]], max_gen_len=2)
+        llama.rank([Request([1, 2, 3], 0, [[4, 5]])])
