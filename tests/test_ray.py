@@ -166,17 +166,20 @@ def reference(corpus, tiny_llama_dir, tmp_path_factory) -> list[dict]:
 @pytest.fixture()
 def ray_run(local_ray, corpus, qa_overrides):
     """Runs the Ray engine over the corpus in a thread, failing the test if it does not end in RUN_TIMEOUT."""
+    # The driver builds the pipeline too (its config fingerprint and checks), never loading weights.
+    nlp = build_pipeline(load_config(QA_CFG, qa_overrides))
+
     def start(output: Path, on_record=lambda r, s: None, workers: int = 2):
         settings = JobSettings(input=str(corpus), output=str(output), batch_size=BATCH, workers=workers)
-        return bounded(run, None, settings, on_record, False, ray_records(QA_CFG, qa_overrides, settings))
+        return bounded(lambda: run(nlp, settings, on_record, engine=ray_records(QA_CFG, qa_overrides, settings)))
     return start
 
 
-def bounded(function, *args):
-    """function(*args) in a thread: still running after RUN_TIMEOUT (a hang) fails the test."""
+def bounded(function):
+    """function() in a thread: still running after RUN_TIMEOUT (a hang) fails the test."""
     pool = ThreadPoolExecutor(1)
     try:
-        return pool.submit(function, *args).result(timeout=RUN_TIMEOUT)
+        return pool.submit(function).result(timeout=RUN_TIMEOUT)
     finally:
         pool.shutdown(wait=False)  # not waiting for a hung run
 
@@ -237,7 +240,8 @@ def test_a_pipeline_an_actor_cannot_build_is_one_user_error(local_ray, corpus, q
     overrides = {**qa_overrides, "components.llama_qa.model.path": str(tmp_path / "no-model")}
     settings = JobSettings(input=str(corpus), output=str(tmp_path / "out.jsonl"), batch_size=BATCH, workers=1)
     with pytest.raises(EngineError, match="E073.*E013"):
-        bounded(run, None, settings, lambda r, s: None, False, ray_records(QA_CFG, overrides, settings))
+        bounded(lambda: run(build_pipeline(load_config(QA_CFG, overrides)), settings,
+                            engine=ray_records(QA_CFG, overrides, settings)))
     assert read_records(tmp_path / "out.jsonl") == []
 
 
