@@ -385,7 +385,7 @@ from nlpipe import worker_processes
 from nlpipe.processing import process
 if sys.argv[1] == "watch":
     worker_processes._kernel_kills_us = lambda: False
-Doc.set_extension("questions", default=None)
+# (importing nlpipe.processing registers doc._.questions)
 stream = process(spacy.blank("en"), ((f"text {i}", [], i) for i in range(1000)), batch_size=2, n_process=2)
 next(stream)
 print(json.dumps([p.pid for p in multiprocessing.active_children()]), flush=True)

@@ -90,11 +90,19 @@ def test_engine_ray_without_ray_installed_exits_2_saying_what_to_install(engine_
 @pytest.fixture()
 def worker_args(qa_overrides):
     return {"config_path": QA_CFG, "overrides": qa_overrides, "settings": JobSettings(batch_size=BATCH),
-            "questions": ["Where is it?"], "cwd": os.getcwd()}
+            "cwd": os.getcwd()}
 
 
-def batch_of(*documents: dict) -> dict:
-    return {"document": [json.dumps({"questions": [], "error": None, **d}) for d in documents]}
+def batch_of(*documents: dict, asked=("Where is it?",)) -> dict:
+    """Rows as the driver sends them: [document, its questions (its own, then the run's), tag]."""
+    documents = [{"questions": [], "error": None, "warning": None, **d} for d in documents]
+    return {"item": [json.dumps([d, [*d["questions"], *asked], [f"tag-{d['id']}", None]]) for d in documents]}
+
+
+def records_of(out: dict) -> list[dict]:
+    results = [json.loads(line) for line in out["result"]]
+    assert all(tag == [f"tag-{record['id']}", None] for record, tag in results)  # tags come back with records
+    return [record for record, _ in results]
 
 
 @pytest.mark.slow
@@ -105,7 +113,7 @@ def test_an_actor_runs_batches_in_memory_zones(worker_args):
     before = len(nlp.vocab.strings)
     out = worker(batch_of(*({"id": f"d{i}", "text": f"Zorblax{i} met Quimby{i} in Vlatislav{i}."}
                             for i in range(10))))
-    records = [json.loads(line) for line in out["record"]]
+    records = records_of(out)
     assert [r["id"] for r in records] == [f"d{i}" for i in range(10)]
     assert all(len(r["answers"]) == 1 for r in records)
     assert len(nlp.vocab.strings) == before  # the batch's new words were freed with its zone
@@ -125,7 +133,7 @@ def test_a_document_that_breaks_the_pipeline_becomes_an_error_record_in_the_acto
     monkeypatch.setattr(nlpipe.runner, "_record", fail_on_poison)
     out = worker(batch_of({"id": "a", "text": "Paris is in France."}, {"id": "poison", "text": "Rome."},
                           {"id": "b", "text": "Bern is in Switzerland.", "questions": ["Where is Bern?"]}))
-    a, poison, b = [json.loads(line) for line in out["record"]]
+    a, poison, b = records_of(out)
     assert poison == {"id": "poison", "error": {"type": "processing_failed", "message": "RuntimeError: boom"}}
     assert "error" not in a and "error" not in b
     assert [x["question"] for x in b["answers"]] == ["Where is Bern?", "Where is it?"]
