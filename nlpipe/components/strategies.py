@@ -50,6 +50,13 @@ def _unit_at(asked: Asked, start_char: int) -> Span | None:
     return token_span
 
 
+def _place(answer: Answer, asked: Asked, offsets: tuple[int, int]) -> None:
+    """Make `answer` the span of the document at `offsets`, with the evidence unit holding it."""
+    answer.offsets = offsets
+    answer.text = asked.doc.text[slice(*offsets)]
+    answer.evidence = _unit_at(asked, offsets[0])
+
+
 class Generative:
     """The model's reply as it is; its offsets only where it appears verbatim in the document."""
 
@@ -69,12 +76,11 @@ class Generative:
             answer.error = failure_record(reply.failure)
             return answer
         answer.generated, answer.logprob = reply.generated, reply.completion.mean_logprob
-        answer.offsets = find_phrase(reply.text, asked.doc, asked.evidence) if reply.text else None
-        if answer.offsets is None:
+        offsets = find_phrase(reply.text, asked.doc, asked.evidence) if reply.text else None
+        if offsets is None:
             answer.text = reply.text or reply.completion.text
         else:
-            answer.text = asked.doc.text[slice(*answer.offsets)]
-            answer.evidence = _unit_at(asked, answer.offsets[0])
+            _place(answer, asked, offsets)
         return answer
 
 
@@ -125,9 +131,7 @@ class Grounded:
             choice = Choice(None if free_form else self._reply_offsets(asked, reply), None)
         answer.confidence = choice.confidence
         if choice.offsets is not None:
-            answer.offsets = choice.offsets
-            answer.text = asked.doc.text[slice(*choice.offsets)]
-            answer.evidence = _unit_at(asked, choice.offsets[0])
+            _place(answer, asked, choice.offsets)
             if reply is None:
                 answer.logprob = choice.logprob
         else:
