@@ -67,6 +67,25 @@ def parse_overrides(args: list[str]) -> dict:
     return overrides
 
 
+def with_top_k(config_path: str, overrides: dict, top_k: int | None) -> dict:
+    """--top-k as an override of every llama_qa component's top_k."""
+    from .config import load_config
+    from .errors import ConfigError
+
+    if top_k is None:
+        return overrides
+    components = load_config(config_path, overrides).get("components", {})
+    names = [name for name, block in components.items() if block.get("factory") == "llama_qa"]
+    if not names:
+        raise ConfigError(Errors.E085.format(key="top_k", value=top_k, message=(
+            f"--top-k sets the llama_qa component's top_k, and {config_path} has no llama_qa component")))
+    return {**overrides, **{f"components.{name}.top_k": top_k for name in names}}
+
+
+TOP_K = click.option("--top-k", type=click.IntRange(min=1),
+                     help="Also give each answer's k best distinct spans with confidences (grounded mode).")
+
+
 def _quiet_transformers() -> None:
     # Their progress bars and warnings would interleave with ours.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -174,10 +193,11 @@ def main():
 @click.option("--workers", type=click.IntRange(min=1), help="Ray: actors, each holding one pipeline.")
 @click.option("--gpus-per-worker", type=click.FloatRange(min=0), help="Ray: GPUs per actor (0 on CPU; fractions share).")
 @click.option("--ray-address", help="Ray: cluster to join (else $RAY_ADDRESS, else a local Ray for this run).")
+@TOP_K
 @click.option("--verbose", is_flag=True, help="Show tracebacks.")
 @click.pass_context
 def run(ctx, config_path, input_path, output, questions, batch_size, n_process, annotations, overwrite, append,
-        retry_failed, engine, workers, gpus_per_worker, ray_address, verbose):
+        retry_failed, engine, workers, gpus_per_worker, ray_address, top_k, verbose):
     """Run the pipeline CONFIG (a file, or a built-in name: qa, annotate) over many documents,
     writing one JSON line per document.
 
@@ -192,7 +212,7 @@ def run(ctx, config_path, input_path, output, questions, batch_size, n_process, 
 
     with user_errors(verbose):
         _quiet_transformers()
-        overrides = parse_overrides(ctx.args)
+        overrides = with_top_k(config_path, parse_overrides(ctx.args), top_k)
         config = load_config(config_path, overrides)
         settings = job_settings(config)
         for field, value in (("input", input_path), ("output", output), ("questions", questions),
@@ -306,9 +326,10 @@ def _print_summary(summary, output: str) -> None:
 @click.option("--text", help="The document text.")
 @click.option("--file", "file_path", type=click.Path(dir_okay=False), help="A text file holding the document.")
 @click.option("--json", "as_json", is_flag=True, help="Print the answer record as JSON.")
+@TOP_K
 @click.option("--verbose", is_flag=True, help="Show tracebacks.")
 @click.pass_context
-def ask(ctx, config_path, question, text, file_path, as_json, verbose):
+def ask(ctx, config_path, question, text, file_path, as_json, top_k, verbose):
     """Answer QUESTION about one document given with --text or --file.
 
     CONFIG is a config file or a built-in pipeline's name (qa). Extra options override config
@@ -324,7 +345,7 @@ def ask(ctx, config_path, question, text, file_path, as_json, verbose):
             if document.error:
                 raise click.ClickException(f"{file_path}: {document.error['message']}")
             text = document.text
-        nlp, _ = _load_pipeline(config_path, parse_overrides(ctx.args))
+        nlp, _ = _load_pipeline(config_path, with_top_k(config_path, parse_overrides(ctx.args), top_k))
         doc = nlp.make_doc(text)
         doc._.questions = [question]
         answers = nlp(doc)._.answers
@@ -334,16 +355,28 @@ def ask(ctx, config_path, question, text, file_path, as_json, verbose):
     if as_json:
         click.echo(json.dumps(answer, ensure_ascii=False))
         return
-    click.echo(answer["text"])
-    where = (f"characters {answer['start_char']}–{answer['end_char']} of the document"
-             if answer["start_char"] is not None else "generated, not a span of the document")
-    if answer["confidence"] is not None:
-        where += f"; confidence {answer['confidence']:.2f}"
+    if answer["answerable"] is False:
+        click.echo("(no answer: the document does not seem to say)")
+        where = f"confidence that it does not say {answer['confidence']:.2f}"
+    else:
+        click.echo(answer["text"])
+        where = (f"characters {answer['start_char']}–{answer['end_char']} of the document"
+                 if answer["start_char"] is not None else "generated, not a span of the document")
+        if answer["confidence"] is not None:
+            where += f"; confidence {answer['confidence']:.2f}"
     if answer["logprob"] is not None:
         where += f"; mean token log-prob of the reply {answer['logprob']:.3f}"
     console.print(f"[dim]{where}[/]", highlight=False)
     if answer["evidence"]:
         console.print(f"[dim]evidence: {escape(answer['evidence'])}[/]", highlight=False)
+    if answer.get("alternatives"):
+        table = Table(title="best distinct spans")
+        for column in ("#", "answer", "characters", "confidence"):
+            table.add_column(column, justify="left" if column == "answer" else "right")
+        for k, alternative in enumerate(answer["alternatives"], 1):
+            table.add_row(str(k), escape(alternative["text"]), f"{alternative['start_char']}–{alternative['end_char']}",
+                          f"{alternative['confidence']:.2f}")
+        tables.print(table)
 
 
 @main.command(context_settings=OVERRIDES)
@@ -471,16 +504,21 @@ def eval_group():
 @click.option("--limit", type=int, help="Evaluate only the first N questions.")
 @click.option("--output", type=click.Path(dir_okay=False), help="Write per-question predictions as JSONL.")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Paragraphs per spaCy batch.")
+@TOP_K
 @click.option("--verbose", is_flag=True, help="Show tracebacks.")
 @click.pass_context
-def eval_squad(ctx, squad_file, config_path, limit, output, batch_size, verbose):
-    """Exact match and F1 (official SQuAD v1.1 normalisation) of a pipeline on SQUAD_FILE."""
+def eval_squad(ctx, squad_file, config_path, limit, output, batch_size, top_k, verbose):
+    """Exact match and F1 (official SQuAD normalisation) of a pipeline on SQUAD_FILE.
+
+    SQuAD 2.0 files may hold unanswerable questions (is_impossible): only "no answer" is right
+    for them, and the table adds HasAns and NoAns rows, as the official v2.0 evaluation does.
+    """
     from .evaluation import evaluate_squad, read_squad
     from .io.writers import JsonlWriter
 
     with user_errors(verbose):
         total = sum(len(p.questions) for p in read_squad(squad_file, limit))
-        nlp, _ = _load_pipeline(config_path, parse_overrides(ctx.args))
+        nlp, _ = _load_pipeline(config_path, with_top_k(config_path, parse_overrides(ctx.args), top_k))
         with Progress(SpinnerColumn(), TextColumn("[bold]Evaluating"), BarColumn(),
                       TextColumn("{task.completed}/{task.total} questions"), TimeElapsedColumn(),
                       console=console) as progress:
@@ -492,11 +530,86 @@ def eval_squad(ctx, squad_file, config_path, limit, output, batch_size, verbose)
             for prediction in result.predictions:
                 writer.write(prediction)
     table = Table(title=f"SQuAD: {Path(squad_file).name}")
-    for column in ("questions", "exact match", "F1", "answers that are spans", "questions/s"):
+    for column in ("questions", "", "exact match", "F1", "answers that are spans", "questions/s"):
         table.add_column(column, justify="right")
-    table.add_row(str(result.questions), f"{result.exact_match:.1f}", f"{result.f1:.1f}",
+    table.add_row(str(result.questions), "all", f"{result.exact_match:.1f}", f"{result.f1:.1f}",
                   f"{result.spans}/{result.questions}", f"{result.questions_per_second:.2f}")
+    if result.no_answer.questions:  # a v2.0 file: the official script's HasAns / NoAns split
+        for label, part in (("HasAns", result.has_answer), ("NoAns", result.no_answer)):
+            table.add_row(str(part.questions), label, f"{part.exact_match:.1f}", f"{part.f1:.1f}", "", "")
     tables.print(table)
+
+
+@main.command(context_settings=OVERRIDES, options_metavar="SQUAD_FILE... [OPTIONS]")
+@click.option("--output", required=True, type=click.Path(dir_okay=False), help="The weights file to write.")
+@click.option("--config", "config_path", default="qa", show_default=True,
+              help="Pipeline config whose model and components the weights are for.")
+@click.option("--model", "model_path", help="The model to fit for (overrides the config's model path).")
+@click.option("--l2", type=click.FloatRange(min=0), default=0.01, show_default=True, help="L2 penalty on weights.")
+@click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True,
+              help="Cross-validation folds when the data has one article (else one fold per article).")
+@click.option("--make-unanswerable/--no-make-unanswerable", default=True, show_default=True,
+              help="Without unanswerable questions in the data, make one per answerable question.")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N questions of each file.")
+@click.option("--verbose", is_flag=True, help="Show tracebacks.")
+@click.pass_context
+def fit(ctx, output, config_path, model_path, l2, folds, make_unanswerable, limit, verbose):
+    """Fit the span selector to your SQuAD 1.1/2.0-format data: feature weights, confidence
+    temperature, and the no-answer model with its threshold. Prints article-level
+    cross-validation, then writes the weights file; use it with
+    --components.llama_qa.selector.weights_file WEIGHTS (or that key in the config)."""
+    from .components.fitting import cross_validate, fit as fit_selector, provenance, summarise, write_weights
+    from .components.recording import qa_component, record
+    from .components.selection import FEATURES, REPLY_FEATURES
+    from .evaluation import read_squad, unanswerable_questions
+
+    # The files are the leading plain arguments; config overrides follow (their values would
+    # otherwise be taken for files).
+    n_files = next((i for i, arg in enumerate(ctx.args) if arg.startswith("--")), len(ctx.args))
+    squad_files, overrides = ctx.args[:n_files], parse_overrides(ctx.args[n_files:])
+    if not squad_files:
+        raise click.UsageError("give at least one SQuAD-format file to fit on")
+    if model_path:
+        overrides["components.llama_qa.model.path"] = model_path
+    with user_errors(verbose):
+        paragraphs = [p for path in squad_files for p in read_squad(path, limit)]
+        made = make_unanswerable and all(refs for p in paragraphs for _, _, refs in p.questions)
+        if made:
+            paragraphs += unanswerable_questions(paragraphs)
+            console.print("The data has no unanswerable questions: made one per answerable question "
+                          "(the paragraph without the answer's sentences, or another paragraph of the article).")
+        nlp, _ = _load_pipeline(config_path, overrides)
+        qa = qa_component(nlp)
+        with Progress(SpinnerColumn(), TextColumn("[bold]Scoring candidates"), BarColumn(),
+                      TextColumn("{task.completed}/{task.total} questions"), TimeElapsedColumn(),
+                      console=console) as progress:
+            task = progress.add_task("record", total=sum(len(p.questions) for p in paragraphs))
+            examples = record(nlp, paragraphs, on_questions=lambda n: progress.update(task, completed=n))
+        if not any(e.answerable and max(e.f1) > 0 for e in examples):
+            raise click.ClickException("no answerable question has a candidate span matching its answer: "
+                                       "nothing to fit (are the references spans of their paragraphs?)")
+        names = [name for name in FEATURES if name not in REPLY_FEATURES]
+        with console.status("Cross-validating"):
+            rows = summarise(cross_validate(examples, names, l2, qa.selector.max_candidates, folds))
+        with console.status("Fitting on all the data"):
+            fitted = fit_selector(examples, names, l2, qa.selector.max_candidates)
+        write_weights(Path(output), fitted, list(FEATURES),
+                      provenance(list(squad_files), examples, rows, l2, str(qa.llm.path), made))
+    tables.print(_cross_validation_table(rows))
+    console.print(f"wrote {output} (no-answer threshold {fitted.threshold}, temperature {fitted.temperature}); "
+                  f"use it with --components.llama_qa.selector.weights_file {output}", highlight=False)
+
+
+def _cross_validation_table(rows: list[dict]) -> Table:
+    table = Table(title="Held out (fitted on the other folds)")
+    for column in ("test fold", "answerable", "EM", "F1", "unanswerable", "threshold", "HasAns F1", "NoAns F1",
+                   "SQuAD 2.0 F1"):
+        table.add_column(column, justify="left" if column == "test fold" else "right")
+    for row in rows:
+        table.add_row(escape(str(row["fold"])), str(row["answerable"]), f"{row['em']:.1f}", f"{row['f1']:.1f}",
+                      str(row["unanswerable"]), str(row["threshold"]), f"{row['has_f1']:.1f}",
+                      f"{row['no_f1']:.1f}", f"{row['all_f1']:.1f}")
+    return table
 
 
 if __name__ == "__main__":

@@ -108,8 +108,9 @@ class Errors:
             "[\"Who designed it?\"].")
     E082 = ("E082: '{name}' is retired: it {why}. Use '{successor}' instead, e.g. "
             "[components.llama_qa.selector] @misc = \"{successor}\".")
-    E083 = "E083: cannot read selector weights '{path}': {reason}. Write it with benchmarks/fit_selector.py."
+    E083 = "E083: cannot read selector weights '{path}': {reason}. Write one with `nlpipe fit`."
     E084 = "E084: [components.llama_qa.{section}] {key}: {message}"
+    E085 = "E085: [components.llama_qa] {key} = {value}: {message}"
     E050 = ("E050: cannot write: {reason}. Free some space and run the same "
             "command again: a run resumes after its last complete record.")
     E051 = ("E051: the output pipe was closed before the run finished (whatever read stdout exited). "

@@ -1,4 +1,8 @@
-"""SQuAD v1.1 evaluation: exact match and F1 with the official answer normalisation."""
+"""SQuAD evaluation: exact match and F1 with the official answer normalisation.
+
+Reads SQuAD v1.1 and v2.0 files. A v2.0 question marked `is_impossible` has no references, and
+(as in the official v2.0 script) only an empty prediction is right for it; results then also
+report HasAns (answerable questions) and NoAns (unanswerable ones) separately."""
 
 import json
 import re
@@ -28,6 +32,8 @@ def exact_match(prediction: str, truth: str) -> float:
 
 def f1_score(prediction: str, truth: str) -> float:
     predicted, expected = normalize_answer(prediction).split(), normalize_answer(truth).split()
+    if not predicted or not expected:  # "no answer" on either side: right only if both
+        return float(predicted == expected)
     common = sum((Counter(predicted) & Counter(expected)).values())
     if common == 0:
         return 0.0
@@ -35,10 +41,18 @@ def f1_score(prediction: str, truth: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def scores(prediction: str, references: list[str]) -> tuple[float, float]:
+    """(exact match, F1) against the best reference; with none (an unanswerable question) only
+    the empty prediction is right."""
+    references = references or [""]
+    return (max(exact_match(prediction, r) for r in references), max(f1_score(prediction, r) for r in references))
+
+
 @dataclass
 class SquadParagraph:
     context: str
-    questions: list[tuple[str, str, list[str]]]  # (id, question, reference answers)
+    questions: list[tuple[str, str, list[str]]]  # (id, question, reference answers: [] if unanswerable)
+    title: str = ""  # the article's
 
 
 def read_squad(path, limit: int | None = None) -> Iterator[SquadParagraph]:
@@ -54,8 +68,29 @@ def read_squad(path, limit: int | None = None) -> Iterator[SquadParagraph]:
                 return
             qas = paragraph["qas"][:int(min(remaining, len(paragraph["qas"])))]
             remaining -= len(qas)
-            yield SquadParagraph(paragraph["context"], [
-                (qa["id"], qa["question"], [a["text"] for a in qa["answers"]]) for qa in qas])
+            yield SquadParagraph(paragraph["context"], [(qa["id"], qa["question"], _references(qa)) for qa in qas],
+                                 article.get("title", ""))
+
+
+def _references(qa: dict) -> list[str]:
+    # v2.0 keeps the plausible-looking answers of an impossible question apart ("plausible_answers").
+    return [] if qa.get("is_impossible") else [a["text"] for a in qa.get("answers", [])]
+
+
+@dataclass
+class Scores:
+    """Exact match and F1 (percentages, as the official scripts print them) over some questions."""
+
+    questions: int = 0
+    exact_match: float = 0.0
+    f1: float = 0.0
+
+    @classmethod
+    def of(cls, predictions: list[dict]) -> "Scores":
+        n = len(predictions)
+        if not n:
+            return cls()
+        return cls(n, 100 * sum(p["exact_match"] for p in predictions) / n, 100 * sum(p["f1"] for p in predictions) / n)
 
 
 @dataclass
@@ -66,10 +101,20 @@ class EvalResult:
     spans: int = 0  # answers that are a span of their paragraph
     seconds: float = 0.0
     predictions: list[dict] = field(default_factory=list)
+    has_answer: Scores = field(default_factory=Scores)  # the answerable questions (HasAns)
+    no_answer: Scores = field(default_factory=Scores)  # the unanswerable ones (NoAns; v2.0 files)
 
     @property
     def questions_per_second(self) -> float:
         return self.questions / self.seconds if self.seconds else 0.0
+
+    @classmethod
+    def of(cls, predictions: list[dict], seconds: float = 0.0) -> "EvalResult":
+        overall = Scores.of(predictions)
+        return cls(overall.questions, overall.exact_match, overall.f1,
+                   sum(p["start_char"] is not None for p in predictions), seconds, predictions,
+                   Scores.of([p for p in predictions if p["references"]]),
+                   Scores.of([p for p in predictions if not p["references"]]))
 
 
 def evaluate_squad(nlp: Language, path, limit: int | None = None, batch_size: int = 8,
@@ -83,30 +128,21 @@ def evaluate_squad(nlp: Language, path, limit: int | None = None, batch_size: in
             doc._.questions = [q for _, q, _ in paragraph.questions]
             yield doc, paragraph
 
-    result = EvalResult()
-    exact_total = f1_total = 0.0
+    predictions = []
     started = time.perf_counter()
     for doc, paragraph in nlp.pipe(docs(), as_tuples=True, batch_size=batch_size):
         answers = {a["question"]: a for a in doc._.answers or []}
         for qid, question, references in paragraph.questions:
             answer = answers.get(question.strip(), {})
             prediction = answer.get("text") or ""
-            em = max(exact_match(prediction, r) for r in references)
-            f1 = max(f1_score(prediction, r) for r in references)
-            exact_total, f1_total = exact_total + em, f1_total + f1
-            result.spans += answer.get("start_char") is not None
-            result.predictions.append({"id": qid, "question": question, "prediction": prediction,
-                                       "references": references, "exact_match": em, "f1": f1,
-                                       "start_char": answer.get("start_char"),
-                                       "confidence": answer.get("confidence"),
-                                       "generated": answer.get("generated")})
-        result.questions += len(paragraph.questions)
-        on_question(result.questions)
-    result.seconds = time.perf_counter() - started
-    if result.questions:
-        result.exact_match = 100 * exact_total / result.questions
-        result.f1 = 100 * f1_total / result.questions
-    return result
+            em, f1 = scores(prediction, references)
+            predictions.append({"id": qid, "question": question, "prediction": prediction,
+                                "references": references, "exact_match": em, "f1": f1,
+                                "start_char": answer.get("start_char"), "answerable": answer.get("answerable"),
+                                "confidence": answer.get("confidence"), "generated": answer.get("generated"),
+                                "alternatives": answer.get("alternatives")})
+        on_question(len(predictions))
+    return EvalResult.of(predictions, time.perf_counter() - started)
 
 
 @dataclass
@@ -132,3 +168,58 @@ def calibration(predictions: list[dict], n_bins: int = 5) -> tuple[list[Calibrat
                                        sum(p["exact_match"] for p in members) / len(members)))
     error = sum(b.count * abs(b.confidence - b.exact_match) for b in bins) / max(1, len(rated))
     return bins, error
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
+
+
+def unanswerable_questions(paragraphs: list[SquadParagraph]) -> list[SquadParagraph]:
+    """One unanswerable question for each answerable one, made from the data itself: the same
+    question about its own paragraph with every sentence that holds an answer cut out (the
+    text is still about the question's topic, as SQuAD 2.0's are), or, where that leaves no
+    text or still holds an answer, about the paragraph of the same article that shares most of
+    the question's words without holding any of its answers. The two kinds alternate."""
+    by_article: dict[str, list[SquadParagraph]] = {}
+    for paragraph in paragraphs:
+        by_article.setdefault(paragraph.title, []).append(paragraph)
+    made = []
+    for paragraph in paragraphs:
+        for k, (qid, question, references) in enumerate(paragraph.questions):
+            if not references:
+                continue
+            context = _without_answers(paragraph.context, references) if k % 2 == 0 else None
+            kind = "cut"
+            if context is None:
+                context, kind = _other_paragraph(question, references, by_article[paragraph.title]), "other"
+            if context is not None:
+                made.append(SquadParagraph(context, [(f"{qid}-noans-{kind}", question, [])], paragraph.title))
+    return made
+
+
+def _holds(text: str, references: list[str]) -> bool:
+    normal = f" {normalize_answer(text)} "
+    return any(f" {normalize_answer(r)} " in normal for r in references if normalize_answer(r))
+
+
+def _without_answers(context: str, references: list[str]) -> str | None:
+    kept = [s for s in _SENTENCE_END.split(context) if not _holds(s, references)]
+    text = " ".join(kept)
+    return text if len(kept) >= 2 and not _holds(text, references) else None
+
+
+def _other_paragraph(question: str, references: list[str], paragraphs: list[SquadParagraph]) -> str | None:
+    words = set(normalize_answer(question).split())
+    others = [p.context for p in paragraphs if not _holds(p.context, references)]
+    return max(others, key=lambda c: len(words & set(normalize_answer(c).split())), default=None)
+
+
+def write_squad(paragraphs: list[SquadParagraph], path) -> None:
+    """A SQuAD 2.0 file of these paragraphs (questions without references are impossible)."""
+    articles: dict[str, list[dict]] = {}
+    for p in paragraphs:
+        articles.setdefault(p.title, []).append({"context": p.context, "qas": [
+            {"id": qid, "question": question, "is_impossible": not references,
+             "answers": [{"text": r, "answer_start": p.context.find(r)} for r in references]}
+            for qid, question, references in p.questions]})
+    data = [{"title": title, "paragraphs": ps} for title, ps in articles.items()]
+    Path(path).write_text(json.dumps({"version": "v2.0", "data": data}, ensure_ascii=False), encoding="utf-8")

@@ -427,3 +427,65 @@ def test_validate_reports_all_problems_and_exits_2(runner):
     assert "3 problem(s)" in result.stdout
     for where in ("[components.llama_qa]", "[components.llama_qa.selector]", "[nlpipe] batch_size"):
         assert where in result.stdout
+
+
+TWO_ARTICLES = {"version": "1.1", "data": [
+    {"title": "Tower", "paragraphs": [
+        {"context": "The Eiffel Tower is in Paris. It opened in 1889. Gustave Eiffel's company built it.",
+         "qas": [{"id": "t1", "question": "Where is the tower?", "answers": [{"text": "Paris", "answer_start": 23}]},
+                 {"id": "t2", "question": "Whose company built it?",
+                  "answers": [{"text": "Gustave Eiffel's", "answer_start": 49}]}]},
+        {"context": "The tower is 330 metres tall. It was the tallest structure until 1930.",
+         "qas": [{"id": "t3", "question": "Until when was it the tallest?",
+                  "answers": [{"text": "1930", "answer_start": 65}]}]}]},
+    {"title": "Bowl", "paragraphs": [
+        {"context": "Super Bowl 50 was played at Levi's Stadium in Santa Clara. The Denver Broncos won.",
+         "qas": [{"id": "b1", "question": "Who won Super Bowl 50?",
+                  "answers": [{"text": "The Denver Broncos", "answer_start": 59}]},
+                 {"id": "b2", "question": "Where was it played?",
+                  "answers": [{"text": "Levi's Stadium", "answer_start": 28}]}]},
+        {"context": "Beyonce and Bruno Mars performed at halftime. Coldplay headlined the show.",
+         "qas": [{"id": "b3", "question": "Who headlined the show?", "answers": [{"text": "Coldplay",
+                                                                                  "answer_start": 46}]}]}]}]}
+
+
+def test_fit_cross_validates_by_article_and_writes_weights_the_pipeline_uses(runner, override_args, tmp_path):
+    data = tmp_path / "mine.json"
+    data.write_text(json.dumps(TWO_ARTICLES), encoding="utf-8")
+    weights = tmp_path / "weights.json"
+    result = runner.invoke(main, ["fit", str(data), "--output", str(weights), *override_args])
+    assert result.exit_code == 0, result.output
+    assert "made one per answerable question" in result.stderr
+    assert "Tower" in result.stdout and "Bowl" in result.stdout  # one held-out fold per article
+    written = json.loads(weights.read_text())
+    assert written["format"] == "nlpipe.SelectorWeights.v2"
+    assert written["provenance"]["data"][0]["file"] == "mine.json"
+    assert written["provenance"]["examples"]["articles"] == ["Bowl", "Tower"]
+    assert written["answerability"]["weights"] and 0 <= written["answerability"]["threshold"] <= 1
+    asked = runner.invoke(main, ["ask", QA_CFG, "Where is the tower?", "--text", "The tower is in Paris.", "--json",
+                                 "--components.llama_qa.selector.weights_file", str(weights), *override_args])
+    assert asked.exit_code == 0, asked.output
+    assert json.loads(asked.stdout)["answerable"] in (True, False)
+
+
+def test_fit_problems_are_one_line(runner, tmp_path):
+    result = runner.invoke(main, ["fit", str(tmp_path / "nope.json"), "--output", str(tmp_path / "w.json")])
+    assert result.exit_code == 2 and "E022" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "w.json").exists()
+
+
+def test_ask_top_k_lists_the_best_distinct_spans(runner, override_args):
+    text = "The Eiffel Tower is in Paris. It opened in 1889. Gustave Eiffel's company built it."
+    result = runner.invoke(main, ["ask", QA_CFG, "Where is the tower?", "--text", text, "--top-k", "3",
+                                  "--components.llama_qa.selector.answerability", "false", *override_args])
+    assert result.exit_code == 0, result.output
+    assert "best distinct spans" in result.stdout
+    as_json = runner.invoke(main, ["ask", QA_CFG, "Where is the tower?", "--text", text, "--top-k", "3", "--json",
+                                   *override_args])
+    assert 1 < len(json.loads(as_json.stdout)["alternatives"]) <= 3
+
+
+def test_top_k_in_generative_mode_is_one_line(runner, override_args):
+    result = runner.invoke(main, ["ask", QA_CFG, "Where?", "--text", "Paris.", "--top-k", "2",
+                                  "--components.llama_qa.mode", "generative", *override_args])
+    assert result.exit_code == 2 and "E085" in result.stderr and "Traceback" not in result.stderr

@@ -6,7 +6,8 @@ import pytest
 from click.testing import CliRunner
 
 from nlpipe.cli import main
-from nlpipe.evaluation import calibration, evaluate_squad, exact_match, f1_score, normalize_answer, read_squad
+from nlpipe.evaluation import (EvalResult, calibration, evaluate_squad, exact_match, f1_score, normalize_answer,
+                               read_squad, scores, unanswerable_questions, write_squad)
 from nlpipe.llm.engine import Completion, Llama
 
 from .conftest import SHARED_DATA
@@ -93,3 +94,70 @@ def test_missing_squad_file_is_one_line(tmp_path):
     result = CliRunner().invoke(main, ["eval", "squad", str(tmp_path / "nope.json")])
     assert result.exit_code == 2
     assert "E022" in result.stderr and "Traceback" not in result.stderr
+
+
+TINY_SQUAD_V2 = {"version": "v2.0", "data": [{"title": "t", "paragraphs": [
+    {"context": "The Eiffel Tower is in Paris. It opened in 1889.",
+     "qas": [{"id": "a1", "question": "Where is the tower?", "is_impossible": False,
+              "answers": [{"text": "Paris", "answer_start": 23}]},
+             {"id": "n1", "question": "When did the tower close?", "is_impossible": True, "answers": [],
+              "plausible_answers": [{"text": "1889", "answer_start": 43}]}]}]}]}
+
+
+def test_squad_2_questions_without_an_answer_are_right_only_when_unanswered():
+    assert scores("", []) == (1.0, 1.0)
+    assert scores("1889", []) == (0.0, 0.0)
+    assert scores("", ["Paris"]) == (0.0, 0.0)
+    assert scores("the Paris", ["Paris", "in Paris"]) == (1.0, 1.0)
+
+
+def test_squad_2_files_read_impossible_questions_as_having_no_references(tmp_path):
+    path = tmp_path / "v2.json"
+    path.write_text(json.dumps(TINY_SQUAD_V2), encoding="utf-8")
+    [paragraph] = read_squad(path)
+    assert paragraph.title == "t"
+    assert paragraph.questions == [("a1", "Where is the tower?", ["Paris"]), ("n1", "When did the tower close?", [])]
+
+
+def test_results_split_into_has_answer_and_no_answer_as_the_official_v2_script():
+    predictions = [{"references": ["Paris"], "exact_match": 1.0, "f1": 1.0, "start_char": 1},
+                   {"references": ["1889"], "exact_match": 0.0, "f1": 0.5, "start_char": 1},
+                   {"references": [], "exact_match": 1.0, "f1": 1.0, "start_char": None}]
+    result = EvalResult.of(predictions)
+    assert (result.questions, result.f1) == (3, pytest.approx(250 / 3))
+    assert (result.has_answer.questions, result.has_answer.f1) == (2, 75.0)
+    assert (result.no_answer.questions, result.no_answer.exact_match) == (1, 100.0)
+
+
+def test_unanswerable_questions_made_from_the_data_never_hold_an_answer(tmp_path):
+    paragraphs = list(read_squad(SQUAD_DEV if SQUAD_DEV.is_file() else _write(tmp_path, TINY_SQUAD)))
+    made = unanswerable_questions(paragraphs)
+    answerable = {qid: (q, refs) for p in paragraphs for qid, q, refs in p.questions}
+    assert len(made) <= len(answerable) and made
+    for paragraph in made:
+        [(qid, question, references)] = paragraph.questions
+        source, kind = qid.rsplit("-noans-", 1)
+        assert references == [] and answerable[source][0] == question and kind in ("cut", "other")
+        text = f" {normalize_answer(paragraph.context)} "
+        assert not any(f" {normalize_answer(r)} " in text for r in answerable[source][1])
+    written = _write_squad(made, tmp_path / "made.json")
+    assert [q for p in read_squad(written) for q in p.questions] == [q for p in made for q in p.questions]
+
+
+def _write(tmp_path, data):
+    path = tmp_path / "squad.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def _write_squad(paragraphs, path):
+    write_squad(paragraphs, path)
+    assert json.loads(path.read_text())["version"] == "v2.0"
+    return path
+
+
+def test_eval_squad_command_reports_has_and_no_answer_on_a_v2_file(qa_overrides, tmp_path):
+    args = [a for key, value in qa_overrides.items() for a in (f"--{key}", str(value))]
+    result = CliRunner().invoke(main, ["eval", "squad", str(_write(tmp_path, TINY_SQUAD_V2)), *args])
+    assert result.exit_code == 0, result.output
+    assert "HasAns" in result.stdout and "NoAns" in result.stdout

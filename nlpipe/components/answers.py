@@ -30,6 +30,11 @@ class Answer:
     logprob: float | None = None  # the model's mean token log-prob of the reply, else of the span
     generated: str | None = None  # the raw reply, when one was generated
     error: dict | None = None
+    # False when the document does not answer the question: then text is "" and confidence
+    # is the chance that there is no answer.
+    answerable: bool = True
+    # With top_k > 1: the k best distinct spans ({text, start_char, end_char, confidence}), best first.
+    alternatives: list[dict] | None = None
 
     def record(self) -> dict:
         start, end = self.offsets if self.offsets is not None else (None, None)
@@ -41,7 +46,10 @@ class Answer:
             "evidence_start_char": evidence.start_char if evidence is not None else None,
             "evidence_end_char": evidence.end_char if evidence is not None else None,
             "logprob": self.logprob, "generated": self.generated,
+            "answerable": None if self.error is not None else self.answerable,
         }
+        if self.alternatives is not None:
+            record["alternatives"] = self.alternatives
         if self.error is not None:
             record["error"] = self.error
         return record

@@ -1,87 +1,278 @@
-"""Fit the span selector's weights and temperature to recorded candidate features.
+"""Fit the span selector to labelled examples (recording.Example): its feature weights, the
+confidence's softmax temperature, and the answerability model with its threshold.
 
-Each question is {"features": [candidates x features] tensor, "f1": [candidates] tensor (each
-candidate's F1 against the references), "texts": candidate texts, "references": answers}. The
-weights are those of a softmax over each question's candidates whose target is its best ones
-(L2-regularised); the temperature makes held-out confidence match how often the answer is exactly
-right. benchmarks/fit_selector.py records the features with the real model and writes the
-weights file (selection.read_weights reads it).
+The weights are those of a softmax over each answerable question's candidates whose target is
+its best candidates; the answerability model is a logistic regression on the question-level
+inputs of selection.answerability_features, with the two classes weighted equally; the
+threshold is the one that maximises SQuAD 2.0 F1 (an abstention is right exactly when the
+question has no answer). All are trained by mini-batch gradient descent (Adam, L2), seeded.
+Every choice is replayed as production makes it (fitting.ranking mirrors SpanSelector).
 """
 
+import datetime
+import hashlib
 import json
 import math
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
-from ..evaluation import exact_match, f1_score
-from .selection import softmax_share
+from .recording import Example
+from .selection import ANSWERABILITY_FEATURES, answerability_features, softmax_share
+
+EPOCHS = 40
+BATCH = 32
 
 
-def fit(questions: list[dict], l2: float) -> torch.Tensor:
-    weights = torch.zeros(questions[0]["features"].shape[1], requires_grad=True)
-    optimizer = torch.optim.LBFGS([weights], max_iter=300)
-    answerable = [q for q in questions if q["f1"].max() > 0]
-
-    def loss():
-        optimizer.zero_grad()
-        total = 0.0
-        for q in answerable:
-            target = (q["f1"] == q["f1"].max()).float()
-            total = total - (target / target.sum() * torch.log_softmax(q["features"] @ weights, 0)).sum()
-        total = total / len(answerable) + l2 * (weights ** 2).sum()
-        total.backward()
-        return total
-
-    optimizer.step(loss)
-    return weights.detach()
+@dataclass
+class Fitted:
+    names: list[str]  # the selector features fitted, in the weights' order
+    weights: torch.Tensor
+    temperature: float = 1.0
+    answerability: dict[str, float] = field(default_factory=dict)
+    threshold: float | None = None
 
 
-def choose(question: dict, weights: torch.Tensor, max_candidates: int, names: list[str]) -> tuple[int, list[float]]:
-    """As in production: shortlist by every feature but the likelihood, then the best. Returns
-    the chosen candidate and the shortlist's combined scores, the chosen one first."""
-    prior = question["features"].clone()
+@dataclass
+class Prediction:
+    """The production choice for one example: the chosen candidate, its confidence, and the
+    answerability model's chance that there is an answer at all."""
+
+    example: Example
+    chosen: int
+    scores: list[float]  # the shortlist's combined scores, the chosen one first
+    inputs: dict  # the answerability model's inputs
+    answerable: float | None = None
+
+    def confidence(self, temperature: float) -> float:
+        return softmax_share(self.scores, 0, temperature)
+
+    @property
+    def exact_match(self) -> float:
+        return self.example.exact[self.chosen]
+
+    @property
+    def f1(self) -> float:
+        return self.example.f1[self.chosen]
+
+    def squad2(self, threshold: float | None) -> tuple[float, float]:
+        """(exact match, F1) as SQuAD 2.0 counts them with this abstention threshold."""
+        if threshold is not None and self.answerable is not None and self.answerable < threshold:
+            return (0.0, 0.0) if self.example.answerable else (1.0, 1.0)
+        return (self.exact_match, self.f1) if self.example.answerable else (0.0, 0.0)
+
+
+def feature_matrix(example: Example, names: list[str]) -> torch.Tensor:
+    return torch.tensor([[row[name] for name in names] for row in example.rows], dtype=torch.float32)
+
+
+def _adam(parameters: torch.Tensor, batches: Callable[[int], list], loss_of, l2: float, lr: float = 0.05,
+          epochs: int = EPOCHS, on_epoch: Callable[[int], None] = lambda e: None) -> torch.Tensor:
+    parameters.requires_grad_(True)
+    optimizer = torch.optim.Adam([parameters], lr=lr)
+    for epoch in range(epochs):
+        for batch in batches(epoch):
+            optimizer.zero_grad()
+            loss = loss_of(batch) + l2 * (parameters ** 2).sum()
+            loss.backward()
+            optimizer.step()
+        on_epoch(epoch + 1)
+    return parameters.detach()
+
+
+def _minibatches(items: list, seed: int) -> Callable[[int], list]:
+    def batches(epoch: int) -> list:
+        order = list(items)
+        random.Random(seed * 1000 + epoch).shuffle(order)
+        return [order[i:i + BATCH] for i in range(0, len(order), BATCH)]
+    return batches
+
+
+def fit_weights(examples: list[Example], names: list[str], l2: float, seed: int = 0,
+                on_epoch: Callable[[int], None] = lambda e: None) -> torch.Tensor:
+    """Feature weights: softmax over each answerable question's candidates, target its best ones."""
+    usable = [e for e in examples if e.answerable and max(e.f1) > 0]
+    widest = max(len(e.rows) for e in usable)
+    features = torch.zeros(len(usable), widest, len(names))
+    target = torch.zeros(len(usable), widest)
+    present = torch.zeros(len(usable), widest, dtype=torch.bool)
+    for q, example in enumerate(usable):  # padded to the widest question; `present` masks the padding
+        f1 = torch.tensor(example.f1)
+        features[q, :len(f1)] = feature_matrix(example, names)
+        target[q, :len(f1)] = (f1 == f1.max()).float() / (f1 == f1.max()).sum()
+        present[q, :len(f1)] = True
+
+    def loss_of(batch):
+        rows = torch.tensor(batch)
+        logits = (features[rows] @ weights).masked_fill(~present[rows], float("-inf"))
+        log_shares = torch.where(present[rows], torch.log_softmax(logits, 1), 0.0)
+        return -(target[rows] * log_shares).sum(1).mean()
+
+    weights = torch.zeros(len(names))
+    return _adam(weights, _minibatches(list(range(len(usable))), seed), loss_of, l2, on_epoch=on_epoch)
+
+
+def ranking(example: Example, weights: torch.Tensor, names: list[str], max_candidates: int) -> tuple[int, list[float]]:
+    """As SpanSelector.candidates + choose: shortlist by every feature but the likelihood, then
+    the best. Returns the chosen candidate and the shortlist's combined scores, the chosen first."""
+    features = feature_matrix(example, names)
+    prior = features.clone()
     prior[:, names.index("likelihood")] = 0
-    shortlist = torch.argsort(prior @ weights, descending=True)[:max_candidates]
-    scores = question["features"][shortlist] @ weights
-    best = int(torch.argmax(scores))
-    return int(shortlist[best]), [float(scores[best])] + [float(s) for k, s in enumerate(scores) if k != best]
+    # Production keeps the shortlist in document order; ties break the same way here.
+    shortlist = sorted(torch.argsort(prior @ weights, descending=True, stable=True)[:max_candidates].tolist())
+    combined = (features[shortlist] @ weights).tolist()
+    best = max(range(len(shortlist)), key=combined.__getitem__)
+    return shortlist[best], [combined[best]] + [s for k, s in enumerate(combined) if k != best]
 
 
-def cross_validate(questions: list[dict], l2: float, folds: int, max_candidates: int, names: list[str]) -> list[dict]:
-    """Held-out predictions: {exact_match, f1, scores} per question."""
-    order = list(range(len(questions)))
-    random.Random(0).shuffle(order)
-    held_out_predictions = []
-    for fold in range(folds):
-        held_out = order[fold::folds]
-        weights = fit([questions[i] for i in order if i not in set(held_out)], l2)
-        for i in held_out:
-            chosen, scores = choose(questions[i], weights, max_candidates, names)
-            text, references = questions[i]["texts"][chosen], questions[i]["references"]
-            held_out_predictions.append({"exact_match": max(exact_match(text, ref) for ref in references),
-                                         "f1": max(f1_score(text, ref) for ref in references), "scores": scores})
-    return held_out_predictions
+def predict(examples: list[Example], fitted: Fitted, max_candidates: int) -> list[Prediction]:
+    predictions = []
+    for example in examples:
+        chosen, scores = ranking(example, fitted.weights, fitted.names, max_candidates)
+        share = softmax_share(scores, 0, fitted.temperature)
+        inputs = answerability_features(example.rows[chosen], scores, share, example.context)
+        prediction = Prediction(example, chosen, scores, inputs)
+        if fitted.answerability:
+            prediction.answerable = _sigmoid(sum(fitted.answerability[n] * v for n, v in inputs.items()))
+        predictions.append(prediction)
+    return predictions
 
 
-def with_confidence(predictions: list[dict], temperature: float) -> list[dict]:
-    return [{**p, "confidence": softmax_share(p["scores"], 0, temperature)} for p in predictions]
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x > -60 else 0.0
 
 
-def fit_temperature(predictions: list[dict]) -> float:
-    """The temperature whose confidences best predict exact matches (log-loss, on a grid)."""
+def fit_temperature(predictions: list[Prediction]) -> float:
+    """The temperature whose confidences best predict exact matches of answerable questions
+    (log-loss, on a grid)."""
+    rated = [p for p in predictions if p.example.answerable]
+
     def log_loss(temperature):
-        rated = with_confidence(predictions, temperature)
         eps = 1e-6
-        return -sum(math.log(max(eps, p["confidence"] if p["exact_match"] else 1 - p["confidence"])) for p in rated)
+        return -sum(math.log(max(eps, c if p.exact_match else 1 - c))
+                    for p in rated for c in [p.confidence(temperature)])
     return min((t / 100 for t in range(20, 301, 2)), key=log_loss)
 
 
-def write_weights(path: Path, names: list[str], weights: torch.Tensor, temperature: float, provenance: dict) -> None:
-    """The weights file selection.read_weights reads: weights by feature name, the temperature,
-    and how they were fitted."""
-    document = {"format": "nlpipe.SelectorWeights.v1",
-                "weights": {name: round(float(w), 4) for name, w in zip(names, weights)},
-                "temperature": temperature, "provenance": provenance}
+def fit_answerability(predictions: list[Prediction], l2: float, seed: int = 0) -> dict[str, float]:
+    """Logistic regression: is there an answer? Each class weighs half, whatever their counts."""
+    names = list(ANSWERABILITY_FEATURES)
+    inputs = torch.tensor([[p.inputs[n] for n in names] for p in predictions], dtype=torch.float32)
+    labels = torch.tensor([float(p.example.answerable) for p in predictions])
+    positives = max(1.0, float(labels.sum()))
+    negatives = max(1.0, len(labels) - float(labels.sum()))
+    balance = torch.where(labels > 0, 0.5 / positives, 0.5 / negatives) * len(labels)
+    rows = list(range(len(predictions)))
+
+    def loss_of(batch):
+        batch = torch.tensor(batch)
+        logits = inputs[batch] @ weights
+        losses = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels[batch], reduction="none")
+        return (losses * balance[batch]).mean()
+
+    weights = torch.zeros(len(names))
+    weights = _adam(weights, _minibatches(rows, seed), loss_of, l2)
+    return {name: round(float(w), 4) for name, w in zip(names, weights)}
+
+
+def fit_threshold(predictions: list[Prediction]) -> float:
+    """The abstention threshold with the best SQuAD 2.0 F1, each class weighing half."""
+    def balanced_f1(threshold):
+        by_class = {True: [], False: []}
+        for p in predictions:
+            by_class[p.example.answerable].append(p.squad2(threshold)[1])
+        return sum(sum(v) / len(v) for v in by_class.values() if v)
+    return max((t / 100 for t in range(0, 100)), key=lambda t: (balanced_f1(t), -abs(t - 0.5)))
+
+
+def fit(examples: list[Example], names: list[str], l2: float, max_candidates: int, seed: int = 0,
+        on_epoch: Callable[[int], None] = lambda e: None) -> Fitted:
+    """Weights, temperature, and (when there are unanswerable examples) the answerability model
+    and its threshold."""
+    fitted = Fitted(names, fit_weights(examples, names, l2, seed, on_epoch))
+    predictions = predict(examples, fitted, max_candidates)
+    fitted.temperature = fit_temperature(predictions)
+    if any(not e.answerable for e in examples) and any(e.answerable for e in examples):
+        fitted.answerability = fit_answerability(predict(examples, fitted, max_candidates), l2, seed)
+        fitted.threshold = fit_threshold(predict(examples, fitted, max_candidates))
+    return fitted
+
+
+def folds_of(examples: list[Example], folds: int = 5) -> list[tuple[str, list[int]]]:
+    """Held-out folds: one per article when there are several (text of an article never helps
+    to fit its own test), else `folds` random ones."""
+    articles = sorted({e.article for e in examples})
+    if len(articles) > 1:
+        return [(article, [i for i, e in enumerate(examples) if e.article == article]) for article in articles]
+    order = list(range(len(examples)))
+    random.Random(0).shuffle(order)
+    return [(f"fold {k + 1}", sorted(order[k::folds])) for k in range(folds)]
+
+
+def cross_validate(examples: list[Example], names: list[str], l2: float, max_candidates: int,
+                   folds: int = 5) -> dict[str, tuple[list[Prediction], float | None]]:
+    """Held-out predictions per fold (see folds_of), each fold predicted by a fit on the others."""
+    held_out = {}
+    for name, rows in folds_of(examples, folds):
+        kept = set(rows)
+        fitted = fit([e for i, e in enumerate(examples) if i not in kept], names, l2, max_candidates)
+        held_out[name] = (predict([examples[i] for i in rows], fitted, max_candidates), fitted.threshold)
+    return held_out
+
+
+def write_weights(path: Path, fitted: Fitted, all_names: list[str], provenance: dict) -> None:
+    """The weights file selection.read_weights reads: weights by feature name (0 for those not
+    fitted), the temperature, the answerability model, and how they were fitted."""
+    weights = dict(zip(fitted.names, fitted.weights.tolist()))
+    document = {"format": "nlpipe.SelectorWeights.v2",
+                "weights": {name: round(weights.get(name, 0.0), 4) for name in all_names},
+                "temperature": fitted.temperature,
+                "answerability": {"weights": fitted.answerability, "threshold": fitted.threshold},
+                "provenance": provenance}
     Path(path).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+
+def summarise(held_out: dict[str, tuple[list[Prediction], float | None]]) -> list[dict]:
+    """Per held-out fold: answerable questions with every question answered, and SQuAD 2.0
+    (answerable + unanswerable) with the fold's fitted threshold; percentages."""
+    rows = []
+    for name, (predictions, threshold) in held_out.items():
+        answerable = [p for p in predictions if p.example.answerable]
+        unanswerable = [p for p in predictions if not p.example.answerable]
+
+        def mean(values):
+            values = list(values)
+            return 100 * sum(values) / len(values) if values else 0.0
+        rows.append({
+            "fold": name, "answerable": len(answerable), "unanswerable": len(unanswerable),
+            "threshold": threshold,
+            "em": mean(p.exact_match for p in answerable), "f1": mean(p.f1 for p in answerable),
+            "has_em": mean(p.squad2(threshold)[0] for p in answerable),
+            "has_f1": mean(p.squad2(threshold)[1] for p in answerable),
+            "no_f1": mean(p.squad2(threshold)[1] for p in unanswerable),
+            "all_em": mean(p.squad2(threshold)[0] for p in predictions),
+            "all_f1": mean(p.squad2(threshold)[1] for p in predictions)})
+    return [{k: round(v, 1) if isinstance(v, float) else v for k, v in row.items()} for row in rows]
+
+
+def provenance(files: list[Path], examples: list[Example], cross_validation: list[dict], l2: float,
+               model: str, made_unanswerable: bool) -> dict:
+    """How a weights file was fitted: enough to refit it, and to know what its figures mean."""
+    from .. import __version__
+
+    return {
+        "fitted_by": f"nlpipe {__version__} (nlpipe fit; nlpipe.components.fitting)",
+        "fitted_on": datetime.date.today().isoformat(),
+        "data": [{"file": Path(f).name, "sha256": hashlib.sha256(Path(f).read_bytes()).hexdigest()} for f in files],
+        "examples": {"answerable": sum(e.answerable for e in examples),
+                     "unanswerable": sum(not e.answerable for e in examples),
+                     "articles": sorted({e.article for e in examples})},
+        "unanswerable_questions": ("made from the data: one per answerable question (nlpipe.evaluation."
+                                   "unanswerable_questions)") if made_unanswerable else "the data's own",
+        "model": model, "l2": l2,
+        "objective": "softmax over each answerable question's candidates, target its best-F1 candidates; "
+                     "answerability: class-balanced logistic regression; threshold: best balanced SQuAD 2.0 F1",
+        "cross_validation": cross_validation}

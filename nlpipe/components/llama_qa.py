@@ -18,6 +18,7 @@ from spacy.language import Language
 from spacy.pipeline import Pipe
 from spacy.tokens import Doc
 
+from ..errors import ConfigError, Errors
 from ..llm.engine import Failure, Llama, Request
 from ..pipeline_meta import name_pipeline
 from . import llm as _llm  # noqa: F401  registers nlpipe.Llama.v1
@@ -37,6 +38,7 @@ DEFAULT_CONFIG = {
     "mode": "grounded",
     "questions": [],
     "batch_size": 16,
+    "top_k": 1,
     "copy_model": False,
 }
 
@@ -46,11 +48,15 @@ DEFAULT_CONFIG = {
                   assigns=["doc.spans", "doc._.answers", "doc._.qa_error"])
 def make_llama_qa(nlp: Language, name: str, model: Llama, evidence: EvidenceSelector, prompt: QAPrompt,
                   selector: SpanSelector, mode: Literal["grounded", "generative"], questions: List[str],
-                  batch_size: PositiveInt, copy_model: bool) -> "LlamaQA":
+                  batch_size: PositiveInt, top_k: PositiveInt, copy_model: bool) -> "LlamaQA":
     """`batch_size`: documents whose questions go to the model together (each model call is
-    bounded by the model's max_batch_tokens)."""
+    bounded by the model's max_batch_tokens). `top_k` > 1 (grounded mode) also gives each
+    answer's k best distinct spans with their confidences."""
+    if top_k > 1 and mode != "grounded":
+        raise ConfigError(Errors.E085.format(key="top_k", value=top_k, message=(
+            "alternatives are spans the selector ranks, so top_k > 1 needs mode = \"grounded\"")))
     name_pipeline(nlp)
-    return LlamaQA(nlp, name, model, evidence, prompt, selector, mode, questions, batch_size, copy_model)
+    return LlamaQA(nlp, name, model, evidence, prompt, selector, mode, questions, batch_size, copy_model, top_k)
 
 
 class LLMPipe(Pipe):
@@ -66,7 +72,8 @@ class LlamaQA(LLMPipe):
     typed candidates; "generative": the model's reply as it is."""
 
     def __init__(self, nlp: Language, name: str, llm: Llama, evidence: EvidenceSelector, prompt: QAPrompt,
-                 selector: SpanSelector, mode: str, questions: List[str], batch_size: int, copy_model: bool):
+                 selector: SpanSelector, mode: str, questions: List[str], batch_size: int, copy_model: bool,
+                 top_k: int = 1):
         self.name = name
         self.llm = llm
         self.task = QATask(evidence, prompt, questions, self.annotate)
@@ -74,11 +81,12 @@ class LlamaQA(LLMPipe):
         self.mode = mode
         self.batch_size = batch_size
         self.copy_model = copy_model
+        self.top_k = top_k
         self._nlp = nlp  # questions and replies are annotated by the components before this one
 
     @property
     def strategy(self) -> Generative | Grounded:
-        return Generative() if self.mode == "generative" else Grounded(self.selector)
+        return Generative() if self.mode == "generative" else Grounded(self.selector, self.top_k)
 
     @property
     def questions(self) -> list[str]:

@@ -5,10 +5,12 @@ match the question best. Each one is described by the named features below and s
 weighted sum: the model's likelihood of giving it as the answer, whether its type is the one the
 question asks for, and where it sits relative to the question's words in the text and in the
 dependency parse. A softmax over the scores (with a temperature fitted so that confidence matches
-how often the answer is right) gives the confidence of the chosen span. The default weights live
-in weights/span_selector.v1.json with their provenance: fitted by benchmarks/fit_selector.py (a
-softmax over each question's candidates) on the SQuAD v1.1 *train* part in ../shared/data, never
-on the dev part the benchmark reports.
+how often the answer is right) gives the confidence of the chosen span. Whether to answer at all
+is a separate, absolute decision: a logistic regression on question-level inputs (how much of
+the question the text says, how clearly the best candidate wins) against a fitted threshold.
+The default weights live in weights/span_selector.v2.json with their provenance, written by
+`nlpipe fit` (nlpipe.components.fitting) and checked by article-level cross-validation
+(benchmarks/cross_article.py).
 """
 
 import json
@@ -16,15 +18,16 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 # Constrained types from pydantic's v1 API: the one confection checks config values with.
-from pydantic.v1 import PositiveFloat, PositiveInt
+from pydantic.v1 import PositiveFloat, PositiveInt, confloat
 
 from spacy.tokens import Doc, Span, Token
 from spacy.util import registry
 
 from ..errors import ConfigError, Errors
+from ..evaluation import normalize_answer
 from .questions import QuestionAnalysis, is_content, lemma_of, question_words, word_f1, words_of
 
 # Question types whose answer is rarely a span of the text: their reply is kept as generated.
@@ -32,8 +35,10 @@ FREE_FORM_TYPES = ("why", "how", "yes/no")
 LONG_CANDIDATE = 8  # tokens: answers longer than this are rare, NER run-ons are not
 NEAR_WINDOW = 8  # tokens either side of a candidate that count as near it
 _YEAR = re.compile(r"(in )?\d{4}")
-# Entity labels of numbers, dates and amounts: "Who won?" is never answered by one of these.
 _LIST_JOINERS = {",", "and", "or", "&"}
+# Dependency roles of a noun whose whole phrase may be the answer (see phrases()).
+_PHRASE_ROLES = {"nsubj", "nsubjpass", "dobj", "pobj", "attr", "appos", "conj", "dative", "oprd", "npadvmod"}
+# Entity labels of numbers, dates and amounts: "Who won?" is never answered by one of these.
 NUMERIC_LABELS = ("DATE", "TIME", "PERCENT", "MONEY", "QUANTITY", "ORDINAL", "CARDINAL")
 
 FEATURES = {
@@ -59,14 +64,27 @@ FEATURES = {
     "reply_words": "word F1 with the generated reply (needs generation)",
 }
 REPLY_FEATURES = ("reply", "reply_words")
+_BEST_FEATURES = ("likelihood", "expected_type", "near", "proximity", "sentence", "type_clash")
+ANSWERABILITY_FEATURES = {
+    "bias": "1 (the model's intercept)",
+    "best_score": "the best candidate's combined score",
+    "margin": "its lead over the second best",
+    "share": "its softmax share (the confidence an answer gets)",
+    **{f"best_{name}": f"its '{name}' feature" for name in _BEST_FEATURES},
+    "sentence_coverage": "share of the question's content words in the best-matching sentence",
+    "document_coverage": "share of them anywhere in the document",
+    "entity_coverage": "share of the question's entities the document names (1 if it names none)",
+    "missing_words": "content words of the question the document lacks, at most 5, / 5",
+}
 # The fitted weights ship as versioned files: the one source of the defaults (see read_weights).
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-WEIGHTS_V1 = "span_selector.v1.json"
+DEFAULT_WEIGHTS_FILE = "span_selector.v2.json"
+WEIGHTS_FORMATS = ("nlpipe.SelectorWeights.v1", "nlpipe.SelectorWeights.v2")
 
 
 def candidate_spans(evidence: list[Span]) -> list[Span]:
-    """Entities, lists of entities, noun chunks and numbers inside the evidence: the spans an
-    answer usually is."""
+    """Entities, lists of entities, noun chunks, numbers and whole noun phrases inside the
+    evidence: the spans an answer usually is."""
     candidates = []
     for sent in evidence:
         candidates.extend(sent.ents)
@@ -74,10 +92,29 @@ def candidate_spans(evidence: list[Span]) -> list[Span]:
         if sent.doc.has_annotation("DEP"):
             # Unlabelled: spaCy labels noun chunks "NP", and a candidate's label is its entity type.
             candidates.extend(Span(sent.doc, chunk.start, chunk.end) for chunk in sent.noun_chunks)
+            candidates.extend(phrases(sent))
         # A number inside an entity keeps its type: "487" of "487 yards" is a QUANTITY too,
         # and "How many yards?" is answered "487".
         candidates.extend(Span(sent.doc, t.i, t.i + 1, label=t.ent_type_) for t in sent if t.like_num)
     return candidates
+
+
+def phrases(sent: Span) -> list[Span]:
+    """Noun phrases with what they govern ("the oldest university in the state", "a coalition
+    of students and faculty"): answers are often longer than a noun chunk. Only those of at
+    most LONG_CANDIDATE tokens, without trailing punctuation; a span that is exactly an
+    entity keeps its label."""
+    spans = []
+    for token in sent:
+        if token.pos_ not in ("NOUN", "PROPN", "NUM") or token.dep_ not in _PHRASE_ROLES:
+            continue
+        start, end = token.left_edge.i, token.right_edge.i + 1
+        while end > start + 1 and sent.doc[end - 1].is_punct:
+            end -= 1
+        if 1 < end - start <= LONG_CANDIDATE and sent.start <= start and end <= sent.end:
+            entity = next((e.label_ for e in sent.ents if (e.start, e.end) == (start, end)), "")
+            spans.append(Span(sent.doc, start, end, label=entity))
+    return spans
 
 
 def entity_lists(sent: Span) -> list[Span]:
@@ -120,90 +157,190 @@ def best_candidate(answer: str, evidence: list[Span], question: QuestionAnalysis
 @dataclass
 class Choice:
     offsets: tuple[int, int] | None
-    confidence: float | None
+    confidence: float | None  # that the span is right; for "no answer", that there is none
     logprob: float | None = None  # the model's mean token log-prob of the chosen span as the reply
+    answerable: bool = True
+    # The k best distinct spans (offsets, confidence), best first, when top_k > 1.
+    alternatives: list[tuple[tuple[int, int], float]] | None = None
 
 
 def read_weights(name_or_path: str | Path) -> dict:
     """A weights file: a path, or the name of one shipped in nlpipe/components/weights. Holds
-    {"format", "weights", "temperature", "provenance"} as fitting.write_weights writes it."""
+    {"format", "weights", "temperature", "answerability", "provenance"} as fitting.write_weights
+    writes it. "answerability" ({"weights", "threshold"}) is absent from v1 files: without it a
+    question is always answered."""
     path = Path(name_or_path)
     if not path.is_file() and (WEIGHTS_DIR / path.name).is_file() and path.name == str(name_or_path):
         path = WEIGHTS_DIR / path.name
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("format") != "nlpipe.SelectorWeights.v1":
-            raise ValueError(f"format is {data.get('format')!r}, not 'nlpipe.SelectorWeights.v1'")
-        weights, temperature = data["weights"], data["temperature"]
-        if not all(isinstance(w, (int, float)) for w in weights.values()):
-            raise ValueError("every weight must be a number")
+        if data.get("format") not in WEIGHTS_FORMATS:
+            raise ValueError(f"format is {data.get('format')!r}, not one of {', '.join(WEIGHTS_FORMATS)}")
+        answerability = data.get("answerability") or {"weights": {}, "threshold": None}
+        return {**data, "weights": _numbers(data["weights"]), "temperature": float(data["temperature"]),
+                "answerability": {"weights": _numbers(answerability["weights"]),
+                                  "threshold": _probability(answerability["threshold"])}}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise ConfigError(Errors.E083.format(path=name_or_path, reason=getattr(err, "strerror", None) or err)) from None
-    return {**data, "weights": {k: float(v) for k, v in weights.items()}, "temperature": float(temperature)}
 
 
-_SHIPPED = read_weights(WEIGHTS_V1)
+def _numbers(weights: dict) -> dict[str, float]:
+    if not all(isinstance(w, (int, float)) for w in weights.values()):
+        raise ValueError("every weight must be a number")
+    return {name: float(w) for name, w in weights.items()}
+
+
+def _probability(value) -> float | None:
+    if value is not None and not (isinstance(value, (int, float)) and 0 <= value <= 1):
+        raise ValueError(f"the answerability threshold must be a number from 0 to 1, not {value!r}")
+    return None if value is None else float(value)
+
+
+_SHIPPED = read_weights(DEFAULT_WEIGHTS_FILE)
 DEFAULT_WEIGHTS: dict[str, float] = _SHIPPED["weights"]
 DEFAULT_TEMPERATURE: float = _SHIPPED["temperature"]
 
 
 class SpanSelector:
+    """Scores candidates by weighted features (`weights`, see FEATURES), takes the best, and
+    answers at all only if the answerability model (`answerability`, see
+    ANSWERABILITY_FEATURES, a logistic regression) gives the question at least `threshold`
+    probability of being answerable; `threshold` None answers every question."""
+
     def __init__(self, max_sentences: int = 8, max_candidates: int = 12, weights: Dict[str, float] | None = None,
-                 temperature: float = DEFAULT_TEMPERATURE):
-        weights = {**DEFAULT_WEIGHTS, **(weights or {})}
-        unknown = sorted(set(weights) - set(FEATURES))
-        if unknown:
-            raise ConfigError(Errors.E084.format(section="selector", key="weights", message=(
-                f"unknown feature(s) {', '.join(unknown)}; known: {', '.join(FEATURES)}")))
+                 temperature: float = DEFAULT_TEMPERATURE, answerability: Dict[str, float] | None = None,
+                 threshold: float | None = None):
         self.max_sentences = max_sentences
         self.max_candidates = max_candidates
-        self.weights = weights
+        self.weights = {**DEFAULT_WEIGHTS, **_known(weights or {}, FEATURES, "weights")}
         if not temperature > 0:
             raise ConfigError(Errors.E084.format(section="selector", key="temperature",
                                                  message=f"must be > 0, not {temperature}"))
         self.temperature = temperature
+        self.answerability = _known(answerability or {}, ANSWERABILITY_FEATURES, "answerability")
+        if threshold is not None and not (0 <= threshold <= 1 and self.answerability):
+            raise ConfigError(Errors.E084.format(section="selector", key="no_answer_threshold", message=(
+                f"must be from 0 to 1, not {threshold}" if self.answerability else
+                "needs answerability weights, and the weights file has none (fit them with nlpipe fit)")))
+        self.threshold = threshold
 
     @property
     def uses_reply(self) -> bool:
         """Whether choosing a span needs the generated reply (else span questions skip generation)."""
         return any(self.weights[name] for name in REPLY_FEATURES)
 
-    def candidates(self, ranked: list[tuple[Span, float]], question: QuestionAnalysis) -> list[Span]:
-        """The candidate spans of the best-matching sentences worth asking the model about: the
-        `max_candidates` best by every feature but the model's likelihood (scoring is what
-        costs time, and the rest rarely misses the answer: on the train part, keeping 12 lost
-        nothing). None for free-form questions."""
+    def all_candidates(self, ranked: list[tuple[Span, float]], question: QuestionAnalysis) -> list[Span]:
+        """Every distinct candidate span of the `max_sentences` best-matching sentences, except
+        those made of the question's own words (they restate it). None for free-form questions."""
         if question.qtype in FREE_FORM_TYPES:
             return []
-        top = ranked[:self.max_sentences]
         asked = question_words(question)
         unique, seen = [], set()
-        for span in candidate_spans([sentence for sentence, _ in top]):
+        for span in candidate_spans([sentence for sentence, _ in ranked[:self.max_sentences]]):
             words = set(words_of(span.text))
             if (span.start, span.end) in seen or not words or words <= asked:
-                continue  # a span made of the question's own words restates it
+                continue
             seen.add((span.start, span.end))
             unique.append(span)
-        if len(unique) <= self.max_candidates:
+        return unique
+
+    def candidates(self, ranked: list[tuple[Span, float]], question: QuestionAnalysis,
+                   limit: int | None = None) -> list[Span]:
+        """The candidates worth asking the model about: the `max_candidates` (or `limit`) best
+        by every feature but the model's likelihood (scoring is what costs time, and the rest
+        rarely misses the answer)."""
+        limit = limit or self.max_candidates
+        unique = self.all_candidates(ranked, question)
+        if len(unique) <= limit:
             return unique
-        prior = [self.combine(row) for row in candidate_features(question, unique, top)]
-        best = sorted(range(len(unique)), key=lambda i: -prior[i])[:self.max_candidates]
+        prior = [self.combine(row) for row in candidate_features(question, unique, ranked[:self.max_sentences])]
+        best = sorted(range(len(unique)), key=lambda i: -prior[i])[:limit]
         return [unique[i] for i in sorted(best)]
 
     def combine(self, features: dict) -> float:
         return sum(self.weights[name] * value for name, value in features.items())
 
     def choose(self, question: QuestionAnalysis, candidates: list[Span], ranked: list[tuple[Span, float]],
-               scores, reply_offsets: tuple[int, int] | None = None, core: str = "") -> Choice:
-        """The best candidate by weighted features; without candidates, the reply's span (none
-        for free-form questions: their reply is an explanation, not a span)."""
+               scores, reply_offsets: tuple[int, int] | None = None, core: str = "", top_k: int = 1) -> Choice:
+        """The best candidate by weighted features, or no answer when the question looks
+        unanswerable; without candidates, the reply's span (none for free-form questions: their
+        reply is an explanation, not a span). With `top_k` > 1 also the k best distinct spans."""
         if not candidates:
             return Choice(None if question.qtype in FREE_FORM_TYPES else reply_offsets, None)
         features = candidate_features(question, candidates, ranked[:self.max_sentences], scores, reply_offsets, core)
         combined = [self.combine(row) for row in features]
-        best = max(range(len(candidates)), key=combined.__getitem__)
-        confidence = softmax_share(combined, best, self.temperature)
-        return Choice((candidates[best].start_char, candidates[best].end_char), confidence, scores[best].mean_logprob)
+        order = sorted(range(len(candidates)), key=lambda i: -combined[i])
+        shares = [softmax_share(combined, i, self.temperature) for i in range(len(candidates))]
+        best = order[0]
+        alternatives = distinct_spans([candidates[i] for i in order], [shares[i] for i in order], top_k) \
+            if top_k > 1 else None
+        answerable = self.answerable_probability(features[best], combined, shares[best],
+                                                 question_context(question, candidates[0].doc, ranked))
+        if answerable is not None and answerable < self.threshold:
+            return Choice(None, 1.0 - answerable, answerable=False, alternatives=alternatives)
+        return Choice((candidates[best].start_char, candidates[best].end_char), shares[best],
+                      scores[best].mean_logprob, alternatives=alternatives)
+
+    def answerable_probability(self, best: dict, combined: list[float], share: float, context: dict) -> float | None:
+        """The chance that the question has an answer here, from the answerability model; None
+        when no threshold is set (every question is answered)."""
+        if self.threshold is None:
+            return None
+        inputs = answerability_features(best, combined, share, context)
+        return _sigmoid(sum(self.answerability.get(name, 0.0) * value for name, value in inputs.items()))
+
+
+def _known(weights: dict, names: dict, key: str) -> dict:
+    unknown = sorted(set(weights) - set(names))
+    if unknown:
+        raise ConfigError(Errors.E084.format(section="selector", key=key, message=(
+            f"unknown feature(s) {', '.join(unknown)}; known: {', '.join(names)}")))
+    return dict(weights)
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x > -60 else 0.0
+
+
+def distinct_spans(spans: list[Span], confidences: list[float], k: int) -> list[tuple[tuple[int, int], float]]:
+    """The first `k` spans whose answers differ (as SQuAD normalises them: "the Broncos" and
+    "Broncos" are one answer, which keeps the confidence of its best span)."""
+    seen, chosen = set(), []
+    for span, confidence in zip(spans, confidences):
+        key = normalize_answer(span.text)
+        if key in seen:
+            continue
+        seen.add(key)
+        chosen.append(((span.start_char, span.end_char), confidence))
+        if len(chosen) == k:
+            break
+    return chosen
+
+
+def question_context(question: QuestionAnalysis, doc: Doc, ranked: list[tuple[Span, float]]) -> dict:
+    """The answerability inputs that no candidate carries: how much of the question the best
+    sentence and the whole document say. A question about something the text does not mention
+    rarely has an answer in it, whatever its best candidate scores."""
+    focus = question.focus_lemmas
+    top = ranked[0][0] if ranked else doc[:]
+    in_top = {lemma_of(t) for t in top if is_content(t)}
+    in_doc = {lemma_of(t) for t in doc if is_content(t)}
+    text = doc.text.lower()
+    found = [e for e in question.entities if e.lower() in text]
+    return {
+        "sentence_coverage": len(focus & in_top) / max(1, len(focus)),
+        "document_coverage": len(focus & in_doc) / max(1, len(focus)),
+        "entity_coverage": len(found) / len(question.entities) if question.entities else 1.0,
+        "missing_words": min(5, len(focus - in_doc)) / 5,
+    }
+
+
+def answerability_features(best: dict, combined: list[float], share: float, context: dict) -> dict:
+    """The answerability model's inputs (ANSWERABILITY_FEATURES) for a question whose best
+    candidate has features `best`, given all candidates' combined scores."""
+    ordered = sorted(combined, reverse=True)
+    return {"bias": 1.0, "best_score": ordered[0], "margin": ordered[0] - ordered[1] if len(ordered) > 1 else 0.0,
+            "share": share, **{f"best_{name}": best[name] for name in _BEST_FEATURES}, **context}
 
 
 def softmax_share(scores: list[float], index: int, temperature: float) -> float:
@@ -314,15 +451,23 @@ def make_span_selector_v2(max_sentences: PositiveInt = 8, max_candidates: Positi
     sentences; the model scores the `max_candidates` best of them by the other features.
     `weights` maps feature names (selection.FEATURES) to weights; a name left out keeps its
     default. Weights on reply features make span questions generate. `temperature` scales the
-    softmax that gives the confidence."""
+    softmax that gives the confidence. Every question is answered."""
     return SpanSelector(max_sentences, max_candidates, weights, temperature)
 
 
 @registry.misc("nlpipe.SpanSelector.v3")
 def make_span_selector(max_sentences: PositiveInt = 8, max_candidates: PositiveInt = 12,
-                       weights_file: str = WEIGHTS_V1, weights: Dict[str, float] = {}) -> SpanSelector:
-    """As v2, with the weights and temperature read from `weights_file` (a path, or the name of
-    a file shipped with nlpipe; benchmarks/fit_selector.py writes one); `weights` overrides
-    single features."""
+                       weights_file: str = DEFAULT_WEIGHTS_FILE, weights: Dict[str, float] = {},
+                       answerability: bool = True,
+                       no_answer_threshold: Optional[confloat(ge=0, le=1)] = None) -> SpanSelector:
+    """As v2, with the weights, temperature and answerability model read from `weights_file` (a
+    path, or the name of a file shipped with nlpipe; `nlpipe fit` writes one); `weights`
+    overrides single features. `answerability` false answers every question; else a question
+    whose chance of being answerable is below `no_answer_threshold` (null: the file's fitted
+    threshold) gets no answer."""
     fitted = read_weights(weights_file)
-    return SpanSelector(max_sentences, max_candidates, {**fitted["weights"], **weights}, fitted["temperature"])
+    model = fitted["answerability"]
+    threshold = (no_answer_threshold if no_answer_threshold is not None else model["threshold"]) \
+        if answerability else None
+    return SpanSelector(max_sentences, max_candidates, {**fitted["weights"], **weights}, fitted["temperature"],
+                        model["weights"], threshold)

@@ -88,8 +88,9 @@ class Grounded:
     """A span of the document, chosen by the selector among typed candidates the model ranks.
     Free-form questions (why/how/yes-no) keep their generated reply, marked ungrounded."""
 
-    def __init__(self, selector: SpanSelector):
+    def __init__(self, selector: SpanSelector, top_k: int = 1):
         self.selector = selector
+        self.top_k = top_k
 
     def candidates(self, asked: Asked) -> list[Span]:
         return self.selector.candidates(asked.ranked, asked.question)
@@ -123,13 +124,16 @@ class Grounded:
             choice = Choice(None, None)
         elif candidates:
             choice = self.selector.choose(asked.question, candidates, asked.ranked, scores,
-                                          self._reply_offsets(asked, reply), reply.core if reply else "")
+                                          self._reply_offsets(asked, reply), reply.core if reply else "", self.top_k)
         else:
             # No candidates: the reply's span, except for free-form questions, whose reply is an
             # explanation and is given as it is.
             free_form = asked.question.qtype in FREE_FORM_TYPES
             choice = Choice(None if free_form else self._reply_offsets(asked, reply), None)
-        answer.confidence = choice.confidence
+        answer.confidence, answer.answerable = choice.confidence, choice.answerable
+        if self.top_k > 1:
+            answer.alternatives = [{"text": asked.doc.text[start:end], "start_char": start, "end_char": end,
+                                    "confidence": confidence} for (start, end), confidence in choice.alternatives or []]
         if choice.offsets is not None:
             _place(answer, asked, choice.offsets)
             if reply is None:

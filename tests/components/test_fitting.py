@@ -1,60 +1,117 @@
-"""The selector's fitting code on synthetic features: it finds the feature that marks the answer."""
+"""The selector's fitting code on synthetic examples: it finds the feature that marks the answer,
+the inputs that mark an unanswerable question, and holds whole articles out."""
 
 import json
 
 import pytest
 import torch
 
-from nlpipe.components.fitting import choose, cross_validate, fit, fit_temperature, with_confidence, write_weights
-from nlpipe.components.selection import make_span_selector, read_weights
+from nlpipe.components.fitting import (Fitted, cross_validate, fit, fit_temperature, fit_weights, folds_of, predict,
+                                       ranking, summarise, write_weights)
+from nlpipe.components.recording import Example
+from nlpipe.components.selection import FEATURES, make_span_selector, read_weights
+from nlpipe.errors import ConfigError
 
 NAMES = ["likelihood", "near", "length"]
+CONTEXT = {"sentence_coverage": 1.0, "document_coverage": 1.0, "entity_coverage": 1.0, "missing_words": 0.0}
 
 
-def synthetic(n_questions: int, seed: int = 0) -> list[dict]:
-    """Questions whose right candidate has "near" = 1 (others 0), with noise in the other features."""
+def synthetic(n_questions: int, seed: int = 0, article: str = "A", unanswerable: bool = False) -> list[Example]:
+    """Questions whose right candidate has "near" = 1 (others 0), noise in the other features.
+    Unanswerable ones have no right candidate, and the document lacks the question's words."""
     generator = torch.Generator().manual_seed(seed)
-    questions = []
+    examples = []
     for q in range(n_questions):
-        n = 5
-        features = torch.rand(n, len(NAMES), generator=generator)
-        features[:, 1] = 0.0
-        right = q % n
-        features[right, 1] = 1.0
+        n, right = 5, q % 5
+        noise = torch.rand(n, len(NAMES), generator=generator)
+        rows = []
+        for k in range(n):
+            row = dict.fromkeys(FEATURES, 0.0)
+            row.update(likelihood=float(noise[k, 0]), length=float(noise[k, 2]),
+                       near=float(k == right and not unanswerable))
+            rows.append(row)
         texts = [f"candidate {k}" for k in range(n)]
-        questions.append({"id": str(q), "texts": texts, "references": [texts[right]], "features": features,
-                          "f1": torch.tensor([1.0 if k == right else 0.0 for k in range(n)])})
-    return questions
+        references = [] if unanswerable else [texts[right]]
+        context = {**CONTEXT, "document_coverage": 0.2, "missing_words": 0.8} if unanswerable else CONTEXT
+        hits = [0.0 if unanswerable else float(k == right) for k in range(n)]
+        examples.append(Example(f"{article}{q}{'-noans' if unanswerable else ''}", article, f"q{q}", "what",
+                                references, texts, rows, context, hits, hits))
+    return examples
 
 
 def test_fit_puts_the_weight_on_the_feature_that_marks_the_answer():
-    weights = fit(synthetic(40), l2=0.01)
+    weights = fit_weights(synthetic(40), NAMES, l2=0.01)
     assert weights[1] > 1.0 and weights[1] > abs(weights[0]) + abs(weights[2])
-    chosen, scores = choose(synthetic(1, seed=5)[0], weights, max_candidates=3, names=NAMES)
+    chosen, scores = ranking(synthetic(1, seed=5)[0], weights, NAMES, max_candidates=3)
     assert chosen == 0 and scores[0] == max(scores)
 
 
-def test_cross_validation_holds_out_and_scores_every_question():
-    held_out = cross_validate(synthetic(30), l2=0.01, folds=3, max_candidates=5, names=NAMES)
-    assert len(held_out) == 30
-    assert sum(p["exact_match"] for p in held_out) / 30 > 0.9
+def test_ranking_shortlists_without_the_likelihood_as_production_does():
+    example = synthetic(1)[0]
+    for k, row in enumerate(example.rows):  # the right one has the worst prior but a huge likelihood
+        row.update(near=0.0, length=1.0 - k / 10, likelihood=10.0 if k == 4 else 0.0)
+    weights = torch.tensor([1.0, 0.0, 1.0])
+    assert ranking(example, weights, NAMES, max_candidates=2)[0] in (0, 1)  # shortlisted out
+    assert ranking(example, weights, NAMES, max_candidates=5)[0] == 4
 
 
-def test_temperature_fits_on_held_out_predictions():
-    predictions = [{"scores": [2.0, 0.0], "exact_match": 1.0}, {"scores": [2.0, 1.9], "exact_match": 0.0}] * 10
-    temperature = fit_temperature(predictions)
+def test_answerability_separates_unanswerable_questions_and_fits_a_threshold():
+    examples = synthetic(40) + synthetic(40, seed=1, unanswerable=True)
+    fitted = fit(examples, NAMES, l2=0.01, max_candidates=5)
+    assert fitted.answerability and 0 < fitted.threshold < 1
+    predictions = predict(synthetic(10, seed=2) + synthetic(10, seed=3, unanswerable=True), fitted, 5)
+    assert all(p.squad2(fitted.threshold) == (1.0, 1.0) for p in predictions)
+    # Without a threshold every question is answered, so an unanswerable one is always wrong.
+    assert all(p.squad2(None) == (0.0, 0.0) for p in predictions if not p.example.answerable)
+
+
+def test_answerable_only_data_fits_no_answerability_model():
+    fitted = fit(synthetic(20), NAMES, l2=0.01, max_candidates=5)
+    assert fitted.answerability == {} and fitted.threshold is None
+
+
+def test_cross_validation_holds_out_whole_articles():
+    examples = synthetic(20, article="Normans") + synthetic(20, seed=1, article="Sky")
+    assert [name for name, _ in folds_of(examples)] == ["Normans", "Sky"]
+    held_out = cross_validate(examples, NAMES, l2=0.01, max_candidates=5)
+    assert {name: {p.example.article for p in predictions} for name, (predictions, _) in held_out.items()} == {
+        "Normans": {"Normans"}, "Sky": {"Sky"}}
+    rows = summarise(held_out)
+    assert [r["answerable"] for r in rows] == [20, 20] and all(r["f1"] > 90 for r in rows)
+
+
+def test_one_article_is_cross_validated_in_random_folds():
+    folds = folds_of(synthetic(30), folds=3)
+    assert [len(rows) for _, rows in folds] == [10, 10, 10]
+    assert sorted(i for _, rows in folds for i in rows) == list(range(30))
+
+
+def test_temperature_fits_on_predictions():
+    examples = synthetic(20)
+    fitted = Fitted(NAMES, fit_weights(examples, NAMES, l2=0.01))
+    temperature = fit_temperature(predict(examples, fitted, 5))
     assert 0.2 <= temperature <= 3.0
-    rated = with_confidence(predictions, temperature)
-    assert rated[0]["confidence"] > rated[1]["confidence"]
 
 
 def test_a_written_weights_file_is_what_the_selector_reads(tmp_path):
     path = tmp_path / "weights.json"
-    write_weights(path, NAMES, torch.tensor([0.5, 1.5, -0.25]), 0.8, {"data": [{"sha256": "abc"}]})
+    answerability = {"bias": 0.5, "document_coverage": 2.0}
+    write_weights(path, Fitted(NAMES, torch.tensor([0.5, 1.5, -0.25]), 0.8, answerability, 0.4), list(FEATURES),
+                  {"data": [{"sha256": "abc"}]})
     assert json.loads(path.read_text())["provenance"]["data"][0]["sha256"] == "abc"
-    assert read_weights(path)["weights"] == {"likelihood": 0.5, "near": 1.5, "length": -0.25}
+    assert read_weights(path)["weights"]["near"] == 1.5 and read_weights(path)["weights"]["year"] == 0.0
     selector = make_span_selector(weights_file=str(path))
     assert selector.weights["near"] == 1.5 and selector.temperature == pytest.approx(0.8)
+    assert selector.answerability == answerability and selector.threshold == pytest.approx(0.4)
+    assert make_span_selector(weights_file=str(path), no_answer_threshold=0.9).threshold == pytest.approx(0.9)
+    assert make_span_selector(weights_file=str(path), answerability=False).threshold is None
+
+
+def test_a_v1_weights_file_answers_every_question():
+    selector = make_span_selector(weights_file="span_selector.v1.json")
+    assert selector.threshold is None
+    with pytest.raises(ConfigError, match="E084.*no_answer_threshold.*nlpipe fit"):
+        make_span_selector(weights_file="span_selector.v1.json", no_answer_threshold=0.5)
 
 
 def test_pipelines_qa_cfg_uses_the_package_defaults():

@@ -24,7 +24,7 @@ from spacy.util import raise_error
 
 REPO = Path(__file__).resolve().parents[2]
 ANSWER_KEYS = {"question", "question_index", "text", "start_char", "end_char", "grounded", "confidence", "evidence",
-               "evidence_start_char", "evidence_end_char", "logprob", "generated"}
+               "evidence_start_char", "evidence_end_char", "logprob", "generated", "answerable"}
 TEXT = "The Eiffel Tower is in Paris. It opened in 1889. Gustave Eiffel's company built it."
 
 
@@ -495,3 +495,44 @@ def test_docs_are_handed_on_as_soon_as_their_questions_are_answered(qa, qa_nlp, 
     for doc in qa.pipe(docs, batch_size=3):
         events.append(("out", docs.index(doc)))
     assert events == [("ranked", 0), ("out", 0), ("ranked", 1), ("out", 1), ("ranked", 2), ("out", 2)]
+
+
+def test_top_k_gives_the_k_best_distinct_spans_best_first(qa, qa_nlp, monkeypatch):
+    monkeypatch.setattr(qa, "top_k", 3)
+    doc = qa_nlp(make_doc(qa_nlp, TEXT, ["Where is the Eiffel Tower?"]))
+    answer = doc._.answers[0]
+    alternatives = answer["alternatives"]
+    assert 1 < len(alternatives) <= 3
+    assert (alternatives[0]["start_char"], alternatives[0]["end_char"]) == (answer["start_char"], answer["end_char"])
+    assert alternatives[0]["confidence"] == pytest.approx(answer["confidence"])
+    confidences = [a["confidence"] for a in alternatives]
+    assert confidences == sorted(confidences, reverse=True) and sum(confidences) <= 1 + 1e-6
+    from nlpipe.evaluation import normalize_answer
+    assert len({normalize_answer(a["text"]) for a in alternatives}) == len(alternatives)  # distinct answers
+    assert all(doc.text[a["start_char"]:a["end_char"]] == a["text"] for a in alternatives)
+
+
+def test_without_top_k_records_carry_no_alternatives(qa_nlp):
+    assert "alternatives" not in qa_nlp(make_doc(qa_nlp, TEXT, ["Where is the Eiffel Tower?"]))._.answers[0]
+
+
+def test_top_k_needs_grounded_mode(qa_overrides):
+    from nlpipe.errors import ConfigError
+
+    overrides = {**qa_overrides, "components.llama_qa.top_k": 2, "components.llama_qa.mode": "generative"}
+    with pytest.raises(ConfigError, match="E085.*top_k = 2.*grounded"):
+        build_pipeline(load_config(REPO / "pipelines" / "qa.cfg", overrides))
+
+
+def test_a_question_below_the_no_answer_threshold_gets_no_answer(qa, qa_nlp, monkeypatch):
+    # An answerability model that always says "no answer" with probability 0.9.
+    monkeypatch.setattr(qa.selector, "answerability", {"bias": math.log(0.1 / 0.9)})
+    monkeypatch.setattr(qa.selector, "threshold", 0.5)
+    doc = qa_nlp(make_doc(qa_nlp, TEXT, ["Where is the Eiffel Tower?"]))
+    answer = doc._.answers[0]
+    assert answer["answerable"] is False and answer["text"] == "" and answer["start_char"] is None
+    assert answer["grounded"] is False and answer["confidence"] == pytest.approx(0.9)
+    assert len(doc.spans["answers"]) == 0
+    monkeypatch.setattr(qa.selector, "threshold", 0.05)  # 0.1 clears it: answered
+    answer = qa_nlp(make_doc(qa_nlp, TEXT, ["Where is the Eiffel Tower?"]))._.answers[0]
+    assert answer["answerable"] is True and answer["text"]

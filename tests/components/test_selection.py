@@ -8,7 +8,7 @@ import spacy
 
 from nlpipe.components.evidence import EvidenceSelector
 from nlpipe.components.questions import analyse_question
-from nlpipe.components.selection import (DEFAULT_WEIGHTS, FEATURES, WEIGHTS_DIR, WEIGHTS_V1, SpanSelector,
+from nlpipe.components.selection import (DEFAULT_WEIGHTS, FEATURES, DEFAULT_WEIGHTS_FILE, WEIGHTS_DIR, SpanSelector,
                                          candidate_features, make_span_selector_v2,
                                          make_span_selector, noun_labels, softmax_share)
 from nlpipe.errors import ConfigError
@@ -64,13 +64,16 @@ def test_registered_and_partial_weights_keep_the_defaults():
 
 
 def test_the_shipped_weights_file_is_the_one_source_of_the_defaults():
-    shipped = json.loads((WEIGHTS_DIR / WEIGHTS_V1).read_text())
-    assert shipped["format"] == "nlpipe.SelectorWeights.v1"
+    shipped = json.loads((WEIGHTS_DIR / DEFAULT_WEIGHTS_FILE).read_text())
+    assert shipped["format"] == "nlpipe.SelectorWeights.v2"
     assert shipped["weights"] == DEFAULT_WEIGHTS and set(shipped["weights"]) == set(FEATURES)
     provenance = shipped["provenance"]
     assert provenance["data"][0]["sha256"] and provenance["model"] and provenance["l2"] > 0
     assert make_span_selector().weights == DEFAULT_WEIGHTS
     assert make_span_selector().temperature == shipped["temperature"]
+    # Article-level cross-validation was recorded, in both directions.
+    assert {row["fold"] for row in provenance["cross_validation"]} == set(provenance["examples"]["articles"])
+    assert make_span_selector().threshold == shipped["answerability"]["threshold"] is not None
 
 
 def test_a_weights_file_of_ones_own(tmp_path):
@@ -183,3 +186,39 @@ def test_without_candidates_the_reply_span_is_kept_except_for_free_form_question
     assert selector.choose(analysis, [], ranked, [], reply_offsets=(0, 5)).offsets == (0, 5)
     why = analyse_question(en_nlp("Why is it big?"))
     assert selector.choose(why, [], ranked, [], reply_offsets=(0, 5)).offsets is None
+
+
+def test_whole_noun_phrases_are_candidates(en_nlp):
+    from nlpipe.components.selection import candidate_spans, phrases
+
+    doc = en_nlp("The university is run by a coalition of students and faculty from the state of Indiana.")
+    sent = next(doc.sents)
+    found = {span.text for span in phrases(sent)}
+    assert "a coalition of students and faculty from the state of Indiana" not in found  # longer than 8 tokens
+    assert "the state of Indiana" in found
+    assert all(not span.text.endswith(".") for span in phrases(sent))
+    assert "the state of Indiana" in {span.text for span in candidate_spans([sent])}
+
+
+def test_distinct_spans_merge_answers_that_normalise_alike(en_nlp):
+    from nlpipe.components.selection import distinct_spans
+
+    doc = en_nlp("The Broncos beat the Panthers. Broncos fans cheered.")
+    the_broncos, panthers, broncos = doc[0:2], doc[3:5], doc[6:7]
+    chosen = distinct_spans([the_broncos, broncos, panthers], [0.5, 0.3, 0.2], k=2)
+    assert chosen == [((the_broncos.start_char, the_broncos.end_char), 0.5),
+                      ((panthers.start_char, panthers.end_char), 0.2)]
+
+
+def test_question_context_says_how_much_of_the_question_the_text_holds(en_nlp):
+    from nlpipe.components.selection import question_context
+
+    doc, analysis, ranked, _, _ = setup(en_nlp, "The Eiffel Tower is in Paris. It opened in 1889.",
+                                        "When did the Eiffel Tower open?")
+    said = question_context(analysis, doc, ranked)
+    doc, analysis, ranked, _, _ = setup(en_nlp, "The Eiffel Tower is in Paris. It opened in 1889.",
+                                        "When was the Louvre pyramid demolished?")
+    unsaid = question_context(analysis, doc, ranked)
+    assert said["document_coverage"] == 1.0 and said["missing_words"] == 0.0
+    assert unsaid["document_coverage"] < said["document_coverage"] and unsaid["missing_words"] > 0
+    assert unsaid["entity_coverage"] < 1.0 or not analysis.entities

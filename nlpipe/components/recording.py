@@ -1,0 +1,85 @@
+"""Examples for fitting the span selector: a pipeline run over labelled questions that keeps,
+for every question, every candidate span's features and how right each one would be.
+
+The model scores a wider shortlist than production's (`shortlist`, the best by every feature
+but the likelihood), so that a fit sees candidates production's shortlist might drop, and
+fitting.ranking replays production's choice among them.
+"""
+
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from spacy.language import Language
+
+from ..evaluation import SquadParagraph, scores
+from ..llm.engine import Failure
+from .llama_qa import LlamaQA
+from .selection import candidate_features, question_context
+
+
+@dataclass
+class Example:
+    """One labelled question with its candidates as the selector sees them."""
+
+    id: str
+    article: str
+    question: str
+    qtype: str
+    references: list[str]  # [] for an unanswerable question
+    texts: list[str]  # the candidates' texts
+    rows: list[dict]  # each candidate's features (selection.FEATURES)
+    context: dict  # the question-level inputs of answerability (selection.question_context)
+    f1: list[float]  # each candidate's F1 against the references (0 for all if unanswerable)
+    exact: list[float]
+
+    @property
+    def answerable(self) -> bool:
+        return bool(self.references)
+
+
+def qa_component(nlp: Language) -> LlamaQA:
+    for _, pipe in nlp.pipeline:
+        if isinstance(pipe, LlamaQA):
+            return pipe
+    raise ValueError("the pipeline has no llama_qa component")
+
+
+SHORTLIST = 24  # candidates per question the model scores: twice production's default
+
+
+def record(nlp: Language, paragraphs: Iterable[SquadParagraph], batch_size: int = 8, shortlist: int = SHORTLIST,
+           on_questions: Callable[[int], None] = lambda n: None) -> list[Example]:
+    """Examples of every question that has candidates (free-form questions have none: their
+    answer is the generated reply, which the selector does not choose)."""
+    qa = qa_component(nlp)
+    upstream = [name for name in nlp.pipe_names if name != qa.name]
+    examples, paragraphs = [], list(paragraphs)
+    for start in range(0, len(paragraphs), batch_size):
+        batch = paragraphs[start:start + batch_size]
+        docs = list(nlp.pipe((p.context for p in batch), disable=[n for n in nlp.pipe_names if n not in upstream]))
+        for doc, paragraph in zip(docs, batch):
+            doc._.questions = [q for _, q, _ in paragraph.questions]
+        asked = qa.ask(docs)
+        candidates = [qa.selector.candidates(a.ranked, a.question, shortlist) for a in asked]
+        recorded = {}
+        for row, ranking in qa.rank(asked, candidates):
+            if ranking is None or isinstance(ranking, Failure):
+                continue
+            a = asked[row]
+            rows = candidate_features(a.question, candidates[row], a.ranked[:qa.selector.max_sentences], ranking)
+            recorded[(id(a.doc), a.question.text)] = (a, candidates[row], rows)
+        for doc, paragraph in zip(docs, batch):
+            for qid, question, references in paragraph.questions:
+                found = recorded.get((id(doc), question.strip()))
+                if found is not None:
+                    examples.append(_example(qid, paragraph.title, references, *found))
+            on_questions(sum(len(p.questions) for p in paragraphs[:start + len(batch)]))
+    return examples
+
+
+def _example(qid: str, article: str, references: list[str], asked, candidates, rows) -> Example:
+    texts = [span.text for span in candidates]
+    rated = [scores(text, references) if references else (0.0, 0.0) for text in texts]
+    return Example(qid, article, asked.question.text, asked.question.qtype, references, texts, rows,
+                   question_context(asked.question, asked.doc, asked.ranked), [f1 for _, f1 in rated],
+                   [em for em, _ in rated])
