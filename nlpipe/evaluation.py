@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from spacy.language import Language
+from spacy.tokens import Doc
 
+from .components.questions import question_type
 from .errors import Errors, InputError
 
 
@@ -39,6 +41,7 @@ def f1_score(prediction: str, truth: str) -> float:
 class SquadParagraph:
     context: str
     questions: list[tuple[str, str, list[str]]]  # (id, question, reference answers)
+    title: str = ""  # the article's
 
 
 def read_squad(path, limit: int | None = None) -> Iterator[SquadParagraph]:
@@ -55,7 +58,8 @@ def read_squad(path, limit: int | None = None) -> Iterator[SquadParagraph]:
             qas = paragraph["qas"][:int(min(remaining, len(paragraph["qas"])))]
             remaining -= len(qas)
             yield SquadParagraph(paragraph["context"], [
-                (qa["id"], qa["question"], [a["text"] for a in qa["answers"]]) for qa in qas])
+                (qa["id"], qa["question"], [a["text"] for a in qa["answers"]]) for qa in qas],
+                str(article.get("title", "")))
 
 
 @dataclass
@@ -73,20 +77,24 @@ class EvalResult:
 
 
 def evaluate_squad(nlp: Language, path, limit: int | None = None, batch_size: int = 8,
-                   on_question: Callable[[int], None] = lambda n: None) -> EvalResult:
-    """Run `nlp` (with a llama_qa component) over a SQuAD file; one Doc per paragraph."""
+                   on_question: Callable[[int], None] = lambda n: None,
+                   on_doc: Callable[[Doc], None] = lambda doc: None) -> EvalResult:
+    """Run `nlp` (with a llama_qa component) over a SQuAD file; one Doc per paragraph, handed to
+    `on_doc` once answered (its `doc._.doc_id` is "title #n"; predictions name it by `paragraph`,
+    its 0-based place)."""
     paragraphs = list(read_squad(path, limit))
 
     def docs():
-        for paragraph in paragraphs:
+        for number, paragraph in enumerate(paragraphs):
             doc = nlp.make_doc(paragraph.context)
             doc._.questions = [q for _, q, _ in paragraph.questions]
-            yield doc, paragraph
+            doc._.doc_id = f"{paragraph.title} #{number + 1}".strip()
+            yield doc, (number, paragraph)
 
     result = EvalResult()
     exact_total = f1_total = 0.0
     started = time.perf_counter()
-    for doc, paragraph in nlp.pipe(docs(), as_tuples=True, batch_size=batch_size):
+    for doc, (number, paragraph) in nlp.pipe(docs(), as_tuples=True, batch_size=batch_size):
         answers = {a["question"]: a for a in doc._.answers or []}
         for qid, question, references in paragraph.questions:
             answer = answers.get(question.strip(), {})
@@ -97,10 +105,13 @@ def evaluate_squad(nlp: Language, path, limit: int | None = None, batch_size: in
             result.spans += answer.get("start_char") is not None
             result.predictions.append({"id": qid, "question": question, "prediction": prediction,
                                        "references": references, "exact_match": em, "f1": f1,
+                                       "question_type": question_type(nlp.make_doc(question)),
+                                       "paragraph": number,
                                        "start_char": answer.get("start_char"),
                                        "confidence": answer.get("confidence"),
                                        "generated": answer.get("generated")})
         result.questions += len(paragraph.questions)
+        on_doc(doc)
         on_question(result.questions)
     result.seconds = time.perf_counter() - started
     if result.questions:
