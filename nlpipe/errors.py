@@ -114,6 +114,9 @@ class Errors:
             "name ending in .jsonl (records) or .spacy (a spaCy DocBin).")
     E095 = "E095: the report output must end in .html or .htm, not '{path}'."
     E096 = "E096: cannot write the report '{path}': {reason}."
+    E097 = ("E097: no Chromium found (looked for chromium, chromium-browser, google-chrome on PATH). "
+            "Install it, e.g. `apt-get install chromium`.")
+    E098 = "E098: headless Chromium failed on {url}: {reason}"
     E060 = "E060: config problem in [{section}]: {message}"
     E080 = "E080: empty prompt or continuation: the model needs at least one token of each."
     E081 = ("E081: doc._.questions must be a list of question strings, not {kind}. Set it to e.g. "

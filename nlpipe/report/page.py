@@ -133,7 +133,8 @@ class HtmlReport:
                 out.write(f"</section><script>{SCRIPT}</script></body></html>\n")
             os.replace(temporary, self.path)
         except OSError as err:
-            temporary.unlink(missing_ok=True)
+            if temporary.exists():
+                temporary.unlink()
             raise InputError(Errors.E096.format(path=self.path, reason=err.strerror or err)) from None
         finally:
             self._documents.close()
