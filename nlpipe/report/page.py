@@ -77,13 +77,8 @@ details.doc>summary{cursor:pointer}.num{color:#777}.doc-id{font-weight:600}
 .bar{display:inline-block;width:5em;height:.6em;background:#eee;border-radius:3px;vertical-align:middle}
 .bar>span{display:block;height:100%;background:#fb8500;border-radius:3px}
 tr.free td:nth-child(3){font-style:italic}
-.nl-t{font-weight:bold;display:inline-block;position:relative}
-.nl-sl,.nl-st{height:4px;left:-1px;width:calc(100% + 2px);position:absolute}
-.nl-st{border-top-left-radius:3px;border-bottom-left-radius:3px}
-.nl-lb{z-index:10;color:#000;top:-.5em;padding:2px 3px;position:absolute;font-size:.6em;font-weight:bold;
-line-height:1;border-radius:3px;white-space:nowrap}
 .legend span{border-radius:3px;padding:0 4px;margin-right:.5em}
-"""
+""" + markup.markup_css()
 
 
 def check_report_path(path: str) -> Path:
@@ -160,9 +155,10 @@ def _documents_header(count: int, expanded: int) -> str:
 
 
 def _json_text(markup_text: str) -> str:
-    """`markup_text` as a JSON string that is safe inside <script>: no "<" at all, so neither
-    "</script" nor "<!--" can occur (JSON.parse turns \\u003c back into "<")."""
-    return json.dumps(markup_text, ensure_ascii=False).replace("<", "\\u003c")
+    """`markup_text` as a JSON string that is safe inside <script>: neither "</" (so no
+    "</script") nor "<!" (no "<!--") occurs; JSON.parse reads "<\\/" and "\\u003c!" back as
+    "</" and "<!". Escaping only these keeps the markup's many tags at one byte each."""
+    return json.dumps(markup_text, ensure_ascii=False).replace("</", "<\\/").replace("<!", "\\u003c!")
 
 
 def write_report(docs: Iterable[Doc], path: str, evaluation: list[dict] | None = None, **options) -> RunStats:
