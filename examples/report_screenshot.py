@@ -19,8 +19,9 @@ from nlpipe.report.browser import find_chromium, screenshot
 EXAMPLES = Path(__file__).resolve().parent
 
 
-def nlpipe(*args: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "nlpipe", *args])
+def nlpipe(folder: Path, *args: str) -> None:
+    # In the folder, so that the report names its input "answers.spacy", not a temporary path.
+    done = subprocess.run([sys.executable, "-m", "nlpipe", *args], cwd=folder)
     if done.returncode:
         raise SystemExit(f"nlpipe {args[0]} failed (exit code {done.returncode})")
 
@@ -30,14 +31,15 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, help="keep the run and the report here (default: a temporary folder)")
     parser.add_argument("--png", type=Path, default=EXAMPLES.parent / "docs" / "report.png")
     args = parser.parse_args()
+    args.png = args.png.resolve()
     if find_chromium() is None:  # before the run: a missing browser costs no wait
         raise SystemExit("no chromium on PATH: install it (apt-get install chromium) to take the screenshot")
     with tempfile.TemporaryDirectory() as temporary:
-        folder = args.folder or Path(temporary)
+        folder = (args.folder or Path(temporary)).resolve()
         folder.mkdir(parents=True, exist_ok=True)
-        nlpipe("run", "qa", "--input", str(EXAMPLES / "docs"), "--questions", str(EXAMPLES / "questions.txt"),
-               "--output", str(folder / "answers.spacy"))
-        nlpipe("report", str(folder / "answers.spacy"), "--output", str(folder / "report.html"))
+        nlpipe(folder, "run", "qa", "--input", str(EXAMPLES / "docs"), "--questions", str(EXAMPLES / "questions.txt"),
+               "--output", "answers.spacy")
+        nlpipe(folder, "report", "answers.spacy", "--output", "report.html")
         args.png.parent.mkdir(parents=True, exist_ok=True)
         try:
             screenshot(str(folder / "report.html"), str(args.png), width=1200, height=1500)

@@ -130,7 +130,7 @@ def check_arguments(settings: JobSettings) -> list[str]:
 
 
 def _check_output_path(settings: JobSettings) -> None:
-    for output in {Path(settings.output), Path(records_path(settings.output))}:
+    for output in dict.fromkeys((Path(settings.output), Path(records_path(settings.output)))):
         if output.exists() and not output.is_file():
             raise InputError(Errors.E023.format(path=output, reason="it is not a regular file"))
         for role, other in (("input", settings.input), ("questions file", settings.questions)):
