@@ -45,10 +45,17 @@ def page_url(report: str, anchor: str = "") -> str:
     return Path(report).resolve().as_uri() + (f"#{anchor}" if anchor else "")
 
 
-def dump_dom(report: str, anchor: str = "") -> tuple[str, float]:
+def dump_dom(report: str, anchor: str = "", settle_ms: int = 0) -> tuple[str, float]:
     """(the serialised DOM once the page loaded, the wall seconds that took) of `report`,
-    opened at `#anchor` if given."""
-    return _render(page_url(report, anchor), "--dump-dom")
+    opened at `#anchor` if given.
+
+    `settle_ms`: virtual milliseconds the page's script may still run after the load
+    (`--virtual-time-budget`), for what it renders asynchronously, as a document unpacked on
+    opening. Chromium fast-forwards virtual time whenever the page is idle, so this waits for
+    the work itself, not for a clock.
+    """
+    budget = (f"--virtual-time-budget={settle_ms}",) if settle_ms else ()
+    return _render(page_url(report, anchor), *budget, "--dump-dom")
 
 
 def screenshot(report: str, png: str, width: int = 1200, height: int = 1400) -> None:
