@@ -485,7 +485,8 @@ def test_report_runs_a_config_first(runner, override_args, docs, questions, tmp_
     assert result.exit_code == 0, result.output
     assert "2 documents, 4 answers (4 grounded)" in result.stderr
     page = report.read_text(encoding="utf-8")
-    assert page.count('class="lazy"') == 1 and 'data-label="Q2"' in page
+    assert page.count('class="body"') == 1 and '<details class="doc" id="doc-1"><summary>' in page
+    assert 'data-label="Q2"' in page
 
 
 @pytest.mark.parametrize("source, output, code", [

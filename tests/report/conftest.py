@@ -1,5 +1,9 @@
 """Answered Docs built by hand (a tokenizer, entities and answer records), for report tests."""
 
+import base64
+import json
+import re
+import zlib
 from html.parser import HTMLParser
 
 import pytest
@@ -12,7 +16,13 @@ from nlpipe.components.answers import set_answer_records
 XSS = ('<script>alert(1)</script> "><img src=x onerror=alert(1)> '
        '<script>document.body.setAttribute("data-xss", "script")</script>'
        '"><img src=x onerror="document.body.setAttribute(\'data-xss\', \'img\')">')
-LAZY = {"type": "application/json", "class": "lazy"}
+PACKED = "application/octet-stream"  # the type of a packed page's script: data, which a browser never runs
+
+
+def packed_pages(page: str) -> dict[int, list[list[str]]]:
+    """The (summary line, body) pairs of each packed page of a report, unpacked as its script does."""
+    found = re.findall(r'<script type="application/octet-stream" class="page" id="page-(\d+)">(.*?)</script>', page)
+    return {int(number): json.loads(zlib.decompress(base64.b64decode(text))) for number, text in found}
 
 
 class Elements(HTMLParser):

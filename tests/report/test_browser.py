@@ -17,9 +17,10 @@ from nlpipe.report import write_report
 from nlpipe.report.browser import dump_dom, find_chromium
 
 from ..conftest import REPO
-from .conftest import XSS, Elements
+from .conftest import PACKED, XSS, Elements
 
 pytestmark = pytest.mark.slow  # each render starts a browser
+SETTLE_MS = 10_000  # virtual time for what the page renders after its load; idle time is skipped, not waited
 
 
 @pytest.fixture(autouse=True)
@@ -37,19 +38,24 @@ def grounded_labels(doc) -> list[str]:
 def test_untrusted_text_stays_text_in_the_browser(make_doc, tmp_path):
     docs = [make_doc(XSS, f"{XSS} is in Paris.", [("Paris", XSS), (None, XSS)], entities=[("Paris", XSS)],
                      error={"type": XSS, "message": XSS}),
-            make_doc(f"lazy {XSS}", f"Rendered on opening: {XSS} in Paris.", [("Paris", XSS)])]
+            make_doc(f"closed {XSS}", f"Rendered on opening: {XSS} in Paris.", [("Paris", XSS)]),
+            make_doc(f"next page {XSS}", f"Unpacked with its page: {XSS} in Paris.", [("Paris", XSS)])]
     report = str(tmp_path / "report.html")
-    write_report(docs, report, title=XSS, source=XSS, expanded=1)
-    dom, _ = dump_dom(report, anchor="doc-1")  # the anchor opens (and renders) the second document
-    elements = Elements(dom)
-    [body] = elements.named("body")
-    assert "data-xss" not in body  # neither payload's handler ran
-    assert not elements.named("img")
-    assert [a for a in elements.named("script") if a.get("class") != "lazy"] == [{}]  # the page's own
-    labels = elements.labels()
-    assert labels["doc-0"].count("Q1") == 1 and labels["doc-1"].count("Q1") == 1  # both rendered
-    assert dom.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 8
-    assert f"<title>{XSS.replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;')}</title>" in dom
+    write_report(docs, report, title=XSS, source=XSS, expanded=1, page_size=2)
+    # Each anchor opens its document, rendered from its packed page: the second one's on the
+    # page shown, the third one's on the next page, which replaces the first in the DOM.
+    for anchor, shown in (("doc-1", ["doc-0", "doc-1"]), ("doc-2", ["doc-2"])):
+        dom, _ = dump_dom(report, anchor=anchor, settle_ms=SETTLE_MS)
+        elements = Elements(dom)
+        [body] = elements.named("body")
+        assert "data-xss" not in body  # neither payload's handler ran
+        assert not elements.named("img")
+        assert [a for a in elements.named("script") if a.get("type") != PACKED] == [{}]  # the page's own
+        labels = elements.labels()
+        assert sorted(labels) == shown and all(labels[section].count("Q1") == 1 for section in shown)  # rendered
+        assert {"open": ""}.items() <= dict(elements.named("details")[-1]).items()  # the anchor's, opened
+        assert dom.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 4 * len(shown)
+        assert f"<title>{XSS.replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;')}</title>" in dom
 
 
 @pytest.fixture(scope="module")

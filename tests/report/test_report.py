@@ -2,7 +2,6 @@
 
 import base64
 import hashlib
-import json
 import re
 
 import pytest
@@ -12,15 +11,9 @@ from nlpipe.report import HtmlReport, write_report
 from nlpipe.report.page import POLICY, SCRIPT
 from nlpipe.report.stats import eval_stats
 
-from .conftest import LAZY, XSS, Elements
+from .conftest import PACKED, XSS, Elements, packed_pages
 
 TOWER = "The Eiffel Tower is in Paris. Gustave Eiffel designed it."
-
-
-def lazy_bodies(page: str) -> list[str]:
-    """The markup of the documents that are rendered only when opened."""
-    return [json.loads(text) for text in re.findall(r'<script type="application/json" class="lazy">(.*?)</script>',
-                                                    page)]
 
 
 @pytest.fixture()
@@ -51,13 +44,25 @@ def test_every_grounded_answer_is_highlighted_with_its_evidence_and_entities(doc
     assert '<p class="error"><b>error</b> <code>empty_document</code>' in page
 
 
-def test_only_the_first_documents_are_in_the_dom(docs, tmp_path):
+def test_only_the_first_page_is_in_the_dom_and_every_page_is_packed(docs, tmp_path):
+    write_report(docs, str(tmp_path / "report.html"), expanded=1, page_size=2)
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert [(a["id"], "open" in a) for a in Elements(page).named("details")] == [("doc-0", True), ("doc-1", False)]
+    assert page.count('class="body"') == 1
+    assert '<option value="0">1–2</option><option value="1">3</option>' in page
+    pages = packed_pages(page)
+    assert [len(pages[0]), len(pages[1])] == [2, 1]
+    [(_, tower_body), (error_line, error_body)], [(bowl_line, bowl_body)] = pages[0], pages[1]
+    assert 'data-label="Q1"' in tower_body and "empty_document" in error_body and "empty.txt" in error_line
+    assert 'data-label="Q1"' in bowl_body and "bowl.txt" in bowl_line and "#3" in bowl_line
+    assert not re.search(r'class="page" id="page-\d+">[^<]*[^A-Za-z0-9+/=<]', page)  # base64 only
+
+
+def test_a_short_report_has_one_page_and_no_page_selector(docs, tmp_path):
     write_report(docs, str(tmp_path / "report.html"), expanded=1)
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
-    assert '<details class="doc" id="doc-0" open>' in page and '<details class="doc" id="doc-2">' in page
-    [error_body, bowl_body] = lazy_bodies(page)
-    assert 'data-label="Q1"' in bowl_body and "empty_document" in error_body
-    assert all("</" not in text and "<!" not in text for text in re.findall(r'class="lazy">(.*?)</script>', page))
+    assert 'data-page-size="100"' in page and 'id="pages"' not in page
+    assert len(Elements(page).named("details")) == 3 and list(packed_pages(page)) == [0]
 
 
 def test_untrusted_text_never_becomes_markup(make_doc, tmp_path):
@@ -67,12 +72,14 @@ def test_untrusted_text_never_becomes_markup(make_doc, tmp_path):
     docs = [doc, make_doc(XSS, XSS, [(XSS, XSS)])]
     write_report(docs, str(tmp_path / "report.html"), title=XSS, source=XSS, expanded=1)
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
-    for markup in [page, *lazy_bodies(page)]:
+    unpacked = [text for pairs in packed_pages(page).values() for pair in pairs for text in pair]
+    assert len(unpacked) == 4
+    for markup in [page, *unpacked]:
         elements = Elements(markup)
         assert not elements.named("img")
         assert not any("onerror" in attrs for _, attrs, _ in elements.tags)
-        # The page's own script, and the lazy documents' JSON: no other script element.
-        assert [a for a in elements.named("script") if a != LAZY] == ([{}] if markup is page else [])
+        # The page's own script, and the packed pages (data, never run): no other script element.
+        assert [a for a in elements.named("script") if a.get("type") != PACKED] == ([{}] if markup is page else [])
     assert page.count("&lt;script&gt;") > 5 and "&quot;&gt;&lt;img src=x onerror=" in page
 
 
