@@ -181,7 +181,7 @@ def main():
 @main.command(context_settings=OVERRIDES)
 @click.argument("config_path", metavar="CONFIG")
 @click.option("--input", "input_path", help="Folder of .txt/.md, a .jsonl file, or - for stdin.")
-@click.option("--output", help="JSONL file to write, or - for stdout.")
+@click.option("--output", help="JSONL file to write, - for stdout, or a .spacy file (a spaCy DocBin).")
 @click.option("--questions", help="Text file with one question per line, asked of every document.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Documents per spaCy batch.")
 @click.option("--n-process", type=click.IntRange(min=1), help="Worker processes for the spaCy stage.")
@@ -199,7 +199,8 @@ def main():
 def run(ctx, config_path, input_path, output, questions, batch_size, n_process, annotations, overwrite, append,
         retry_failed, engine, workers, gpus_per_worker, ray_address, top_k, verbose):
     """Run the pipeline CONFIG (a file, or a built-in name: qa, annotate) over many documents,
-    writing one JSON line per document.
+    writing one JSON line per document (an --output ending in .spacy: a spaCy DocBin of the
+    annotated Docs, built from the JSON lines in OUTPUT.jsonl).
 
     Extra options override config values, spaCy style: --components.llama_qa.model.max_new_tokens 16.
     An existing output is resumed: documents already in it with the same text and questions are
@@ -503,11 +504,13 @@ def eval_group():
               help="Pipeline config: a file or a built-in name.")
 @click.option("--limit", type=int, help="Evaluate only the first N questions.")
 @click.option("--output", type=click.Path(dir_okay=False), help="Write per-question predictions as JSONL.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False),
+              help="Write an HTML report: scores by question type, worst answers, every paragraph.")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Paragraphs per spaCy batch.")
 @TOP_K
 @click.option("--verbose", is_flag=True, help="Show tracebacks.")
 @click.pass_context
-def eval_squad(ctx, squad_file, config_path, limit, output, batch_size, top_k, verbose):
+def eval_squad(ctx, squad_file, config_path, limit, output, report_path, batch_size, top_k, verbose):
     """Exact match and F1 (official SQuAD normalisation) of a pipeline on SQUAD_FILE.
 
     SQuAD 2.0 files may hold unanswerable questions (is_impossible): only "no answer" is right
@@ -515,16 +518,23 @@ def eval_squad(ctx, squad_file, config_path, limit, output, batch_size, top_k, v
     """
     from .evaluation import evaluate_squad, read_squad
     from .io.writers import JsonlWriter
+    from .report import HtmlReport
 
     with user_errors(verbose):
         total = sum(len(p.questions) for p in read_squad(squad_file, limit))
+        report = HtmlReport(report_path, title=f"nlpipe eval squad: {Path(squad_file).name}",
+                            source=str(squad_file)) if report_path else None
         nlp, _ = _load_pipeline(config_path, with_top_k(config_path, parse_overrides(ctx.args), top_k))
         with Progress(SpinnerColumn(), TextColumn("[bold]Evaluating"), BarColumn(),
                       TextColumn("{task.completed}/{task.total} questions"), TimeElapsedColumn(),
                       console=console) as progress:
             task = progress.add_task("eval", total=total)
             result = evaluate_squad(nlp, squad_file, limit, batch_size,
-                                    lambda n: progress.update(task, completed=n))
+                                    lambda n: progress.update(task, completed=n),
+                                    on_doc=report.add if report else lambda doc: None)
+        if report:
+            report.close(result.predictions)
+            console.print(f"Report: {escape(report_path)}", highlight=False)
     if output:
         with JsonlWriter(output) as writer:
             for prediction in result.predictions:
@@ -610,6 +620,72 @@ def _cross_validation_table(rows: list[dict]) -> Table:
                       str(row["unanswerable"]), str(row["threshold"]), f"{row['has_f1']:.1f}",
                       f"{row['no_f1']:.1f}", f"{row['all_f1']:.1f}")
     return table
+
+
+@main.command(context_settings=OVERRIDES)
+@click.argument("source", metavar="INPUT")
+@click.option("--output", required=True, type=click.Path(dir_okay=False), help="The HTML file to write.")
+@click.option("--input", "input_path", help="With a config as INPUT: the documents to run it on first.")
+@click.option("--questions", help="With a config as INPUT: one question per line, asked of every document.")
+@click.option("--expanded", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Documents shown open; the others open on a click.")
+@click.option("--verbose", is_flag=True, help="Show tracebacks.")
+@click.pass_context
+def report(ctx, source, output, input_path, questions, expanded, verbose):
+    """Write a self-contained HTML report of the answers in INPUT: a .spacy file from
+    `nlpipe run`, a JSONL output written with --annotations, or a pipeline CONFIG (a file or a
+    built-in name) to run first over --input (config overrides as for run).
+    """
+    import tempfile
+
+    from spacy.vocab import Vocab
+
+    from .io.docbin import docs_from_records, read_docs
+    from .report import check_report_path, write_report
+
+    kind = Path(source).suffix.lower()
+    with user_errors(verbose):
+        check_report_path(output)  # before a run: a wrong name costs no wait
+        if kind not in (".spacy", ".jsonl", ".cfg", ""):
+            raise InputError(Errors.E092.format(path=source))
+        if kind in (".spacy", ".jsonl"):
+            if ctx.args or input_path or questions:
+                raise click.UsageError("--input, --questions and config overrides go with a config as INPUT")
+            stats = write_report(read_docs(source), output, source=source, expanded=expanded)
+        else:
+            with tempfile.TemporaryDirectory(prefix="nlpipe-report-") as folder:
+                records = str(Path(folder) / "records.jsonl")
+                _run_for_report(source, parse_overrides(ctx.args), input_path, questions, records)
+                stats = write_report(docs_from_records(records, Vocab()), output, source=source,
+                                     expanded=expanded)
+    console.print(f"[green]✓[/] {stats.documents} documents, {stats.questions} answers "
+                  f"({stats.grounded} grounded), {stats.failed_documents} with errors: {escape(output)}",
+                  highlight=False)
+
+
+def _run_for_report(config_path: str, overrides: dict, input_path, questions, records: str) -> None:
+    """Run CONFIG over the documents (as `nlpipe run` does, locally), writing annotated records."""
+    from .config import build_pipeline, job_settings, load_config
+    from .runner import check_arguments, run as run_job
+
+    _quiet_transformers()
+    config = load_config(config_path, overrides)
+    settings = job_settings(config)
+    settings.input = input_path or settings.input
+    settings.questions = questions or settings.questions
+    settings.output, settings.annotations, settings.engine = records, True, "local"
+    check_arguments(settings)
+    with console.status("Building the spaCy pipeline"):
+        nlp = build_pipeline(config)
+    progress = _run_progress()
+
+    def on_ready():
+        _load_models(nlp)
+        progress.start()
+    try:
+        run_job(nlp, settings, _progress_updater(progress), on_ready=on_ready)
+    finally:
+        progress.stop()
 
 
 if __name__ == "__main__":

@@ -102,6 +102,21 @@ class Errors:
     E047 = "E047: --overwrite and --append contradict each other; pass one of them."
     E048 = ("E048: no document had a question, so nothing was answered (the records in '{path}' have no "
             "answers). Pass --questions FILE, or give each JSONL record a \"questions\" list.")
+    E090 = "E090: cannot read '{path}': {reason}."
+    E091 = ("E091: line {line} of '{path}' cannot become a Doc: {reason}. A report or DocBin needs the "
+            "records of `nlpipe run ... --annotations` (or an output ending in .spacy).")
+    E092 = ("E092: cannot report on '{path}': expected a .spacy file, a .jsonl output written with "
+            "--annotations, or a pipeline config (a .cfg file or a built-in name such as qa) with --input.")
+    E093 = ("E093: '{path}' exists but its records file '{records}' does not, so it was not written by "
+            "nlpipe run (or the records were deleted); it was left as it is. Pass --overwrite to replace "
+            "it, or choose another --output.")
+    E094 = ("E094: cannot write '{path}': an HTML report is written by `nlpipe report`. Give --output a "
+            "name ending in .jsonl (records) or .spacy (a spaCy DocBin).")
+    E095 = "E095: the report output must end in .html or .htm, not '{path}'."
+    E096 = "E096: cannot write the report '{path}': {reason}."
+    E097 = ("E097: no Chromium found (looked for chromium, chromium-browser, google-chrome on PATH). "
+            "Install it, e.g. `apt-get install chromium`.")
+    E098 = "E098: headless Chromium failed on {url}: {reason}"
     E060 = "E060: config problem in [{section}]: {message}"
     E080 = "E080: empty prompt or continuation: the model needs at least one token of each."
     E081 = ("E081: doc._.questions must be a list of question strings, not {kind}. Set it to e.g. "

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from spacy.language import Language
+from spacy.tokens import Doc
 
+from .components.questions import question_type
 from .errors import Errors, InputError
 
 
@@ -69,7 +71,7 @@ def read_squad(path, limit: int | None = None) -> Iterator[SquadParagraph]:
             qas = paragraph["qas"][:int(min(remaining, len(paragraph["qas"])))]
             remaining -= len(qas)
             yield SquadParagraph(paragraph["context"], [(qa["id"], qa["question"], _references(qa)) for qa in qas],
-                                 article.get("title", ""))
+                                 str(article.get("title", "")))
 
 
 def _references(qa: dict) -> list[str]:
@@ -118,19 +120,23 @@ class EvalResult:
 
 
 def evaluate_squad(nlp: Language, path, limit: int | None = None, batch_size: int = 8,
-                   on_question: Callable[[int], None] = lambda n: None) -> EvalResult:
-    """Run `nlp` (with a llama_qa component) over a SQuAD file; one Doc per paragraph."""
+                   on_question: Callable[[int], None] = lambda n: None,
+                   on_doc: Callable[[Doc], None] = lambda doc: None) -> EvalResult:
+    """Run `nlp` (with a llama_qa component) over a SQuAD file; one Doc per paragraph, handed to
+    `on_doc` once answered (its `doc._.doc_id` is "title #n"; predictions name it by `paragraph`,
+    its 0-based place)."""
     paragraphs = list(read_squad(path, limit))
 
     def docs():
-        for paragraph in paragraphs:
+        for number, paragraph in enumerate(paragraphs):
             doc = nlp.make_doc(paragraph.context)
             doc._.questions = [q for _, q, _ in paragraph.questions]
-            yield doc, paragraph
+            doc._.doc_id = f"{paragraph.title} #{number + 1}".strip()
+            yield doc, (number, paragraph)
 
     predictions = []
     started = time.perf_counter()
-    for doc, paragraph in nlp.pipe(docs(), as_tuples=True, batch_size=batch_size):
+    for doc, (number, paragraph) in nlp.pipe(docs(), as_tuples=True, batch_size=batch_size):
         answers = {a["question"]: a for a in doc._.answers or []}
         for qid, question, references in paragraph.questions:
             answer = answers.get(question.strip(), {})
@@ -138,9 +144,11 @@ def evaluate_squad(nlp: Language, path, limit: int | None = None, batch_size: in
             em, f1 = scores(prediction, references)
             predictions.append({"id": qid, "question": question, "prediction": prediction,
                                 "references": references, "exact_match": em, "f1": f1,
+                                "question_type": question_type(nlp.make_doc(question)), "paragraph": number,
                                 "start_char": answer.get("start_char"), "answerable": answer.get("answerable"),
                                 "confidence": answer.get("confidence"), "generated": answer.get("generated"),
                                 "alternatives": answer.get("alternatives")})
+        on_doc(doc)
         on_question(len(predictions))
     return EvalResult.of(predictions, time.perf_counter() - started)
 

@@ -14,6 +14,7 @@ from spacy.language import Language
 
 from .config import JobSettings
 from .errors import Errors, InputError
+from .io.docbin import is_docbin, records_path, write_docbin
 from .io.readers import TEXT_SUFFIXES, Document, read_documents, read_questions
 from .io.writers import JsonlWriter, OutputIndex, OutputLock, doc_record, drop_lines, scan_output, temporary_path
 from .processing import llm_stage, process
@@ -106,11 +107,18 @@ class Resume:
 
 
 def check_arguments(settings: JobSettings) -> list[str]:
-    """Every check on input, output and questions that needs no model; returns the questions."""
+    """Every check on input, output and questions that needs no model; returns the questions.
+
+    A `.spacy` output turns `settings.annotations` on: its Docs are built from the annotations
+    in the records (so any engine's records will do).
+    """
     if not settings.input:
         raise InputError(Errors.E006)
     if not settings.output:
         raise InputError(Errors.E007)
+    if Path(settings.output).suffix.lower() in (".html", ".htm"):
+        raise InputError(Errors.E094.format(path=settings.output))
+    settings.annotations = settings.annotations or is_docbin(settings.output)
     if settings.input != "-" and not Path(settings.input).exists():
         raise InputError(Errors.E008.format(path=settings.input))
     questions = read_questions(settings.questions) if settings.questions else []
@@ -122,17 +130,17 @@ def check_arguments(settings: JobSettings) -> list[str]:
 
 
 def _check_output_path(settings: JobSettings) -> None:
-    output = Path(settings.output)
-    if output.exists() and not output.is_file():
-        raise InputError(Errors.E023.format(path=output, reason="it is not a regular file"))
-    for role, other in (("input", settings.input), ("questions file", settings.questions)):
-        if other and other != "-" and _same_file(output, Path(other)):
-            raise InputError(Errors.E042.format(path=output, role=role, other=other))
-    folder = Path(settings.input)
-    if (settings.input != "-" and folder.is_dir() and output.suffix.lower() in TEXT_SUFFIXES
-            and folder.resolve() in output.resolve().parents):
-        raise InputError(Errors.E042.format(path=output, role="input (a file the input folder would read)",
-                                            other=settings.input))
+    for output in dict.fromkeys((Path(settings.output), Path(records_path(settings.output)))):
+        if output.exists() and not output.is_file():
+            raise InputError(Errors.E023.format(path=output, reason="it is not a regular file"))
+        for role, other in (("input", settings.input), ("questions file", settings.questions)):
+            if other and other != "-" and _same_file(output, Path(other)):
+                raise InputError(Errors.E042.format(path=output, role=role, other=other))
+        folder = Path(settings.input)
+        if (settings.input != "-" and folder.is_dir() and output.suffix.lower() in TEXT_SUFFIXES
+                and folder.resolve() in output.resolve().parents):
+            raise InputError(Errors.E042.format(path=output, role="input (a file the input folder would read)",
+                                                other=settings.input))
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -219,7 +227,8 @@ def open_output(output: str):
 def run(nlp: Language, settings: JobSettings, on_record: Callable[[dict, RunSummary], None] = lambda r, s: None,
         overwrite: bool = False, append: bool = False, retry_failed: bool = False,
         on_ready: Callable[[], None] = lambda: None, engine: Engine | None = None) -> RunSummary:
-    """Answer/annotate every document of `settings.input`, writing JSONL to `settings.output`.
+    """Answer/annotate every document of `settings.input`, writing JSONL to `settings.output`
+    (a `.spacy` output: JSONL to `<output>.jsonl`, and the DocBin from it whenever the run stops).
 
     An existing output is resumed: documents whose record has the same fingerprint (text,
     questions) are skipped, changed ones and, with `retry_failed`, failed ones are done again.
@@ -233,20 +242,33 @@ def run(nlp: Language, settings: JobSettings, on_record: Callable[[dict, RunSumm
     questions = check_arguments(settings)
     check_questions(nlp, settings, questions)
     config = config_fingerprint(nlp, settings)
-    with open_output(settings.output):
-        index = OutputIndex() if overwrite or settings.output == "-" else scan_output(settings.output)
+    records = records_path(settings.output)
+    with open_output(records):
+        index = OutputIndex() if overwrite or records == "-" else scan_output(records)
         if index.count and index.config != config and not append:
-            raise InputError(Errors.E044.format(path=settings.output, old=index.config, new=config))
-        if settings.output != "-":
-            temporary_path(settings.output).unlink(missing_ok=True)  # left by a run killed while replacing
+            raise InputError(Errors.E044.format(path=records, old=index.config, new=config))
+        _check_docbin_is_ours(settings.output, records, overwrite)
+        for path in {settings.output, records} - {"-"}:
+            temporary_path(path).unlink(missing_ok=True)  # left by a run killed while replacing
         on_ready()
-        exists = settings.output != "-" and Path(settings.output).is_file()
-        writer = JsonlWriter(settings.output, append_at=index.complete_bytes if exists and not overwrite else None,
+        exists = records != "-" and Path(records).is_file()
+        writer = JsonlWriter(records, append_at=index.complete_bytes if exists and not overwrite else None,
                              replace=overwrite and exists)
-        summary = _write_all(engine or local_records(nlp, settings), settings, questions, config, writer,
-                             Resume(index, retry_failed), on_record)
+        try:
+            summary = _write_all(engine or local_records(nlp, settings), settings, records, questions, config,
+                                 writer, Resume(index, retry_failed), on_record)
+        finally:
+            # Also after Ctrl-C or a failure: the DocBin holds every record written so far.
+            if records != settings.output and Path(records).is_file():
+                write_docbin(records, settings.output)
     summary.nothing_asked = bool(_qa_components(nlp)) and not summary.questions and summary.documents > summary.failed
     return summary
+
+
+def _check_docbin_is_ours(output: str, records: str, overwrite: bool) -> None:
+    """A `.spacy` file without its records is someone else's (or its records are gone): E093."""
+    if records != output and not overwrite and Path(output).exists() and not Path(records).exists():
+        raise InputError(Errors.E093.format(path=output, records=records))
 
 
 def local_records(nlp: Language, settings: JobSettings) -> Engine:
@@ -264,8 +286,8 @@ def local_records(nlp: Language, settings: JobSettings) -> Engine:
     return records
 
 
-def _write_all(engine: Engine, settings: JobSettings, questions: list[str], config: str, writer: JsonlWriter,
-               resume: Resume, on_record: Callable[[dict, RunSummary], None]) -> RunSummary:
+def _write_all(engine: Engine, settings: JobSettings, output: str, questions: list[str], config: str,
+               writer: JsonlWriter, resume: Resume, on_record: Callable[[dict, RunSummary], None]) -> RunSummary:
     summary = RunSummary(total=count_documents(settings.input))
     pending = _pending(read_documents(settings.input, settings.max_document_chars), questions, resume, summary)
     started = time.perf_counter()
@@ -285,7 +307,7 @@ def _write_all(engine: Engine, settings: JobSettings, questions: list[str], conf
         # Also after Ctrl-C: the old line of every document written anew goes, nothing else.
         dropped = resume.replaced | (resume.leftovers() if finished else set())
         if dropped:
-            drop_lines(settings.output, dropped)
+            drop_lines(output, dropped)
     summary.seconds = time.perf_counter() - started
     return summary
 

@@ -1,6 +1,7 @@
 """The nlpipe command line, through click's CliRunner (stdout and stderr captured apart)."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -489,3 +490,81 @@ def test_top_k_in_generative_mode_is_one_line(runner, override_args):
     result = runner.invoke(main, ["ask", QA_CFG, "Where?", "--text", "Paris.", "--top-k", "2",
                                   "--components.llama_qa.mode", "generative", *override_args])
     assert result.exit_code == 2 and "E085" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_run_to_a_docbin_keeps_records_beside_it_and_resumes(runner, override_args, docs, questions, tmp_path,
+                                                              fake_paris):
+    from spacy.tokens import DocBin
+
+    output = tmp_path / "answers.spacy"
+    args = ["run", QA_CFG, "--input", str(docs), "--output", str(output), "--questions", str(questions),
+            *override_args]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in lines((tmp_path / "answers.spacy.jsonl").read_text(encoding="utf-8"))]
+    assert all("tokens" in r for r in records)  # the Docs are built from the annotations
+    found = list(DocBin().from_disk(output).get_docs(spacy.blank("en").vocab))
+    assert [d._.doc_id for d in found] == ["bowl.md", "tower.txt"]
+    assert all(len(d._.answers) == 2 and d[0].pos_ for d in found)
+    assert [s.text for s in found[1].spans["answers"]] == [a["text"] for a in records[1]["answers"] if a["grounded"]]
+
+    (docs / "more.txt").write_text("The Louvre is in Paris.", encoding="utf-8")
+    output.unlink()  # rebuilt from the records, which resume reads
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert re.search(r"resumed \(already done\) +│ +2 │", result.stderr)
+    assert len(DocBin().from_disk(output)) == 3 and not (tmp_path / ".answers.spacy.nlpipe-tmp").exists()
+
+
+def test_run_refuses_outputs_it_cannot_write(runner, docs, tmp_path):
+    theirs = tmp_path / "theirs.spacy"
+    theirs.write_bytes(b"someone's DocBin")
+    result = runner.invoke(main, ["run", ANNOTATE_CFG, "--input", str(docs), "--output", str(theirs)])
+    assert result.exit_code == 2 and "E093" in result.stderr and theirs.read_bytes() == b"someone's DocBin"
+    result = runner.invoke(main, ["run", ANNOTATE_CFG, "--input", str(docs), "--output", str(tmp_path / "r.html")])
+    assert result.exit_code == 2 and "E094" in result.stderr and "nlpipe report" in result.stderr
+    result = runner.invoke(main, ["run", ANNOTATE_CFG, "--input", str(docs), "--output", str(theirs), "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert len(list(spacy.tokens.DocBin().from_disk(theirs).get_docs(spacy.blank("en").vocab))) == 2
+
+
+def test_report_from_a_docbin_and_from_annotated_jsonl(runner, docs, tmp_path):
+    for output in ("notes.spacy", "notes.jsonl"):
+        runner.invoke(main, ["run", ANNOTATE_CFG, "--input", str(docs), "--output", str(tmp_path / output),
+                             "--annotations"], catch_exceptions=False)
+        report = tmp_path / f"{output}.html"
+        result = runner.invoke(main, ["report", str(tmp_path / output), "--output", str(report)])
+        assert result.exit_code == 0, result.output
+        assert "2 documents" in result.stderr
+        page = report.read_text(encoding="utf-8")
+        assert 'id="doc-1" open' in page and "tower.txt" in page and 'data-label="GPE"' in page
+
+
+def test_report_runs_a_config_first(runner, override_args, docs, questions, tmp_path, fake_paris):
+    report = tmp_path / "report.html"
+    result = runner.invoke(main, ["report", QA_CFG, "--input", str(docs), "--questions", str(questions),
+                                  "--output", str(report), "--expanded", "1", *override_args])
+    assert result.exit_code == 0, result.output
+    assert "2 documents, 4 answers (4 grounded)" in result.stderr
+    page = report.read_text(encoding="utf-8")
+    assert page.count('class="body"') == 1 and '<details class="doc" id="doc-1"><summary>' in page
+    assert 'data-label="Q2"' in page
+
+
+@pytest.mark.parametrize("source, output, code", [
+    ("answers.txt", "report.html", "E092"),
+    ("missing.spacy", "report.html", "E090"),
+    ("missing.spacy", "report.pdf", "E095"),
+    ("qa", "report.html", "E006"),  # a config needs --input
+])
+def test_report_problems_are_one_line(runner, tmp_path, source, output, code):
+    result = runner.invoke(main, ["report", str(tmp_path / source) if "." in source else source,
+                                  "--output", str(tmp_path / output)])
+    assert result.exit_code == 2 and result.stderr.startswith(f"error: {code}:"), result.output
+    assert "Traceback" not in result.output and not (tmp_path / output).exists()
+
+
+def test_report_of_a_file_takes_no_run_options(runner, tmp_path):
+    result = runner.invoke(main, ["report", str(tmp_path / "a.spacy"), "--output", str(tmp_path / "r.html"),
+                                  "--input", "docs"])
+    assert result.exit_code == 2 and "go with a config" in result.stderr

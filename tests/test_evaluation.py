@@ -71,6 +71,8 @@ def test_evaluate_scores_against_every_reference(qa_nlp, squad_file, monkeypatch
     assert result.exact_match == pytest.approx(200 / 3)
     assert [p["exact_match"] for p in result.predictions] == [1.0, 1.0, 0.0]
     assert result.spans == 2  # "Denver" is not in its paragraph
+    assert [(p["question_type"], p["paragraph"]) for p in result.predictions] == [("where", 0), ("when", 0),
+                                                                                  ("where", 1)]
 
 
 def test_eval_squad_command(qa_overrides, squad_file, tmp_path, monkeypatch):
@@ -81,6 +83,22 @@ def test_eval_squad_command(qa_overrides, squad_file, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "exact match" in result.stdout
     assert [json.loads(line)["id"] for line in output.read_text().splitlines()] == ["q1", "q2", "q3"]
+
+
+def test_eval_squad_report(qa_overrides, squad_file, tmp_path):
+    args = [a for key, value in qa_overrides.items() for a in (f"--{key}", str(value))]
+    report = tmp_path / "report.html"
+    result = CliRunner().invoke(main, ["eval", "squad", str(squad_file), "--report", str(report), *args])
+    assert result.exit_code == 0, result.output
+    page = report.read_text(encoding="utf-8")
+    assert '<section id="evaluation">' in page and "<td>where</td><td>2</td>" in page
+    assert page.count("<tr><td>") >= 3 + 2  # the worst answers (all three) and the two question types
+    assert '<span class="doc-id">t #1</span>' in page and '<span class="doc-id">t #2</span>' in page
+
+
+def test_eval_squad_report_must_be_html_before_anything_runs(squad_file, tmp_path):
+    result = CliRunner().invoke(main, ["eval", "squad", str(squad_file), "--report", str(tmp_path / "r.txt")])
+    assert result.exit_code == 2 and "E095" in result.stderr
 
 
 @pytest.mark.skipif(not SQUAD_DEV.is_file(), reason="../shared/data is not beside this checkout")

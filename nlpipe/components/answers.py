@@ -57,14 +57,20 @@ class Answer:
 
 def set_answers(doc: Doc, answers: list[Answer]) -> None:
     """Replace the Doc's answers: records for all, a span for each answer that is one."""
-    doc.user_data[_RECORDS] = [answer.record() for answer in answers]
+    set_answer_records(doc, [answer.record() for answer in answers])
+
+
+def set_answer_records(doc: Doc, records: list[dict]) -> None:
+    """Replace the Doc's answers by their records (`Answer.record()`, e.g. read back from JSONL);
+    each record with offsets also becomes a span."""
+    doc.user_data[_RECORDS] = records
     spans = []
-    for answer in answers:
-        if answer.offsets is not None:
+    for record in records:
+        if record["start_char"] is not None:
             # Offsets are exact; the span covers the tokens they fall in.
-            span = doc.char_span(*answer.offsets, alignment_mode="expand")
-            spans.append(Span(doc, span.start, span.end, label=f"Q{answer.question_index + 1}",
-                              span_id=answer.question_index))
+            span = doc.char_span(record["start_char"], record["end_char"], alignment_mode="expand")
+            spans.append(Span(doc, span.start, span.end, label=f"Q{record['question_index'] + 1}",
+                              span_id=record["question_index"]))
     doc.spans[SPAN_KEY] = SpanGroup(doc, name=SPAN_KEY, spans=spans)
 
 
@@ -104,9 +110,10 @@ def _evidence(span: Span) -> Span | None:
 
 def register_extensions() -> None:
     """`doc._.questions` (asked of this Doc besides the component's), `doc._.answers` (records,
-    [] before any answering), `doc._.qa_error` (why the Doc could not be answered at all) and
-    the answer spans' attributes."""
-    for name, default in (("questions", None), ("qa_error", None)):
+    [] before any answering), `doc._.qa_error` (why the Doc could not be answered at all),
+    `doc._.doc_id` and `doc._.qa_warning` (a batch run's document id and warning, kept in its
+    DocBin output) and the answer spans' attributes."""
+    for name, default in (("questions", None), ("qa_error", None), ("doc_id", None), ("qa_warning", None)):
         if not Doc.has_extension(name):
             Doc.set_extension(name, default=default)
     if not Doc.has_extension("answers"):

@@ -83,6 +83,12 @@ def is_content(token) -> bool:
     return not (token.is_stop or token.is_punct or token.is_space) and token.lower_ not in WH_WORDS
 
 
+def question_type(doc: Doc) -> str:
+    """who, when, where, how many, ..., what, which, why, how, yes/no or other; a Doc of the
+    question with tokens alone will do."""
+    return _question_type(doc)[0]
+
+
 def _question_type(doc: Doc) -> tuple[str, str | None]:
     words = [t.lower_ for t in doc if not t.is_punct]
     if not words:

@@ -31,7 +31,8 @@ def doc_record(doc_id: str, doc: Doc, annotations: bool = False) -> dict:
         record["sentences"] = ([{"start_char": s.start_char, "end_char": s.end_char} for s in doc.sents]
                                if doc.has_annotation("SENT_START") else [])
         record["tokens"] = [{"i": t.i, "text": t.text, "start_char": t.idx, "pos": t.pos_, "tag": t.tag_,
-                             "lemma": t.lemma_, "dep": t.dep_, "head": t.head.i, "ent": t.ent_type_}
+                             "lemma": t.lemma_, "morph": str(t.morph), "dep": t.dep_, "head": t.head.i,
+                             "ent": t.ent_type_}
                             for t in doc]
     return record
 

@@ -32,7 +32,7 @@ def test_record_with_annotations(annotated):
     assert len(record["tokens"]) == len(annotated)
     built = record["tokens"][2]
     assert built == {"i": 2, "text": "built", "start_char": 15, "pos": "VERB", "tag": "VBD", "lemma": "build",
-                     "dep": "ROOT", "head": 2, "ent": ""}
+                     "morph": "Tense=Past|VerbForm=Fin", "dep": "ROOT", "head": 2, "ent": ""}
     assert record["tokens"][0]["ent"] == "PERSON" and record["tokens"][0]["head"] == 1
     json.dumps(record)
 
