@@ -21,10 +21,12 @@ from typing import Callable
 import torch
 
 from .recording import Example
-from .selection import ANSWERABILITY_FEATURES, answerability_features, softmax_share
+from .selection import ANSWERABILITY_FEATURES, MODEL_FEATURES, answerability_features, softmax_share
 
 EPOCHS = 40
 BATCH = 32
+# F1 points the answerable questions may lose to abstentions when the threshold is fitted.
+MAX_HAS_ANSWER_LOSS = 0.06
 
 
 @dataclass
@@ -120,7 +122,7 @@ def ranking(example: Example, weights: torch.Tensor, names: list[str], max_candi
     the best. Returns the chosen candidate and the shortlist's combined scores, the chosen first."""
     features = feature_matrix(example, names)
     prior = features.clone()
-    prior[:, names.index("likelihood")] = 0
+    prior[:, [k for k, name in enumerate(names) if name in MODEL_FEATURES]] = 0
     # Production keeps the shortlist in document order; ties break the same way here.
     shortlist = sorted(torch.argsort(prior @ weights, descending=True, stable=True)[:max_candidates].tolist())
     combined = (features[shortlist] @ weights).tolist()
@@ -178,14 +180,19 @@ def fit_answerability(predictions: list[Prediction], l2: float, seed: int = 0) -
     return {name: round(float(w), 4) for name, w in zip(names, weights)}
 
 
-def fit_threshold(predictions: list[Prediction]) -> float:
-    """The abstention threshold with the best SQuAD 2.0 F1, each class weighing half."""
-    def balanced_f1(threshold):
-        by_class = {True: [], False: []}
-        for p in predictions:
-            by_class[p.example.answerable].append(p.squad2(threshold)[1])
-        return sum(sum(v) / len(v) for v in by_class.values() if v)
-    return max((t / 100 for t in range(0, 100)), key=lambda t: (balanced_f1(t), -abs(t - 0.5)))
+def fit_threshold(predictions: list[Prediction], max_loss: float = MAX_HAS_ANSWER_LOSS) -> float:
+    """The abstention threshold with the best SQuAD 2.0 F1 (each class weighing half) among those
+    that cost the answerable questions at most `max_loss` F1: an over-eager threshold fitted on
+    one text abstains far more on another, and a wrong "no answer" to an answerable question
+    costs a user more than a wrong answer to an unanswerable one."""
+    answerable = [p for p in predictions if p.example.answerable]
+    unanswerable = [p for p in predictions if not p.example.answerable]
+    answered_f1 = sum(p.f1 for p in answerable) / max(1, len(answerable))
+
+    def mean_f1(group, threshold):
+        return sum(p.squad2(threshold)[1] for p in group) / max(1, len(group))
+    allowed = [t / 100 for t in range(0, 100) if mean_f1(answerable, t / 100) >= answered_f1 - max_loss]
+    return max(allowed, key=lambda t: (mean_f1(answerable, t) + mean_f1(unanswerable, t), -t))
 
 
 def fit(examples: list[Example], names: list[str], l2: float, max_candidates: int, seed: int = 0,

@@ -60,10 +60,13 @@ FEATURES = {
     "unit": "1 if followed or governed by the noun the question counts or names ('how many years' → '44 years')",
     "head_noun": "1 if that noun is part of its name ('what prize' → 'Driehaus Architecture Prize')",
     "year": "1 for a year, when the question asks when or what year",
+    "mean_logprob": "the model's mean token log-likelihood of it",
     "reply": "1 if it overlaps the span the generated reply matched (needs generation)",
     "reply_words": "word F1 with the generated reply (needs generation)",
 }
 REPLY_FEATURES = ("reply", "reply_words")
+# The features the model's scores give: 0 while the shortlist is chosen, before any scoring.
+MODEL_FEATURES = ("likelihood", "mean_logprob")
 _BEST_FEATURES = ("likelihood", "expected_type", "near", "proximity", "sentence", "type_clash")
 ANSWERABILITY_FEATURES = {
     "bias": "1 (the model's intercept)",
@@ -75,6 +78,8 @@ ANSWERABILITY_FEATURES = {
     "document_coverage": "share of them anywhere in the document",
     "entity_coverage": "share of the question's entities the document names (1 if it names none)",
     "missing_words": "content words of the question the document lacks, at most 5, / 5",
+    "sentence_weight": "as sentence_coverage, each word weighted by its rarity in the document",
+    "missing_weight": "the rarity-weighted share of the question's content words the document lacks",
 }
 # The fitted weights ship as versioned files: the one source of the defaults (see read_weights).
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -320,18 +325,23 @@ def distinct_spans(spans: list[Span], confidences: list[float], k: int) -> list[
 def question_context(question: QuestionAnalysis, doc: Doc, ranked: list[tuple[Span, float]]) -> dict:
     """The answerability inputs that no candidate carries: how much of the question the best
     sentence and the whole document say. A question about something the text does not mention
-    rarely has an answer in it, whatever its best candidate scores."""
+    rarely has an answer in it, whatever its best candidate scores. Words count by their
+    rarity among the document's sentences (a missing "1858" says more than a missing "year")."""
     focus = question.focus_lemmas
-    top = ranked[0][0] if ranked else doc[:]
-    in_top = {lemma_of(t) for t in top if is_content(t)}
-    in_doc = {lemma_of(t) for t in doc if is_content(t)}
+    sentences = [unit for unit, _ in ranked] or [doc[:]]
+    lemmas = [{lemma_of(t) for t in unit if is_content(t)} for unit in sentences]
+    in_doc = set().union(*lemmas)
+    rarity = {w: math.log(1 + len(lemmas) / (1 + sum(w in unit for unit in lemmas))) for w in focus}
+    total = sum(rarity.values()) or 1.0
     text = doc.text.lower()
     found = [e for e in question.entities if e.lower() in text]
     return {
-        "sentence_coverage": len(focus & in_top) / max(1, len(focus)),
+        "sentence_coverage": len(focus & lemmas[0]) / max(1, len(focus)),
         "document_coverage": len(focus & in_doc) / max(1, len(focus)),
         "entity_coverage": len(found) / len(question.entities) if question.entities else 1.0,
         "missing_words": min(5, len(focus - in_doc)) / 5,
+        "sentence_weight": sum(rarity[w] for w in focus & lemmas[0]) / total,
+        "missing_weight": sum(rarity[w] for w in focus - in_doc) / total,
     }
 
 
@@ -396,6 +406,7 @@ def candidate_features(question: QuestionAnalysis, candidates: list[Span], ranke
                 lemma_of(t) == question.head_noun and t.is_title for t in span)),
             "year": float((question.qtype == "when" or question.head_noun == "year")
                           and bool(_YEAR.fullmatch(span.text))),
+            "mean_logprob": score.mean_logprob if score else 0.0,
             "reply": float(reply_offsets is not None
                            and span.start_char < reply_offsets[1] and reply_offsets[0] < span.end_char),
             "reply_words": word_f1(own_words, reply_words) if own_words and reply_words else 0.0,
