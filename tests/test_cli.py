@@ -43,7 +43,7 @@ def runner():
 def override_args(qa_overrides):
     args = []
     for key, value in qa_overrides.items():
-        args += [f"--{key}", str(value)]
+        args += [f"--{key}", (value if isinstance(value, str) else json.dumps(value))]
     return args
 
 

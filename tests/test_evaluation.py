@@ -77,7 +77,7 @@ def test_evaluate_scores_against_every_reference(qa_nlp, squad_file, monkeypatch
 
 def test_eval_squad_command(qa_overrides, squad_file, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the built-in qa pipeline is the default from any folder
-    args = [a for key, value in qa_overrides.items() for a in (f"--{key}", str(value))]
+    args = [a for key, value in qa_overrides.items() for a in (f"--{key}", (value if isinstance(value, str) else json.dumps(value)))]
     output = tmp_path / "predictions.jsonl"
     result = CliRunner().invoke(main, ["eval", "squad", str(squad_file), "--output", str(output), *args])
     assert result.exit_code == 0, result.output
@@ -86,7 +86,7 @@ def test_eval_squad_command(qa_overrides, squad_file, tmp_path, monkeypatch):
 
 
 def test_eval_squad_report(qa_overrides, squad_file, tmp_path):
-    args = [a for key, value in qa_overrides.items() for a in (f"--{key}", str(value))]
+    args = [a for key, value in qa_overrides.items() for a in (f"--{key}", (value if isinstance(value, str) else json.dumps(value)))]
     report = tmp_path / "report.html"
     result = CliRunner().invoke(main, ["eval", "squad", str(squad_file), "--report", str(report), *args])
     assert result.exit_code == 0, result.output
@@ -175,7 +175,7 @@ def _write_squad(paragraphs, path):
 
 
 def test_eval_squad_command_reports_has_and_no_answer_on_a_v2_file(qa_overrides, tmp_path):
-    args = [a for key, value in qa_overrides.items() for a in (f"--{key}", str(value))]
+    args = [a for key, value in qa_overrides.items() for a in (f"--{key}", (value if isinstance(value, str) else json.dumps(value)))]
     result = CliRunner().invoke(main, ["eval", "squad", str(_write(tmp_path, TINY_SQUAD_V2)), *args])
     assert result.exit_code == 0, result.output
     assert "HasAns" in result.stdout and "NoAns" in result.stdout

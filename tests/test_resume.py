@@ -79,7 +79,7 @@ def cached_pipelines(_pipelines, monkeypatch):
 
 
 def qa_args(corpus, qa_overrides, output, *extra) -> list[str]:
-    overrides = [item for key, value in qa_overrides.items() for item in (f"--{key}", str(value))]
+    overrides = [item for key, value in qa_overrides.items() for item in (f"--{key}", (value if isinstance(value, str) else json.dumps(value)))]
     return ["run", QA_CFG, "--input", str(corpus / "docs"), "--questions", str(corpus / "questions.txt"),
             "--output", str(output), "--batch-size", "2", *overrides, *extra]
 

@@ -14,7 +14,7 @@ from nlpipe.runner import RunSummary, config_fingerprint, count_documents, run
 REPO = Path(__file__).resolve().parents[1]
 ANSWER_KEYS = {"question", "question_index", "text", "start_char", "end_char", "grounded", "confidence", "evidence",
                "evidence_start_char", "evidence_end_char", "logprob",
-               "generated"}
+               "generated", "answerable"}
 
 
 def read_jsonl(path):

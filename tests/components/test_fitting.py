@@ -13,7 +13,8 @@ from nlpipe.components.selection import FEATURES, make_span_selector, read_weigh
 from nlpipe.errors import ConfigError
 
 NAMES = ["likelihood", "near", "length"]
-CONTEXT = {"sentence_coverage": 1.0, "document_coverage": 1.0, "entity_coverage": 1.0, "missing_words": 0.0}
+CONTEXT = {"sentence_coverage": 1.0, "document_coverage": 1.0, "entity_coverage": 1.0, "missing_words": 0.0,
+           "sentence_weight": 1.0, "missing_weight": 0.0}
 
 
 def synthetic(n_questions: int, seed: int = 0, article: str = "A", unanswerable: bool = False) -> list[Example]:
@@ -32,7 +33,8 @@ def synthetic(n_questions: int, seed: int = 0, article: str = "A", unanswerable:
             rows.append(row)
         texts = [f"candidate {k}" for k in range(n)]
         references = [] if unanswerable else [texts[right]]
-        context = {**CONTEXT, "document_coverage": 0.2, "missing_words": 0.8} if unanswerable else CONTEXT
+        context = {**CONTEXT, "document_coverage": 0.2, "missing_words": 0.8, "missing_weight": 0.8} \
+            if unanswerable else CONTEXT
         hits = [0.0 if unanswerable else float(k == right) for k in range(n)]
         examples.append(Example(f"{article}{q}{'-noans' if unanswerable else ''}", article, f"q{q}", "what",
                                 references, texts, rows, context, hits, hits))
