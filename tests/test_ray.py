@@ -8,6 +8,7 @@ each asked one question.
 
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -307,3 +308,19 @@ def test_an_interrupted_ray_run_resumes_without_loss_or_duplicates(ray_run, refe
     assert summary.resumed == stop_after and summary.documents == N_DOCS - stop_after
     records = read_records(output)
     assert len(records) == N_DOCS and by_id(records) == reference
+
+
+@pytest.mark.slow
+def test_the_cli_shows_the_summary_of_a_local_run_for_a_ray_run(local_ray, corpus, qa_overrides, reference,
+                                                                 tmp_path, monkeypatch):
+    monkeypatch.setattr(cli.console, "_width", 1000)
+    output = tmp_path / "out.jsonl"
+    args = ["run", QA_CFG, "--input", str(corpus), "--output", str(output), "--questions",
+            str(corpus.parent / "questions.txt"), "--batch-size", str(BATCH), "--engine", "ray", "--workers", "2"]
+    for key, value in qa_overrides.items():
+        args += [f"--{key}", str(value)]
+    result = bounded(lambda: CliRunner().invoke(main, args, catch_exceptions=False))
+    assert result.exit_code == 1, result.output  # 1: some documents failed, as in a local run
+    rows = dict(re.findall(r"│ ([a-z/ ()]+?) +│ +(\S+) │", result.output))
+    assert (rows["documents"], rows["failed"], rows["resumed (already done)"]) == (str(N_DOCS), "2", "0")
+    assert by_id(read_records(output)) == reference

@@ -186,9 +186,9 @@ def ray_records(config_path: str, overrides: dict, settings: JobSettings) -> Eng
                 read = dataset.map_batches(read_files, batch_size=settings.batch_size, num_cpus=READ_CPUS,
                                            fn_kwargs={"max_chars": settings.max_document_chars})
                 mapped = read.map_batches(PipelineWorker, batch_size=settings.batch_size,
-                                             compute=ray.data.ActorPoolStrategy(size=shape.workers),
-                                             num_cpus=shape.cpus, num_gpus=settings.gpus_per_worker or None,
-                                             fn_constructor_kwargs={**worker_args, "threads": shape.threads})
+                                          compute=ray.data.ActorPoolStrategy(size=shape.workers),
+                                          num_cpus=shape.cpus, num_gpus=settings.gpus_per_worker or None,
+                                          fn_constructor_kwargs={**worker_args, "threads": shape.threads})
                 try:
                     for row in mapped.iter_rows():
                         record, tag = json.loads(row["result"])
