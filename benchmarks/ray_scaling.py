@@ -1,20 +1,24 @@
 """Local engine vs `--engine ray` with 1 and 2 workers, on the same documents, for annotate.cfg and qa.cfg.
 
-Documents: the SQuAD paragraphs in ../shared/data (dev + train parts, 109), repeated under new
-ids to at least --docs documents, each asking its paragraph's first question. Each engine runs
-twice: over the first batch_size documents (its start-up: pipeline build and model load, for
-Ray also starting the actors, plus one batch) and over all of them. Prints per pipeline and
-engine: docs/s end to end (start-up included), docs/s after start-up ((N - batch) / (full
-run - start-up run)), both as ratios to the local engine, and the start-up; then Ray's own
-start-up (ray.init) and whether every engine wrote the same set of records.
+Documents: one per SQuAD question (dev + train parts in ../shared/data, 1,079 questions), the
+sentence of its paragraph that holds the answer, asking that question (JSONL). Short documents
+keep 500+ of them through the real model within minutes, while every document still costs a
+model call. Runs are interleaved (local, ray x1, ray x2, then again for --rounds) so that load
+from other processes on a shared machine hits every engine alike; the load average is printed
+beside each run. One local Ray is started first and joined by every Ray run: its start-up
+(ray.init) is printed once and added back in the "with ray.init" ratio, which is what one
+`nlpipe run --engine ray` pays. Per run: docs/s end to end (pipeline build, model load, actors
+included), the time to the first record, docs/s after it, and the ratios to the local run of
+the same round; then whether every engine wrote the same set of records.
 
-    python benchmarks/ray_scaling.py [--docs 500] [--configs annotate qa]
+    NLPIPE_MODELS=/path/to/models python benchmarks/ray_scaling.py [--docs 540] [--rounds 1]
 """
 
 import argparse
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 import time
@@ -24,29 +28,64 @@ from _common import REPO, SQUAD_DEV, require_squad
 
 SQUAD_TRAIN = SQUAD_DEV.with_name("squad-train-v1.1-part.json")
 FLOAT_NOISE = 1e-4
+ENGINES = (("local", None), ("ray x1", 1), ("ray x2", 2))
+ACTOR_TITLE = b"ray::MapWorker(MapBatches(PipelineWorker))"
 
 
-def write_documents(path: Path, at_least: int) -> int:
-    paragraphs = [(article["title"], i, paragraph) for squad in (SQUAD_DEV, SQUAD_TRAIN)
-                  for article in json.loads(require_squad(squad).read_text(encoding="utf-8"))["data"]
-                  for i, paragraph in enumerate(article["paragraphs"])]
-    rounds = math.ceil(at_least / len(paragraphs))
+def actor_rss_mib() -> list[int]:
+    """Resident memory of this run's actors (children of the raylet this process started), MiB."""
+    def parent(pid) -> int:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    sizes = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if (entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(ACTOR_TITLE)
+                    and parent(parent(entry.name)) == os.getpid()):
+                status = (entry / "status").read_text()
+                sizes.append(int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) // 1024)
+        except (OSError, AttributeError):  # ended while we looked
+            continue
+    return sorted(sizes)
+
+
+def answer_sentence(context: str, start: int) -> str:
+    """The sentence of `context` around character `start` (split at . ! ? and a space)."""
+    begin = max((m.end() for m in re.finditer(r"[.!?]\s+", context[:start])), default=0)
+    end = re.search(r"[.!?](\s|$)", context[start:])
+    return context[begin:start + end.end() if end else len(context)].strip()
+
+
+def write_documents(path: Path, count: int) -> int:
+    """The first `count` SQuAD questions as documents; returns how many were written."""
+    written = 0
     with open(path, "w", encoding="utf-8") as out:
-        for r in range(rounds):
-            for title, i, paragraph in paragraphs:
-                record = {"id": f"{title}-{i}-r{r}", "text": paragraph["context"],
-                          "questions": [paragraph["qas"][0]["question"]]}
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return rounds * len(paragraphs)
+        for squad in (SQUAD_DEV, SQUAD_TRAIN):
+            for article in json.loads(require_squad(squad).read_text(encoding="utf-8"))["data"]:
+                for paragraph in article["paragraphs"]:
+                    for qa in paragraph["qas"]:
+                        if written == count:
+                            return written
+                        text = answer_sentence(paragraph["context"], qa["answers"][0]["answer_start"])
+                        out.write(json.dumps({"id": qa["id"], "text": text, "questions": [qa["question"]]},
+                                             ensure_ascii=False) + "\n")
+                        written += 1
+    return written
 
 
-def timed_run(config: Path, settings, workers: int | None) -> float:
-    """Wall seconds of one run with a fresh pipeline (local) or actor pool (Ray)."""
+def timed_run(config: Path, settings, workers: int | None, n_docs: int) -> tuple[float, float, list]:
+    """(wall seconds, seconds to the first record, actors' RSS at the first and the last record)
+    of one run with a fresh pipeline (local) or actor pool (Ray), build and model load included."""
     from nlpipe.config import build_pipeline, load_config
     from nlpipe.distributed import ray_records
     from nlpipe.runner import run
 
     started = time.perf_counter()
+    first, rss = [], []
+
+    def on_record(record, summary):
+        if summary.documents in (1, n_docs):
+            first.append(time.perf_counter() - started)
+            rss.append(actor_rss_mib())
     if workers is None:
         nlp, engine = build_pipeline(load_config(config)), None
         for _, component in nlp.pipeline:
@@ -54,13 +93,14 @@ def timed_run(config: Path, settings, workers: int | None) -> float:
                 component.llm.load()
     else:
         settings.workers = workers
-        nlp, engine = None, ray_records(str(config), {}, settings)
-    run(nlp, settings, overwrite=True, engine=engine)
-    return time.perf_counter() - started
+        nlp, engine = build_pipeline(load_config(config)), ray_records(str(config), {}, settings)
+    run(nlp, settings, overwrite=True, engine=engine, on_record=on_record)
+    return time.perf_counter() - started, first[0], rss
 
 
 def sorted_records(path: str) -> list[dict]:
-    return sorted(map(json.loads, Path(path).read_text(encoding="utf-8").splitlines()), key=lambda r: r["id"])
+    records = map(json.loads, Path(path).read_text(encoding="utf-8").splitlines())
+    return sorted(({k: v for k, v in r.items() if k != "fingerprint"} for r in records), key=lambda r: r["id"])
 
 
 def same(a, b) -> bool:
@@ -75,45 +115,50 @@ def same(a, b) -> bool:
     return a == b
 
 
+def bench_config(name: str, work: Path, n_docs: int, rounds: int, ray_init: float) -> None:
+    from nlpipe.config import job_settings, load_config
+
+    config = REPO / "pipelines" / f"{name}.cfg"
+    outputs, local = {}, None
+    for round_ in range(1, rounds + 1):
+        for label, workers in ENGINES:
+            settings = job_settings(load_config(config))
+            settings.input, settings.output = str(work / "docs.jsonl"), str(work / f"{name}-{label}.jsonl")
+            load = os.getloadavg()[0]
+            wall, first, rss = timed_run(config, settings, workers, n_docs)
+            outputs.setdefault(label, sorted_records(settings.output))
+            rate, after = n_docs / wall, (n_docs - 1) / (wall - first)
+            local = (rate, after) if workers is None else local
+            with_init = n_docs / (wall + ray_init) / local[0] if workers else 1.0
+            print(f"{name:<9}{round_:>3} {label:<8}{load:>6.1f}{wall:>8.1f}{rate:>8.2f}{rate / local[0]:>8.2f}"
+                  f"{with_init:>10.2f}{first:>8.1f}{after:>8.2f}{after / local[1]:>8.2f}"
+                  f"{' ' + ' -> '.join(map(str, rss)) + ' MiB' if workers else '':>0}", flush=True)
+    exact = all(records == outputs["local"] for records in outputs.values())
+    close = all(same(records, outputs["local"]) for records in outputs.values())
+    print(f"{name}: every engine wrote the same set of records: {close} (floats within {FLOAT_NOISE}), "
+          f"byte for byte: {exact} ({len(outputs['local'])} records)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--docs", type=int, default=500, help="at least this many documents")
+    parser.add_argument("--docs", type=int, default=540, help="documents (SQuAD questions, at most 1,079)")
+    parser.add_argument("--rounds", type=int, default=1, help="times each engine runs, interleaved")
     parser.add_argument("--configs", nargs="+", default=["annotate", "qa"], choices=["annotate", "qa"])
     args = parser.parse_args()
-    os.chdir(REPO)  # the configs name models/smollm2-135m relative to the repository
-    from nlpipe.config import job_settings, load_config
+    os.chdir(REPO)
     from nlpipe.distributed.ray_engine import ray_session
 
     work = Path(tempfile.mkdtemp(prefix="ray_scaling-"))
     n_docs = write_documents(work / "docs.jsonl", args.docs)
-    print(f"{n_docs} documents (SQuAD paragraphs, one question each); {os.cpu_count()} CPUs; "
-          f"load average before: {os.getloadavg()[0]:.1f}")
+    print(f"{n_docs} documents (a SQuAD answer's sentence, its question); {os.cpu_count()} CPUs")
     started = time.perf_counter()
     with ray_session(None):
-        print(f"Ray start-up (ray.init, local instance): {time.perf_counter() - started:.1f} s")
-        print(f"{'pipeline':<10}{'engine':<10}{'docs/s':>8}{'x local':>9}{'after start-up':>16}{'x local':>9}"
-              f"{'start-up s':>12}")
+        ray_init = time.perf_counter() - started
+        print(f"Ray start-up (ray.init, local instance): {ray_init:.1f} s")
+        print(f"{'pipeline':<9}{'rnd':>3} {'engine':<8}{'load':>6}{'wall s':>8}{'docs/s':>8}{'x local':>8}"
+              f"{'w/ init':>10}{'first s':>8}{'after':>8}{'x local':>8} actors' RSS first -> last record")
         for name in args.configs:
-            config = REPO / "pipelines" / f"{name}.cfg"
-            settings = job_settings(load_config(config))
-            first_batch = work / f"first-{settings.batch_size}.jsonl"
-            lines = (work / "docs.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
-            first_batch.write_text("".join(lines[:settings.batch_size]), encoding="utf-8")
-            outputs, rates = {}, {}
-            for label, workers in (("local", None), ("ray x1", 1), ("ray x2", 2)):
-                settings.input, settings.output = str(first_batch), str(work / "first-out.jsonl")
-                startup = timed_run(config, settings, workers)
-                settings.input, settings.output = str(work / "docs.jsonl"), str(work / f"{name}-{label}.jsonl")
-                wall = timed_run(config, settings, workers)
-                outputs[label] = sorted_records(settings.output)
-                rates[label] = (n_docs / wall, (n_docs - settings.batch_size) / (wall - startup))
-                end_to_end, steady = rates[label]
-                print(f"{name:<10}{label:<10}{end_to_end:>8.2f}{end_to_end / rates['local'][0]:>9.2f}"
-                      f"{steady:>16.2f}{steady / rates['local'][1]:>9.2f}{startup:>12.1f}", flush=True)
-            exact = all(records == outputs["local"] for records in outputs.values())
-            close = all(same(records, outputs["local"]) for records in outputs.values())
-            print(f"{name}: the same set of records: {close} (floats within {FLOAT_NOISE}), byte for byte: {exact} "
-                  f"({len(outputs['local'])} records)")
+            bench_config(name, work, n_docs, args.rounds, ray_init)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 

@@ -15,7 +15,7 @@ from spacy.language import Language
 from .config import JobSettings
 from .errors import Errors, InputError
 from .io.docbin import is_docbin, records_path, write_docbin
-from .io.readers import TEXT_SUFFIXES, Document, read_documents, read_questions
+from .io.readers import TEXT_SUFFIXES, Document, load_document, read_documents, read_questions
 from .io.writers import JsonlWriter, OutputIndex, OutputLock, doc_record, drop_lines, scan_output, temporary_path
 from .processing import llm_stage, process
 
@@ -25,10 +25,12 @@ ZONE_DOCUMENTS = 1000
 
 # What travels with a document through an engine and comes back with its record: the runner's
 # (input fingerprint, offset of the output line the record replaces).
-Tag = tuple[str, int | None]
+Tag = tuple[str | None, int | None]
 # An engine turns (document, its questions, tag) into (record, tag), in any order, as a generator
 # (run() closes it when it stops early): the local one below, or nlpipe.distributed's Ray engine.
-# Resume, writing and the summary stay in run().
+# Resume, writing and the summary stay in run(). An engine with `reads_files = True` reads files
+# in its own tasks: it gets a folder's documents unread (Document.path set, input fingerprint
+# None in the tag) unless resume had to read them, and returns the tag with the fingerprint.
 Engine = Callable[[Iterable[tuple[Document, list[str], Tag]]], Iterator[tuple[dict, Tag]]]
 
 
@@ -86,7 +88,12 @@ class Resume:
         self.replaced: set[int] = set()  # offsets of the old lines whose documents were written anew
         self.seen: set[str] = set()
 
-    def match(self, doc_id: str, input_fingerprint: str) -> tuple[bool, int | None]:
+    def knows(self, doc_id: str) -> bool:
+        """Whether the output holds a record for `doc_id` still unmatched: only then does match()
+        need the document's fingerprint."""
+        return bool(self.records.get(doc_id))
+
+    def match(self, doc_id: str, input_fingerprint: str | None) -> tuple[bool, int | None]:
         """(whether the document is done already, the offset of the line its new record replaces)."""
         self.seen.add(doc_id)
         written = self.records.get(doc_id) or []
@@ -179,12 +186,22 @@ def count_documents(source: str) -> int | None:
     return lines + (last != b"\n")  # blank lines count too: a cheap total, not an exact one
 
 
-def _pending(documents: Iterable[Document], questions: list[str], resume: Resume,
-             summary: RunSummary) -> Iterator[tuple[Document, list[str], Tag]]:
-    """(document, its questions, (input fingerprint, line it replaces)) of each document to do."""
+def document_fingerprint(document: Document, questions: list[str]) -> str:
+    """What a record was made from: the document's text (or failure) and the questions asked."""
+    return fingerprint(document.text, questions, document.error)
+
+
+def _pending(documents: Iterable[Document], questions: list[str], resume: Resume, summary: RunSummary,
+             max_chars: int) -> Iterator[tuple[Document, list[str], Tag]]:
+    """(document, its questions, (input fingerprint, line it replaces)) of each document to do.
+
+    An unread document (Document.path) is read here only if the output has a record with its
+    id, whose fingerprint decides whether it is done; the others go unread to the engine."""
     for document in documents:
+        if document.path is not None and resume.knows(document.id):
+            document = load_document(document, max_chars)
         document_questions = [*document.questions, *questions]
-        input_fingerprint = fingerprint(document.text, document_questions, document.error)
+        input_fingerprint = None if document.path is not None else document_fingerprint(document, document_questions)
         done, stale = resume.match(document.id, input_fingerprint)
         if done:
             summary.resumed += 1
@@ -194,10 +211,11 @@ def _pending(documents: Iterable[Document], questions: list[str], resume: Resume
 
 
 def _items(pending: Iterable[tuple[Document, list[str], Tag]]):
-    for document, questions, tag in pending:
+    for document, questions, (input_fingerprint, stale) in pending:
+        # Of what was read, before an empty text becomes an error (resume compares the same).
+        context = (document, (input_fingerprint or document_fingerprint(document, questions), stale))
         if document.error is None and not document.text.strip():
             document.error = {"type": "empty_document", "message": "the document has no text"}
-        context = (document, tag)
         if document.error is not None:
             # Travels as an empty text so that its error record keeps its place in the output.
             yield "", [], context
@@ -289,7 +307,9 @@ def local_records(nlp: Language, settings: JobSettings) -> Engine:
 def _write_all(engine: Engine, settings: JobSettings, output: str, questions: list[str], config: str,
                writer: JsonlWriter, resume: Resume, on_record: Callable[[dict, RunSummary], None]) -> RunSummary:
     summary = RunSummary(total=count_documents(settings.input))
-    pending = _pending(read_documents(settings.input, settings.max_document_chars), questions, resume, summary)
+    documents = read_documents(settings.input, settings.max_document_chars,
+                               load=not getattr(engine, "reads_files", False))
+    pending = _pending(documents, questions, resume, summary, settings.max_document_chars)
     started = time.perf_counter()
     finished = False
     try:

@@ -2,14 +2,16 @@
 
 Runs with Ray share one local Ray of 2 CPUs (this machine's size, where the pool-sizing rule
 matters most) started once for the module; each run builds its own actor pool. They use the
-tiny random Llama, over a JSONL file of N_DOCS documents of which every fifth asks a question.
+tiny random Llama, over a folder of N_DOCS files (two of them bad) read by Ray's read tasks,
+each asked one question.
 """
 
 import json
 import os
+import re
 import signal
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ from nlpipe import cli
 from nlpipe.cli import main
 from nlpipe.config import JobSettings, build_pipeline, job_settings, load_config
 from nlpipe.distributed import pool_shape, ray_records
-from nlpipe.distributed.ray_engine import RESERVED_CPUS, PipelineWorker, ray_session
+from nlpipe.distributed.ray_engine import READ_CPUS, RESERVED_CPUS, PipelineWorker, read_files, ray_session
 from nlpipe.errors import ConfigError, EngineError
 from nlpipe.runner import run
 from tests.test_resume import document_text
@@ -47,7 +49,7 @@ def test_actors_never_claim_the_cpus_ray_data_needs_for_itself(cpus, workers):
     shape = pool_shape(JobSettings(workers=workers), {"CPU": cpus})
     assert shape.workers == workers
     assert 0 < shape.cpus <= 1.0
-    assert shape.workers * shape.cpus <= cpus - 0.5
+    assert shape.workers * shape.cpus <= cpus - RESERVED_CPUS <= cpus - 2 * READ_CPUS  # two read tasks fit
     assert 1 <= shape.threads <= max(1, cpus // workers)
 
 
@@ -85,6 +87,21 @@ def test_engine_ray_without_ray_installed_exits_2_saying_what_to_install(engine_
     assert not (tmp_path / "out.jsonl").exists()
 
 
+def test_the_read_stage_reads_unread_files_and_passes_the_others(tmp_path):
+    (tmp_path / "good.txt").write_text("Paris is in France.", encoding="utf-8")
+    (tmp_path / "binary.txt").write_bytes(b"\x00\x01 not text")
+    rows = [[{"id": "good.txt", "text": None, "path": str(tmp_path / "good.txt")}, ["Q?"], [None, None]],
+            [{"id": "binary.txt", "text": None, "path": str(tmp_path / "binary.txt")}, [], [None, 7]],
+            [{"id": "line:1", "text": "Read by the driver."}, [], ["f", None]]]
+    rows = [[{"questions": [], "error": None, "warning": None, "path": None, **d}, q, t] for d, q, t in rows]
+    out = read_files({"item": [json.dumps(row) for row in rows]}, max_chars=1000)
+    good, binary, line = map(json.loads, out["item"])
+    assert good == [{"id": "good.txt", "text": "Paris is in France.", "questions": [], "error": None,
+                     "warning": None, "path": None}, ["Q?"], [None, None]]
+    assert binary[0]["error"]["type"] == "binary_file" and binary[2] == [None, 7]  # as a local run reads it
+    assert line == rows[2]
+
+
 # Slow: the actor class in this process, then real Ray runs.
 
 @pytest.fixture()
@@ -94,8 +111,8 @@ def worker_args(qa_overrides):
 
 
 def batch_of(*documents: dict, asked=("Where is it?",)) -> dict:
-    """Rows as the driver sends them: [document, its questions (its own, then the run's), tag]."""
-    documents = [{"questions": [], "error": None, "warning": None, **d} for d in documents]
+    """Rows as the read stage sends them: [document, its questions (its own, then the run's), tag]."""
+    documents = [{"questions": [], "error": None, "warning": None, "path": None, **d} for d in documents]
     return {"item": [json.dumps([d, [*d["questions"], *asked], [f"tag-{d['id']}", None]]) for d in documents]}
 
 
@@ -147,17 +164,21 @@ def local_ray():
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    """N_DOCS documents as JSONL; every fifth asks a question, one line is broken, one text empty."""
-    path = tmp_path_factory.mktemp("ray") / "docs.jsonl"
-    lines = []
+    """A folder of N_DOCS files, one of them binary and one empty, and a questions file beside it."""
+    root = tmp_path_factory.mktemp("ray")
+    folder = root / "docs"
+    folder.mkdir()
     for i in range(N_DOCS - 2):
-        record = {"id": f"doc-{i:02d}", "text": document_text(i)}
-        if i % 5 == 0:
-            record["questions"] = ["When did it open?"]
-        lines.append(json.dumps(record, ensure_ascii=False))
-    lines += ["{not json", json.dumps({"id": "empty", "text": "  "})]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+        (folder / f"doc-{i:02d}.txt").write_text(document_text(i), encoding="utf-8")
+    (folder / "binary.txt").write_bytes(b"\x00\x01 not text")
+    (folder / "empty.txt").write_text("  ", encoding="utf-8")
+    (root / "questions.txt").write_text("When did it open?\n", encoding="utf-8")
+    return folder
+
+
+def corpus_settings(corpus: Path, output: Path, **settings) -> JobSettings:
+    return JobSettings(input=str(corpus), output=str(output), questions=str(corpus.parent / "questions.txt"),
+                       batch_size=BATCH, **settings)
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +188,7 @@ def reference(corpus, tiny_llama_dir, tmp_path_factory) -> list[dict]:
                  "components.llama_qa.model.max_new_tokens": 8}
     output = tmp_path_factory.mktemp("local") / "out.jsonl"
     nlp = build_pipeline(load_config(QA_CFG, overrides))
-    run(nlp, JobSettings(input=str(corpus), output=str(output), batch_size=BATCH))
+    run(nlp, corpus_settings(corpus, output))
     return by_id(read_records(output))
 
 
@@ -177,25 +198,37 @@ def ray_run(local_ray, corpus, qa_overrides):
     # The driver builds the pipeline too (its config fingerprint and checks), never loading weights.
     nlp = build_pipeline(load_config(QA_CFG, qa_overrides))
 
-    def start(output: Path, on_record=lambda r, s: None, workers: int = 2):
-        settings = JobSettings(input=str(corpus), output=str(output), batch_size=BATCH, workers=workers)
+    def start(output: Path, on_record=lambda r, s: None, workers: int | None = 2):
+        settings = corpus_settings(corpus, output, workers=workers)
         return bounded(lambda: run(nlp, settings, on_record, engine=ray_records(QA_CFG, qa_overrides, settings)))
     return start
 
 
 def bounded(function):
-    """function() in a thread: still running after RUN_TIMEOUT (a hang) fails the test."""
-    pool = ThreadPoolExecutor(1)
-    try:
-        return pool.submit(function).result(timeout=RUN_TIMEOUT)
-    finally:
-        pool.shutdown(wait=False)  # not waiting for a hung run
+    """function() in a daemon thread (a hung one does not keep pytest from exiting): still
+    running after RUN_TIMEOUT (a hang) fails the test; its exception is raised here."""
+    outcome = {}
+
+    def target():
+        try:
+            outcome["value"] = function()
+        except BaseException as err:  # noqa: B036  handed to the test's thread
+            outcome["error"] = err
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(RUN_TIMEOUT)
+    if thread.is_alive():
+        pytest.fail(f"the run did not end in {RUN_TIMEOUT} s: it hangs")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
 
 
 @pytest.mark.slow
 def test_two_actors_on_two_cpus_finish_with_the_local_engines_records(ray_run, local_ray, reference, tmp_path):
-    # Actors that claim every CPU can leave Ray Data's own tasks waiting forever: the run is
-    # bounded (a hang fails at RUN_TIMEOUT), and the reserve must stay free while it goes.
+    # Actors that claim every CPU leave the read tasks waiting forever, and with them the whole
+    # run: bounded, a hang fails at RUN_TIMEOUT (it did, with actors at 1 CPU each), and the
+    # reserve must stay free while it goes.
     output = tmp_path / "out.jsonl"
     free_cpus = []
     summary = ray_run(output, lambda record, s: free_cpus.append(local_ray.available_resources().get("CPU", 0)))
@@ -203,6 +236,7 @@ def test_two_actors_on_two_cpus_finish_with_the_local_engines_records(ray_run, l
     records = read_records(output)
     assert by_id(records) == reference
     assert (summary.documents, summary.failed) == (N_DOCS, 2)
+    assert {r["error"]["type"] for r in records if "error" in r} == {"binary_file", "empty_document"}
     assert summary.questions == sum(len(r.get("answers") or []) for r in reference) > 0
 
 
@@ -246,7 +280,7 @@ def test_a_killed_actor_is_restarted_and_no_document_is_lost_or_written_twice(ra
 @pytest.mark.slow
 def test_a_pipeline_an_actor_cannot_build_is_one_user_error(local_ray, corpus, qa_overrides, tmp_path):
     overrides = {**qa_overrides, "components.llama_qa.model.path": str(tmp_path / "no-model")}
-    settings = JobSettings(input=str(corpus), output=str(tmp_path / "out.jsonl"), batch_size=BATCH, workers=1)
+    settings = corpus_settings(corpus, tmp_path / "out.jsonl", workers=1)
     with pytest.raises(EngineError, match="E073.*E013"):
         bounded(lambda: run(build_pipeline(load_config(QA_CFG, overrides)), settings,
                             engine=ray_records(QA_CFG, overrides, settings)))
@@ -259,6 +293,7 @@ class Interrupt(Exception):
 
 @pytest.mark.slow
 def test_an_interrupted_ray_run_resumes_without_loss_or_duplicates(ray_run, reference, tmp_path):
+    # With the default pool, which must not hang on 2 CPUs either (one actor, at 1 CPU).
     output = tmp_path / "out.jsonl"
     stop_after = 2 * BATCH
 
@@ -266,10 +301,26 @@ def test_an_interrupted_ray_run_resumes_without_loss_or_duplicates(ray_run, refe
         if summary.documents == stop_after:
             raise Interrupt
     with pytest.raises(Interrupt):
-        ray_run(output, interrupt, workers=1)
+        ray_run(output, interrupt, workers=None)
     done = read_records(output)
     assert len(done) == stop_after
-    summary = ray_run(output, workers=1)
+    summary = ray_run(output, workers=None)
     assert summary.resumed == stop_after and summary.documents == N_DOCS - stop_after
     records = read_records(output)
     assert len(records) == N_DOCS and by_id(records) == reference
+
+
+@pytest.mark.slow
+def test_the_cli_shows_the_summary_of_a_local_run_for_a_ray_run(local_ray, corpus, qa_overrides, reference,
+                                                                 tmp_path, monkeypatch):
+    monkeypatch.setattr(cli.console, "_width", 1000)
+    output = tmp_path / "out.jsonl"
+    args = ["run", QA_CFG, "--input", str(corpus), "--output", str(output), "--questions",
+            str(corpus.parent / "questions.txt"), "--batch-size", str(BATCH), "--engine", "ray", "--workers", "2"]
+    for key, value in qa_overrides.items():
+        args += [f"--{key}", str(value)]
+    result = bounded(lambda: CliRunner().invoke(main, args, catch_exceptions=False))
+    assert result.exit_code == 1, result.output  # 1: some documents failed, as in a local run
+    rows = dict(re.findall(r"│ ([a-z/ ()]+?) +│ +(\S+) │", result.output))
+    assert (rows["documents"], rows["failed"], rows["resumed (already done)"]) == (str(N_DOCS), "2", "0")
+    assert by_id(read_records(output)) == reference

@@ -9,7 +9,8 @@ import pytest
 
 from nlpipe.config import JobSettings, build_pipeline, load_config
 from nlpipe.errors import InputError
-from nlpipe.runner import RunSummary, config_fingerprint, count_documents, run
+from nlpipe.io.readers import load_document
+from nlpipe.runner import RunSummary, config_fingerprint, count_documents, local_records, run
 
 REPO = Path(__file__).resolve().parents[1]
 ANSWER_KEYS = {"question", "question_index", "text", "start_char", "end_char", "grounded", "confidence", "evidence",
@@ -165,6 +166,43 @@ def test_spacy_stage_in_worker_processes_gives_the_same_records(tmp_path, docs_f
         run(nlp, JobSettings(input=str(docs_folder), output=str(output), annotations=True, n_process=n_process))
         outputs.append(read_jsonl(output))
     assert outputs[0] == outputs[1] and len(outputs[0]) == 4
+
+
+def engine_reading_files(nlp, settings, handed: list):
+    """The local engine behind an engine that reads files itself (as Ray's read tasks do); notes
+    (id, whether it came unread) of each document it is handed."""
+    local = local_records(nlp, settings)
+
+    def records(pending):
+        def read(items):
+            for document, questions, tag in items:
+                handed.append((document.id, document.path is not None))
+                yield load_document(document, settings.max_document_chars), questions, tag
+        return local(read(pending))
+    records.reads_files = True
+    return records
+
+
+def test_an_engine_reading_files_gets_them_unread_unless_resume_must_compare_them(qa_nlp, docs_folder,
+                                                                                    questions_file, tmp_path):
+    output, reference = tmp_path / "out.jsonl", tmp_path / "reference.jsonl"
+    settings = JobSettings(input=str(docs_folder), output=str(output), questions=str(questions_file), batch_size=2)
+    handed = []
+    run(qa_nlp, settings, engine=engine_reading_files(qa_nlp, settings, handed))
+    assert handed == [(name, True) for name in ("a_tower.txt", "b_binary.txt", "c_bowl.md", "d_empty.txt")]
+    (docs_folder / "c_bowl.md").write_text("Super Bowl 50 was played in 2016.", encoding="utf-8")
+    (docs_folder / "e_new.txt").write_text("Rome is in Italy.", encoding="utf-8")
+    handed.clear()
+    summary = run(qa_nlp, settings, engine=engine_reading_files(qa_nlp, settings, handed))
+    # Ids in the output were read by the runner, to compare fingerprints; the new one was not.
+    assert handed == [("c_bowl.md", False), ("e_new.txt", True)]
+    assert (summary.resumed, summary.redone, summary.documents) == (3, 1, 2)
+    run(qa_nlp, JobSettings(input=str(docs_folder), output=str(reference), questions=str(questions_file),
+                            batch_size=2))
+    records, expected = ([json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+                         for path in (output, reference))
+    # Fingerprints included; floats to their last digits, which batches padded otherwise move.
+    assert rounded(sorted(records, key=lambda r: r["id"])) == rounded(expected)
 
 
 def test_memory_zones_split_a_long_run_without_changing_it(qa_nlp, questions_file, tmp_path, monkeypatch):

@@ -1,8 +1,9 @@
-"""The Ray engine: documents → a Ray Dataset → an actor pool, each actor holding one pipeline → records.
+"""The Ray engine: documents → a Ray Dataset → read tasks → an actor pool, each actor holding one pipeline → records.
 
-The runner still reads, resumes and writes; this module only replaces the step that turns
-documents into records. Each actor builds the pipeline from the config once (no `nlp` object
-or model travels through Ray) and runs the local engine's code on its batches.
+The runner still lists, resumes and writes; this module only replaces the step that turns
+documents into records. A folder's files are read in Ray tasks (the runner hands them over
+unread, named by their paths); each actor builds the pipeline from the config once (no `nlp`
+object or model travels through Ray) and runs the local engine's code on its batches.
 """
 
 import dataclasses
@@ -17,15 +18,17 @@ from typing import Iterable, Iterator, NamedTuple
 
 from ..config import JobSettings, build_pipeline, load_config
 from ..errors import EngineError, Errors, NlpipeError
-from ..io.readers import Document
+from ..io.readers import Document, load_document
 from ..components.llama_qa import LLMPipe
 from ..runner import Engine, Tag, local_records
 
-# CPUs left to Ray Data's own tasks and to the driver, which reads and writes. A pipeline whose
-# actors claim every CPU can wait forever with a read stage backpressured (reported with 2
-# actors at 1 CPU each on 2 cores). Here the driver builds the blocks, so no read task needs a
-# CPU today, but any task stage Ray Data adds (splitting blocks, a read) must find one free.
+# CPUs the actors leave to the read tasks (and the driver, which lists and writes). A pipeline
+# whose actors claim every CPU waits forever: no read task can start, so no batch reaches the
+# actors (2 actors at 1 CPU each on 2 cores never finish; tests/test_ray.py).
 RESERVED_CPUS = 0.5
+# CPUs one read task claims: two fit in the reserve. Reading is I/O and decoding, far lighter
+# than a batch through the pipeline, so the reserve reads ahead of the actors.
+READ_CPUS = RESERVED_CPUS / 2
 # Documents handed to Ray at a time: each window is a Dataset of its own, so the driver never
 # holds the whole input, and the actors (and their model load) are started once per window.
 WINDOW_DOCUMENTS = 10_000
@@ -116,6 +119,21 @@ class PipelineWorker:
                                                  "message": f"{type(err).__name__}: {err}"}}, tag
 
 
+def read_files(batch: dict, max_chars: int) -> dict:
+    """The read stage (Ray tasks): each row whose document came unread gets its file's text, or
+    the error record a bad file gets in a local run."""
+    import numpy as np
+
+    return {"item": np.array([_read_row(item, max_chars) for item in batch["item"]], dtype=object)}
+
+
+def _read_row(item: str, max_chars: int) -> str:
+    document, questions, tag = json.loads(item)
+    if document["path"] is None:  # read by the driver already (JSONL, stdin, or checked by resume)
+        return item
+    return json.dumps([dataclasses.asdict(load_document(Document(**document), max_chars)), questions, tag])
+
+
 @contextmanager
 def ray_session(address: str | None, num_cpus: int | None = None):
     """Join `address` (else $RAY_ADDRESS, else start a local Ray with `num_cpus`, default all)
@@ -165,16 +183,19 @@ def ray_records(config_path: str, overrides: dict, settings: JobSettings) -> Eng
                 dataset = ray.data.from_items(items,
                                               # about one block per batch, so that every actor gets work
                                               override_num_blocks=math.ceil(len(window) / settings.batch_size))
-                mapped = dataset.map_batches(PipelineWorker, batch_size=settings.batch_size,
-                                             compute=ray.data.ActorPoolStrategy(size=shape.workers),
-                                             num_cpus=shape.cpus, num_gpus=settings.gpus_per_worker or None,
-                                             fn_constructor_kwargs={**worker_args, "threads": shape.threads})
+                read = dataset.map_batches(read_files, batch_size=settings.batch_size, num_cpus=READ_CPUS,
+                                           fn_kwargs={"max_chars": settings.max_document_chars})
+                mapped = read.map_batches(PipelineWorker, batch_size=settings.batch_size,
+                                          compute=ray.data.ActorPoolStrategy(size=shape.workers),
+                                          num_cpus=shape.cpus, num_gpus=settings.gpus_per_worker or None,
+                                          fn_constructor_kwargs={**worker_args, "threads": shape.threads})
                 try:
                     for row in mapped.iter_rows():
                         record, tag = json.loads(row["result"])
                         yield record, tuple(tag)
                 except ray.exceptions.RayError as err:
                     raise _user_error(err) from None
+    records.reads_files = True  # a folder's files come unread: read_files reads them in Ray tasks
     return records
 
 

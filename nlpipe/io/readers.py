@@ -36,6 +36,9 @@ class Document:
     questions: list[str] = field(default_factory=list)
     error: dict | None = None  # {"type", "message"} when the document could not be read
     warning: dict | None = None  # {"type", "message"} when it was read but repaired
+    # A file not read yet (text None): an engine that reads files in its own tasks (Ray) gets
+    # documents from a folder this way; load_document reads it.
+    path: str | None = None
 
 
 def _failed(doc_id: str, kind: str, message: str) -> Document:
@@ -90,15 +93,29 @@ def _file_kind(path: Path) -> str | None:
                  if test(mode)), "a special file")
 
 
-def read_folder(folder: Path, max_chars: int = MAX_DOCUMENT_CHARS) -> Iterator[Document]:
+def read_folder(folder: Path, max_chars: int = MAX_DOCUMENT_CHARS, load: bool = True) -> Iterator[Document]:
+    """The folder's documents; with `load` False, regular files come unread (see load_document):
+    their ids are their names, so a run can tell which are done before reading any."""
     # Sorted, so that ids and order are the same on every run (resume depends on it).
     for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in TEXT_SUFFIXES and not p.is_dir()):
         doc_id = path.relative_to(folder).as_posix()
         # Opening a FIFO would wait for a writer forever, and /dev/zero never ends: in a folder
         # only regular files are documents.
         kind = _file_kind(path)
-        yield (_failed(doc_id, "not_a_regular_file", f"{kind}, not a regular file: not read") if kind
-               else read_file(path, doc_id, max_chars))
+        if kind:
+            yield _failed(doc_id, "not_a_regular_file", f"{kind}, not a regular file: not read")
+        else:
+            yield read_file(path, doc_id, max_chars) if load else Document(id=doc_id, text=None, path=str(path))
+
+
+def load_document(document: Document, max_chars: int = MAX_DOCUMENT_CHARS) -> Document:
+    """`document` with its file read, if it came unread; a file's text cannot hold lone
+    surrogates (strict UTF-8), so only its id's repair (the warning) carries over."""
+    if document.path is None:
+        return document
+    loaded = read_file(Path(document.path), document.id, max_chars)
+    loaded.warning = document.warning
+    return loaded
 
 
 def read_lines(stream: BinaryIO, max_bytes: int | None = None) -> Iterator[tuple[int, bytes | None]]:
@@ -172,17 +189,19 @@ def read_stdin(stream: BinaryIO) -> Iterator[Document]:
             yield Document(id=f"stdin:{line_number}", text=line.rstrip("\r\n"))
 
 
-def read_documents(source: str, max_chars: int = MAX_DOCUMENT_CHARS) -> Iterator[Document]:
+def read_documents(source: str, max_chars: int = MAX_DOCUMENT_CHARS, load: bool = True) -> Iterator[Document]:
     """Documents from `source`: a folder of .txt/.md files, a .jsonl file, a text file, or '-'.
 
     A document of more than `max_chars` characters becomes an error record; lone surrogates
     are replaced by U+FFFD, which keeps every character offset, and the document says so.
+    `load` False leaves a folder's files unread (read_folder); other sources hold their ids
+    inside the text, so they are read here all the same.
     """
-    for document in _documents(source, max_chars):
+    for document in _documents(source, max_chars, load):
         yield _within(repair_surrogates(document), max_chars)
 
 
-def _documents(source: str, max_chars: int) -> Iterator[Document]:
+def _documents(source: str, max_chars: int, load: bool) -> Iterator[Document]:
     if source == "-":
         yield from read_stdin(sys.stdin.buffer)
         return
@@ -190,7 +209,7 @@ def _documents(source: str, max_chars: int) -> Iterator[Document]:
     if not path.exists():
         raise InputError(Errors.E008.format(path=source))
     if path.is_dir():
-        yield from read_folder(path, max_chars)
+        yield from read_folder(path, max_chars, load)
     elif path.suffix.lower() == ".jsonl":
         with open(path, "rb") as stream:
             yield from read_jsonl(stream, path.name)
