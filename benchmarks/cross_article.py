@@ -67,12 +67,14 @@ def main() -> None:
     parser.add_argument("--unanswerable-every", type=int, default=1,
                         help="an unanswerable question for only every Nth answerable one")
     parser.add_argument("--shortlist", type=int, default=24, help="candidates per question the model scores")
+    parser.add_argument("--shortlist-weights", default=DEFAULT_WEIGHTS_FILE,
+                        help="the weights file whose features (all but the model's) pick the candidates to score")
     args = parser.parse_args()
     started = time.perf_counter()
     files = [require_squad(SQUAD_TRAIN), require_squad(SQUAD_DEV)]
     paragraphs = list(read_squad(files[0])) + list(read_squad(files[1]))[::args.dev_every]
     paragraphs += unanswerable_questions(paragraphs)[::args.unanswerable_every]
-    nlp = qa_pipeline()
+    nlp = qa_pipeline({"components.llama_qa.selector.weights_file": args.shortlist_weights})
     save = cached_ranking(nlp.get_pipe("llama_qa").llm, args.cache)
     try:
         examples = record(nlp, paragraphs, shortlist=args.shortlist,
@@ -90,6 +92,14 @@ def main() -> None:
         print(f"test {row['fold']:<26} answerable {row['answerable']:4d}: EM {row['em']:.1f} F1 {row['f1']:.1f} | "
               f"SQuAD 2.0 (threshold {row['threshold']}): HasAns EM {row['has_em']:.1f} F1 {row['has_f1']:.1f}, "
               f"NoAns {row['no_f1']:.1f} ({row['unanswerable']}), overall EM {row['all_em']:.1f} F1 {row['all_f1']:.1f}")
+    by_type = {}
+    for predictions, _ in held_out.values():
+        for p in predictions:
+            if p.example.answerable:
+                by_type.setdefault(p.example.qtype, []).append(p.f1)
+    print("held-out F1 by question type (both directions): " + ", ".join(
+        f"{qtype} {100 * sum(f1s) / len(f1s):.1f} ({len(f1s)})"
+        for qtype, f1s in sorted(by_type.items(), key=lambda item: -len(item[1]))))
     if args.write:
         fitted = fit(examples, NAMES, args.l2, max_candidates)
         path = WEIGHTS_DIR / DEFAULT_WEIGHTS_FILE

@@ -188,18 +188,6 @@ def test_without_candidates_the_reply_span_is_kept_except_for_free_form_question
     assert selector.choose(why, [], ranked, [], reply_offsets=(0, 5)).offsets is None
 
 
-def test_whole_noun_phrases_are_candidates(en_nlp):
-    from nlpipe.components.selection import candidate_spans, phrases
-
-    doc = en_nlp("The university is run by a coalition of students and faculty from the state of Indiana.")
-    sent = next(doc.sents)
-    found = {span.text for span in phrases(sent)}
-    assert "a coalition of students and faculty from the state of Indiana" not in found  # longer than 8 tokens
-    assert "the state of Indiana" in found
-    assert all(not span.text.endswith(".") for span in phrases(sent))
-    assert "the state of Indiana" in {span.text for span in candidate_spans([sent])}
-
-
 def test_distinct_spans_merge_answers_that_normalise_alike(en_nlp):
     from nlpipe.components.selection import distinct_spans
 
