@@ -259,18 +259,15 @@ class SpanSelector:
         best = order[0]
         alternatives = distinct_spans([candidates[i] for i in order], [shares[i] for i in order], top_k) \
             if top_k > 1 else None
-        answerable = self.answerable_probability(features[best], combined, shares[best],
-                                                 question_context(question, candidates[0].doc, ranked))
+        answerable = None if self.threshold is None else self.answerable_probability(
+            features[best], combined, shares[best], question_context(question, candidates[0].doc, ranked))
         if answerable is not None and answerable < self.threshold:
             return Choice(None, 1.0 - answerable, answerable=False, alternatives=alternatives)
         return Choice((candidates[best].start_char, candidates[best].end_char), shares[best],
                       scores[best].mean_logprob, alternatives=alternatives)
 
-    def answerable_probability(self, best: dict, combined: list[float], share: float, context: dict) -> float | None:
-        """The chance that the question has an answer here, from the answerability model; None
-        when no threshold is set (every question is answered)."""
-        if self.threshold is None:
-            return None
+    def answerable_probability(self, best: dict, combined: list[float], share: float, context: dict) -> float:
+        """The chance that the question has an answer here, from the answerability model."""
         inputs = answerability_features(best, combined, share, context)
         return _sigmoid(sum(self.answerability.get(name, 0.0) * value for name, value in inputs.items()))
 
