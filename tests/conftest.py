@@ -85,15 +85,19 @@ def en_nlp(spacy_model_name):
     return spacy.load(spacy_model_name)
 
 
-@pytest.fixture()
-def qa_overrides(tiny_llama_dir) -> dict:
-    """Overrides that point pipelines/qa.cfg at the tiny model, on CPU. The no-answer model's
+def qa_overrides_for(model_dir) -> dict:
+    """Overrides that point pipelines/qa.cfg at a (tiny) model, on CPU. The no-answer model's
     inputs include the model's likelihoods, which a random model makes meaningless, so these
     mechanics tests answer every question (tests of "no answer" set it up themselves)."""
-    return {"components.llama_qa.model.path": str(tiny_llama_dir),
+    return {"components.llama_qa.model.path": str(model_dir),
             "components.llama_qa.model.device": "cpu",
             "components.llama_qa.model.max_new_tokens": 8,
             "components.llama_qa.selector.answerability": False}
+
+
+@pytest.fixture()
+def qa_overrides(tiny_llama_dir) -> dict:
+    return qa_overrides_for(tiny_llama_dir)
 
 
 @pytest.fixture()

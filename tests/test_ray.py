@@ -24,6 +24,7 @@ from nlpipe.distributed import pool_shape, ray_records
 from nlpipe.distributed.ray_engine import READ_CPUS, RESERVED_CPUS, PipelineWorker, read_files, ray_session
 from nlpipe.errors import ConfigError, EngineError
 from nlpipe.runner import run
+from tests.conftest import qa_overrides_for
 from tests.test_resume import document_text
 
 REPO = Path(__file__).resolve().parents[1]
@@ -184,8 +185,7 @@ def corpus_settings(corpus: Path, output: Path, **settings) -> JobSettings:
 @pytest.fixture(scope="module")
 def reference(corpus, tiny_llama_dir, tmp_path_factory) -> list[dict]:
     """The local engine's records, sorted by id."""
-    overrides = {"components.llama_qa.model.path": str(tiny_llama_dir), "components.llama_qa.model.device": "cpu",
-                 "components.llama_qa.model.max_new_tokens": 8}
+    overrides = qa_overrides_for(tiny_llama_dir)
     output = tmp_path_factory.mktemp("local") / "out.jsonl"
     nlp = build_pipeline(load_config(QA_CFG, overrides))
     run(nlp, corpus_settings(corpus, output))
@@ -318,7 +318,7 @@ def test_the_cli_shows_the_summary_of_a_local_run_for_a_ray_run(local_ray, corpu
     args = ["run", QA_CFG, "--input", str(corpus), "--output", str(output), "--questions",
             str(corpus.parent / "questions.txt"), "--batch-size", str(BATCH), "--engine", "ray", "--workers", "2"]
     for key, value in qa_overrides.items():
-        args += [f"--{key}", str(value)]
+        args += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
     result = bounded(lambda: CliRunner().invoke(main, args, catch_exceptions=False))
     assert result.exit_code == 1, result.output  # 1: some documents failed, as in a local run
     rows = dict(re.findall(r"│ ([a-z/ ()]+?) +│ +(\S+) │", result.output))
