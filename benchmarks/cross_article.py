@@ -24,14 +24,13 @@ from pathlib import Path
 
 from _common import REPO, SQUAD_DEV, qa_pipeline, require_squad
 
-from nlpipe.components.fitting import cross_validate, fit, provenance, summarise, write_weights
+from nlpipe.components.fitting import FITTED_FEATURES as NAMES, cross_validate, fit, provenance, summarise, write_weights
 from nlpipe.components.recording import qa_component, record
-from nlpipe.components.selection import DEFAULT_WEIGHTS_FILE, FEATURES, REPLY_FEATURES, WEIGHTS_DIR
+from nlpipe.components.selection import DEFAULT_WEIGHTS_FILE, FEATURES, WEIGHTS_DIR
 from nlpipe.evaluation import read_squad, unanswerable_questions
 from nlpipe.llm.engine import Request
 
 SQUAD_TRAIN = REPO.parent / "shared" / "data" / "squad-train-v1.1-part.json"
-NAMES = [name for name in FEATURES if name not in REPLY_FEATURES]  # scoring alone never generates
 
 
 def cached_ranking(llm, path: Path):

@@ -568,9 +568,10 @@ def fit(ctx, output, config_path, model_path, l2, folds, make_unanswerable, limi
     temperature, and the no-answer model with its threshold. Prints article-level
     cross-validation, then writes the weights file; use it with
     --components.llama_qa.selector.weights_file WEIGHTS (or that key in the config)."""
-    from .components.fitting import cross_validate, fit as fit_selector, provenance, summarise, write_weights
+    from .components.fitting import (FITTED_FEATURES, cross_validate, fit as fit_selector, provenance, summarise,
+                                     write_weights)
     from .components.recording import qa_component, record
-    from .components.selection import FEATURES, REPLY_FEATURES
+    from .components.selection import FEATURES
     from .evaluation import read_squad, unanswerable_questions
 
     # The files are the leading plain arguments; config overrides follow (their values would
@@ -598,11 +599,10 @@ def fit(ctx, output, config_path, model_path, l2, folds, make_unanswerable, limi
         if not any(e.answerable and max(e.f1) > 0 for e in examples):
             raise click.ClickException("no answerable question has a candidate span matching its answer: "
                                        "nothing to fit (are the references spans of their paragraphs?)")
-        names = [name for name in FEATURES if name not in REPLY_FEATURES]
         with console.status("Cross-validating"):
-            rows = summarise(cross_validate(examples, names, l2, qa.selector.max_candidates, folds))
+            rows = summarise(cross_validate(examples, FITTED_FEATURES, l2, qa.selector.max_candidates, folds))
         with console.status("Fitting on all the data"):
-            fitted = fit_selector(examples, names, l2, qa.selector.max_candidates)
+            fitted = fit_selector(examples, FITTED_FEATURES, l2, qa.selector.max_candidates)
         write_weights(Path(output), fitted, list(FEATURES),
                       provenance(list(squad_files), examples, rows, l2, str(qa.llm.path), made))
     tables.print(_cross_validation_table(rows))

@@ -21,10 +21,13 @@ from typing import Callable
 import torch
 
 from .recording import Example
-from .selection import ANSWERABILITY_FEATURES, MODEL_FEATURES, answerability_features, softmax_share
+from .selection import (ANSWERABILITY_FEATURES, FEATURES, MODEL_FEATURES, REPLY_FEATURES, answerability_features,
+                        answerable_probability, softmax_share)
 
 EPOCHS = 40
 BATCH = 32
+# What a fit learns: every feature but the reply's (scoring alone never generates a reply).
+FITTED_FEATURES = [name for name in FEATURES if name not in REPLY_FEATURES]
 # F1 points the answerable questions may lose to abstentions when the threshold is fitted.
 MAX_HAS_ANSWER_LOSS = 0.06
 
@@ -138,13 +141,9 @@ def predict(examples: list[Example], fitted: Fitted, max_candidates: int) -> lis
         inputs = answerability_features(example.rows[chosen], scores, share, example.context)
         prediction = Prediction(example, chosen, scores, inputs)
         if fitted.answerability:
-            prediction.answerable = _sigmoid(sum(fitted.answerability[n] * v for n, v in inputs.items()))
+            prediction.answerable = answerable_probability(fitted.answerability, inputs)
         predictions.append(prediction)
     return predictions
-
-
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x)) if x > -60 else 0.0
 
 
 def fit_temperature(predictions: list[Prediction]) -> float:

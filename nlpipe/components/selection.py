@@ -259,17 +259,14 @@ class SpanSelector:
         best = order[0]
         alternatives = distinct_spans([candidates[i] for i in order], [shares[i] for i in order], top_k) \
             if top_k > 1 else None
-        answerable = None if self.threshold is None else self.answerable_probability(
-            features[best], combined, shares[best], question_context(question, candidates[0].doc, ranked))
+        answerable = None if self.threshold is None else answerable_probability(self.answerability, (
+            answerability_features(features[best], combined, shares[best],
+                                   question_context(question, candidates[0].doc, ranked))))
         if answerable is not None and answerable < self.threshold:
             return Choice(None, 1.0 - answerable, answerable=False, alternatives=alternatives)
         return Choice((candidates[best].start_char, candidates[best].end_char), shares[best],
                       scores[best].mean_logprob, alternatives=alternatives)
 
-    def answerable_probability(self, best: dict, combined: list[float], share: float, context: dict) -> float:
-        """The chance that the question has an answer here, from the answerability model."""
-        inputs = answerability_features(best, combined, share, context)
-        return _sigmoid(sum(self.answerability.get(name, 0.0) * value for name, value in inputs.items()))
 
 
 def _known(weights: dict, names: dict, key: str) -> dict:
@@ -280,8 +277,11 @@ def _known(weights: dict, names: dict, key: str) -> dict:
     return dict(weights)
 
 
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x)) if x > -60 else 0.0
+def answerable_probability(model: dict[str, float], inputs: dict[str, float]) -> float:
+    """The answerability model's chance that the question has an answer: the logistic function
+    of its weighted inputs (answerability_features); a weight it lacks counts 0."""
+    logit = sum(model.get(name, 0.0) * value for name, value in inputs.items())
+    return 1.0 / (1.0 + math.exp(-logit)) if logit > -60 else 0.0
 
 
 def distinct_spans(spans: list[Span], confidences: list[float], k: int) -> list[tuple[tuple[int, int], float]]:
