@@ -1,17 +1,19 @@
 """Local engine vs `--engine ray` with 1 and 2 workers, on the same documents, for annotate.cfg and qa.cfg.
 
 Documents: one per SQuAD question (dev + train parts in ../shared/data, 1,079 questions), the
-sentence of its paragraph that holds the answer, asking that question (JSONL). Short documents
-keep 500+ of them through the real model within minutes, while every document still costs a
-model call. Runs are interleaved (local, ray x1, ray x2, then again for --rounds) so that load
-from other processes on a shared machine hits every engine alike; the load average is printed
-beside each run. One local Ray is started first and joined by every Ray run: its start-up
-(ray.init) is printed once and added back in the "with ray.init" ratio, which is what one
-`nlpipe run --engine ray` pays. Per run: docs/s end to end (pipeline build, model load, actors
-included), the time to the first record, docs/s after it, and the ratios to the local run of
-the same round; then whether every engine wrote the same set of records.
+sentence of its paragraph that holds the answer (or with --documents paragraph the whole
+paragraph), asking that question (JSONL). Short documents keep 500+ of them through the real
+model within minutes, while every document still costs a model call. Runs are interleaved
+(local, ray x1, ray x2, then again for --rounds) so that load from other processes on a shared
+machine hits every engine alike; the load average is printed beside each run. One local Ray is
+started first and joined by every Ray run: its start-up (ray.init) is printed once and added
+back in the "with ray.init" ratio, which is what one `nlpipe run --engine ray` pays. Per run:
+docs/s end to end (pipeline build, model load, actors included), the time to the first record,
+docs/s after it, and the ratios to the local run of the same round; then whether every engine
+wrote the same set of records.
 
     NLPIPE_MODELS=/path/to/models python benchmarks/ray_scaling.py [--docs 540] [--rounds 1]
+        [--documents sentence|paragraph] [--configs annotate qa]
 """
 
 import argparse
@@ -55,8 +57,9 @@ def answer_sentence(context: str, start: int) -> str:
     return context[begin:start + end.end() if end else len(context)].strip()
 
 
-def write_documents(path: Path, count: int) -> int:
-    """The first `count` SQuAD questions as documents; returns how many were written."""
+def write_documents(path: Path, count: int, unit: str = "sentence") -> int:
+    """The first `count` SQuAD questions as documents, each the `unit` ("sentence" or
+    "paragraph") of its paragraph that holds the answer; returns how many were written."""
     written = 0
     with open(path, "w", encoding="utf-8") as out:
         for squad in (SQUAD_DEV, SQUAD_TRAIN):
@@ -65,7 +68,8 @@ def write_documents(path: Path, count: int) -> int:
                     for qa in paragraph["qas"]:
                         if written == count:
                             return written
-                        text = answer_sentence(paragraph["context"], qa["answers"][0]["answer_start"])
+                        text = (paragraph["context"] if unit == "paragraph" else
+                                answer_sentence(paragraph["context"], qa["answers"][0]["answer_start"]))
                         out.write(json.dumps({"id": qa["id"], "text": text, "questions": [qa["question"]]},
                                              ensure_ascii=False) + "\n")
                         written += 1
@@ -76,7 +80,7 @@ def timed_run(config: Path, settings, workers: int | None, n_docs: int) -> tuple
     """(wall seconds, seconds to the first record, actors' RSS at the first and the last record)
     of one run with a fresh pipeline (local) or actor pool (Ray), build and model load included."""
     from nlpipe.config import build_pipeline, load_config
-    from nlpipe.distributed import ray_records
+    from nlpipe.distributed.ray_engine import ray_records
     from nlpipe.runner import run
 
     started = time.perf_counter()
@@ -142,6 +146,8 @@ def bench_config(name: str, work: Path, n_docs: int, rounds: int, ray_init: floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=540, help="documents (SQuAD questions, at most 1,079)")
+    parser.add_argument("--documents", choices=["sentence", "paragraph"], default="sentence",
+                        help="each document: the answer's sentence, or its whole paragraph")
     parser.add_argument("--rounds", type=int, default=1, help="times each engine runs, interleaved")
     parser.add_argument("--configs", nargs="+", default=["annotate", "qa"], choices=["annotate", "qa"])
     args = parser.parse_args()
@@ -149,8 +155,8 @@ def main() -> None:
     from nlpipe.distributed.ray_engine import ray_session
 
     work = Path(tempfile.mkdtemp(prefix="ray_scaling-"))
-    n_docs = write_documents(work / "docs.jsonl", args.docs)
-    print(f"{n_docs} documents (a SQuAD answer's sentence, its question); {os.cpu_count()} CPUs")
+    n_docs = write_documents(work / "docs.jsonl", args.docs, args.documents)
+    print(f"{n_docs} documents (a SQuAD answer's {args.documents}, its question); {os.cpu_count()} CPUs")
     started = time.perf_counter()
     with ray_session(None):
         ray_init = time.perf_counter() - started

@@ -278,7 +278,7 @@ def _duration(seconds: float) -> str:
 
 def _ray_engine(config_path: str, overrides: dict, settings):
     """The Ray engine for run(): each actor builds the pipeline of `config_path` itself."""
-    from .distributed import ray_records
+    from .distributed.ray_engine import ray_records
 
     console.print(f"Ray engine: each worker builds the pipeline of {escape(config_path)} itself")
     return ray_records(config_path, overrides, settings)

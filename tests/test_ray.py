@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -20,8 +21,9 @@ from click.testing import CliRunner
 from nlpipe import cli
 from nlpipe.cli import main
 from nlpipe.config import JobSettings, build_pipeline, job_settings, load_config
-from nlpipe.distributed import pool_shape, ray_records
-from nlpipe.distributed.ray_engine import READ_CPUS, RESERVED_CPUS, PipelineWorker, read_files, ray_session
+from nlpipe.distributed.ray_engine import (READ_CPUS, RESERVED_CPUS, PipelineWorker, block_plan, pool_shape, ray_records,
+                                          ray_session, windows)
+from nlpipe.distributed.reading import read_files
 from nlpipe.errors import ConfigError, EngineError
 from nlpipe.runner import run
 from tests.conftest import qa_overrides_for
@@ -86,6 +88,32 @@ def test_engine_ray_without_ray_installed_exits_2_saying_what_to_install(engine_
     assert "E070" in line and 'pip install "nlpipe[ray]"' in line
     assert "Traceback" not in result.output
     assert not (tmp_path / "out.jsonl").exists()
+
+
+@pytest.mark.parametrize("documents, batch_size", [(50, 5), (540, 64), (1, 32), (65, 64), (10_000, 32), (31, 32)])
+def test_each_block_is_one_batch_of_at_most_batch_size(documents, batch_size):
+    blocks, rows = block_plan(documents, batch_size)
+    assert rows <= batch_size
+    # Ray splits `documents` rows evenly over `blocks`: every block fits one batch, none is empty.
+    assert -(-documents // blocks) == rows and (blocks - 1) * rows < documents
+
+
+def test_windows_keep_order_and_their_size_limit():
+    items = ["a" * n for n in (3, 4, 2, 9, 1, 1, 5)]
+    out = list(windows(iter(items), max_bytes=8))
+    assert [x for window in out for x in window] == items
+    # A window closes before the item that would take it over the limit; a lone oversized item
+    # (the 9) still travels, alone.
+    assert [[len(x) for x in window] for window in out] == [[3, 4], [2], [9], [1, 1, 5]]
+    assert list(windows(iter([]), max_bytes=8)) == []
+
+
+def test_the_read_stage_imports_no_pipeline_dependencies():
+    # A read task's worker process imports this module alone; spaCy (and torch through thinc)
+    # would cost it seconds of CPU beside the actors starting up.
+    code = "import sys, nlpipe.distributed.reading; print(sorted({'spacy', 'torch', 'ray'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "[]"
 
 
 def test_the_read_stage_reads_unread_files_and_passes_the_others(tmp_path):

@@ -1,5 +1,5 @@
-"""Engines that spread a batch run over several processes or machines (Ray Data)."""
+"""Engines that spread a batch run over several processes or machines (Ray Data).
 
-from .ray_engine import pool_shape, ray_records, require_ray
-
-__all__ = ["pool_shape", "ray_records", "require_ray"]
+Nothing is imported here: Ray's read tasks import `reading` alone, without the pipeline's
+dependencies that `ray_engine` brings.
+"""

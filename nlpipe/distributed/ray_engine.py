@@ -7,7 +7,6 @@ object or model travels through Ray) and runs the local engine's code on its bat
 """
 
 import dataclasses
-import itertools
 import json
 import logging
 import math
@@ -18,9 +17,10 @@ from typing import Iterable, Iterator, NamedTuple
 
 from ..config import JobSettings, build_pipeline, load_config
 from ..errors import EngineError, Errors, NlpipeError
-from ..io.readers import Document, load_document
+from ..io.readers import Document
 from ..components.llama_qa import LLMPipe
 from ..runner import Engine, Tag, local_records
+from .reading import read_files
 
 # CPUs the actors leave to the read tasks (and the driver, which lists and writes). A pipeline
 # whose actors claim every CPU waits forever: no read task can start, so no batch reaches the
@@ -29,9 +29,11 @@ RESERVED_CPUS = 0.5
 # CPUs one read task claims: two fit in the reserve. Reading is I/O and decoding, far lighter
 # than a batch through the pipeline, so the reserve reads ahead of the actors.
 READ_CPUS = RESERVED_CPUS / 2
-# Documents handed to Ray at a time: each window is a Dataset of its own, so the driver never
-# holds the whole input, and the actors (and their model load) are started once per window.
-WINDOW_DOCUMENTS = 10_000
+# Serialised documents handed to Ray at a time: each window is a Dataset of its own, so the
+# driver never holds the whole input; but the actors (and their model load) start once per
+# window, so windows are as large as memory comfortably allows. A folder's files travel as
+# paths (about 200 bytes), so a window holds about half a million of them.
+WINDOW_BYTES = 128 * 2**20
 
 
 def require_ray():
@@ -119,21 +121,6 @@ class PipelineWorker:
                                                  "message": f"{type(err).__name__}: {err}"}}, tag
 
 
-def read_files(batch: dict, max_chars: int) -> dict:
-    """The read stage (Ray tasks): each row whose document came unread gets its file's text, or
-    the error record a bad file gets in a local run."""
-    import numpy as np
-
-    return {"item": np.array([_read_row(item, max_chars) for item in batch["item"]], dtype=object)}
-
-
-def _read_row(item: str, max_chars: int) -> str:
-    document, questions, tag = json.loads(item)
-    if document["path"] is None:  # read by the driver already (JSONL, stdin, or checked by resume)
-        return item
-    return json.dumps([dataclasses.asdict(load_document(Document(**document), max_chars)), questions, tag])
-
-
 @contextmanager
 def ray_session(address: str | None, num_cpus: int | None = None):
     """Join `address` (else $RAY_ADDRESS, else start a local Ray with `num_cpus`, default all)
@@ -159,9 +146,26 @@ def ray_session(address: str | None, num_cpus: int | None = None):
         ray.shutdown()
 
 
-def _windows(items: Iterable, size: int) -> Iterator[list]:
-    items = iter(items)
-    while window := list(itertools.islice(items, size)):
+def block_plan(documents: int, batch_size: int) -> tuple[int, int]:
+    """(blocks, rows per batch) for a Dataset of `documents`: about one block per batch of at
+    most `batch_size`, and batches of exactly a block's rows. A batch size above the block's
+    rows makes Ray bundle two blocks into one task, whose records then reach the output only
+    when both batches are done (and the actors share fewer, larger tasks)."""
+    blocks = math.ceil(documents / batch_size)
+    return blocks, math.ceil(documents / blocks)
+
+
+def windows(items: Iterable[str], max_bytes: int) -> Iterator[list[str]]:
+    """Consecutive runs of `items` (serialised documents) of at most `max_bytes` in all, or
+    one item where a single item is larger."""
+    window, size = [], 0
+    for item in items:
+        if window and size + len(item) > max_bytes:
+            yield window
+            window, size = [], 0
+        window.append(item)
+        size += len(item)
+    if window:
         yield window
 
 
@@ -178,14 +182,13 @@ def ray_records(config_path: str, overrides: dict, settings: JobSettings) -> Eng
         with ray_session(settings.ray_address) as ray:
             _quiet(ray)
             shape = pool_shape(settings, ray.cluster_resources())
-            for window in _windows(pending, WINDOW_DOCUMENTS):
-                items = [{"item": json.dumps([dataclasses.asdict(d), questions, tag])} for d, questions, tag in window]
-                dataset = ray.data.from_items(items,
-                                              # about one block per batch, so that every actor gets work
-                                              override_num_blocks=math.ceil(len(window) / settings.batch_size))
-                read = dataset.map_batches(read_files, batch_size=settings.batch_size, num_cpus=READ_CPUS,
+            serialised = (json.dumps([dataclasses.asdict(d), questions, tag]) for d, questions, tag in pending)
+            for window in windows(serialised, WINDOW_BYTES):
+                blocks, batch_size = block_plan(len(window), settings.batch_size)
+                dataset = ray.data.from_items([{"item": item} for item in window], override_num_blocks=blocks)
+                read = dataset.map_batches(read_files, batch_size=batch_size, num_cpus=READ_CPUS,
                                            fn_kwargs={"max_chars": settings.max_document_chars})
-                mapped = read.map_batches(PipelineWorker, batch_size=settings.batch_size,
+                mapped = read.map_batches(PipelineWorker, batch_size=batch_size,
                                           compute=ray.data.ActorPoolStrategy(size=shape.workers),
                                           num_cpus=shape.cpus, num_gpus=settings.gpus_per_worker or None,
                                           fn_constructor_kwargs={**worker_args, "threads": shape.threads})
