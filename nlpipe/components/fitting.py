@@ -202,8 +202,12 @@ def fit(examples: list[Example], names: list[str], l2: float, max_candidates: in
     predictions = predict(examples, fitted, max_candidates)
     fitted.temperature = fit_temperature(predictions)
     if any(not e.answerable for e in examples) and any(e.answerable for e in examples):
-        fitted.answerability = fit_answerability(predict(examples, fitted, max_candidates), l2, seed)
-        fitted.threshold = fit_threshold(predict(examples, fitted, max_candidates))
+        # The no-answer model's inputs hold the confidence, so they follow the temperature.
+        predictions = predict(examples, fitted, max_candidates)
+        fitted.answerability = fit_answerability(predictions, l2, seed)
+        for prediction in predictions:
+            prediction.answerable = answerable_probability(fitted.answerability, prediction.inputs)
+        fitted.threshold = fit_threshold(predictions)
     return fitted
 
 
