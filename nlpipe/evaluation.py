@@ -187,9 +187,10 @@ def unanswerable_questions(paragraphs: list[SquadParagraph]) -> list[SquadParagr
     text is still about the question's topic, as SQuAD 2.0's are), or, where that leaves no
     text or still holds an answer, about the paragraph of the same article that shares most of
     the question's words without holding any of its answers. The two kinds alternate."""
-    by_article: dict[str, list[SquadParagraph]] = {}
+    # Each context normalised once: every question of an article looks at all its paragraphs.
+    by_article: dict[str, list[tuple[str, str]]] = {}
     for paragraph in paragraphs:
-        by_article.setdefault(paragraph.title, []).append(paragraph)
+        by_article.setdefault(paragraph.title, []).append((paragraph.context, _normal(paragraph.context)))
     made = []
     for paragraph in paragraphs:
         for k, (qid, question, references) in enumerate(paragraph.questions):
@@ -204,21 +205,29 @@ def unanswerable_questions(paragraphs: list[SquadParagraph]) -> list[SquadParagr
     return made
 
 
-def _holds(text: str, references: list[str]) -> bool:
-    normal = f" {normalize_answer(text)} "
+def _normal(text: str) -> str:
+    """`text` normalised as SQuAD answers are, padded so that " answer " finds whole words."""
+    return f" {normalize_answer(text)} "
+
+
+def _holds(normal: str, references: list[str]) -> bool:
+    """Whether a text (normalised by _normal) holds one of `references`."""
     return any(f" {normalize_answer(r)} " in normal for r in references if normalize_answer(r))
 
 
 def _without_answers(context: str, references: list[str]) -> str | None:
-    kept = [s for s in _SENTENCE_END.split(context) if not _holds(s, references)]
+    kept = [s for s in _SENTENCE_END.split(context) if not _holds(_normal(s), references)]
     text = " ".join(kept)
-    return text if len(kept) >= 2 and not _holds(text, references) else None
+    return text if len(kept) >= 2 and not _holds(_normal(text), references) else None
 
 
-def _other_paragraph(question: str, references: list[str], paragraphs: list[SquadParagraph]) -> str | None:
+def _other_paragraph(question: str, references: list[str], paragraphs: list[tuple[str, str]]) -> str | None:
+    """Of (context, normalised context) pairs, the context sharing most of the question's words
+    among those that hold none of its answers."""
     words = set(normalize_answer(question).split())
-    others = [p.context for p in paragraphs if not _holds(p.context, references)]
-    return max(others, key=lambda c: len(words & set(normalize_answer(c).split())), default=None)
+    others = [(context, normal) for context, normal in paragraphs if not _holds(normal, references)]
+    best = max(others, key=lambda other: len(words & set(other[1].split())), default=None)
+    return best[0] if best is not None else None
 
 
 def write_squad(paragraphs: list[SquadParagraph], path) -> None:
