@@ -41,8 +41,12 @@ def runner():
 
 @pytest.fixture()
 def override_args(qa_overrides):
+    return as_args(qa_overrides)
+
+
+def as_args(overrides: dict) -> list[str]:
     args = []
-    for key, value in qa_overrides.items():
+    for key, value in overrides.items():
         args += [f"--{key}", (value if isinstance(value, str) else json.dumps(value))]
     return args
 
@@ -450,11 +454,15 @@ TWO_ARTICLES = {"version": "1.1", "data": [
                                                                                   "answer_start": 46}]}]}]}]}
 
 
-def test_fit_cross_validates_by_article_and_writes_weights_the_pipeline_uses(runner, override_args, tmp_path):
+def test_fit_cross_validates_by_article_and_writes_weights_the_pipeline_uses(runner, qa_overrides, override_args,
+                                                                              tmp_path):
     data = tmp_path / "mine.json"
     data.write_text(json.dumps(TWO_ARTICLES), encoding="utf-8")
     weights = tmp_path / "weights.json"
-    result = runner.invoke(main, ["fit", str(data), "--output", str(weights), *override_args])
+    # --model is how another (larger) model takes over: the fit scores with it and says so.
+    model = qa_overrides["components.llama_qa.model.path"]
+    others = {k: v for k, v in qa_overrides.items() if k != "components.llama_qa.model.path"}
+    result = runner.invoke(main, ["fit", str(data), "--output", str(weights), "--model", model, *as_args(others)])
     assert result.exit_code == 0, result.output
     assert "made one per answerable question" in result.stderr
     assert "Tower" in result.stdout and "Bowl" in result.stdout  # one held-out fold per article
@@ -462,6 +470,7 @@ def test_fit_cross_validates_by_article_and_writes_weights_the_pipeline_uses(run
     assert written["format"] == "nlpipe.SelectorWeights.v2"
     assert written["provenance"]["data"][0]["file"] == "mine.json"
     assert written["provenance"]["examples"]["articles"] == ["Bowl", "Tower"]
+    assert written["provenance"]["model"] == model
     assert written["answerability"]["weights"] and 0 <= written["answerability"]["threshold"] <= 1
     asked = runner.invoke(main, ["ask", QA_CFG, "Where is the tower?", "--text", "The tower is in Paris.", "--json",
                                  "--components.llama_qa.selector.weights_file", str(weights), *override_args])
