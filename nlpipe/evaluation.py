@@ -188,21 +188,36 @@ def unanswerable_questions(paragraphs: list[SquadParagraph]) -> list[SquadParagr
     text or still holds an answer, about the paragraph of the same article that shares most of
     the question's words without holding any of its answers. The two kinds alternate."""
     # Each context normalised once: every question of an article looks at all its paragraphs.
-    by_article: dict[str, list[tuple[str, str]]] = {}
+    by_article: dict[str, list[_Normalised]] = {}
     for paragraph in paragraphs:
-        by_article.setdefault(paragraph.title, []).append((paragraph.context, _normal(paragraph.context)))
+        by_article.setdefault(paragraph.title, []).append(_Normalised.of(paragraph.context))
     made = []
     for paragraph in paragraphs:
         for k, (qid, question, references) in enumerate(paragraph.questions):
             if not references:
                 continue
-            context = _without_answers(paragraph.context, references) if k % 2 == 0 else None
+            answers = _answer_needles(references)
+            context = _without_answers(paragraph.context, answers) if k % 2 == 0 else None
             kind = "cut"
             if context is None:
-                context, kind = _other_paragraph(question, references, by_article[paragraph.title]), "other"
+                context, kind = _other_paragraph(question, answers, by_article[paragraph.title]), "other"
             if context is not None:
                 made.append(SquadParagraph(context, [(f"{qid}-noans-{kind}", question, [])], paragraph.title))
     return made
+
+
+@dataclass
+class _Normalised:
+    """A text with its padded normalisation (_normal) and the set of its normalised words."""
+
+    text: str
+    normal: str
+    words: set[str]
+
+    @classmethod
+    def of(cls, text: str) -> "_Normalised":
+        normal = _normal(text)
+        return cls(text, normal, set(normal.split()))
 
 
 def _normal(text: str) -> str:
@@ -210,24 +225,28 @@ def _normal(text: str) -> str:
     return f" {normalize_answer(text)} "
 
 
-def _holds(normal: str, references: list[str]) -> bool:
-    """Whether a text (normalised by _normal) holds one of `references`."""
-    return any(f" {normalize_answer(r)} " in normal for r in references if normalize_answer(r))
+def _answer_needles(references: list[str]) -> list[str]:
+    """The references as _holds looks for them: normalised, padded, empty ones left out."""
+    return [f" {normal} " for normal in map(normalize_answer, references) if normal]
 
 
-def _without_answers(context: str, references: list[str]) -> str | None:
-    kept = [s for s in _SENTENCE_END.split(context) if not _holds(_normal(s), references)]
+def _holds(normal: str, needles: list[str]) -> bool:
+    """Whether a text normalised by _normal holds one of the answers (see _answer_needles)."""
+    return any(needle in normal for needle in needles)
+
+
+def _without_answers(context: str, needles: list[str]) -> str | None:
+    kept = [s for s in _SENTENCE_END.split(context) if not _holds(_normal(s), needles)]
     text = " ".join(kept)
-    return text if len(kept) >= 2 and not _holds(_normal(text), references) else None
+    return text if len(kept) >= 2 and not _holds(_normal(text), needles) else None
 
 
-def _other_paragraph(question: str, references: list[str], paragraphs: list[tuple[str, str]]) -> str | None:
-    """Of (context, normalised context) pairs, the context sharing most of the question's words
-    among those that hold none of its answers."""
+def _other_paragraph(question: str, needles: list[str], paragraphs: list[_Normalised]) -> str | None:
+    """The paragraph sharing most of the question's words among those that hold none of its answers."""
     words = set(normalize_answer(question).split())
-    others = [(context, normal) for context, normal in paragraphs if not _holds(normal, references)]
-    best = max(others, key=lambda other: len(words & set(other[1].split())), default=None)
-    return best[0] if best is not None else None
+    others = [p for p in paragraphs if not _holds(p.normal, needles)]
+    best = max(others, key=lambda p: len(words & p.words), default=None)
+    return best.text if best is not None else None
 
 
 def write_squad(paragraphs: list[SquadParagraph], path) -> None:
