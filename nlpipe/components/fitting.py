@@ -139,11 +139,16 @@ def predict(examples: list[Example], fitted: Fitted, max_candidates: int) -> lis
         chosen, scores = ranking(example, fitted.weights, fitted.names, max_candidates)
         share = softmax_share(scores, 0, fitted.temperature)
         inputs = answerability_features(example.rows[chosen], scores, share, example.context)
-        prediction = Prediction(example, chosen, scores, inputs)
-        if fitted.answerability:
-            prediction.answerable = answerable_probability(fitted.answerability, inputs)
-        predictions.append(prediction)
+        predictions.append(Prediction(example, chosen, scores, inputs))
+    if fitted.answerability:
+        rate_answerability(predictions, fitted.answerability)
     return predictions
+
+
+def rate_answerability(predictions: list[Prediction], model: dict[str, float]) -> None:
+    """Each prediction's chance of being answerable, by the answerability `model`."""
+    for prediction in predictions:
+        prediction.answerable = answerable_probability(model, prediction.inputs)
 
 
 def fit_temperature(predictions: list[Prediction]) -> float:
@@ -205,8 +210,7 @@ def fit(examples: list[Example], names: list[str], l2: float, max_candidates: in
         # The no-answer model's inputs hold the confidence, so they follow the temperature.
         predictions = predict(examples, fitted, max_candidates)
         fitted.answerability = fit_answerability(predictions, l2, seed)
-        for prediction in predictions:
-            prediction.answerable = answerable_probability(fitted.answerability, prediction.inputs)
+        rate_answerability(predictions, fitted.answerability)
         fitted.threshold = fit_threshold(predictions)
     return fitted
 
