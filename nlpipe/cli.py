@@ -12,11 +12,13 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Table
 
 from . import __version__
 from .errors import ClosedPipeError, DiskFullError, Errors, InputError, NlpipeError
+from .training.train import TrainSettings
 
 console = Console(stderr=True)  # diagnostics and progress; stdout may carry the JSONL output
 tables = Console()  # what info, models list and validate report: stdout, so that it can be redirected
@@ -608,6 +610,76 @@ def fit(ctx, output, config_path, model_path, l2, folds, make_unanswerable, limi
     tables.print(_cross_validation_table(rows))
     console.print(f"wrote {output} (no-answer threshold {fitted.threshold}, temperature {fitted.temperature}); "
                   f"use it with --components.llama_qa.selector.weights_file {output}", highlight=False)
+
+
+@main.command()
+@click.argument("squad_files", nargs=-1, required=True, type=click.Path(dir_okay=False), metavar="SQUAD_FILE...")
+@click.option("--output", required=True, type=click.Path(file_okay=False), help="The reader folder to write.")
+@click.option("--model", "model_path", default="smollm2-135m", show_default=True,
+              help="The model to train the reader for: a known name, a Hugging Face folder, .gguf or Meta folder.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
+              show_default=True, help="The model's dtype while its features are computed.")
+@click.option("--epochs", type=click.IntRange(min=1), default=TrainSettings.epochs, show_default=True)
+@click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True,
+              help="Cross-validation folds (by article; by paragraph when the data has one article).")
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=TrainSettings.learning_rate,
+              show_default=True)
+@click.option("--seed", type=int, default=TrainSettings.seed, show_default=True, help="Same seed, same weights.")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N questions.")
+@click.option("--verbose", is_flag=True, help="Show tracebacks.")
+def train(squad_files, output, model_path, device, dtype, epochs, folds, learning_rate, seed, limit, verbose):
+    """Train the reader for a model on SQuAD 1.1/2.0-format files: computes the model's features
+    once (per-user cache), prints article-level cross-validation, then writes the reader trained
+    on everything, with its no-answer threshold and provenance. An interrupted run resumes when
+    run again. Use it with --components.llama_qa.reader.path DIR (or that key in the config)."""
+    from dataclasses import replace
+
+    from .training.job import train_reader
+
+    settings = replace(TrainSettings(), epochs=epochs, learning_rate=learning_rate, seed=seed)
+    columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    with user_errors(verbose), _resumable_interrupt(), Progress(*columns, console=console) as progress:
+        tasks = {}
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                label = "Model features (tokens)" if stage == "features" else f"Training {stage} (batches)"
+                tasks[stage] = progress.add_task(label, total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        result = train_reader([Path(f) for f in squad_files], Path(output), model=model_path, device=device,
+                              dtype=dtype, settings=settings, folds=folds, limit=limit, progress=on_progress)
+    tables.print(_reader_cv_table(result))
+    threshold = "none (always answers)" if result.threshold is None else f"{result.threshold:.3f}"
+    console.print(f"wrote {output} (no-answer threshold {threshold}); use it with "
+                  f"--components.llama_qa.reader.path {output}", highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def _resumable_interrupt():
+    try:
+        yield
+    except KeyboardInterrupt:
+        console.print("[yellow]Interrupted[/]: run the same command again to resume (the features, finished "
+                      "folds and checkpoints are kept).")
+        sys.exit(130)
+
+
+def _reader_cv_table(result) -> Table:
+    table = Table(title="Held out (trained on the other folds)")
+    for column in ("fold", "answerable", "EM", "F1", "unanswerable", "threshold", "HasAns F1", "NoAns",
+                   "SQuAD 2.0 F1", "balanced F1"):
+        table.add_column(column, justify="right")
+    for number, row in enumerate([*result.folds, result.pooled], start=1):
+        name = "all" if number > len(result.folds) else str(number)
+        threshold = row.get("threshold", "")
+        table.add_row(name, str(row["answerable"]), f"{row['always_em']:.1f}", f"{row['always_f1']:.1f}",
+                      str(row["unanswerable"]), "" if threshold in ("", None) else f"{threshold:.3f}",
+                      f"{row['has_f1']:.1f}", f"{row['no_accuracy']:.1f}", f"{row['overall_f1']:.1f}",
+                      "" if row["balanced_f1"] is None else f"{row['balanced_f1']:.1f}")
+    return table
 
 
 def _cross_validation_table(rows: list[dict]) -> Table:

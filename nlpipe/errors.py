@@ -125,6 +125,15 @@ class Errors:
             "[components.llama_qa.selector] @misc = \"{successor}\".")
     E083 = "E083: cannot read selector weights '{path}': {reason}. Write one with `nlpipe fit`."
     E084 = "E084: [components.llama_qa.{section}] {key}: {message}"
+    E086 = ("E086: cannot read the reader '{path}': {reason}. Train one with `nlpipe train SQUAD-FILE... "
+            "--output DIR`, or use the shipped one (path = \"smollm2-135m\").")
+    E087 = ("E087: the reader '{path}' was trained for a model with hidden size {trained} reading layers "
+            "{layers}, but the model '{model}' has hidden size {hidden} and {n_layers} layers. Train a reader "
+            "for it with `nlpipe train SQUAD-FILE... --output DIR --model {model}` and set "
+            "[components.llama_qa.reader] path = DIR, or use mode = \"grounded\".")
+    E088 = "E088: nothing to train on in {files}: {reason}."
+    E089 = ("E089: --output '{path}' exists and is not a reader folder: give a new folder (nlpipe train "
+            "writes reader.json and reader.pt into it).")
     E085 = "E085: [components.llama_qa] {key} = {value}: {message}"
     E050 = ("E050: cannot write: {reason}. Free some space and run the same "
             "command again: a run resumes after its last complete record.")

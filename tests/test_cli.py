@@ -496,8 +496,8 @@ def test_ask_top_k_lists_the_best_distinct_spans(runner, override_args):
 
 
 def test_top_k_in_generative_mode_is_one_line(runner, override_args):
-    result = runner.invoke(main, ["ask", QA_CFG, "Where?", "--text", "Paris.", "--top-k", "2",
-                                  "--components.llama_qa.mode", "generative", *override_args])
+    result = runner.invoke(main, ["ask", QA_CFG, "Where?", "--text", "Paris.", "--top-k", "2", *override_args,
+                                  "--components.llama_qa.mode", "generative"])
     assert result.exit_code == 2 and "E085" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -577,3 +577,56 @@ def test_report_of_a_file_takes_no_run_options(runner, tmp_path):
     result = runner.invoke(main, ["report", str(tmp_path / "a.spacy"), "--output", str(tmp_path / "r.html"),
                                   "--input", "docs"])
     assert result.exit_code == 2 and "go with a config" in result.stderr
+
+
+def test_train_prints_cross_validation_and_writes_a_reader_the_pipeline_uses(runner, override_args, qa_overrides,
+                                                                             tmp_path, monkeypatch):
+    from tests.squad_data import write_squad
+
+    monkeypatch.setenv("NLPIPE_CACHE", str(tmp_path / "cache"))
+    data = write_squad(tmp_path / "mine.json")
+    model = qa_overrides["components.llama_qa.model.path"]
+    result = runner.invoke(main, ["train", str(data), "--output", str(tmp_path / "reader"), "--model", model,
+                                  "--device", "cpu", "--epochs", "1", "--folds", "2"])
+    assert result.exit_code == 0, result.output
+    assert "Held out" in result.stdout and "balanced F1" in result.stdout
+    assert "--components.llama_qa.reader.path" in result.stderr
+    provenance = json.loads((tmp_path / "reader" / "reader.json").read_text())["provenance"]
+    assert provenance["model"] == model and provenance["settings"]["epochs"] == 1
+    asked = runner.invoke(main, ["ask", QA_CFG, "How long is the Danube?", "--text",
+                                 "The Danube is about 2,850 kilometres long.", "--json", *override_args,
+                                 "--components.llama_qa.mode", "reader",
+                                 "--components.llama_qa.reader.path", str(tmp_path / "reader")])
+    assert asked.exit_code == 0, asked.output
+    assert json.loads(asked.stdout)["answerable"] in (True, False)
+
+
+def test_train_interrupted_says_how_to_resume_and_resumes(runner, qa_overrides, tmp_path, monkeypatch):
+    from nlpipe.training import train as training
+    from tests.squad_data import write_squad
+
+    monkeypatch.setenv("NLPIPE_CACHE", str(tmp_path / "cache"))
+    data = write_squad(tmp_path / "mine.json")
+    args = ["train", str(data), "--output", str(tmp_path / "reader"), "--model",
+            qa_overrides["components.llama_qa.model.path"], "--device", "cpu", "--epochs", "1", "--folds", "2"]
+    calls, real_loss = [], training.batch_loss
+
+    def interrupt_in_the_second_fold(*args):
+        calls.append(1)
+        if len(calls) == 3:  # fold 1 trains on 2 mini-batches here: this is fold 2's first
+            raise KeyboardInterrupt
+        return real_loss(*args)
+    monkeypatch.setattr(training, "batch_loss", interrupt_in_the_second_fold)
+    result = runner.invoke(main, args)
+    assert result.exit_code == 130 and "run the same command again to resume" in result.stderr
+    assert not (tmp_path / "reader").exists()
+    finished = list((tmp_path / "cache" / "training").glob("*/fold-1.json"))
+    assert len(finished) == 1
+    resumed = runner.invoke(main, args)
+    assert resumed.exit_code == 0, resumed.output
+    assert (tmp_path / "reader" / "reader.pt").is_file()
+
+
+def test_train_problems_are_one_line(runner, tmp_path):
+    result = runner.invoke(main, ["train", str(tmp_path / "nope.json"), "--output", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "E022" in result.stderr and "Traceback" not in result.stderr

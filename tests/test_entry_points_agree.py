@@ -25,7 +25,7 @@ def answers_of(records) -> list[tuple]:
 @pytest.fixture(scope="module")
 def overrides(tiny_llama_dir) -> list[str]:
     return ["--components.llama_qa.model.path", str(tiny_llama_dir), "--components.llama_qa.model.device", "cpu",
-            "--components.llama_qa.model.max_new_tokens", "8"]
+            "--components.llama_qa.model.max_new_tokens", "8", "--components.llama_qa.mode", "grounded"]
 
 
 @pytest.fixture(scope="module")

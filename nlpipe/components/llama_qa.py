@@ -26,6 +26,7 @@ from .answers import Answer, set_answers
 from .evidence import EvidenceSelector
 from .grounding import answer_core, clean_answer
 from .prompting import QAPrompt
+from .reading import Reader
 from .selection import SpanSelector
 from .strategies import Generative, Grounded, Reply
 from .task import Asked, QATask, QuestionsError
@@ -35,7 +36,8 @@ DEFAULT_CONFIG = {
     "evidence": {"@misc": "nlpipe.EvidenceSelector.v1"},
     "prompt": {"@misc": "nlpipe.QAPrompt.v1"},
     "selector": {"@misc": "nlpipe.SpanSelector.v3"},
-    "mode": "grounded",
+    "reader": {"@misc": "nlpipe.Reader.v1"},
+    "mode": "reader",
     "questions": [],
     "batch_size": 16,
     "top_k": 1,
@@ -47,16 +49,19 @@ DEFAULT_CONFIG = {
                   requires=["doc.sents", "doc.ents", "token.lemma", "token.pos", "token.dep"],
                   assigns=["doc.spans", "doc._.answers", "doc._.qa_error"])
 def make_llama_qa(nlp: Language, name: str, model: Llama, evidence: EvidenceSelector, prompt: QAPrompt,
-                  selector: SpanSelector, mode: Literal["grounded", "generative"], questions: List[str],
-                  batch_size: PositiveInt, top_k: PositiveInt, copy_model: bool) -> "LlamaQA":
-    """`batch_size`: documents whose questions go to the model together (each model call is
-    bounded by the model's max_batch_tokens). `top_k` > 1 (grounded mode) also gives each
+                  selector: SpanSelector, reader: Reader, mode: Literal["reader", "grounded", "generative"],
+                  questions: List[str], batch_size: PositiveInt, top_k: PositiveInt, copy_model: bool) -> "LlamaQA":
+    """`mode`: "reader" (the trained reader picks a span or says "no answer"), "grounded" (the
+    span selector ranks typed candidates) or "generative" (the model's reply). `batch_size`:
+    documents whose questions go to the model together (each model call is bounded by the
+    model's max_batch_tokens). `top_k` > 1 (reader and grounded modes) also gives each
     answer's k best distinct spans with their confidences."""
-    if top_k > 1 and mode != "grounded":
+    if top_k > 1 and mode == "generative":
         raise ConfigError(Errors.E085.format(key="top_k", value=top_k, message=(
-            "alternatives are spans the selector ranks, so top_k > 1 needs mode = \"grounded\"")))
+            "alternatives are ranked spans, so top_k > 1 needs mode = \"reader\" or \"grounded\"")))
     name_pipeline(nlp)
-    return LlamaQA(nlp, name, model, evidence, prompt, selector, mode, questions, batch_size, copy_model, top_k)
+    return LlamaQA(nlp, name, model, evidence, prompt, selector, mode, questions, batch_size, copy_model, top_k,
+                   reader)
 
 
 class LLMPipe(Pipe):
@@ -69,12 +74,14 @@ class LLMPipe(Pipe):
 class LlamaQA(LLMPipe):
     """Answers every question of the config and of `doc._.questions`: `doc.spans["answers"]`
     and `doc._.answers` (see answers.py). mode "grounded": a span of the Doc chosen among
-    typed candidates; "generative": the model's reply as it is."""
+    typed candidates; "generative": the model's reply as it is; "reader": the trained reader's
+    span, or "no answer"."""
 
     def __init__(self, nlp: Language, name: str, llm: Llama, evidence: EvidenceSelector, prompt: QAPrompt,
                  selector: SpanSelector, mode: str, questions: List[str], batch_size: int, copy_model: bool,
-                 top_k: int = 1):
+                 top_k: int = 1, reader: Reader | None = None):
         self.name = name
+        self.reader = reader if reader is not None else Reader()
         self.llm = llm
         self.task = QATask(evidence, prompt, questions, self.annotate)
         self.selector = selector
@@ -123,8 +130,11 @@ class LlamaQA(LLMPipe):
     def answer(self, docs: list[Doc]) -> Iterator[Doc]:
         """All questions of the batch: one batched generation for those that need a reply, then
         candidate ranking a group of documents at a time; each Doc is yielded when done."""
-        strategy = self.strategy
         asked = self.ask(docs)
+        if self.mode == "reader":
+            yield from in_order(docs, asked, self.reader.answer(asked, self.llm, self.top_k))
+            return
+        strategy = self.strategy
         candidates = [strategy.candidates(a) for a in asked]
         replies = self.replies(asked, [strategy.needs_reply(a, c) for a, c in zip(asked, candidates)])
         candidates = [c if r is None else strategy.with_reply(a, c, r) for a, c, r in zip(asked, candidates, replies)]
@@ -175,6 +185,9 @@ class LlamaQA(LLMPipe):
         if self.copy_model:
             # A GGUF or Meta checkpoint is copied as its converted folder.
             serializers["model"] = lambda p: shutil.copytree(self.llm.load().path, p, dirs_exist_ok=True)
+        if self.mode == "reader":
+            # A few MB: the saved pipeline answers the same without the trained reader's folder.
+            serializers["reader"] = lambda p: shutil.copytree(self.reader.folder, p, dirs_exist_ok=True)
         util.to_disk(Path(path), serializers, exclude)
 
     def from_disk(self, path, *, exclude=tuple()):
@@ -183,7 +196,10 @@ class LlamaQA(LLMPipe):
         def read_meta(p: Path) -> None:
             if p.is_file() and json.loads(p.read_text()).get("model_copied") and "model" not in exclude:
                 self.llm.use_path(path / "model")
-        util.from_disk(path, {"llama_qa.json": read_meta}, exclude)
+        def read_reader(p: Path) -> None:
+            if (p / "reader.json").is_file():
+                self.reader.use_path(p)
+        util.from_disk(path, {"llama_qa.json": read_meta, "reader": read_reader}, exclude)
         return self
 
 

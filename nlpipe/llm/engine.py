@@ -17,6 +17,7 @@ from . import catalog
 from .devices import init_distributed, local_device, resolve_dtype
 from .generation import generate
 from .loading import LoadedModel, load_model
+from .reader import hidden_features
 from .scoring import ContinuationScore, score_batch
 
 
@@ -235,6 +236,18 @@ class Llama:
                 runnable.append(row)
         for group in token_groups(runnable, costs, self.max_batch_tokens):
             yield from zip(group, self._halving_on_oom(group, run))
+
+    def read_stream(self, rows: "list[tuple[list[int], list[int]]]", layers: tuple[int, ...]
+                    ) -> "Iterator[tuple[int, torch.Tensor | Failure]]":
+        """(row, hidden states of its context tokens, or Failure) for every (question ids,
+        context ids) row, in order: what a trained reader reads (llm.reader)."""
+        requests = [Request(question + context) for question, context in rows]
+        costs = [len(r.tokens) for r in requests]
+        run = partial(self._read, rows, layers)
+        yield from self._run_groups(requests, costs, list(range(len(rows))), run, 0)
+
+    def _read(self, rows, layers: tuple[int, ...], group: list[int]) -> list[torch.Tensor]:
+        return hidden_features(self.model, [rows[r] for r in group], layers, self.pad_id)
 
     def _check(self, request: Request, new_tokens: int) -> Failure | None:
         if not request.tokens or any(not c for c in request.continuations):

@@ -53,7 +53,8 @@ def decoded(qa, prompts):
 def shared_nlp(tiny_llama_dir):
     """One qa pipeline for the tests that only monkeypatch it (building one takes a while)."""
     overrides = {"components.llama_qa.model.path": str(tiny_llama_dir), "components.llama_qa.model.device": "cpu",
-                 "components.llama_qa.model.max_new_tokens": 8, "components.llama_qa.selector.answerability": False}
+                 "components.llama_qa.model.max_new_tokens": 8, "components.llama_qa.selector.answerability": False,
+                 "components.llama_qa.mode": "grounded"}
     return build_pipeline(load_config(REPO / "pipelines" / "qa.cfg", overrides))
 
 
@@ -85,7 +86,7 @@ def test_factory_is_found_through_the_entry_point_without_importing_nlpipe(tiny_
         nlp = spacy.load({spacy_model_name!r})
         nlp.add_pipe("llama_qa", config={{"model": {{"@misc": "nlpipe.Llama.v1", "path": {str(tiny_llama_dir)!r},
                                                     "device": "cpu", "max_new_tokens": 4}},
-                                         "questions": ["Who?"]}})
+                                         "questions": ["Who?"], "mode": "grounded"}})
         doc = nlp("Paris is in France.")
         print(len(doc._.answers))
         doc = nlp.make_doc("Paris is in France.")

@@ -7,6 +7,8 @@ from nlpipe.errors import DeviceError
 from nlpipe.llm import devices
 from nlpipe.llm.devices import resolve_device, resolve_dtype
 
+CPU_HAS_FAST_BF16 = devices.cpu_has_fast_bf16  # the real check (the suite's autouse fixture stubs it)
+
 
 @pytest.fixture()
 def no_accelerator(monkeypatch):
@@ -90,8 +92,18 @@ def test_device_error_exit_code():
     assert DeviceError.exit_code == 2
 
 
-def test_dtype_auto_on_cpu():
-    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+@pytest.mark.parametrize("fast_bf16, expected", [(True, torch.bfloat16), (False, torch.float32)])
+def test_dtype_auto_on_cpu_is_bf16_only_with_native_bf16(monkeypatch, fast_bf16, expected):
+    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: fast_bf16)
+    assert resolve_dtype("auto", torch.device("cpu")) == expected
+
+
+def test_fast_bf16_is_read_from_the_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert CPU_HAS_FAST_BF16()
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert not CPU_HAS_FAST_BF16()
 
 
 def test_dtype_auto_on_mps():

@@ -1,0 +1,204 @@
+"""Answers by the trained reader (mode "reader"): the model reads the question, then the
+document, and the reader's head picks the span, or says the document does not answer.
+
+The spaCy side decides what the model reads: the Doc's sentences, grouped in document order
+into windows that fit `max_tokens`, the windows holding the sentences that match the question
+best first (evidence ranking). A short document is one window, read whole. Each window gets a
+distribution over its spans and "no answer" (llm.reader.span_distribution); the answer is the
+most probable span of any window, given only if the most hopeful window's chance of an answer
+passes the threshold chosen by cross-validation. Offsets are snapped to the Doc's tokens.
+"""
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+
+import torch
+# Constrained types from pydantic's v1 API: the one confection checks config values with.
+from pydantic.v1 import PositiveInt, confloat
+from spacy.tokens import Span
+from spacy.util import registry
+
+from ..errors import ConfigError, Errors
+from ..llm.engine import Failure, Llama
+from ..llm.reader import ReaderHead, best_spans, context_ids, load_reader, question_ids, span_distribution
+from .answers import Answer
+from .evidence import units_of
+from .strategies import _place, failure_record
+from .task import Asked
+
+READERS_DIR = Path(__file__).parent / "readers"
+DEFAULT_READER = "smollm2-135m"
+
+
+@dataclass
+class Window:
+    """Consecutive sentences of a Doc that the model reads in one pass."""
+
+    start_char: int
+    end_char: int
+    score: float  # the best evidence score of its sentences
+
+
+def reader_folder(name_or_path: str) -> Path:
+    """A reader folder: a path, or the name of one shipped in nlpipe/components/readers."""
+    path = Path(name_or_path)
+    if not (path / "reader.json").is_file() and (READERS_DIR / str(name_or_path) / "reader.json").is_file():
+        return READERS_DIR / str(name_or_path)
+    return path
+
+
+class Reader:
+    """`answerability` False answers every question (the best span); else a question gets "no
+    answer" when P(no answer) ≥ `no_answer_threshold` (None: the reader's cross-validated one)."""
+
+    def __init__(self, path: str = DEFAULT_READER, answerability: bool = True,
+                 no_answer_threshold: float | None = None, max_tokens: int = 512, max_windows: int = 3):
+        self.path = str(path)
+        self.answerability = answerability
+        self.no_answer_threshold = no_answer_threshold
+        self.max_tokens = max_tokens
+        self.max_windows = max_windows
+        self._head: ReaderHead | None = None
+        self._meta: dict = {}
+
+    def use_path(self, path) -> None:
+        self.path, self._head = str(path), None
+
+    @property
+    def folder(self) -> Path:
+        return reader_folder(self.path)
+
+    def head(self, llm: Llama) -> ReaderHead:
+        if self._head is None:
+            try:
+                head, self._meta = load_reader(self.folder)
+            except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
+                raise ConfigError(Errors.E086.format(path=self.path, reason=getattr(err, "strerror", None) or err)) from None
+            config, model_config = head.config, llm.model.config
+            if config.hidden_size != model_config.hidden_size or max(config.layers) > model_config.num_hidden_layers:
+                raise ConfigError(Errors.E087.format(
+                    path=self.path, trained=config.hidden_size, layers=list(config.layers), model=llm.path,
+                    hidden=model_config.hidden_size, n_layers=model_config.num_hidden_layers))
+            self._head = head.to(llm.device)
+        return self._head
+
+    @property
+    def threshold(self) -> float | None:
+        if not self.answerability:
+            return None
+        if self.no_answer_threshold is not None:
+            return self.no_answer_threshold
+        return self._meta.get("provenance", {}).get("threshold")
+
+    def windows(self, asked: Asked, count_tokens) -> list[Window]:
+        """The Doc's evidence units in document order, grouped into windows of at most
+        max_tokens, best-matching first, at most max_windows."""
+        # A sentence longer than a window is cut into pieces that fit, as the evidence is.
+        units = sorted(((piece, score) for span, score in asked.ranked
+                        for piece in units_of(span, count_tokens, self.max_tokens)),
+                       key=lambda pair: pair[0].start_char)
+        windows, current, used = [], [], 0
+        for span, score in units:
+            n = count_tokens(span.text_with_ws)
+            if current and used + n > self.max_tokens:
+                windows.append(_window(current))
+                current, used = [], 0
+            current.append((span, score))
+            used += n
+        if current:
+            windows.append(_window(current))
+        return sorted(windows, key=lambda w: -w.score)[:self.max_windows]
+
+    def answer(self, asked: list[Asked], llm: Llama, top_k: int = 1) -> Iterator[tuple[int, Answer]]:
+        """(row, Answer) for every asked question, in order."""
+        if not asked:
+            return
+        head = self.head(llm)
+        tokenizer, doc_text = llm.tokenizer, lambda a: a.doc.text
+        plans = []  # per row: its windows with their context token offsets
+        rows = []
+        for a in asked:
+            question = question_ids(tokenizer, a.question.text)
+            plan = []
+            for window in self.windows(a, llm.count_tokens):
+                ids, offsets = context_ids(tokenizer, doc_text(a)[window.start_char:window.end_char])
+                # Token counts of pieces and of the joined text can differ by a token or two.
+                plan.append((window, offsets[:self.max_tokens]))
+                rows.append((question, ids[:self.max_tokens]))
+            plans.append(plan)
+        results = llm.read_stream(rows, head.config.layers)
+        for row, (a, plan) in enumerate(zip(asked, plans)):
+            read = [next(results)[1] for _ in plan]
+            yield row, self._answer(a, plan, read, head, top_k)
+
+    @torch.inference_mode()
+    def _answer(self, asked: Asked, plan, read: list, head: ReaderHead, top_k: int) -> Answer:
+        answer = Answer(asked.question.text, asked.index)
+        failure = next((r for r in read if isinstance(r, Failure)), None)
+        if failure is not None or not plan:
+            answer.error = failure_record(failure) if failure else None
+            answer.evidence = asked.evidence[0] if asked.evidence else None
+            return answer
+        spans, no_answer = [], 1.0
+        for (window, offsets), features in zip(plan, read):
+            start, end = head(features[None], torch.ones(1, features.shape[0], dtype=torch.bool, device=features.device))
+            found, window_no_answer = best_spans(span_distribution(start, end, head.config.max_answer_tokens)[0].float(),
+                                                 max(top_k, 1) * 3)
+            no_answer = min(no_answer, window_no_answer)
+            spans.extend((s.probability, _doc_offsets(asked, window, offsets, s.first, s.last)) for s in found)
+        ranked = _distinct(sorted((s for s in spans if s[1] is not None), key=lambda s: -s[0]), top_k)
+        threshold = self.threshold
+        if not ranked or (threshold is not None and no_answer >= threshold):
+            answer.answerable, answer.confidence = False, no_answer
+            answer.evidence = asked.evidence[0] if asked.evidence else None
+        else:
+            probability, offsets = ranked[0]
+            _place(answer, asked, offsets)
+            answer.confidence = probability
+            answer.logprob = math.log(max(probability, 1e-12))
+        if top_k > 1:
+            answer.alternatives = [{"text": asked.doc.text[start:end], "start_char": start, "end_char": end,
+                                    "confidence": probability} for probability, (start, end) in ranked]
+        return answer
+
+
+def _window(units: list[tuple[Span, float]]) -> Window:
+    return Window(units[0][0].start_char, units[-1][0].end_char, max(score for _, score in units))
+
+
+def _doc_offsets(asked: Asked, window: Window, offsets, first: int, last: int) -> tuple[int, int] | None:
+    """The Doc's character offsets of context tokens first..last, widened to whole spaCy tokens
+    and without surrounding whitespace; None for a span of whitespace only."""
+    text = asked.doc.text
+    start, end = window.start_char + offsets[first][0], window.start_char + offsets[last][1]
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    if start >= end:
+        return None
+    span = asked.doc.char_span(start, end, alignment_mode="expand")
+    return (span.start_char, span.end_char) if span is not None else (start, end)
+
+
+def _distinct(spans: list[tuple[float, tuple[int, int]]], k: int) -> list[tuple[float, tuple[int, int]]]:
+    """The k most probable spans with distinct offsets (snapping can make two spans one)."""
+    seen, kept = set(), []
+    for probability, offsets in spans:
+        if offsets not in seen:
+            seen.add(offsets)
+            kept.append((probability, offsets))
+        if len(kept) == k:
+            break
+    return kept
+
+
+@registry.misc("nlpipe.Reader.v1")
+def make_reader(path: str = DEFAULT_READER, answerability: bool = True,
+                no_answer_threshold: Optional[confloat(ge=0, le=1)] = None, max_tokens: PositiveInt = 512,
+                max_windows: PositiveInt = 3) -> Reader:
+    """`path`: a folder written by `nlpipe train`, or the name of a shipped reader. `max_tokens`:
+    model tokens of document per pass; `max_windows`: passes per question on a long document."""
+    return Reader(path, answerability, no_answer_threshold, max_tokens, max_windows)

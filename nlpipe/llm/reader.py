@@ -1,0 +1,165 @@
+"""The trained reader: a question-aware pass of the causal LM, then a small head that scores
+every span of the context (and "no answer") from the model's hidden states.
+
+The prompt puts the question FIRST, so every context token's hidden state has already seen the
+question (a causal model reads left to right): the LM does the question-context matching, the
+head only has to read it off. The head is a bidirectional transformer layer over a few of the
+LM's layers (a causal state of an answer's first token cannot know where the answer ends), with
+a learned "no answer" position in front. A span (i, j) scores start[i] + end[j]; "no answer"
+scores start[0] + end[0]; one softmax over all of them gives calibrated probabilities
+(`span_distribution`, the one ranking rule for training, cross-validation and answering).
+
+Knows token ids and tensors only: no spaCy, no SQuAD.
+"""
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+READER_FORMAT = "nlpipe.Reader.v1"
+QUESTION_TEMPLATE = "Question: {question}\nContext:"
+
+
+@dataclass(frozen=True)
+class ReaderConfig:
+    """What a head is built from. `layers` are the LM's hidden-state indices it reads (0 is the
+    embeddings, num_hidden_layers the last layer); nothing here is tied to one model size."""
+
+    hidden_size: int
+    layers: tuple[int, ...]
+    width: int = 256
+    heads: int = 4
+    max_answer_tokens: int = 30
+    dropout: float = 0.1
+
+
+def default_layers(num_hidden_layers: int) -> tuple[int, ...]:
+    """A third, two thirds and all of the way up: lower layers keep the words, upper ones
+    what the model makes of them."""
+    return tuple(sorted({max(1, round(num_hidden_layers * k / 3)) for k in (1, 2, 3)}))
+
+
+def question_ids(tokenizer, question: str) -> list[int]:
+    """The prompt before the context; the tokenizer's BOS where it adds one."""
+    return tokenizer(QUESTION_TEMPLATE.format(question=" ".join(question.split())))["input_ids"]
+
+
+def context_ids(tokenizer, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    """Token ids of a context (a leading space, as after "Context:") and each token's character
+    offsets in `text`."""
+    encoded = tokenizer(" " + text, add_special_tokens=False, return_offsets_mapping=True)
+    offsets = [(max(0, start - 1), max(0, end - 1)) for start, end in encoded["offset_mapping"]]
+    return encoded["input_ids"], offsets
+
+
+@torch.inference_mode()
+def hidden_features(model, rows: list[tuple[list[int], list[int]]], layers: tuple[int, ...],
+                    pad_id: int) -> list[torch.Tensor]:
+    """For each (question ids, context ids) row, the chosen layers' hidden states of its context
+    tokens, concatenated: [n_context, len(layers) x hidden]. One batched pass (right padding:
+    a causal model's real tokens never see the padding after them)."""
+    device = model.device
+    lengths = [len(q) + len(c) for q, c in rows]
+    ids = torch.full((len(rows), max(lengths)), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for r, (q, c) in enumerate(rows):
+        ids[r, :lengths[r]] = torch.tensor(q + c)
+        mask[r, :lengths[r]] = 1
+    body = getattr(model, "model", model)  # the decoder stack, without the vocabulary-sized head
+    out = body(input_ids=ids.to(device), attention_mask=mask.to(device), output_hidden_states=True, use_cache=False)
+    stacked = torch.cat([out.hidden_states[layer] for layer in layers], dim=-1)
+    return [stacked[r, len(q):lengths[r]] for r, (q, _) in enumerate(rows)]
+
+
+class ReaderHead(nn.Module):
+    def __init__(self, config: ReaderConfig):
+        super().__init__()
+        self.config = config
+        features = config.hidden_size * len(config.layers)
+        self.norm = nn.LayerNorm(features)
+        self.project = nn.Linear(features, config.width)
+        self.no_answer = nn.Parameter(torch.zeros(config.width))
+        self.position = nn.Embedding(1024, config.width)  # relative order, cheap; wraps beyond
+        self.encoder = nn.TransformerEncoderLayer(config.width, config.heads, 4 * config.width, config.dropout,
+                                                  activation="gelu", batch_first=True, norm_first=True)
+        self.span = nn.Linear(config.width, 2)
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """features [batch, tokens, layers x hidden], mask [batch, tokens] (True = real) →
+        start and end logits [batch, 1 + tokens]: position 0 is "no answer"."""
+        x = self.project(self.norm(features.float()))
+        positions = torch.arange(x.shape[1], device=x.device) % self.position.num_embeddings
+        x = x + self.position(positions)
+        x = torch.cat([self.no_answer.expand(x.shape[0], 1, -1), x], dim=1)
+        real = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1).bool()
+        x = self.encoder(x, src_key_padding_mask=~real)
+        start, end = self.span(x).unbind(-1)
+        return start.masked_fill(~real, -1e4), end.masked_fill(~real, -1e4)
+
+
+def span_scores(start: torch.Tensor, end: torch.Tensor, max_answer_tokens: int) -> torch.Tensor:
+    """[batch, 1 + tokens, 1 + tokens] of start[i] + end[j] for every allowed span (1 ≤ i ≤ j <
+    i + max_answer_tokens) and "no answer" at [0, 0]; -inf elsewhere."""
+    n = start.shape[-1]
+    i = torch.arange(n, device=start.device)
+    allowed = (i[None, :] >= i[:, None]) & (i[None, :] < i[:, None] + max_answer_tokens)
+    allowed[0, :] = False
+    allowed[:, 0] = False
+    allowed[0, 0] = True
+    scores = start[:, :, None] + end[:, None, :]
+    return scores.masked_fill(~allowed, float("-inf"))
+
+
+def span_distribution(start: torch.Tensor, end: torch.Tensor, max_answer_tokens: int) -> torch.Tensor:
+    """Log-probabilities over every span and "no answer" ([batch, 1 + tokens, 1 + tokens]):
+    the one rule that ranks spans, for the training loss and for answering alike."""
+    scores = span_scores(start, end, max_answer_tokens)
+    return scores - torch.logsumexp(scores.flatten(1), dim=-1)[:, None, None]
+
+
+@dataclass
+class SpanPrediction:
+    """Context tokens first..last (0-based, inclusive) and the probability of that span."""
+
+    first: int
+    last: int
+    probability: float
+
+
+def best_spans(log_probs: torch.Tensor, k: int) -> tuple[list[SpanPrediction], float]:
+    """The k most probable spans of one row of `span_distribution` and P(no answer)."""
+    flat = log_probs.flatten()
+    n = log_probs.shape[-1]
+    no_answer = math.exp(flat[0].item())
+    flat = flat.clone()
+    flat[0] = float("-inf")
+    top = torch.topk(flat, min(k, int(torch.isfinite(flat).sum())))
+    spans = [SpanPrediction(int(index) // n - 1, int(index) % n - 1, math.exp(value))
+             for value, index in zip(top.values.tolist(), top.indices.tolist())]
+    return spans, no_answer
+
+
+def save_reader(head: ReaderHead, folder: Path, provenance: dict) -> None:
+    """reader.json (format, config, provenance) and reader.pt (the head's weights)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {name: tensor.detach().to(torch.bfloat16 if tensor.is_floating_point() else tensor.dtype).contiguous()
+             for name, tensor in head.state_dict().items()}
+    torch.save(state, folder / "reader.pt")
+    meta = {"format": READER_FORMAT, "config": asdict(head.config), "provenance": provenance}
+    (folder / "reader.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
+def load_reader(folder: Path) -> tuple[ReaderHead, dict]:
+    """The head of a reader folder, in eval mode, and its reader.json."""
+    meta = json.loads((folder / "reader.json").read_text(encoding="utf-8"))
+    if meta.get("format") != READER_FORMAT:
+        raise ValueError(f"format is {meta.get('format')!r}, not {READER_FORMAT}")
+    config = ReaderConfig(**{**meta["config"], "layers": tuple(meta["config"]["layers"])})
+    head = ReaderHead(config)
+    state = torch.load(folder / "reader.pt", map_location="cpu", weights_only=True)
+    head.load_state_dict({name: tensor.float() for name, tensor in state.items()})
+    return head.eval(), meta

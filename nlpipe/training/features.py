@@ -1,0 +1,126 @@
+"""The LM's hidden states of every training example, computed once into the per-user cache.
+
+The LM stays frozen while the head trains, so its features are computed once per (data, model,
+layers) and every epoch and every cross-validation fold reads them back. Extraction writes into
+a preallocated file and records after each batch how far it got (written atomically), so an
+interrupted run resumes where it stopped; a finished cache is marked complete.
+"""
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..llm.cache import cache_root
+from ..llm.engine import token_groups
+from ..llm.reader import QUESTION_TEMPLATE, context_ids, hidden_features, question_ids
+from .examples import Example
+
+FEATURES_VERSION = 1
+
+
+@dataclass
+class Encoded:
+    """One example in the LM's tokens: the question prompt, the context, each context token's
+    character offsets."""
+
+    question: list[int]
+    context: list[int]
+    offsets: list[tuple[int, int]]
+
+
+@dataclass
+class FeatureCache:
+    folder: Path
+    encoded: list[Encoded]
+    starts: np.ndarray  # first row of each example's context tokens in `matrix`
+    matrix: np.ndarray  # [context tokens of all examples, layers x hidden], bf16 bits as int16
+
+    def features(self, index: int) -> torch.Tensor:
+        start, n = int(self.starts[index]), len(self.encoded[index].context)
+        return torch.from_numpy(np.ascontiguousarray(self.matrix[start:start + n])).view(torch.bfloat16)
+
+
+def encode(tokenizer, examples: list[Example], max_context_tokens: int) -> list[Encoded]:
+    encoded = []
+    for example in examples:
+        ids, offsets = context_ids(tokenizer, example.context)
+        encoded.append(Encoded(question_ids(tokenizer, example.question), ids[:max_context_tokens],
+                               offsets[:max_context_tokens]))
+    return encoded
+
+
+def cache_key(model_identity: dict, data_digest: dict, layers: tuple[int, ...], dtype: str) -> str:
+    described = {"version": FEATURES_VERSION, "model": model_identity, "data": data_digest, "layers": list(layers),
+                 "dtype": dtype, "template": QUESTION_TEMPLATE}
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def model_identity(folder: Path) -> dict:
+    """The model's config and the sizes of its files: a different checkpoint, a different key."""
+    files = sorted(p for p in Path(folder).iterdir() if p.is_file())
+    config = (Path(folder) / "config.json").read_text(encoding="utf-8") if (Path(folder) / "config.json").is_file() else ""
+    return {"config": hashlib.sha256(config.encode()).hexdigest(), "files": {p.name: p.stat().st_size for p in files}}
+
+
+def extract(llm, examples: list[Example], layers: tuple[int, ...], key: str, *, max_batch_tokens: int = 4096,
+            on_progress: Callable[[int, int], None] = lambda done, total: None,
+            stop_after: int | None = None) -> FeatureCache:
+    """Every example's context features, from the cache when complete, else computed (resuming
+    a partial run). `stop_after` batches: end early, as an interrupt would (for tests)."""
+    folder = cache_root() / "features" / key
+    folder.mkdir(parents=True, exist_ok=True)
+    model, tokenizer = llm.model, llm.tokenizer
+    max_context = int(getattr(model.config, "max_position_embeddings", 0) or 0) - 64
+    encoded = encode(tokenizer, examples, max_context if max_context > 0 else 2048)
+    lengths = np.array([len(e.context) for e in encoded], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    width = model.config.hidden_size * len(layers)
+    shape = (max(1, int(lengths.sum())), width)
+    matrix_path, progress_path = folder / "features.bin", folder / "progress.json"
+    progress = _read_json(progress_path)
+    if progress.get("shape") != list(shape):  # new, or from other examples: start over
+        progress = {"shape": list(shape), "batches_done": 0, "complete": False}
+        with open(matrix_path, "wb") as out:
+            out.truncate(shape[0] * shape[1] * 2)
+    matrix = np.memmap(matrix_path, dtype=np.int16, mode="r+", shape=shape)
+    if not progress["complete"]:
+        costs = [len(e.question) + len(e.context) for e in encoded]
+        order = sorted(range(len(encoded)), key=costs.__getitem__)
+        batches = token_groups(order, costs, max_batch_tokens)
+        total, done = sum(costs), sum(costs[i] for batch in batches[:progress["batches_done"]] for i in batch)
+        on_progress(done, total)
+        for number in range(progress["batches_done"], len(batches)):
+            if stop_after is not None and number >= stop_after:
+                matrix.flush()
+                return FeatureCache(folder, encoded, starts, matrix)
+            batch = batches[number]
+            rows = hidden_features(model, [(encoded[i].question, encoded[i].context) for i in batch], layers, llm.pad_id)
+            for i, features in zip(batch, rows):
+                matrix[starts[i]:starts[i] + lengths[i]] = features.to(torch.bfloat16).cpu().view(torch.int16).numpy()
+            matrix.flush()  # the rows on disk before the progress that counts them
+            progress["batches_done"] = number + 1
+            _write_json(progress_path, progress)
+            done += sum(costs[i] for i in batch)
+            on_progress(done, total)
+        progress["complete"] = True
+        _write_json(progress_path, progress)
+    return FeatureCache(folder, encoded, starts, matrix)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,130 @@
+"""llama_qa in reader mode: a reader trained here on the tiny model answers through the
+pipeline, with the same span choice as training's held-out predictions, windows on long
+documents, abstention by threshold, and the reader saved with the pipeline."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import spacy
+
+from nlpipe.config import build_pipeline, load_config
+from nlpipe.llm.engine import Llama
+from nlpipe.llm.reader import default_layers, load_reader
+from nlpipe.training import features as feature_cache
+from nlpipe.training.examples import read_examples
+from nlpipe.training.job import train_reader
+from nlpipe.training.train import predict
+from tests.conftest import REPO, qa_overrides_for
+from tests.squad_data import SMALL, write_squad
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_llama_dir, tmp_path_factory):
+    """(reader folder, SQuAD file, feature cache folder) trained on the tiny data."""
+    folder = tmp_path_factory.mktemp("reader")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NLPIPE_CACHE", str(folder / "cache"))
+        squad = write_squad(folder / "squad.json")
+        # Trained to confidence, so that the best span is clear and float noise cannot flip it.
+        train_reader([squad], folder / "reader", model=str(tiny_llama_dir), device="cpu", dtype="float32",
+                     settings=replace(SMALL, epochs=40, dropout=0.0, learning_rate=1e-2), folds=2)
+    return folder / "reader", squad
+
+
+def reader_nlp(tiny_llama_dir, reader: Path, **reader_settings):
+    overrides = {**qa_overrides_for(tiny_llama_dir), "components.llama_qa.mode": "reader",
+                 "components.llama_qa.model.dtype": "float32", "components.llama_qa.reader.path": str(reader)}
+    overrides.update({f"components.llama_qa.reader.{k}": v for k, v in reader_settings.items()})
+    return build_pipeline(load_config(REPO / "pipelines" / "qa.cfg", overrides))
+
+
+def ask(nlp, text: str, questions: list[str]):
+    doc = nlp.make_doc(text)
+    doc._.questions = questions
+    for name, proc in nlp.pipeline:
+        doc = proc(doc)
+    return doc._.answers
+
+
+def test_the_pipeline_chooses_the_span_training_predicts(trained, tiny_llama_dir, tmp_path, monkeypatch):
+    """One ranking rule: the reader in the pipeline and the held-out predictions of
+    training pick the same span for the same question and paragraph."""
+    reader, squad = trained
+    monkeypatch.setenv("NLPIPE_CACHE", str(tmp_path / "cache"))
+    examples = read_examples([squad])
+    llm = Llama(tiny_llama_dir, device="cpu", dtype="float32")
+    head, _ = load_reader(reader)
+    cache = feature_cache.extract(llm, examples, default_layers(2), "same")
+    predicted = predict(head, cache, examples, list(range(len(examples))))
+    nlp = reader_nlp(tiny_llama_dir, reader, answerability=False)
+    for example, prediction in zip(examples, predicted):
+        [record] = ask(nlp, example.context, [example.question])
+        # The pipeline widens the span to whole spaCy tokens.
+        words = nlp.make_doc(example.context).char_span(prediction.start_char, prediction.end_char,
+                                                        alignment_mode="expand")
+        assert (record["start_char"], record["end_char"]) == (words.start_char, words.end_char), example.question
+        # Training reads the features back as bf16; this float32 pipeline reads them unrounded.
+        assert record["confidence"] == pytest.approx(prediction.span_probability, abs=0.02)
+
+
+def test_abstains_at_the_threshold_and_answers_every_question_without_answerability(trained, tiny_llama_dir):
+    reader, _ = trained
+    text = "The Danube flows through ten countries. It is about 2,850 kilometres long."
+    questions = ["How long is the Danube?", "Who painted it?"]
+    never = ask(reader_nlp(tiny_llama_dir, reader, no_answer_threshold=0.0), text, questions)
+    assert all(r["text"] == "" and r["start_char"] is None and r["answerable"] is False for r in never)
+    assert all(0 <= r["confidence"] <= 1 for r in never)
+    always = ask(reader_nlp(tiny_llama_dir, reader, answerability=False), text, questions)
+    for record in always:
+        assert record["answerable"] is True and record["text"]
+        assert text[record["start_char"]:record["end_char"]] == record["text"]
+        assert record["evidence_start_char"] <= record["start_char"] < record["evidence_end_char"]
+
+
+def test_a_long_document_is_read_in_windows_of_whole_sentences(trained, tiny_llama_dir, monkeypatch):
+    reader, _ = trained
+    nlp = reader_nlp(tiny_llama_dir, reader, answerability=False, max_tokens=24, max_windows=2)
+    qa = nlp.get_pipe("llama_qa")
+    read_rows = []
+    original = qa.llm.read_stream
+
+    def spy(rows, layers):
+        read_rows.extend(rows)
+        return original(rows, layers)
+    monkeypatch.setattr(qa.llm, "read_stream", spy)
+    text = " ".join(["Filler sentence number %d says nothing at all." % i for i in range(12)]
+                    + ["Marie Curie moved to Paris in 1891."])
+    [record] = ask(nlp, text, ["When did Marie Curie move to Paris?"])
+    assert len(read_rows) == 2  # max_windows passes, each within max_tokens
+    assert all(len(context) <= 24 for _, context in read_rows)
+    assert record["text"] and text[record["start_char"]:record["end_char"]] == record["text"]
+    # The best-matching sentence's window is read: the answer can come from it.
+    decoded = [qa.llm.tokenizer.decode(context) for _, context in read_rows]
+    assert any("Curie" in d for d in decoded)
+
+
+def test_top_k_gives_distinct_alternatives(trained, tiny_llama_dir):
+    reader, _ = trained
+    overrides = {**qa_overrides_for(tiny_llama_dir), "components.llama_qa.mode": "reader",
+                 "components.llama_qa.reader.path": str(reader), "components.llama_qa.top_k": 3,
+                 "components.llama_qa.reader.answerability": False}
+    nlp = build_pipeline(load_config(REPO / "pipelines" / "qa.cfg", overrides))
+    [record] = ask(nlp, "The Rhine rises in the Swiss Alps and reaches the North Sea.", ["Where does the Rhine rise?"])
+    alternatives = record["alternatives"]
+    assert len(alternatives) == 3
+    assert len({(a["start_char"], a["end_char"]) for a in alternatives}) == 3
+    assert alternatives[0]["text"] == record["text"]
+    assert [a["confidence"] for a in alternatives] == sorted((a["confidence"] for a in alternatives), reverse=True)
+
+
+def test_a_saved_pipeline_carries_its_reader(trained, tiny_llama_dir, tmp_path):
+    reader, _ = trained
+    nlp = reader_nlp(tiny_llama_dir, reader, answerability=False)
+    text, question = "Marie Curie was born in Warsaw in 1867.", ["Where was Marie Curie born?"]
+    before = ask(nlp, text, question)
+    nlp.to_disk(tmp_path / "pipeline")
+    assert (tmp_path / "pipeline" / "llama_qa" / "reader" / "reader.pt").is_file()
+    loaded = spacy.load(tmp_path / "pipeline")
+    assert Path(loaded.get_pipe("llama_qa").reader.path) == tmp_path / "pipeline" / "llama_qa" / "reader"
+    assert ask(loaded, text, question) == before
