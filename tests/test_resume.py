@@ -214,6 +214,22 @@ def test_a_torn_last_line_is_cut_off_and_its_document_rewritten(corpus, qa_overr
     assert summary_count(result, "resumed (already done)") == INTERRUPT_AT
 
 
+@pytest.mark.parametrize("cut", ["before-the-newline", "after-3-bytes"])
+def test_a_last_record_cut_by_a_full_disk_is_redone_never_appended_to(cut, small_input, tmp_path):
+    """A full disk can stop a record anywhere, even right before its newline (the line is then
+    valid JSON): the rerun must redo that record, not glue the next one onto its line."""
+    output = tmp_path / "out.jsonl"
+    run_cli(annotate_args(small_input, output))
+    finished = output.read_bytes()
+    lines = finished.splitlines(keepends=True)
+    output.write_bytes(finished[:-1] if cut == "before-the-newline" else b"".join(lines[:2]) + lines[2][:3])
+    result = run_cli(annotate_args(small_input, output))
+    assert summary_count(result, "documents") == 1
+    assert output.read_bytes() == finished
+    result = run_cli(annotate_args(small_input, output))  # and the run after it takes the file as it is
+    assert summary_count(result, "resumed (already done)") == 3 and output.read_bytes() == finished
+
+
 def test_rerunning_a_finished_run_changes_nothing(corpus, qa_overrides, reference_lines, tmp_path):
     output = tmp_path / "answers.jsonl"
     output.write_bytes(b"".join(reference_lines))

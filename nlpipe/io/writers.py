@@ -52,7 +52,7 @@ class OutputIndex:
 
     records: dict[str, list[Written]] = field(default_factory=dict)  # by id, in file order
     config: str | None = None  # config fingerprint of the last record
-    complete_bytes: int = 0  # where a torn last line starts (the file size when there is none)
+    complete_bytes: int = 0  # where an unfinished last line starts (the file size when there is none)
 
     @property
     def count(self) -> int:
@@ -74,8 +74,9 @@ def _fingerprint_of(line: bytes) -> tuple[str, dict]:
 
 
 def _torn(line: bytes) -> bool:
-    """A record of ours cut short: no newline, our opening, and not (yet) valid JSON."""
-    if line.endswith(b"\n") or not line.startswith(RECORD_START):
+    """A record of ours cut short: no newline, our opening (or as much of it as was written), and
+    not (yet) valid JSON. A full disk can cut a line after any byte, even inside the opening."""
+    if line.endswith(b"\n") or not (line.startswith(RECORD_START) or RECORD_START.startswith(line)):
         return False
     try:
         json.loads(line)
@@ -87,9 +88,11 @@ def _torn(line: bytes) -> bool:
 def scan_output(path: str) -> OutputIndex:
     """Index the records of the JSONL output `path` (empty if there is none).
 
-    Only a torn last line (no newline, as a killed write leaves it) is tolerated; it is noted in
-    `complete_bytes`, not cut here. Any other line that is not one of our records raises E040,
-    and a first line that is not ours E041: the file is left as it is.
+    Only an unfinished last line is tolerated: a torn record (no newline, as a killed write or a
+    full disk leaves it), or a whole record of ours whose newline never reached the disk. It is
+    noted in `complete_bytes`, not cut here, and its document is redone. Any other line that is
+    not one of our records raises E040, and a first line that is not ours E041: the file is left
+    as it is.
     """
     index = OutputIndex()
     if not Path(path).is_file():
@@ -103,6 +106,8 @@ def scan_output(path: str) -> OutputIndex:
             except ValueError as err:
                 message = Errors.E041 if number == 1 else Errors.E040
                 raise InputError(message.format(path=path, line=number, reason=err)) from None
+            if not line.endswith(b"\n"):
+                break  # its newline was never written: appending after it would glue the next record on
             index.records.setdefault(doc_id, []).append(
                 Written(index.complete_bytes, fingerprint["input"], fingerprint["failed"]))
             index.config = fingerprint["config"]

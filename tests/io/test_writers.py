@@ -107,13 +107,25 @@ def test_scan_indexes_records_by_id_with_offsets(tmp_path):
     assert (index.count, index.config, index.complete_bytes) == (3, "c2", path.stat().st_size)
 
 
-@pytest.mark.parametrize("torn", [b'{"id": "b", "entities": [{"te', b'{"id": "b\xc3'], ids=["mid-record", "mid-char"])
+@pytest.mark.parametrize("torn", [b'{"id": "b", "entities": [{"te', b'{"id": "b\xc3', b'{"i'],
+                         ids=["mid-record", "mid-char", "mid-opening"])
 def test_a_torn_last_line_is_noted_not_cut(torn, tmp_path):
     path = tmp_path / "out.jsonl"
     data = record_line("a") + torn
     path.write_bytes(data)
     index = scan_output(str(path))
     assert index.count == 1 and index.complete_bytes == len(record_line("a"))
+    assert path.read_bytes() == data
+
+
+def test_a_last_record_without_its_newline_is_unfinished(tmp_path):
+    """Valid JSON, but its newline never reached the disk: appending after it would glue the
+    next record onto its line, so it is noted like a torn line and its document redone."""
+    path = tmp_path / "out.jsonl"
+    data = record_line("a") + record_line("b")[:-1]
+    path.write_bytes(data)
+    index = scan_output(str(path))
+    assert list(index.records) == ["a"] and index.complete_bytes == len(record_line("a"))
     assert path.read_bytes() == data
 
 
