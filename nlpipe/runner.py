@@ -237,9 +237,9 @@ def _record(doc, document: Document, annotations: bool) -> dict:
     return record
 
 
-def open_output(output: str):
+def open_output(output: str, overwrite: bool):
     """The lock held while `output` is read and written (none for stdout)."""
-    return nullcontext() if output == "-" else OutputLock(output)
+    return nullcontext() if output == "-" else OutputLock(output, in_place=not overwrite)
 
 
 def run(nlp: Language, settings: JobSettings, on_record: Callable[[dict, RunSummary], None] = lambda r, s: None,
@@ -261,7 +261,7 @@ def run(nlp: Language, settings: JobSettings, on_record: Callable[[dict, RunSumm
     check_questions(nlp, settings, questions)
     config = config_fingerprint(nlp, settings)
     records = records_path(settings.output)
-    with open_output(records):
+    with open_output(records, overwrite):
         index = OutputIndex() if overwrite or records == "-" else scan_output(records)
         if index.count and index.config != config and not append:
             raise InputError(Errors.E044.format(path=records, old=index.config, new=config))

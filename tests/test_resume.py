@@ -348,6 +348,20 @@ def test_a_second_writer_of_the_same_output_exits_2_naming_it(small_input, tmp_p
     assert not Path(f"{output}.lock").exists()
 
 
+@pytest.mark.parametrize("link", [os.symlink, os.link], ids=["symlink", "hard-link"])
+def test_a_second_writer_through_another_name_of_the_output_exits_2(link, small_input, tmp_path):
+    output, alias = tmp_path / "same.jsonl", tmp_path / "alias.jsonl"
+    run_cli(annotate_args(small_input, output))
+    before = output.read_bytes()
+    link(output, alias)
+    more = tmp_path / "more.jsonl"
+    more.write_bytes(small_input.read_bytes() + b'{"id": "d3", "text": "A fourth one."}\n')
+    with OutputLock(str(output)):  # run A, writing same.jsonl; run B is given its other name
+        result = run_cli(annotate_args(more, alias), expect=2)
+    assert "E043" in result.output
+    assert output.read_bytes() == before
+
+
 # --- fingerprints: what produced each record --------------------------------------------------
 
 def test_a_changed_document_is_redone_and_replaces_its_record(small_input, tmp_path):

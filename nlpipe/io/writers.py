@@ -115,31 +115,64 @@ def scan_output(path: str) -> OutputIndex:
     return index
 
 
-class OutputLock:
-    """An exclusive lock on `<output>.lock`, so that two runs never write one output.
+def real_path(output: str) -> str:
+    """The file `output` names, through any symbolic links ("-", stdout, stays as it is)."""
+    return output if output == "-" else os.path.realpath(output)
 
-    The lock file is removed on release; a run that finds the file it locked already replaced
-    by another run's locks again, so two runs can never both believe they hold it.
+
+class OutputLock:
+    """An exclusive lock on an output, so that two runs never write one file, whatever its name.
+
+    It is an flock on `<real output>.lock`: the name of the real file, so that a symbolic link to
+    it is locked by the same file. With `in_place` (a run that reads and appends to the output,
+    not one that replaces it), the existing output itself is flocked too, which is what its hard
+    links share. The lock file is removed on release; a run that finds the file it locked
+    already replaced by another run's locks again, so two runs can never both believe they hold it.
     """
 
-    def __init__(self, output: str):
+    def __init__(self, output: str, in_place: bool = True):
         self.output = output
-        self.path = f"{output}.lock"
+        self.path = f"{real_path(output)}.lock"
+        self.in_place = in_place
         self._fd = None
+        self._output_fd = None
 
     def __enter__(self) -> "OutputLock":
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._fd = self._lock_file()
+        try:
+            self._output_fd = self._lock_output() if self.in_place else None
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _lock_file(self) -> int:
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise InputError(Errors.E043.format(path=self.output, lock=self.path)) from None
+            self._flock(fd, self.path)
             if self._still_at_path(fd):
-                self._fd = fd
-                return self
+                return fd
             os.close(fd)  # released and removed by its holder between our open and our lock
+
+    def _lock_output(self) -> int | None:
+        """The output's own flock: another name of the file (a hard link) has another lock file.
+        Not held by a run that only replaces the output, which would keep the old file's disk
+        space taken until the end of the run."""
+        try:
+            # O_NONBLOCK: opening a FIFO (refused later, as no regular file) must not wait for a writer.
+            fd = os.open(real_path(self.output), os.O_RDONLY | os.O_NONBLOCK)
+        except (FileNotFoundError, PermissionError):
+            return None  # created by this run under its lock file, or not ours to read
+        self._flock(fd, real_path(self.output))
+        return fd
+
+    def _flock(self, fd: int, held: str) -> None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise InputError(Errors.E043.format(path=self.output, lock=held)) from None
 
     def _still_at_path(self, fd: int) -> bool:
         try:
@@ -150,6 +183,8 @@ class OutputLock:
     def __exit__(self, *exc) -> None:
         os.unlink(self.path)
         os.close(self._fd)
+        if self._output_fd is not None:
+            os.close(self._output_fd)
 
 
 def temporary_path(output: str) -> Path:

@@ -1,6 +1,7 @@
 """doc_record, JsonlWriter, and reading, locking and rewriting an existing output."""
 
 import json
+import os
 import tracemalloc
 from pathlib import Path
 
@@ -229,3 +230,17 @@ def test_a_lock_file_replaced_after_opening_is_locked_again(tmp_path, monkeypatc
     monkeypatch.setattr(lock, "_still_at_path", lambda fd: next(checks))
     with lock:
         assert next(checks, "used both") == "used both"
+
+
+@pytest.mark.parametrize("link", [os.symlink, os.link], ids=["symlink", "hard-link"])
+def test_the_output_lock_holds_for_every_name_of_the_file(link, tmp_path):
+    output, alias = tmp_path / "out.jsonl", tmp_path / "alias.jsonl"
+    output.write_bytes(record_line("a"))
+    link(output, alias)
+    with OutputLock(str(output)):
+        with pytest.raises(InputError, match="E043"):
+            with OutputLock(str(alias)):
+                pass
+    with OutputLock(str(alias)):  # free again
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alias.jsonl", "out.jsonl"]
