@@ -102,6 +102,8 @@ class Errors:
     E047 = "E047: --overwrite and --append contradict each other; pass one of them."
     E048 = ("E048: no document had a question, so nothing was answered (the records in '{path}' have no "
             "answers). Pass --questions FILE, or give each JSONL record a \"questions\" list.")
+    E049 = ("E049: '{lock}', where a run on '{path}' takes its lock, is not an nlpipe lock file; it was left "
+            "as it is and nothing was written. Move it away if it is yours, or choose another --output.")
     E090 = "E090: cannot read '{path}': {reason}."
     E091 = ("E091: line {line} of '{path}' cannot become a Doc: {reason}. A report or DocBin needs the "
             "records of `nlpipe run ... --annotations` (or an output ending in .spacy).")

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from nlpipe import config as nlpipe_config
 from nlpipe.cli import main
-from nlpipe.io.writers import JsonlWriter, OutputLock
+from nlpipe.io.writers import JsonlWriter, OutputLock, lock_path
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX signals and locks")
 
@@ -345,7 +345,7 @@ def test_a_second_writer_of_the_same_output_exits_2_naming_it(small_input, tmp_p
     assert "E043" in result.output and str(output) in result.output
     assert not output.exists()
     run_cli(annotate_args(small_input, output))  # released: the output can be written again
-    assert not Path(f"{output}.lock").exists()
+    assert not lock_path(str(output)).exists()
 
 
 @pytest.mark.parametrize("link", [os.symlink, os.link], ids=["symlink", "hard-link"])
@@ -360,6 +360,34 @@ def test_a_second_writer_through_another_name_of_the_output_exits_2(link, small_
         result = run_cli(annotate_args(more, alias), expect=2)
     assert "E043" in result.output
     assert output.read_bytes() == before
+
+
+def test_a_users_file_named_like_the_output_plus_lock_is_left_alone(small_input, tmp_path):
+    theirs = tmp_path / "Cargo.lock"
+    theirs.write_text("my lockfile\n", encoding="utf-8")
+    run_cli(annotate_args(small_input, tmp_path / "Cargo"))
+    assert theirs.read_text(encoding="utf-8") == "my lockfile\n"
+    assert [r["id"] for r in read_records(tmp_path / "Cargo")] == ["d0", "d1", "d2"]
+
+
+def test_a_file_at_the_lock_path_that_is_not_a_lock_of_ours_is_refused_untouched(small_input, tmp_path):
+    output = tmp_path / "out.jsonl"
+    theirs = tmp_path / ".out.jsonl.nlpipe-lock"
+    theirs.write_text("not an nlpipe lock\n", encoding="utf-8")
+    result = run_cli(annotate_args(small_input, output), expect=2)
+    assert "E049" in result.output and str(theirs) in result.output
+    assert theirs.read_text(encoding="utf-8") == "not an nlpipe lock\n"
+    assert not output.exists()
+
+
+def test_the_lock_file_a_killed_run_left_does_not_block_the_next_run(small_input, tmp_path):
+    output = tmp_path / "out.jsonl"
+    with OutputLock(str(output)) as lock:
+        left = Path(lock.path).read_bytes()
+    Path(lock.path).write_bytes(left)  # what a killed run leaves: its lock file, no longer locked
+    run_cli(annotate_args(small_input, output))
+    assert [r["id"] for r in read_records(output)] == ["d0", "d1", "d2"]
+    assert not Path(lock.path).exists()
 
 
 # --- fingerprints: what produced each record --------------------------------------------------
@@ -534,7 +562,7 @@ def test_a_killed_process_resumes_to_the_same_output(tmp_path):
                             capture_output=True, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert len(read_records(output)) == INTERRUPT_AT
-    assert Path(f"{output}.lock").exists()  # left by the killed run; its lock died with it
+    assert lock_path(str(output)).exists()  # left by the killed run; its lock died with it
     result = run_cli(annotate_args(docs, output, "--batch-size", "2"))
     assert summary_count(result, "resumed (already done)") == INTERRUPT_AT
     run_cli(annotate_args(docs, reference, "--batch-size", "2"))

@@ -4,10 +4,12 @@ An output is only ever changed under an exclusive lock, after every line of it w
 record of ours; anything else stops the run before a byte is touched.
 """
 
+import errno
 import fcntl
 import io
 import json
 import os
+import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,9 @@ from spacy.tokens import Doc
 from ..components.answers import answered
 from ..errors import Errors, InputError
 
+# What a lock file of ours holds: how a lock a killed run left (taken over) is told from a file of
+# the user's that happens to have its name (refused, never changed or removed).
+LOCK_MARK = b"nlpipe output lock: held by the run writing the output beside it\n"
 # A record's own line starts so (json.dumps with "id" first): how a torn last line is recognised.
 RECORD_START = b'{"id": '
 
@@ -120,19 +125,26 @@ def real_path(output: str) -> str:
     return output if output == "-" else os.path.realpath(output)
 
 
+def lock_path(output: str) -> Path:
+    """The lock file of `output`: hidden beside the real file, named so that no user's file is."""
+    path = Path(real_path(output))
+    return path.with_name(f".{path.name}.nlpipe-lock")
+
+
 class OutputLock:
     """An exclusive lock on an output, so that two runs never write one file, whatever its name.
 
-    It is an flock on `<real output>.lock`: the name of the real file, so that a symbolic link to
+    It is an flock on `lock_path(output)`, named after the real file, so that a symbolic link to
     it is locked by the same file. With `in_place` (a run that reads and appends to the output,
     not one that replaces it), the existing output itself is flocked too, which is what its hard
     links share. The lock file is removed on release; a run that finds the file it locked
     already replaced by another run's locks again, so two runs can never both believe they hold it.
+    A file at the lock path that is not a lock file of ours is refused (E049) as it is.
     """
 
     def __init__(self, output: str, in_place: bool = True):
         self.output = output
-        self.path = f"{real_path(output)}.lock"
+        self.path = str(lock_path(output))
         self.in_place = in_place
         self._fd = None
         self._output_fd = None
@@ -149,11 +161,35 @@ class OutputLock:
 
     def _lock_file(self) -> int:
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = self._open_lock_file()
             self._flock(fd, self.path)
             if self._still_at_path(fd):
+                self._claim(fd)
                 return fd
             os.close(fd)  # released and removed by its holder between our open and our lock
+
+    def _open_lock_file(self) -> int:
+        try:
+            # O_NOFOLLOW: a link at the lock path would lead to a file that is not ours to remove.
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as err:
+            if err.errno in (errno.ELOOP, errno.EISDIR):
+                raise self._not_ours() from None
+            raise
+
+    def _claim(self, fd: int) -> None:
+        """Mark the locked file as ours, unless it holds anything else: then it is a user's file."""
+        is_file = stat.S_ISREG(os.fstat(fd).st_mode)
+        held = os.pread(fd, len(LOCK_MARK) + 1, 0) if is_file else None
+        # Empty: just created, by this run or by one that this run beat to the flock.
+        if held not in (b"", LOCK_MARK):
+            os.close(fd)
+            raise self._not_ours()
+        if not held:
+            os.write(fd, LOCK_MARK)
+
+    def _not_ours(self) -> InputError:
+        return InputError(Errors.E049.format(path=self.output, lock=self.path))
 
     def _lock_output(self) -> int | None:
         """The output's own flock: another name of the file (a hard link) has another lock file.

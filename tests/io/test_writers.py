@@ -9,7 +9,7 @@ import pytest
 import spacy
 
 from nlpipe.errors import InputError
-from nlpipe.io.writers import JsonlWriter, OutputLock, Written, doc_record, drop_lines, scan_output
+from nlpipe.io.writers import JsonlWriter, OutputLock, Written, doc_record, drop_lines, lock_path, scan_output
 
 
 @pytest.fixture(scope="module")
@@ -212,11 +212,11 @@ def test_drop_lines_removes_exactly_the_lines_at_the_offsets(tmp_path):
 def test_the_output_lock_is_exclusive_and_removed_on_release(tmp_path):
     output = str(tmp_path / "out.jsonl")
     with OutputLock(output):
-        assert Path(f"{output}.lock").exists()
+        assert lock_path(output).exists()
         with pytest.raises(InputError, match=r"E043: another nlpipe run is writing '.*out.jsonl'"):
             with OutputLock(output):
                 pass
-    assert not Path(f"{output}.lock").exists()
+    assert not lock_path(output).exists()
     with OutputLock(output):  # free again
         pass
 
@@ -244,3 +244,23 @@ def test_the_output_lock_holds_for_every_name_of_the_file(link, tmp_path):
     with OutputLock(str(alias)):  # free again
         pass
     assert sorted(p.name for p in tmp_path.iterdir()) == ["alias.jsonl", "out.jsonl"]
+
+
+@pytest.mark.parametrize("theirs", ["a-file", "a-link", "a-folder"])
+def test_what_is_at_the_lock_path_and_not_a_lock_of_ours_is_refused_untouched(theirs, tmp_path):
+    output, kept = tmp_path / "out.jsonl", tmp_path / "Cargo.lock"
+    kept.write_text("my lockfile\n", encoding="utf-8")
+    at_lock = lock_path(str(output))
+    if theirs == "a-file":
+        at_lock.write_text("mine\n", encoding="utf-8")
+    elif theirs == "a-link":
+        at_lock.symlink_to(kept)  # following it would lock, and on release remove, the user's file
+    else:
+        at_lock.mkdir()
+    with pytest.raises(InputError, match=r"E049: '.*\.out\.jsonl\.nlpipe-lock', where a run on '.*out\.jsonl'"):
+        with OutputLock(str(output)):
+            pass
+    assert kept.read_text(encoding="utf-8") == "my lockfile\n"
+    assert at_lock.is_symlink() if theirs == "a-link" else at_lock.exists()
+    if theirs == "a-file":
+        assert at_lock.read_text(encoding="utf-8") == "mine\n"
