@@ -16,7 +16,8 @@ from .config import JobSettings
 from .errors import Errors, InputError
 from .io.docbin import is_docbin, records_path, write_docbin
 from .io.readers import TEXT_SUFFIXES, Document, load_document, read_documents, read_questions
-from .io.writers import JsonlWriter, OutputIndex, OutputLock, doc_record, drop_lines, scan_output, temporary_path
+from .io.writers import (JsonlWriter, OutputIndex, OutputLock, doc_record, drop_lines, real_path, scan_output,
+                         temporary_path)
 from .processing import llm_stage, process
 
 # Documents per spaCy memory zone: large enough that restarting worker processes
@@ -260,13 +261,15 @@ def run(nlp: Language, settings: JobSettings, on_record: Callable[[dict, RunSumm
     questions = check_arguments(settings)
     check_questions(nlp, settings, questions)
     config = config_fingerprint(nlp, settings)
-    records = records_path(settings.output)
+    # The real files, through symbolic links: what is locked, read, and replaced in one step (a
+    # link replaced by a file would leave its target, and the records in it, behind).
+    output, records = real_path(settings.output), real_path(records_path(settings.output))
     with open_output(records, overwrite):
         index = OutputIndex() if overwrite or records == "-" else scan_output(records)
         if index.count and index.config != config and not append:
             raise InputError(Errors.E044.format(path=records, old=index.config, new=config))
-        _check_docbin_is_ours(settings.output, records, overwrite)
-        for path in {settings.output, records} - {"-"}:
+        _check_docbin_is_ours(output, records, overwrite)
+        for path in {output, records} - {"-"}:
             temporary_path(path).unlink(missing_ok=True)  # left by a run killed while replacing
         on_ready()
         exists = records != "-" and Path(records).is_file()
@@ -277,8 +280,8 @@ def run(nlp: Language, settings: JobSettings, on_record: Callable[[dict, RunSumm
                                  writer, Resume(index, retry_failed), on_record)
         finally:
             # Also after Ctrl-C or a failure: the DocBin holds every record written so far.
-            if records != settings.output and Path(records).is_file():
-                write_docbin(records, settings.output)
+            if records != output and Path(records).is_file():
+                write_docbin(records, output)
     summary.nothing_asked = bool(_qa_components(nlp)) and not summary.questions and summary.documents > summary.failed
     return summary
 

@@ -498,6 +498,31 @@ def test_a_kill_between_writing_and_dropping_leaves_no_duplicate_after_the_rerun
     assert output.read_bytes() == old.splitlines(keepends=True)[0] + old.splitlines(keepends=True)[2] + new_d1
 
 
+@pytest.mark.parametrize("how", ["redo", "overwrite"])
+def test_a_symlinked_output_is_written_through_to_its_target(how, small_input, tmp_path):
+    real, link = tmp_path / "real" / "out.jsonl", tmp_path / "link.jsonl"
+    run_cli(annotate_args(small_input, real))
+    link.symlink_to(real)
+    small_input.write_text(small_input.read_text(encoding="utf-8").replace("Document 1 is about Paris",
+                                                                           "Document 1 is about Rome"),
+                           encoding="utf-8")
+    run_cli(annotate_args(small_input, link, *(["--overwrite"] if how == "overwrite" else [])))
+    assert link.is_symlink() and link.resolve() == real
+    records = read_records(real)
+    assert sorted(r["id"] for r in records) == ["d0", "d1", "d2"]
+    assert "Rome" in [e["text"] for e in next(r for r in records if r["id"] == "d1")["entities"]]
+    assert sorted(p.name for p in real.parent.iterdir()) == ["out.jsonl"]  # no lock or temp left
+
+
+def test_a_symlinked_docbin_output_is_written_through_to_its_target(small_input, tmp_path):
+    real, link = tmp_path / "real" / "out.spacy", tmp_path / "link.spacy"
+    real.parent.mkdir()
+    link.symlink_to(real)  # dangling until the run writes the DocBin
+    run_cli(annotate_args(small_input, link))
+    assert link.is_symlink() and real.is_file()
+    assert sorted(p.name for p in real.parent.iterdir()) == ["out.spacy"]
+
+
 # --- nothing to answer ------------------------------------------------------------------------
 
 def test_an_empty_questions_file_exits_2_and_writes_nothing(corpus, qa_overrides, tmp_path):

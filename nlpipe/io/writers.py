@@ -236,7 +236,8 @@ class JsonlWriter:
     `append_at` continues an existing file after its first `append_at` bytes (resume; a torn
     last line beyond them is cut); `replace` writes a temporary file that replaces the target
     once its first record is on disk, so the old file survives a run that fails before that.
-    Otherwise the file starts empty.
+    Otherwise the file starts empty. `target` is a real file, not a link (see `real_path`): a
+    link would be replaced by the new file, cut from its target.
     """
 
     def __init__(self, target: str, append_at: int | None = None, replace: bool = False):
@@ -279,7 +280,8 @@ class JsonlWriter:
 
 
 def drop_lines(path: str, offsets: set[int]) -> None:
-    """Rewrite `path` without the lines that start at `offsets`, replacing it in one step."""
+    """Rewrite `path` (a real file, not a link) without the lines that start at `offsets`, replacing
+    it in one step."""
     temporary = temporary_path(path)
     with open(path, "rb") as source, open(temporary, "wb") as target:
         offset = 0
