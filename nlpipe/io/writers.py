@@ -144,7 +144,8 @@ class OutputLock:
 
     def __init__(self, output: str, in_place: bool = True):
         self.output = output
-        self.path = str(lock_path(output))
+        self.file = real_path(output)  # what is locked, whichever of its names `output` is
+        self.path = str(lock_path(self.file))
         self.in_place = in_place
         self._fd = None
         self._output_fd = None
@@ -197,10 +198,10 @@ class OutputLock:
         space taken until the end of the run."""
         try:
             # O_NONBLOCK: opening a FIFO (refused later, as no regular file) must not wait for a writer.
-            fd = os.open(real_path(self.output), os.O_RDONLY | os.O_NONBLOCK)
+            fd = os.open(self.file, os.O_RDONLY | os.O_NONBLOCK)
         except (FileNotFoundError, PermissionError):
             return None  # created by this run under its lock file, or not ours to read
-        self._flock(fd, real_path(self.output))
+        self._flock(fd, self.file)
         return fd
 
     def _flock(self, fd: int, held: str) -> None:
