@@ -4,7 +4,7 @@
 
 The baseline is what a user would write: spaCy's nlp.pipe over the texts, then Hugging Face
 `model.generate` once per (document, question) with a plain prompt. nlpipe runs
-pipelines/qa.cfg (grounded mode). Both answer the same SQuAD paragraphs; printed: questions/s,
+pipelines/qa.cfg (reader mode unless --mode says otherwise). Both answer the same SQuAD paragraphs; printed: questions/s,
 F1 against the references, and nlpipe's speed ratio, for 5 questions and 1 question per document.
 "model tok/s" counts every token position the model ran (prompt, generated or scored tokens,
 padding included), so it says how busy each approach kept the hardware.
@@ -89,9 +89,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=8, help="documents per setting")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda (the GPU variant, bf16)")
+    parser.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA and on CPUs with native bf16), float32, "
+                                                        "bfloat16")
+    parser.add_argument("--mode", default="reader", help="llama_qa mode: reader (the default), grounded")
     args = parser.parse_args()
-    dtype = "bfloat16" if args.device.startswith("cuda") else "float32"
-    nlp = qa_pipeline({"components.llama_qa.model.device": args.device, "components.llama_qa.model.dtype": dtype})
+    nlp = qa_pipeline({"components.llama_qa.model.device": args.device, "components.llama_qa.model.dtype": args.dtype,
+                       "components.llama_qa.mode": args.mode})
+    dtype = str(nlp.get_pipe("llama_qa").llm.model.dtype).removeprefix("torch.")
     llm = nlp.get_pipe("llama_qa").llm
     print(f"device {llm.device}, dtype {dtype}, {torch.get_num_threads()} torch threads, "
           f"max_new_tokens {llm.max_new_tokens}")

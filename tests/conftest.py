@@ -102,6 +102,8 @@ def qa_overrides_for(model_dir) -> dict:
     mechanics tests answer every question (tests of "no answer" set it up themselves)."""
     return {"components.llama_qa.model.path": str(model_dir),
             "components.llama_qa.model.device": "cpu",
+            # Mechanics tests compare scores at float32 precision, in subprocesses too.
+            "components.llama_qa.model.dtype": "float32",
             "components.llama_qa.model.max_new_tokens": 8,
             "components.llama_qa.selector.answerability": False,
             "components.llama_qa.mode": "grounded"}

@@ -69,8 +69,9 @@ def hidden_features(model, rows: list[tuple[list[int], list[int]]], layers: tupl
     for r, (q, c) in enumerate(rows):
         ids[r, :lengths[r]] = torch.tensor(q + c)
         mask[r, :lengths[r]] = 1
-    body = getattr(model, "model", model)  # the decoder stack, without the vocabulary-sized head
-    out = body(input_ids=ids.to(device), attention_mask=mask.to(device), output_hidden_states=True, use_cache=False)
+    # logits_to_keep=1: the vocabulary-sized head runs for one position, not every token.
+    out = model(input_ids=ids.to(device), attention_mask=mask.to(device), output_hidden_states=True, use_cache=False,
+                logits_to_keep=1)
     stacked = torch.cat([out.hidden_states[layer] for layer in layers], dim=-1)
     return [stacked[r, len(q):lengths[r]] for r, (q, _) in enumerate(rows)]
 
