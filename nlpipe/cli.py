@@ -566,7 +566,8 @@ def eval_squad(ctx, squad_file, config_path, limit, output, report_path, batch_s
 @click.option("--verbose", is_flag=True, help="Show tracebacks.")
 @click.pass_context
 def fit(ctx, output, config_path, model_path, l2, folds, make_unanswerable, limit, verbose):
-    """Fit the span selector to your SQuAD 1.1/2.0-format data: feature weights, confidence
+    """Fit the span selector (mode grounded; the default reader is trained with `nlpipe train`)
+    to your SQuAD 1.1/2.0-format data: feature weights, confidence
     temperature, and the no-answer model with its threshold. Prints article-level
     cross-validation, then writes the weights file; use it with
     --components.llama_qa.selector.weights_file WEIGHTS (or that key in the config)."""

@@ -22,7 +22,7 @@ import torch
 
 from .recording import Example
 from .selection import (ANSWERABILITY_FEATURES, FEATURES, MODEL_FEATURES, REPLY_FEATURES, answerability_features,
-                        answerable_probability, softmax_share)
+                        answerable_probability, best_first, shortlist, softmax_share)
 
 EPOCHS = 40
 BATCH = 32
@@ -126,11 +126,10 @@ def ranking(example: Example, weights: torch.Tensor, names: list[str], max_candi
     features = feature_matrix(example, names)
     prior = features.clone()
     prior[:, [k for k, name in enumerate(names) if name in MODEL_FEATURES]] = 0
-    # Production keeps the shortlist in document order; ties break the same way here.
-    shortlist = sorted(torch.argsort(prior @ weights, descending=True, stable=True)[:max_candidates].tolist())
-    combined = (features[shortlist] @ weights).tolist()
-    best = max(range(len(shortlist)), key=combined.__getitem__)
-    return shortlist[best], [combined[best]] + [s for k, s in enumerate(combined) if k != best]
+    listed = shortlist((prior @ weights).tolist(), max_candidates)
+    combined = (features[listed] @ weights).tolist()
+    best = best_first(combined)[0]
+    return listed[best], [combined[best]] + [s for k, s in enumerate(combined) if k != best]
 
 
 def predict(examples: list[Example], fitted: Fitted, max_candidates: int) -> list[Prediction]:

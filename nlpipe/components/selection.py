@@ -239,8 +239,7 @@ class SpanSelector:
         if len(unique) <= limit:
             return unique
         prior = [self.combine(row) for row in candidate_features(question, unique, ranked[:self.max_sentences])]
-        best = sorted(range(len(unique)), key=lambda i: -prior[i])[:limit]
-        return [unique[i] for i in sorted(best)]
+        return [unique[i] for i in shortlist(prior, limit)]
 
     def combine(self, features: dict) -> float:
         return sum(self.weights[name] * value for name, value in features.items())
@@ -254,7 +253,7 @@ class SpanSelector:
             return Choice(None if question.qtype in FREE_FORM_TYPES else reply_offsets, None)
         features = candidate_features(question, candidates, ranked[:self.max_sentences], scores, reply_offsets, core)
         combined = [self.combine(row) for row in features]
-        order = sorted(range(len(candidates)), key=lambda i: -combined[i])
+        order = best_first(combined)
         shares = [softmax_share(combined, i, self.temperature) for i in range(len(candidates))]
         best = order[0]
         alternatives = distinct_spans([candidates[i] for i in order], [shares[i] for i in order], top_k) \
@@ -267,6 +266,18 @@ class SpanSelector:
         return Choice((candidates[best].start_char, candidates[best].end_char), shares[best],
                       scores[best].mean_logprob, alternatives=alternatives)
 
+
+
+def best_first(scores: list[float]) -> list[int]:
+    """Indices by score, best first; ties keep document order. The one ordering of candidates,
+    for answering (SpanSelector) and for fitting (fitting.ranking) alike."""
+    return sorted(range(len(scores)), key=lambda i: -scores[i])
+
+
+def shortlist(prior: list[float], limit: int) -> list[int]:
+    """The `limit` best by their prior score (every feature but the model's), in document order:
+    the candidates the model scores."""
+    return sorted(best_first(prior)[:limit])
 
 
 def _known(weights: dict, names: dict, key: str) -> dict:

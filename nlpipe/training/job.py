@@ -65,7 +65,8 @@ def train_reader(files: list[Path], output: Path, *, model: str = "smollm2-135m"
 
     def fit(name: str, indices: list[int]):
         return train_head(cache, examples, indices, config.hidden_size, layers, settings,
-                          Checkpoint(run / f"{name}.pt"), on_step=lambda done, total: progress(name, done, total))
+                          Checkpoint(run / f"{name.replace(' ', '-')}.pt"),
+                          on_step=lambda done, total: progress(name, done, total))
 
     began = time.perf_counter()
     unit, keys = fold_keys(examples)

@@ -126,3 +126,27 @@ def test_pipelines_qa_cfg_uses_the_package_defaults():
     built = make_span_selector(**{k: v for k, v in selector.items() if not k.startswith("@")})
     assert selector["@misc"] == "nlpipe.SpanSelector.v3"
     assert built.weights == DEFAULT_WEIGHTS and built.temperature == DEFAULT_TEMPERATURE
+
+
+
+def test_fitting_replays_the_span_the_selector_answers_with(qa_nlp):
+    """One ranking rule: fitting.ranking, on the candidates and features recorded from the
+    pipeline, chooses the span the pipeline itself answers with."""
+    from nlpipe.components.recording import qa_component, record
+    from nlpipe.evaluation import SquadParagraph
+
+    qa = qa_component(qa_nlp)
+    context = ("The Eiffel Tower in Paris was designed by Gustave Eiffel's company and opened in March 1889 "
+               "for the World's Fair. It is 330 metres tall, and about seven million people visit it each year.")
+    questions = ["Who designed the tower?", "When did it open?", "How tall is it?", "How many people visit it?"]
+    paragraph = SquadParagraph(context, [(str(i), q, ["x"]) for i, q in enumerate(questions)], "Tower")
+    examples = {e.question: e for e in record(qa_nlp, [paragraph])}
+    names = list(FEATURES)
+    weights = torch.tensor([qa.selector.weights[name] for name in names])
+    doc = qa_nlp.make_doc(context)
+    doc._.questions = questions
+    answers = {a["question"]: a["text"] for a in qa_nlp(doc)._.answers}
+    assert examples
+    for question, example in examples.items():
+        chosen, _ = ranking(example, weights, names, qa.selector.max_candidates)
+        assert example.texts[chosen] == answers[question], question
