@@ -128,9 +128,14 @@ class Reader:
                 plan.append((window, offsets[:self.max_tokens]))
                 rows.append((question, ids[:self.max_tokens]))
             plans.append(plan)
-        results = llm.read_stream(rows, head.config.layers)
+        results, done, first = llm.read_stream(rows, head.config.layers), {}, 0
         for row, (a, plan) in enumerate(zip(asked, plans)):
-            read = [next(results)[1] for _ in plan]
+            # Rows that cannot run (too long) come first, the others in order: wait for this row's.
+            while any(k not in done for k in range(first, first + len(plan))):
+                k, result = next(results)
+                done[k] = result
+            read = [done.pop(k) for k in range(first, first + len(plan))]
+            first += len(plan)
             yield row, self._answer(a, plan, read, head, top_k)
 
     @torch.inference_mode()

@@ -128,3 +128,14 @@ def test_a_saved_pipeline_carries_its_reader(trained, tiny_llama_dir, tmp_path):
     loaded = spacy.load(tmp_path / "pipeline")
     assert Path(loaded.get_pipe("llama_qa").reader.path) == tmp_path / "pipeline" / "llama_qa" / "reader"
     assert ask(loaded, text, question) == before
+
+
+def test_a_question_longer_than_the_window_fails_alone(trained, tiny_llama_dir):
+    reader, _ = trained
+    nlp = reader_nlp(tiny_llama_dir, reader, answerability=False)
+    text = "Marie Curie was born in Warsaw in 1867. She moved to Paris in 1891."
+    endless = "Where " + "really " * 600 + "was she born?"
+    first, second, third = ask(nlp, text, ["Where was Marie Curie born?", endless, "When did she move to Paris?"])
+    assert second["error"]["type"] == "context_overflow" and second["text"] == ""
+    for record in (first, third):
+        assert "error" not in record and record["text"]
