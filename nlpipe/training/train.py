@@ -55,16 +55,18 @@ class Prediction:
         return squad_scores(text, list(self.references))
 
 
-def token_targets(example: Example, offsets: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def token_targets(example: Example, offsets: list[tuple[int, int]], max_answer_tokens: int) -> list[tuple[int, int]]:
     """The right cells of `span_distribution` ((first + 1, last + 1) per answer occurrence inside
-    the context tokens; (0, 0) for "no answer")."""
+    the context tokens and at most `max_answer_tokens` long; (0, 0) for "no answer"). Empty when
+    no occurrence is a span the head can give: the example cannot be learned (its loss would be
+    infinite)."""
     if not example.answerable:
         return [(0, 0)]
     cells = []
     for start_char, end_char in example.spans:
         first = next((t for t, (s, e) in enumerate(offsets) if e > start_char and not offsets[t][0] >= end_char), None)
         last = next((t for t in range(len(offsets) - 1, -1, -1) if offsets[t][0] < end_char), None)
-        if first is not None and last is not None and first <= last:
+        if first is not None and last is not None and first <= last < first + max_answer_tokens:
             cells.append((first + 1, last + 1))
     return cells
 
@@ -146,7 +148,7 @@ def train_head(cache: FeatureCache, examples: list[Example], indices: list[int],
     config = ReaderConfig(hidden_size, tuple(layers), settings.width, settings.heads, settings.max_answer_tokens,
                           settings.dropout)
     head = ReaderHead(config)
-    targets = {i: token_targets(examples[i], cache.encoded[i].offsets) for i in indices}
+    targets = {i: token_targets(examples[i], cache.encoded[i].offsets, settings.max_answer_tokens) for i in indices}
     usable = [i for i in indices if targets[i]]
     lengths = [len(e.context) for e in cache.encoded]
     per_epoch = [batches_of(usable, lengths, settings.batch_tokens, random.Random(settings.seed * 1000 + epoch))
@@ -169,6 +171,8 @@ def train_head(cache: FeatureCache, examples: list[Example], indices: list[int],
             # bf16 matrix units run the head's matmuls about 1.5x faster (weights stay float32).
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_has_fast_bf16()):
                 loss = batch_loss(head, cache, per_epoch[epoch][step], targets)
+            if not torch.isfinite(loss):  # never train on (or ship) NaN weights
+                raise FloatingPointError(f"the training loss became {loss.item()} at mini-batch {done}")
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)

@@ -64,13 +64,26 @@ def test_folds_split_by_article_and_by_paragraph_for_one_article(squad_file):
 def test_token_targets_cover_the_answer_tokens(squad_file, tiny_llm):
     example = next(e for e in read_examples([squad_file]) if e.question == "When did Marie Curie move to Paris?")
     [encoded] = feature_cache.encode(tiny_llm.tokenizer, [example], 400)
-    cells = token_targets(example, encoded.offsets)
+    cells = token_targets(example, encoded.offsets, 30)
     assert cells
     for first, last in cells:
         text = example.context[encoded.offsets[first - 1][0]:encoded.offsets[last - 1][1]]
         assert text.strip() == "1891"
     unanswerable = next(e for e in read_examples([squad_file]) if not e.answerable)
-    assert token_targets(unanswerable, encoded.offsets) == [(0, 0)]
+    assert token_targets(unanswerable, encoded.offsets, 30) == [(0, 0)]
+    assert token_targets(example, encoded.offsets, 1) == [c for c in cells if c[0] == c[1]]
+
+
+def test_an_answer_longer_than_the_head_can_give_is_left_out_not_infinite(squad_file, tiny_llm):
+    """Such an answer's cells are -inf in span_distribution: a loss of inf and NaN weights."""
+    examples = read_examples([squad_file])
+    layers = default_layers(2)
+    cache = feature_cache.extract(tiny_llm, examples, layers, "long")
+    head = train_head(cache, examples, list(range(len(examples))), 64, layers,
+                      replace(SMALL, max_answer_tokens=1))
+    assert all(torch.isfinite(p).all() for p in head.parameters())
+    predictions = predict(head, cache, examples, list(range(len(examples))))
+    assert all(p.no_answer == p.no_answer for p in predictions)  # no NaN
 
 
 def test_span_distribution_is_one_distribution_over_spans_and_no_answer():
