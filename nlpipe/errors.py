@@ -145,8 +145,10 @@ class Errors:
             "model; download it again.")
     E053 = ("E053: the model at '{path}' has no weights for {names}; nlpipe does not run (or cache) a "
             "model with randomly initialised parts. Download it again.")
+    # The requirement is setup.cfg's [ray] extra, spelled out: "nlpipe[ray]" would name PyPI's
+    # unrelated nlpipe project, and nlpipe's own distribution (nlpipe-qa) is not on PyPI.
     E070 = ('E070: --engine ray needs Ray Data, which is not installed. Install it with '
-            '`pip install "nlpipe[ray]"`, or run with --engine local.')
+            '`pip install "ray[data]>=2.40"`, or run with --engine local.')
     E071 = ("E071: cannot start or join Ray at {address}: {reason}. Check --ray-address / RAY_ADDRESS, "
             "or leave both unset to start a local Ray.")
     E072 = ("E072: {workers} worker(s) x {gpus} GPU(s) each need {needed} GPU(s) but the Ray cluster has "

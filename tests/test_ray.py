@@ -85,7 +85,7 @@ def test_engine_ray_without_ray_installed_exits_2_saying_what_to_install(engine_
                                        str(tmp_path / "out.jsonl"), *engine_option])
     assert result.exit_code == 2, result.output
     [line] = [line for line in result.output.splitlines() if "error" in line]
-    assert "E070" in line and 'pip install "nlpipe[ray]"' in line
+    assert "E070" in line and 'pip install "ray[data]>=2.40"' in line
     assert "Traceback" not in result.output
     assert not (tmp_path / "out.jsonl").exists()
 
