@@ -145,6 +145,9 @@ class Errors:
             "model; download it again.")
     E053 = ("E053: the model at '{path}' has no weights for {names}; nlpipe does not run (or cache) a "
             "model with randomly initialised parts. Download it again.")
+    E054 = ("E054: refused the model at '{path}': its config.json has an auto_map, which names Python code "
+            "shipped with the model, and nlpipe does not run a model's own code. Use a model whose "
+            "architecture transformers has built in (such as Llama).")
     # The requirement is setup.cfg's [ray] extra, spelled out: "nlpipe[ray]" would name PyPI's
     # unrelated nlpipe project, and nlpipe's own distribution (nlpipe-qa) is not on PyPI.
     E070 = ('E070: --engine ray needs Ray Data, which is not installed. Install it with '
