@@ -223,13 +223,25 @@ def repair_surrogates(document: Document) -> Document:
     found = {name: len(LONE_SURROGATE.findall(value)) for name, value in fields.items()}
     if not any(found.values()):
         return document
-    where = ", ".join(f"{count} in the {name}" for name, count in found.items() if count)
     document.id = LONE_SURROGATE.sub("\ufffd", document.id)
     document.text = document.text and LONE_SURROGATE.sub("\ufffd", document.text)
-    document.questions = [LONE_SURROGATE.sub("\ufffd", q) for q in document.questions]
-    document.warning = {"type": "lone_surrogates", "message": f"lone surrogates ({where}) cannot be UTF-8 and "
-                        "were replaced by U+FFFD; offsets are unchanged"}
+    document.questions, _ = repair_questions(document.questions)
+    document.warning = lone_surrogates_warning(found)
     return document
+
+
+def repair_questions(questions: list[str]) -> tuple[list[str], int]:
+    """`questions` with every lone surrogate replaced by U+FFFD, and how many there were."""
+    repaired = [LONE_SURROGATE.subn("\ufffd", question) for question in questions]
+    return [question for question, _ in repaired], sum(count for _, count in repaired)
+
+
+def lone_surrogates_warning(found: dict[str, int]) -> dict:
+    """The warning of a document (or Doc) whose lone surrogates were replaced: `found` counts
+    them by where they were (id, text, questions)."""
+    where = ", ".join(f"{count} in the {name}" for name, count in found.items() if count)
+    return {"type": "lone_surrogates", "message": f"lone surrogates ({where}) cannot be UTF-8 and were replaced "
+            "by U+FFFD; offsets are unchanged"}
 
 
 def read_questions(path: str) -> list[str]:
