@@ -82,6 +82,9 @@ class Errors:
             "run code ({reason}). Use checkpoint files only from a source you trust.")
     E032 = "E032: cannot use '{path}' as Meta Llama params.json: {reason}."
     E033 = "E033: cannot convert the Meta Llama checkpoint at '{path}': {reason}."
+    E026 = ('E026: line {line}: "id" is {value}, not a string; nlpipe does not convert ids (123 and "123", or '
+            'null and "None", would name one document). Write it as a string, or leave "id" out to name the '
+            'document by its line.')
     E024 = ("E024: the chat template of the model at '{path}' failed: {reason}. Check or replace "
             "chat_template in its tokenizer_config.json / chat_template.jinja.")
     E040 = ("E040: line {line} of the output '{path}' is not a complete nlpipe record ({reason}); nothing "

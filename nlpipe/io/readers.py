@@ -145,15 +145,25 @@ def parse_jsonl_line(line: str, line_number: int, source: str) -> Document:
     except (RecursionError, ValueError) as err:  # nesting too deep, an integer too long to convert
         return _failed(doc_id, "invalid_json", f"line {line_number} cannot be read as JSON: {err}")
     if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-        return _failed(str(record.get("id", doc_id)) if isinstance(record, dict) else doc_id,
-                       "missing_text", f"line {line_number} has no string field \"text\"")
+        return _failed(_own_id(record, doc_id), "missing_text", f"line {line_number} has no string field \"text\"")
+    if "id" in record and not isinstance(record["id"], str):
+        # Made a string, 123 would be the document "123" and null the document "None".
+        shown = json.dumps(record["id"], ensure_ascii=False)
+        return _failed(doc_id, "invalid_id", Errors.E026.format(
+            line=line_number, value=shown if len(shown) <= 40 else f"{shown[:40]}…"))
     questions = record.get("questions") or []
     if isinstance(questions, str):
         questions = [questions]
     if not isinstance(questions, list) or not all(isinstance(q, str) for q in questions):
-        return _failed(str(record.get("id", doc_id)), "invalid_questions",
+        return _failed(_own_id(record, doc_id), "invalid_questions",
                        f"line {line_number}: \"questions\" must be a list of strings")
-    return Document(id=str(record.get("id", doc_id)), text=record["text"], questions=questions)
+    return Document(id=_own_id(record, doc_id), text=record["text"], questions=questions)
+
+
+def _own_id(record, default: str | None) -> str | None:
+    """The record's "id" where it is a string; `default` (the line's place) otherwise."""
+    own = record.get("id") if isinstance(record, dict) else None
+    return own if isinstance(own, str) else default
 
 
 def _decoded_lines(stream: BinaryIO, source: str) -> Iterator[tuple[int, str | Document]]:
