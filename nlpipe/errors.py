@@ -153,6 +153,8 @@ class Errors:
             "architecture transformers has built in (such as Llama).")
     # The requirement is setup.cfg's [ray] extra, spelled out: "nlpipe[ray]" would name PyPI's
     # unrelated nlpipe project, and nlpipe's own distribution (nlpipe-qa) is not on PyPI.
+    E055 = ("E055: cannot write the output {output}: it is {kind}, not a regular file, and refused the data "
+            "({reason}). Pass --output with a regular file.")
     E070 = ('E070: --engine ray needs Ray Data, which is not installed. Install it with '
             '`pip install "ray[data]>=2.40"`, or run with --engine local.')
     E071 = ("E071: cannot start or join Ray at {address}: {reason}. Check --ray-address / RAY_ADDRESS, "

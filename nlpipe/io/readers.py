@@ -86,6 +86,11 @@ def _file_kind(path: Path) -> str | None:
         mode = path.stat().st_mode
     except OSError:
         return None
+    return special_file_kind(mode)
+
+
+def special_file_kind(mode: int) -> str | None:
+    """What a file of `mode` (st_mode) is when it is not a regular file; None for a regular file."""
     if stat.S_ISREG(mode):
         return None
     return next((kind for test, kind in ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
