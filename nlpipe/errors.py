@@ -58,8 +58,9 @@ class Errors:
             "(or \"cpu\") in the config, e.g. --components.llama_qa.model.device auto.")
     E011 = "E011: unknown device '{device}'. Use auto, cpu, cuda, cuda:N or mps."
     E012 = "E012: unknown dtype '{dtype}'. Use auto, float32, bfloat16 or float16."
-    E013 = ("E013: model path '{path}' does not exist. Fetch the default model with "
-            "`nlpipe models pull smollm2-135m`, or set [components.llama_qa.model] path.")
+    # No fetch hint: a known model's name is fetched on first use, so a path that is missing is a typo.
+    E013 = ("E013: model path '{path}' does not exist. Check the path, or set [components.llama_qa.model] "
+            "path to a model folder, a .gguf file or a model name from `nlpipe models list`.")
     E014 = ("E014: '{path}' is not a model nlpipe can load: expected a Hugging Face folder "
             "(config.json + *.safetensors or *.bin + tokenizer files), a .gguf file, or a Meta "
             "Llama checkpoint folder (params.json + consolidated.*.pth + tokenizer.model).")
