@@ -168,10 +168,26 @@ def _silence_stdout() -> None:
 
 def _output_problem(err: OSError) -> NlpipeError | None:
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        kind = _special_output(err.filename)
+        if kind:  # a device such as /dev/full: no space to free, no file to resume
+            output = "stdout (--output -)" if err.filename == "-" else f"'{err.filename}'"
+            return DiskFullError(Errors.E055.format(output=output, kind=kind, reason=err.strerror))
         return DiskFullError(Errors.E050.format(reason=err.strerror))
     if err.errno == errno.EPIPE:
         return ClosedPipeError(Errors.E051)
     return None
+
+
+def _special_output(output: str | None) -> str | None:
+    """What the output a write failed on (the error's filename; "-": stdout) is when it is not a
+    regular file, else None (also when the error names none)."""
+    from .io.readers import special_file_kind
+
+    try:
+        mode = os.fstat(sys.stdout.fileno()).st_mode if output == "-" else os.stat(output).st_mode
+    except (OSError, ValueError, TypeError):  # no such file, no filename, a captured stdout
+        return None
+    return special_file_kind(mode)
 
 
 @click.group(cls=Commands)

@@ -58,8 +58,9 @@ class Errors:
             "(or \"cpu\") in the config, e.g. --components.llama_qa.model.device auto.")
     E011 = "E011: unknown device '{device}'. Use auto, cpu, cuda, cuda:N or mps."
     E012 = "E012: unknown dtype '{dtype}'. Use auto, float32, bfloat16 or float16."
-    E013 = ("E013: model path '{path}' does not exist. Fetch the default model with "
-            "`nlpipe models pull smollm2-135m`, or set [components.llama_qa.model] path.")
+    # No fetch hint: a known model's name is fetched on first use, so a path that is missing is a typo.
+    E013 = ("E013: model path '{path}' does not exist. Check the path, or set [components.llama_qa.model] "
+            "path to a model folder, a .gguf file or a model name from `nlpipe models list`.")
     E014 = ("E014: '{path}' is not a model nlpipe can load: expected a Hugging Face folder "
             "(config.json + *.safetensors or *.bin + tokenizer files), a .gguf file, or a Meta "
             "Llama checkpoint folder (params.json + consolidated.*.pth + tokenizer.model).")
@@ -82,6 +83,9 @@ class Errors:
             "run code ({reason}). Use checkpoint files only from a source you trust.")
     E032 = "E032: cannot use '{path}' as Meta Llama params.json: {reason}."
     E033 = "E033: cannot convert the Meta Llama checkpoint at '{path}': {reason}."
+    E026 = ('E026: line {line}: "id" is {value}, not a string; nlpipe does not convert ids (123 and "123", or '
+            'null and "None", would name one document). Write it as a string, or leave "id" out to name the '
+            'document by its line.')
     E024 = ("E024: the chat template of the model at '{path}' failed: {reason}. Check or replace "
             "chat_template in its tokenizer_config.json / chat_template.jinja.")
     E040 = ("E040: line {line} of the output '{path}' is not a complete nlpipe record ({reason}); nothing "
@@ -145,8 +149,15 @@ class Errors:
             "model; download it again.")
     E053 = ("E053: the model at '{path}' has no weights for {names}; nlpipe does not run (or cache) a "
             "model with randomly initialised parts. Download it again.")
+    E054 = ("E054: refused the model at '{path}': its config.json has an auto_map, which names Python code "
+            "shipped with the model, and nlpipe does not run a model's own code. Use a model whose "
+            "architecture transformers has built in (such as Llama).")
+    # The requirement is setup.cfg's [ray] extra, spelled out: "nlpipe[ray]" would name PyPI's
+    # unrelated nlpipe project, and nlpipe's own distribution (nlpipe-qa) is not on PyPI.
+    E055 = ("E055: cannot write the output {output}: it is {kind}, not a regular file, and refused the data "
+            "({reason}). Pass --output with a regular file.")
     E070 = ('E070: --engine ray needs Ray Data, which is not installed. Install it with '
-            '`pip install "nlpipe[ray]"`, or run with --engine local.')
+            '`pip install "ray[data]>=2.40"`, or run with --engine local.')
     E071 = ("E071: cannot start or join Ray at {address}: {reason}. Check --ray-address / RAY_ADDRESS, "
             "or leave both unset to start a local Ray.")
     E072 = ("E072: {workers} worker(s) x {gpus} GPU(s) each need {needed} GPU(s) but the Ray cluster has "

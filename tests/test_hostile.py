@@ -332,6 +332,19 @@ def test_output_failures_exit_with_their_own_code_and_one_line(blank_cfg, tmp_pa
     assert line.startswith(message)
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_an_output_device_that_refuses_data_is_not_told_to_free_space_and_resume(blank_cfg, tmp_path, monkeypatch):
+    # /dev/full answers every write "No space left on device"; freeing space or resuming cannot help.
+    def fail(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", "/dev/full")  # as JsonlWriter raises it
+    monkeypatch.setattr("nlpipe.runner.run", fail)
+    result = run_cli(blank_cfg, "--input", one_text(tmp_path), "--output", str(tmp_path / "out.jsonl"))
+    assert result.exit_code == 74
+    [line] = [line for line in result.stderr.splitlines() if "error" in line]
+    assert line == ("error: E055: cannot write the output '/dev/full': it is a character device, not a regular "
+                    "file, and refused the data (No space left on device). Pass --output with a regular file.")
+
+
 def test_other_os_errors_are_not_taken_for_output_failures(blank_cfg, tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied")

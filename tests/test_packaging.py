@@ -94,7 +94,32 @@ def test_what_readme_commands_write_is_git_ignored():
 def test_the_wheel_ships_the_builtin_pipelines(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(tmp_path), str(REPO)], check=True, capture_output=True, timeout=300)
-    [wheel] = tmp_path.glob("nlpipe-*.whl")
+    [wheel] = tmp_path.glob("nlpipe_qa-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"nlpipe/pipelines/qa.cfg", "nlpipe/pipelines/annotate.cfg"} <= names
     assert any(name.endswith("/licenses/LICENSE") or name.endswith("/LICENSE") for name in names)
+
+
+def _setup_cfg() -> str:
+    return (REPO / "setup.cfg").read_text(encoding="utf-8")
+
+
+def test_no_install_line_names_nlpipe_as_a_package_to_fetch():
+    # "nlpipe" on PyPI is an unrelated project, and nlpipe's own distribution is not on PyPI: a
+    # line installing either by name (not from a path) fetches the wrong package, or none.
+    from nlpipe.errors import Errors
+
+    name = re.search(r"^name = (\S+)$", _setup_cfg(), re.M).group(1)
+    texts = [(REPO / "README.md").read_text(encoding="utf-8"), Errors.E070,
+             *(path.read_text(encoding="utf-8") for path in (REPO / "pipelines").glob("*.cfg"))]
+    commands = [line.split("&&")[0] for text in texts for line in re.findall(r"pip install ([^`\n]+)", text)]
+    requirements = {re.match(r"[\w.-]*", argument.strip("\"'")).group().lower()
+                    for command in commands for argument in command.split() if not argument.startswith("-")}
+    assert name != "nlpipe" and not requirements & {"nlpipe", name}, commands
+
+
+def test_e070_installs_what_the_ray_extra_installs():
+    extra = re.search(r"^ray =\n\s+(\S+)$", _setup_cfg(), re.M).group(1)
+    from nlpipe.errors import Errors
+
+    assert f'pip install "{extra}"' in Errors.E070

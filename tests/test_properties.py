@@ -134,6 +134,9 @@ def test_any_jsonl_lines_give_one_document_per_non_blank_line(lines, final_newli
             assert document.error is not None and document.id == f"docs.jsonl:{n}"
             continue
         if isinstance(record, dict) and isinstance(record.get("text"), str):
+            if not isinstance(record.get("id", ""), str):  # a number, null: refused, not made a string
+                assert (document.id, document.error["type"]) == (f"docs.jsonl:{n}", "invalid_id")
+                continue
             assert document.id == str(record.get("id", f"docs.jsonl:{n}"))
             if document.error is None:
                 assert document.text == record["text"]

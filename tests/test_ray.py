@@ -22,7 +22,7 @@ from nlpipe import cli
 from nlpipe.cli import main
 from nlpipe.config import JobSettings, build_pipeline, job_settings, load_config
 from nlpipe.distributed.ray_engine import (READ_CPUS, RESERVED_CPUS, PipelineWorker, block_plan, pool_shape, ray_records,
-                                          ray_session, windows)
+                                          ray_session, windows, worker_args as actor_args)
 from nlpipe.distributed.reading import read_files
 from nlpipe.errors import ConfigError, EngineError
 from nlpipe.runner import run
@@ -85,9 +85,26 @@ def test_engine_ray_without_ray_installed_exits_2_saying_what_to_install(engine_
                                        str(tmp_path / "out.jsonl"), *engine_option])
     assert result.exit_code == 2, result.output
     [line] = [line for line in result.output.splitlines() if "error" in line]
-    assert "E070" in line and 'pip install "nlpipe[ray]"' in line
+    assert "E070" in line and 'pip install "ray[data]>=2.40"' in line
     assert "Traceback" not in result.output
     assert not (tmp_path / "out.jsonl").exists()
+
+
+@pytest.mark.parametrize("name", ["qa", "annotate"])
+def test_a_builtin_pipeline_name_reaches_the_actors_as_a_config_they_can_load(name, tmp_path, monkeypatch):
+    # Made an absolute path (CWD/qa), a built-in name was E001 in every actor.
+    monkeypatch.chdir(tmp_path)
+    config_path = actor_args(name, {}, JobSettings())["config_path"]
+    assert load_config(config_path) == load_config(name)
+
+
+def test_a_config_file_reaches_the_actors_by_its_absolute_path(tmp_path, monkeypatch):
+    (tmp_path / "mine.cfg").write_text(Path(QA_CFG).read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    config_path = actor_args("mine.cfg", {}, JobSettings())["config_path"]
+    monkeypatch.chdir(REPO)  # an actor's working directory need not be the driver's
+    assert config_path == str(tmp_path / "mine.cfg")
+    assert load_config(config_path) == load_config(QA_CFG)
 
 
 @pytest.mark.parametrize("documents, batch_size", [(50, 5), (540, 64), (1, 32), (65, 64), (10_000, 32), (31, 32)])

@@ -45,3 +45,8 @@ def test_readme_has_the_snippets_the_slow_test_runs():
     snippets = code_blocks("python")
     assert any('spacy.load("en_core_web_sm")' in s for s in snippets)
     assert any("from nlpipe.llm.engine import Llama" in s for s in snippets)
+
+
+def test_every_input_and_questions_file_the_readme_names_is_in_the_checkout():
+    named = set(re.findall(r"--(?:input|questions) (\S+)", README)) - {"-"}
+    assert named and not {path for path in named if not (REPO / path).exists()}

@@ -112,7 +112,7 @@ def register_extensions() -> None:
     """`doc._.questions` (asked of this Doc besides the component's), `doc._.answers` (records,
     [] before any answering), `doc._.qa_error` (why the Doc could not be answered at all),
     `doc._.doc_id` and `doc._.qa_warning` (a batch run's document id and warning, kept in its
-    DocBin output) and the answer spans' attributes."""
+    DocBin output; llama_qa's, when it repaired the Doc's questions) and the answer spans' attributes."""
     for name, default in (("questions", None), ("qa_error", None), ("doc_id", None), ("qa_warning", None)):
         if not Doc.has_extension(name):
             Doc.set_extension(name, default=default)

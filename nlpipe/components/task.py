@@ -11,6 +11,7 @@ from typing import Callable
 from spacy.tokens import Doc, Span
 
 from ..errors import Errors
+from ..io.readers import lone_surrogates_warning, repair_questions
 from ..llm.engine import Llama, Request
 from .evidence import EvidenceSelector
 from .prompting import QAPrompt
@@ -45,13 +46,18 @@ class QATask:
         self._analyses: dict[str, QuestionAnalysis] = {}
 
     def questions_for(self, doc: Doc) -> list[str]:
-        """The component's questions, then the Doc's own; stripped, blank and repeated ones dropped."""
+        """The component's questions, then the Doc's own; stripped, blank and repeated ones dropped.
+        Lone surrogates in the Doc's are replaced by U+FFFD, and `doc._.qa_warning` says so."""
         own = doc._.questions
         if own is None:
             own = []
         elif isinstance(own, str) or not isinstance(own, (list, tuple)) or not all(isinstance(q, str) for q in own):
             # A string would be asked letter by letter, a dict by its keys: neither is meant.
             raise QuestionsError(Errors.E081.format(kind=_kind(own)))
+        # Not UTF-8, a lone surrogate fails spaCy and the model's tokenizer, and with them the batch.
+        own, repaired = repair_questions(own)
+        if repaired:
+            doc._.qa_warning = lone_surrogates_warning({"questions": repaired})
         return list(dict.fromkeys(q.strip() for q in [*self.questions, *own] if q.strip()))
 
     def analyse(self, questions: list[str]) -> list[QuestionAnalysis]:

@@ -13,9 +13,10 @@ import math
 import os
 import re
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 
-from ..config import JobSettings, build_pipeline, load_config
+from ..config import JobSettings, build_pipeline, config_file, load_config
 from ..errors import EngineError, Errors, NlpipeError
 from ..io.readers import Document
 from ..components.llama_qa import LLMPipe
@@ -169,14 +170,29 @@ def windows(items: Iterable[str], max_bytes: int) -> Iterator[list[str]]:
         yield window
 
 
+def worker_args(config_path: str, overrides: dict, settings: JobSettings) -> dict:
+    """What each PipelineWorker is built with (all but its threads)."""
+    return {"config_path": actor_config_path(config_path), "overrides": overrides, "settings": settings,
+            "cwd": os.getcwd()}
+
+
+def actor_config_path(config_path: str) -> str:
+    """`config_path` as an actor loads it: a file by its absolute path (an actor on another node
+    may not start in the driver's directory), a built-in pipeline by its name, which each
+    actor's own nlpipe resolves (made a path, `qa` would be a file that does not exist)."""
+    if Path(config_path).is_file():  # load_config's own order: a file first, then a built-in name
+        return os.path.abspath(config_path)
+    config_file(config_path)  # E001 here, once, rather than in every actor
+    return config_path
+
+
 def ray_records(config_path: str, overrides: dict, settings: JobSettings) -> Engine:
     """An engine (see runner.Engine) running the pipeline of `config_path` on a Ray actor pool.
 
     Records arrive in the order batches finish, not in input order.
     """
     require_ray()
-    worker_args = {"config_path": os.path.abspath(config_path), "overrides": overrides, "settings": settings,
-                   "cwd": os.getcwd()}
+    constructor_args = worker_args(config_path, overrides, settings)
 
     def records(pending: Iterable[tuple[Document, list[str], Tag]]) -> Iterator[tuple[dict, Tag]]:
         with ray_session(settings.ray_address) as ray:
@@ -191,7 +207,7 @@ def ray_records(config_path: str, overrides: dict, settings: JobSettings) -> Eng
                 mapped = read.map_batches(PipelineWorker, batch_size=batch_size,
                                           compute=ray.data.ActorPoolStrategy(size=shape.workers),
                                           num_cpus=shape.cpus, num_gpus=settings.gpus_per_worker or None,
-                                          fn_constructor_kwargs={**worker_args, "threads": shape.threads})
+                                          fn_constructor_kwargs={**constructor_args, "threads": shape.threads})
                 try:
                     for row in mapped.iter_rows():
                         record, tag = json.loads(row["result"])

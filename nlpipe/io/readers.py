@@ -86,6 +86,11 @@ def _file_kind(path: Path) -> str | None:
         mode = path.stat().st_mode
     except OSError:
         return None
+    return special_file_kind(mode)
+
+
+def special_file_kind(mode: int) -> str | None:
+    """What a file of `mode` (st_mode) is when it is not a regular file; None for a regular file."""
     if stat.S_ISREG(mode):
         return None
     return next((kind for test, kind in ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
@@ -145,15 +150,25 @@ def parse_jsonl_line(line: str, line_number: int, source: str) -> Document:
     except (RecursionError, ValueError) as err:  # nesting too deep, an integer too long to convert
         return _failed(doc_id, "invalid_json", f"line {line_number} cannot be read as JSON: {err}")
     if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-        return _failed(str(record.get("id", doc_id)) if isinstance(record, dict) else doc_id,
-                       "missing_text", f"line {line_number} has no string field \"text\"")
+        return _failed(_own_id(record, doc_id), "missing_text", f"line {line_number} has no string field \"text\"")
+    if "id" in record and not isinstance(record["id"], str):
+        # Made a string, 123 would be the document "123" and null the document "None".
+        shown = json.dumps(record["id"], ensure_ascii=False)
+        return _failed(doc_id, "invalid_id", Errors.E026.format(
+            line=line_number, value=shown if len(shown) <= 40 else f"{shown[:40]}…"))
     questions = record.get("questions") or []
     if isinstance(questions, str):
         questions = [questions]
     if not isinstance(questions, list) or not all(isinstance(q, str) for q in questions):
-        return _failed(str(record.get("id", doc_id)), "invalid_questions",
+        return _failed(_own_id(record, doc_id), "invalid_questions",
                        f"line {line_number}: \"questions\" must be a list of strings")
-    return Document(id=str(record.get("id", doc_id)), text=record["text"], questions=questions)
+    return Document(id=_own_id(record, doc_id), text=record["text"], questions=questions)
+
+
+def _own_id(record, default: str | None) -> str | None:
+    """The record's "id" where it is a string; `default` (the line's place) otherwise."""
+    own = record.get("id") if isinstance(record, dict) else None
+    return own if isinstance(own, str) else default
 
 
 def _decoded_lines(stream: BinaryIO, source: str) -> Iterator[tuple[int, str | Document]]:
@@ -223,13 +238,25 @@ def repair_surrogates(document: Document) -> Document:
     found = {name: len(LONE_SURROGATE.findall(value)) for name, value in fields.items()}
     if not any(found.values()):
         return document
-    where = ", ".join(f"{count} in the {name}" for name, count in found.items() if count)
     document.id = LONE_SURROGATE.sub("\ufffd", document.id)
     document.text = document.text and LONE_SURROGATE.sub("\ufffd", document.text)
-    document.questions = [LONE_SURROGATE.sub("\ufffd", q) for q in document.questions]
-    document.warning = {"type": "lone_surrogates", "message": f"lone surrogates ({where}) cannot be UTF-8 and "
-                        "were replaced by U+FFFD; offsets are unchanged"}
+    document.questions, _ = repair_questions(document.questions)
+    document.warning = lone_surrogates_warning(found)
     return document
+
+
+def repair_questions(questions: list[str]) -> tuple[list[str], int]:
+    """`questions` with every lone surrogate replaced by U+FFFD, and how many there were."""
+    repaired = [LONE_SURROGATE.subn("\ufffd", question) for question in questions]
+    return [question for question, _ in repaired], sum(count for _, count in repaired)
+
+
+def lone_surrogates_warning(found: dict[str, int]) -> dict:
+    """The warning of a document (or Doc) whose lone surrogates were replaced: `found` counts
+    them by where they were (id, text, questions)."""
+    where = ", ".join(f"{count} in the {name}" for name, count in found.items() if count)
+    return {"type": "lone_surrogates", "message": f"lone surrogates ({where}) cannot be UTF-8 and were replaced "
+            "by U+FFFD; offsets are unchanged"}
 
 
 def read_questions(path: str) -> list[str]:

@@ -11,6 +11,7 @@ import json
 import os
 import stat
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -269,15 +270,28 @@ class JsonlWriter:
         first = self._stream is None
         if first:
             self._stream = self._open()
-        self._stream.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._stream.flush()
+        with self._naming_the_output():
+            self._stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self._stream.flush()
         if first and self.replace:
             os.fsync(self._stream.fileno())
             os.replace(temporary_path(self.target), self.target)
 
     def __exit__(self, *exc) -> None:
         if self._stream is not None and self._stream is not sys.stdout:
-            self._stream.close()
+            with self._naming_the_output():  # closing flushes what a failed write left
+                self._stream.close()
+
+    @contextmanager
+    def _naming_the_output(self):
+        """An OSError of a write names the output (its filename): what the CLI says of it depends on
+        what the output is (a full disk, or a device such as /dev/full)."""
+        try:
+            yield
+        except OSError as err:
+            if err.filename is not None:
+                raise
+            raise OSError(err.errno, err.strerror, self.target) from err
 
 
 def drop_lines(path: str, offsets: set[int]) -> None:

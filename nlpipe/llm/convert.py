@@ -179,9 +179,11 @@ def convert_gguf(gguf_file: Path, out_dir: Path) -> Path:
     gguf_file = Path(gguf_file)
     check_gguf(gguf_file)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
+        tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name,
+                                                  trust_remote_code=False)  # as in loading.py
         model, loading_info = AutoModelForCausalLM.from_pretrained(
-            gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32, output_loading_info=True)
+            gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32, output_loading_info=True,
+            trust_remote_code=False)
     except Exception as err:  # transformers raises many types for a bad file
         raise ModelError(Errors.E015.format(path=gguf_file, reason=err)) from err
     model = loaded_in_full(model, loading_info, gguf_file)
@@ -449,7 +451,7 @@ def meta_tokenizer(folder: Path, chat: bool):
         # legacy: Meta encodes the text between special tokens piece by piece, each with
         # SentencePiece's leading "▁"; legacy=False would drop it after <s> and </s>.
         tokenizer = LlamaTokenizer.from_pretrained(folder, add_bos_token=True, legacy=True,
-                                                   local_files_only=True)
+                                                   local_files_only=True, trust_remote_code=False)
     except Exception as err:  # transformers raises many types for a bad file
         raise ModelError(Errors.E015.format(path=folder / META_TOKENIZER, reason=err)) from err
     tokenizer.init_kwargs["legacy"] = True  # else not saved, and the reloaded tokenizer drops the "▁"

@@ -1,5 +1,10 @@
-"""Load a causal LM and its tokenizer from a Hugging Face folder, a GGUF file or a Meta Llama folder."""
+"""Load a causal LM and its tokenizer from a Hugging Face folder, a GGUF file or a Meta Llama folder.
 
+Every transformers load says trust_remote_code=False: left unset, transformers asks on a
+terminal whether to run code a model folder ships, and runs it on a "y".
+"""
+
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,10 +36,22 @@ def checkpoint_format(path: Path) -> str:
         has_weights = any(any(path.glob(p)) for p in WEIGHT_PATTERNS)
         has_tokenizer = any((path / f).is_file() for f in TOKENIZER_FILES)
         if has_config and has_weights and has_tokenizer:
+            refuse_own_code(path)
             return "hf"
         if is_meta_folder(path):
             return "meta"
     raise ModelError(Errors.E014.format(path=path))
+
+
+def refuse_own_code(folder: Path) -> None:
+    """E054 for a folder whose config.json names code of its own (auto_map): a model is data,
+    and its files come from anyone."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # transformers says what is wrong with it (E015)
+    if isinstance(config, dict) and config.get("auto_map"):
+        raise ModelError(Errors.E054.format(path=folder))
 
 
 def is_meta_folder(path: Path) -> bool:
@@ -63,9 +80,9 @@ def model_config(path: Path):
 
     kind = checkpoint_format(path)
     if kind == "hf":
-        return AutoConfig.from_pretrained(path)
+        return AutoConfig.from_pretrained(path, trust_remote_code=False)
     if kind == "gguf":
-        return AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
+        return AutoConfig.from_pretrained(path.parent, gguf_file=path.name, trust_remote_code=False)
     params, sentencepiece = read_params(path), read_sentencepiece(path)
     vocab_size = params["vocab_size"] if params["vocab_size"] > 0 else sentencepiece.vocab_size()
     return meta_config(params, vocab_size, sentencepiece, torch.float32)
@@ -75,7 +92,7 @@ def parameter_count(config) -> int:
     from transformers import AutoModelForCausalLM
 
     with torch.device("meta"):  # shapes only: no memory, no initialisation
-        model = AutoModelForCausalLM.from_config(config)
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=False)
     return sum(p.numel() for p in model.parameters())  # tied weights are one parameter
 
 
@@ -113,9 +130,10 @@ def load_model(path: Path, device: torch.device, dtype: torch.dtype, allow_split
     split = allow_split and device.type == "cuda" and needs_several_gpus(
         parameter_count(model_config(folder)) * dtype.itemsize)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
         model, loading_info = AutoModelForCausalLM.from_pretrained(
-            folder, dtype=dtype, output_loading_info=True, **({"device_map": "auto"} if split else {}))
+            folder, dtype=dtype, output_loading_info=True, **({"device_map": "auto"} if split else {}),
+            trust_remote_code=False)
     except Exception as err:  # transformers, safetensors and torch each raise their own types
         raise ModelError(Errors.E015.format(path=path, reason=str(err).strip().splitlines()[0])) from err
     model = loaded_in_full(model, loading_info, folder)

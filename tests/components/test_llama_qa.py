@@ -537,3 +537,17 @@ def test_a_question_below_the_no_answer_threshold_gets_no_answer(qa, qa_nlp, mon
     monkeypatch.setattr(qa.selector, "threshold", 0.05)  # 0.1 clears it: answered
     answer = qa_nlp(make_doc(qa_nlp, TEXT, ["Where is the Eiffel Tower?"]))._.answers[0]
     assert answer["answerable"] is True and answer["text"]
+
+
+def test_a_lone_surrogate_in_a_question_is_repaired_in_its_doc_alone(qa_nlp):
+    # Not UTF-8, a lone surrogate broke the annotation of the question, and with it every Doc of
+    # the batch; it is replaced by U+FFFD, as the batch readers do, and the Doc says so.
+    docs = [make_doc(qa_nlp, TEXT, ["Where is the Eiffel Tower?"]),
+            make_doc(qa_nlp, TEXT, ["Where is the Eiffel \ud800Tower?"]),
+            make_doc(qa_nlp, TEXT, ["Where is the Eiffel Tower?"])]
+    first, repaired, last = list(qa_nlp.pipe(docs))
+    assert first._.answers[0]["text"] == last._.answers[0]["text"] == "Paris"
+    assert first._.qa_warning is None and last._.qa_warning is None
+    assert repaired._.qa_error is None
+    assert [a["question"] for a in repaired._.answers] == ["Where is the Eiffel \ufffdTower?"]
+    assert repaired._.qa_warning["type"] == "lone_surrogates" and "1 in the questions" in repaired._.qa_warning["message"]

@@ -86,7 +86,7 @@ def test_jsonl_ids_text_and_questions(tmp_path):
         json.dumps({"id": "first", "text": "One.", "questions": ["Q1?", "Q2?"]}),
         "",
         json.dumps({"text": "Two."}),
-        json.dumps({"id": 7, "text": "Three.", "questions": "Single?"}),
+        json.dumps({"id": "7", "text": "Three.", "questions": "Single?"}),  # a number is refused (below)
         json.dumps({"id": "empty-q", "text": "Four.", "questions": None}),
     ])
     docs = list(read_documents(str(path)))
@@ -122,6 +122,23 @@ def test_jsonl_bad_lines_become_error_records(tmp_path):
     ]
     assert "line 2" in docs[1].error["message"]
     assert all(d.text is None for d in docs if d.error)
+
+
+@pytest.mark.parametrize("given", [123, None, 1.5, True, ["a"], {"a": 1}])
+def test_an_id_that_is_not_a_string_fails_its_line_alone(tmp_path, given):
+    # str() made 123 the id "123", one document with the record so named, and null the id "None".
+    path = write_jsonl(tmp_path / "docs.jsonl", [json.dumps({"id": str(given), "text": "One."}),
+                                                 json.dumps({"id": given, "text": "Two."}),
+                                                 json.dumps({"id": "after", "text": "Three."})])
+    named, refused, after = read_documents(str(path))
+    assert (named.id, named.error, after.id, after.error) == (str(given), None, "after", None)
+    assert (refused.id, refused.text, refused.error["type"]) == ("docs.jsonl:2", None, "invalid_id")
+    assert refused.error["message"].startswith(f"E026: line 2: \"id\" is {json.dumps(given)}, not a string")
+
+
+def test_a_line_failing_for_another_reason_is_named_by_its_place_when_its_id_is_not_a_string():
+    assert parse_jsonl_line('{"id": 5, "body": "x"}', 3, "src").id == "src:3"
+    assert parse_jsonl_line('{"id": "five", "body": "x"}', 3, "src").id == "five"
 
 
 def test_jsonl_with_bad_bytes_keeps_going(tmp_path):

@@ -1,5 +1,6 @@
 """doc_record, JsonlWriter, and reading, locking and rewriting an existing output."""
 
+import errno
 import json
 import os
 import tracemalloc
@@ -74,6 +75,15 @@ def test_writer_overwrites(tmp_path):
     with JsonlWriter(str(target)) as writer:
         writer.write({"id": 1})
     assert target.read_text() == '{"id": 1}\n'
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_write_that_fails_names_its_output():
+    # What the CLI then says depends on what the output is: a full disk, or a device such as this.
+    with pytest.raises(OSError) as caught:
+        with JsonlWriter("/dev/full") as writer:
+            writer.write({"id": "a"})
+    assert (caught.value.errno, caught.value.filename) == (errno.ENOSPC, "/dev/full")
 
 
 def test_writer_to_stdout(capsys):
