@@ -4,7 +4,7 @@
 
 The baseline is what a user would write: spaCy's nlp.pipe over the texts, then Hugging Face
 `model.generate` once per (document, question) with a plain prompt. nlpipe runs
-pipelines/qa.cfg (reader mode unless --mode says otherwise). Both answer the same SQuAD paragraphs; printed: questions/s,
+pipelines/qa.cfg (grounded mode unless --mode says otherwise). Both answer the same SQuAD paragraphs; printed: questions/s,
 F1 against the references, and nlpipe's speed ratio, for 5 questions and 1 question per document.
 "model tok/s" counts every token position the model ran (prompt, generated or scored tokens,
 padding included), so it says how busy each approach kept the hardware.
@@ -91,10 +91,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, or cuda (the GPU variant, bf16)")
     parser.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA and on CPUs with native bf16), float32, "
                                                         "bfloat16")
-    parser.add_argument("--mode", default="reader", help="llama_qa mode: reader (the default), grounded")
+    parser.add_argument("--mode", help="llama_qa mode (default: the config's, grounded): grounded or reader")
     args = parser.parse_args()
-    nlp = qa_pipeline({"components.llama_qa.model.device": args.device, "components.llama_qa.model.dtype": args.dtype,
-                       "components.llama_qa.mode": args.mode})
+    overrides = {"components.llama_qa.model.device": args.device, "components.llama_qa.model.dtype": args.dtype}
+    if args.mode:
+        overrides["components.llama_qa.mode"] = args.mode
+    nlp = qa_pipeline(overrides)
     dtype = str(nlp.get_pipe("llama_qa").llm.model.dtype).removeprefix("torch.")
     llm = nlp.get_pipe("llama_qa").llm
     print(f"device {llm.device}, dtype {dtype}, {torch.get_num_threads()} torch threads, "

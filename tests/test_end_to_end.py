@@ -69,34 +69,3 @@ def test_readme_command_on_the_examples(smollm2_dir, tmp_path):
     opened = {r["id"]: r["answers"][2]["text"] for r in records}
     assert "1973" in opened["sydney_opera_house.txt"]
 
-
-PLAIN = [
-    ("The Danube flows through ten countries, more than any other river in the world. It is about 2,850 "
-     "kilometres long.", "How long is the Danube?", "2,850 kilometres"),
-    ("Marie Curie was born in Warsaw in 1867. She moved to Paris in 1891 to study physics.",
-     "When did Marie Curie move to Paris?", "1891"),
-    ("The Eiffel Tower is in Paris. It was designed by the engineer Gustave Eiffel and completed in 1889.",
-     "Who designed the tower?", "Gustave Eiffel"),
-    ("The Sydney Opera House was designed by the Danish architect Jørn Utzon.", "Who designed it?", "Utzon"),
-    (SUPER_BOWL, "Which team won Super Bowl 50?", "Denver Broncos"),
-]
-ACME = ("Acme Corp reported revenue of 12 million dollars in 2023. The company was founded in Ohio in 1950 and "
-        "employs 300 people.")
-
-
-@pytest.mark.parametrize("text, question, expected", PLAIN, ids=[q for _, q, _ in PLAIN])
-def test_the_default_pipeline_answers_plain_questions(real_nlp, text, question, expected):
-    doc = real_nlp.make_doc(text)
-    doc._.questions = [question]
-    [answer] = real_nlp(doc)._.answers
-    assert answer["answerable"] is True and expected in answer["text"], answer
-    assert text[answer["start_char"]:answer["end_char"]] == answer["text"]
-
-
-def test_a_why_question_the_text_does_not_answer_gets_no_answer(real_nlp):
-    doc = real_nlp.make_doc(ACME)
-    doc._.questions = ["Why did the revenue grow?"]
-    [answer] = real_nlp(doc)._.answers
-    assert answer["answerable"] is False and answer["text"] == "" and answer["start_char"] is None
-    # The confidence of "no answer" is the chance that the text does not answer: the threshold or more.
-    assert real_nlp.get_pipe("llama_qa").reader.threshold <= answer["confidence"] <= 1

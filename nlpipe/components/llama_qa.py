@@ -37,7 +37,7 @@ DEFAULT_CONFIG = {
     "prompt": {"@misc": "nlpipe.QAPrompt.v1"},
     "selector": {"@misc": "nlpipe.SpanSelector.v3"},
     "reader": {"@misc": "nlpipe.Reader.v1"},
-    "mode": "reader",
+    "mode": "grounded",
     "questions": [],
     "batch_size": 16,
     "top_k": 1,
@@ -51,8 +51,8 @@ DEFAULT_CONFIG = {
 def make_llama_qa(nlp: Language, name: str, model: Llama, evidence: EvidenceSelector, prompt: QAPrompt,
                   selector: SpanSelector, reader: Reader, mode: Literal["reader", "grounded", "generative"],
                   questions: List[str], batch_size: PositiveInt, top_k: PositiveInt, copy_model: bool) -> "LlamaQA":
-    """`mode`: "reader" (the trained reader picks a span or says "no answer"), "grounded" (the
-    span selector ranks typed candidates) or "generative" (the model's reply). `batch_size`:
+    """`mode`: "grounded" (the span selector ranks typed candidates), "reader" (the trained
+    reader picks a span or says "no answer") or "generative" (the model's reply). `batch_size`:
     documents whose questions go to the model together (each model call is bounded by the
     model's max_batch_tokens). `top_k` > 1 (reader and grounded modes) also gives each
     answer's k best distinct spans with their confidences."""

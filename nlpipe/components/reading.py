@@ -116,14 +116,13 @@ class Reader:
         if not asked:
             return
         head = self.head(llm)
-        tokenizer, doc_text = llm.tokenizer, lambda a: a.doc.text
-        plans = []  # per row: its windows with their context token offsets
-        rows = []
+        plans = []  # per question: its windows, each with its context tokens' offsets
+        rows = []  # per window: (question ids, context ids), what the model reads
         for a in asked:
-            question = question_ids(tokenizer, a.question.text)
+            question = question_ids(llm.tokenizer, a.question.text)
             plan = []
             for window in self.windows(a, llm.count_tokens):
-                ids, offsets = context_ids(tokenizer, doc_text(a)[window.start_char:window.end_char])
+                ids, offsets = context_ids(llm.tokenizer, a.doc.text[window.start_char:window.end_char])
                 # Token counts of pieces and of the joined text can differ by a token or two.
                 plan.append((window, offsets[:self.max_tokens]))
                 rows.append((question, ids[:self.max_tokens]))
