@@ -85,17 +85,6 @@ def en_nlp(spacy_model_name):
     return spacy.load(spacy_model_name)
 
 
-@pytest.fixture(autouse=True)
-def float32_for_mechanics_tests(request, monkeypatch):
-    """dtype "auto" is bf16 on CPUs with native bf16 units (devices.cpu_has_fast_bf16). The tiny
-    random model's mechanics tests compare scores at float32 precision, so they run float32
-    wherever they run; the real-model (slow) tests keep the production choice."""
-    from nlpipe.llm import devices
-
-    if request.node.get_closest_marker("slow") is None:
-        monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: False)
-
-
 def qa_overrides_for(model_dir) -> dict:
     """Overrides that point pipelines/qa.cfg at a (tiny) model, on CPU. The no-answer model's
     inputs include the model's likelihoods, which a random model makes meaningless, so these

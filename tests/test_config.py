@@ -262,7 +262,7 @@ def test_the_run_refuses_the_same_values_naming_the_same_section(overrides, sect
 
 def test_validate_reports_all_five_problems_of_a_file(tmp_path):
     text = QA_CFG.read_text()
-    for old, new in [('mode = "reader"', 'mode = "reade"'),
+    for old, new in [('mode = "grounded"', 'mode = "grounde"'),
                      ("[components.llama_qa.selector.weights]\n", "[components.llama_qa.selector.weights]\nnearr = 1.26\n"),
                      ("max_new_tokens = 32", 'max_new_tokens = "lots"'), ("max_sentences = 3", 'max_sentences = "x"'),
                      ("n_process = 1", "n_process = 1\nbatchsize = 8")]:

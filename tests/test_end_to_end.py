@@ -69,3 +69,21 @@ def test_readme_command_on_the_examples(smollm2_dir, tmp_path):
     opened = {r["id"]: r["answers"][2]["text"] for r in records}
     assert "1973" in opened["sydney_opera_house.txt"]
 
+
+
+def test_the_shipped_reader_on_the_real_model(smollm2_dir):
+    """mode reader with the reader shipped for SmolLM2-135M: every record is a span of the text
+    with its probability, or "no answer" with the probability that there is none."""
+    nlp = build_pipeline(load_config(REPO / "pipelines" / "qa.cfg", {
+        "components.llama_qa.model.path": str(smollm2_dir), "components.llama_qa.mode": "reader"}))
+    doc = nlp.make_doc(SUPER_BOWL)
+    doc._.questions = ["Which team won Super Bowl 50?", "When was the game played?", "Who sang the anthem?"]
+    records = nlp(doc)._.answers
+    threshold = nlp.get_pipe("llama_qa").reader.threshold
+    assert len(records) == 3 and 0 < threshold < 1
+    for record in records:
+        assert 0 <= record["confidence"] <= 1 and "error" not in record
+        if record["answerable"]:
+            assert SUPER_BOWL[record["start_char"]:record["end_char"]] == record["text"] != ""
+        else:
+            assert record["text"] == "" and record["start_char"] is None and record["confidence"] >= threshold
