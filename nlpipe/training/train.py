@@ -19,6 +19,7 @@ import torch
 
 from ..evaluation import scores as squad_scores
 from ..llm.devices import cpu_has_fast_bf16
+from ..llm.engine import token_groups
 from ..llm.reader import ReaderConfig, ReaderHead, best_spans, span_distribution
 from .examples import Example
 from .features import FeatureCache
@@ -75,15 +76,7 @@ def batches_of(indices: list[int], lengths: list[int], batch_tokens: int, rng: r
     """Indices grouped by similar length (little padding), each batch within `batch_tokens`
     (rows x longest), in a shuffled order."""
     order = sorted(indices, key=lambda i: (lengths[i], rng.random()))
-    batches, current, longest = [], [], 0
-    for i in order:
-        if current and max(longest, lengths[i]) * (len(current) + 1) > batch_tokens:
-            batches.append(current)
-            current, longest = [], 0
-        current.append(i)
-        longest = max(longest, lengths[i])
-    if current:
-        batches.append(current)
+    batches = token_groups(order, lengths, batch_tokens)
     rng.shuffle(batches)
     return batches
 
