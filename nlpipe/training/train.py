@@ -10,7 +10,7 @@ same function, so what cross-validation measures is what the pipeline does.
 import math
 import os
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -242,7 +242,3 @@ def choose_threshold(predictions: list[Prediction]) -> float | None:
     has_f1 = ((no_answer[None, :] < cuts[:, None]) * f1[None, :]).mean(1)
     no_accuracy = (unanswerable[None, :] >= cuts[:, None]).mean(1)
     return float(cuts[int(np.argmax(has_f1 + no_accuracy))])
-
-
-def settings_dict(settings: TrainSettings) -> dict:
-    return asdict(settings)

@@ -15,7 +15,7 @@ from nlpipe.llm.reader import (ReaderConfig, ReaderHead, best_spans, default_lay
 from nlpipe.training import features as feature_cache
 from nlpipe.training.examples import answer_spans, deal_folds, fold_keys, read_examples
 from nlpipe.training.job import train_reader
-from nlpipe.training.train import (Checkpoint, Prediction, TrainSettings, choose_threshold, predict, token_targets,
+from nlpipe.training.train import (Checkpoint, Prediction, choose_threshold, predict, token_targets,
                                    train_head)
 from tests.squad_data import SMALL, write_squad
 
