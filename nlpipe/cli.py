@@ -332,7 +332,8 @@ def _print_summary(summary, output: str) -> None:
     for label, value in (("documents", summary.documents), ("resumed (already done)", summary.resumed),
                          ("redone (changed or retried)", summary.redone),
                          ("failed", summary.failed),
-                         ("questions answered", summary.questions), ("answers grounded in text", summary.grounded),
+                         ("questions asked", summary.questions), ("answers grounded in text", summary.grounded),
+                         ("no answer (the text does not say)", summary.no_answer),
                          ("wall time", f"{summary.seconds:.2f} s"), ("docs/s", f"{summary.docs_per_second:.2f}"),
                          ("questions/s", f"{summary.questions_per_second:.2f}"), ("output", output)):
         table.add_row(label, str(value))

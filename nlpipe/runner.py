@@ -41,6 +41,7 @@ class RunSummary:
     failed: int = 0
     questions: int = 0
     grounded: int = 0  # answers that are a span of their document
+    no_answer: int = 0  # questions the document does not answer (answerable false)
     resumed: int = 0  # already in the output from an earlier run, with the same fingerprint
     redone: int = 0  # in the output, but their text, questions or failure asked for a new record
     total: int | None = None  # documents in the input, where that is cheap to count
@@ -341,4 +342,5 @@ def _count(summary: RunSummary, record: dict, started: float) -> None:
     summary.failed += "error" in record
     summary.questions += len(answers)
     summary.grounded += sum(a["start_char"] is not None for a in answers)
+    summary.no_answer += sum(a.get("answerable") is False for a in answers)
     summary.seconds = time.perf_counter() - started

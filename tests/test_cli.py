@@ -630,3 +630,17 @@ def test_train_interrupted_says_how_to_resume_and_resumes(runner, qa_overrides, 
 def test_train_problems_are_one_line(runner, tmp_path):
     result = runner.invoke(main, ["train", str(tmp_path / "nope.json"), "--output", str(tmp_path / "r")])
     assert result.exit_code == 2 and "E022" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_run_summary_counts_no_answer_apart_from_answers(runner, override_args, docs, questions, tmp_path):
+    """An abstention is not an answer: the summary says how many questions got "no answer"."""
+    result = runner.invoke(main, ["run", QA_CFG, "--input", str(docs), "--output", str(tmp_path / "a.jsonl"),
+                                  "--questions", str(questions), *override_args,
+                                  "--components.llama_qa.selector.answerability", "true",
+                                  "--components.llama_qa.selector.no_answer_threshold", "1.0"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in lines((tmp_path / "a.jsonl").read_text(encoding="utf-8"))]
+    abstained = sum(a["answerable"] is False for r in records for a in r["answers"])
+    assert abstained == 4
+    assert "questions asked" in result.stderr and "questions answered" not in result.stderr
+    assert f"no answer (the text does not say) {abstained}" in " ".join(result.stderr.replace("│", " ").split())
