@@ -1,5 +1,6 @@
 """Pipeline configs: spaCy's config format plus an [nlpipe] section that carries the batch job."""
 
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -129,9 +130,31 @@ def _first_line(err: Exception) -> str:
     return str(err).strip().splitlines()[0]
 
 
+_NOT_A = re.compile(r"^(?:at root: )?(?P<value>.+?) is not (?P<kind>typing\.Literal\[(?P<options>.*)\]|<class '(?P<cls>[\w.]+)'>)$",
+                    re.S)
+_KINDS = {"PositiveInt": "a positive integer", "NonNegativeInt": "an integer, 0 or more", "int": "an integer",
+          "PositiveFloat": "a positive number", "NonNegativeFloat": "a number, 0 or more", "float": "a number",
+          "ConstrainedFloatValue": "a number within the range the config's comment gives",
+          "ConstrainedIntValue": "an integer within the range the config's comment gives",
+          "ConstrainedStrValue": "one of the values the config's comment gives", "str": "a string",
+          "bool": "true or false"}
+
+
+def plain_message(message: str) -> str:
+    """pydantic's "-1 is not <class 'pydantic.v1.types.PositiveInt'>" said the way a person
+    would: "must be a positive integer, not -1"."""
+    found = _NOT_A.match(message.strip())
+    if found is None:
+        return message
+    if found["options"] is not None:
+        return f"must be one of {found['options']}, not {found['value']}"
+    kind = _KINDS.get(found["cls"].rsplit(".", 1)[-1])
+    return f"must be {kind}, not {found['value']}" if kind else message
+
+
 def _describe(err: ConfigValidationError) -> str:
     problems = [Errors.E002.format(section=".".join(str(p) for p in e["loc"][:-1]) or err.title or "config",
-                                   key=e["loc"][-1] if e["loc"] else "", message=e["msg"])
+                                   key=e["loc"][-1] if e["loc"] else "", message=plain_message(e["msg"]))
                 for e in (err.errors or [])]
     return "\n".join(problems) or _first_line(err)
 
@@ -220,7 +243,7 @@ def _build_problems(build, block: dict, section: str) -> tuple[object, list[str]
             # Errors locate keys from the block's own root, which `section` replaces.
             errors = [e for e in err.errors or [] if e["loc"][1:2] and e["loc"][1] not in dropped]
             problems += [Errors.E002.format(section=".".join([section, *map(str, e["loc"][1:-1])]),
-                                            key=e["loc"][-1], message=e["msg"]) for e in errors]
+                                            key=e["loc"][-1], message=plain_message(e["msg"])) for e in errors]
             refused = {e["loc"][1] for e in errors if len(e["loc"]) == 2 and e["loc"][1] in block}
             if not refused:
                 return None, problems or [Errors.E060.format(section=section, message=_first_line(err))]

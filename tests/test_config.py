@@ -293,3 +293,13 @@ def test_repository_pipelines_are_the_packaged_ones():
 
     assert sorted(p.name for p in PIPELINES.glob("*.cfg")) == sorted(p.name for p in QA_CFG.parent.glob("*.cfg"))
     assert all((PIPELINES / p.name).samefile(p) for p in QA_CFG.parent.glob("*.cfg"))
+
+
+def test_validate_says_what_a_value_must_be_in_words_not_python_types():
+    problems = validate(QA_CFG, {"components.llama_qa.mode": "extractive", "components.llama_qa.batch_size": -1,
+                                 "components.llama_qa.reader.no_answer_threshold": 2})
+    text = "\n".join(problems)
+    assert "mode: must be one of 'reader', 'grounded', 'generative', not 'extractive'" in text
+    assert "batch_size: must be a positive integer, not -1" in text
+    assert "no_answer_threshold: must be a number within the range the config's comment gives, not 2" in text
+    assert "typing." not in text and "<class" not in text and "pydantic" not in text
