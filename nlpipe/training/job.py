@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-import torch
 
 from ..errors import ConfigError, Errors, InputError
 from ..llm.cache import cache_root
@@ -43,12 +42,13 @@ class TrainResult:
 def train_reader(files: list[Path], output: Path, *, model: str = "smollm2-135m", device: str = "auto",
                  dtype: str = "auto", settings: TrainSettings = TrainSettings(), folds: int = 5,
                  limit: int | None = None, progress: ProgressCallback = lambda stage, done, total: None) -> TrainResult:
+    """Train a reader for `model` on the SQuAD-format `files` (the first `limit` questions) and
+    write it to `output`; `progress(stage, done, total)` follows every long step."""
     check_output(output)
     examples = read_examples([Path(f) for f in files])[:limit]
     if not any(e.answerable for e in examples):
         raise InputError(Errors.E088.format(files=", ".join(map(str, files)),
                                             reason="no answerable question whose answer is a span of its paragraph"))
-    torch.manual_seed(settings.seed)
     timings, began = {}, time.perf_counter()
     llm = Llama(model, device=device, dtype=str(training_dtype(dtype, resolve_device(device))).removeprefix("torch."))
     loaded = llm.load()
@@ -74,7 +74,7 @@ def train_reader(files: list[Path], output: Path, *, model: str = "smollm2-135m"
     results = []
     for number, held in enumerate(deal_folds(keys, folds), start=1):
         test = [i for i, key in enumerate(keys) if key in set(held)]
-        train = [i for i, key in enumerate(keys) if key not in set(held)]
+        train = sorted(set(range(len(examples))) - set(test))
         results.append(held_out(run / f"fold-{number}.json", held, lambda: predict(
             fit(f"fold {number}", train), cache, examples, test)))
     for result in results:  # each fold's threshold from the others' held-out predictions only
@@ -98,7 +98,8 @@ def train_reader(files: list[Path], output: Path, *, model: str = "smollm2-135m"
                              "folds": rows, "pooled": pooled},
         "seconds": timings,
         "license": "Trained on SQuAD questions (Rajpurkar et al. 2016, 2018; CC BY-SA 4.0).",
-        "command": "nlpipe train " + " ".join(Path(f).name for f in files),
+        "command": " ".join(["nlpipe train", *(Path(f).name for f in files), "--folds", str(folds),
+                             "--epochs", str(settings.epochs), "--seed", str(settings.seed)]),
     }
     write_reader(head, output, provenance)
     return TrainResult(output, rows, pooled, threshold, timings)
