@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-
 from ..errors import ConfigError, Errors, InputError
 from ..llm.cache import cache_root
 from ..llm.devices import resolve_device, training_dtype
