@@ -630,3 +630,13 @@ def test_train_interrupted_says_how_to_resume_and_resumes(runner, qa_overrides, 
 def test_train_problems_are_one_line(runner, tmp_path):
     result = runner.invoke(main, ["train", str(tmp_path / "nope.json"), "--output", str(tmp_path / "r")])
     assert result.exit_code == 2 and "E022" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("how", [["--top-k", "1" + "0" * 30], ["--top-k", "1e30"],
+                                 ["--components.llama_qa.top_k", "1e30"],
+                                 ["--components.llama_qa.top_k", "1" + "0" * 30]])
+def test_a_huge_top_k_is_one_line(runner, override_args, how):
+    result = runner.invoke(main, ["ask", QA_CFG, "Where?", "--text", "Paris.", *override_args, *how])
+    assert result.exit_code == 2, result.output
+    assert "top" in result.stderr and "Traceback" not in result.stderr
+    assert not isinstance(result.exception, OverflowError)
