@@ -6,6 +6,7 @@ than a document may hold, or anything but a regular file found in a folder.
 """
 
 import json
+import os
 import re
 import stat
 import sys
@@ -257,6 +258,29 @@ def lone_surrogates_warning(found: dict[str, int]) -> dict:
     where = ", ".join(f"{count} in the {name}" for name, count in found.items() if count)
     return {"type": "lone_surrogates", "message": f"lone surrogates ({where}) cannot be UTF-8 and were replaced "
             "by U+FFFD; offsets are unchanged"}
+
+
+# Settings files (selector weights, reader.json, a questions file) are small; a bigger one, or a
+# device such as /dev/zero named as one, is refused before it fills memory.
+MAX_SMALL_FILE_BYTES = 10 * 2**20
+
+
+class TooBigError(ValueError):
+    """A small file that is not a regular file or is over its cap."""
+
+
+def read_small_file(path, max_bytes: int | None = None) -> str:
+    """The UTF-8 text of the regular file at `path`, of at most `max_bytes` (default
+    MAX_SMALL_FILE_BYTES); TooBigError (a ValueError) for anything else, before reading more."""
+    max_bytes = MAX_SMALL_FILE_BYTES if max_bytes is None else max_bytes
+    with open(path, "rb") as stream:
+        kind = special_file_kind(os.fstat(stream.fileno()).st_mode)
+        if kind:
+            raise TooBigError(f"it is {kind}, not a regular file")
+        data = stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise TooBigError(f"it is over {max_bytes:,} bytes, more than such a file holds")
+    return data.decode("utf-8")
 
 
 def read_questions(path: str) -> list[str]:
