@@ -286,7 +286,7 @@ def read_small_file(path, max_bytes: int | None = None) -> str:
 def read_questions(path: str) -> list[str]:
     """One question per line; blank lines and lines starting with '#' are skipped."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
+        lines = read_small_file(path).splitlines()  # /dev/zero filled gigabytes, then MemoryError
+    except (OSError, ValueError) as err:  # UnicodeDecodeError and TooBigError are ValueErrors
         raise InputError(Errors.E009.format(path=path, reason=err)) from None
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
