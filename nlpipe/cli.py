@@ -17,6 +17,7 @@ from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progre
 from rich.table import Table
 
 from . import __version__
+from .components.answers import MAX_TOP_K
 from .errors import ClosedPipeError, DiskFullError, Errors, InputError, NlpipeError
 from .training.train import TrainSettings
 
@@ -84,7 +85,7 @@ def with_top_k(config_path: str, overrides: dict, top_k: int | None) -> dict:
     return {**overrides, **{f"components.{name}.top_k": top_k for name in names}}
 
 
-TOP_K = click.option("--top-k", type=click.IntRange(min=1),
+TOP_K = click.option("--top-k", type=click.IntRange(min=1, max=MAX_TOP_K),
                      help="Also give each answer's k best distinct spans with confidences (grounded mode).")
 
 

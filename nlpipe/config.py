@@ -59,7 +59,7 @@ def load_config(path, overrides: dict | None = None) -> util.Config:
     """Read `path`, apply dotted overrides (`components.llama_qa.model.device`), interpolate."""
     path = config_file(path)
     try:
-        return util.load_config(path, overrides=overrides or {}, interpolate=True)
+        config = util.load_config(path, overrides=overrides or {}, interpolate=True)
     except ConfigValidationError as err:
         if err.errors:
             raise ConfigError(_describe(err)) from None
@@ -68,6 +68,23 @@ def load_config(path, overrides: dict | None = None) -> util.Config:
         raise ConfigError(Errors.E020.format(path=path, reason=" ".join(r for r in reason[-3:] if r))) from None
     except Exception as err:  # configparser raises a dozen error types for a malformed file
         raise ConfigError(Errors.E020.format(path=path, reason=str(err).strip().splitlines()[-1])) from None
+    refuse_huge_integers(config)
+    return config
+
+
+INT64 = 2**63
+
+
+def refuse_huge_integers(block, section: str = "") -> None:
+    """E060 for a whole number beyond 64 bits, which no setting needs and spaCy's JSON check of a
+    component's settings fails on (SystemError, OverflowError) instead of naming it."""
+    for key, value in block.items() if isinstance(block, dict) else enumerate(block):
+        if isinstance(value, (dict, list)):
+            refuse_huge_integers(value, f"{section}.{key}" if isinstance(block, dict) and section else
+                                 (section or str(key)))
+        elif isinstance(value, int) and not -INT64 <= value < INT64:
+            raise ConfigError(Errors.E060.format(section=section or "config", message=(
+                f"{key} is a whole number of {value.bit_length()} bits, beyond any setting's 64")))
 
 
 def job_settings(config: util.Config) -> JobSettings:

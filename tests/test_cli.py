@@ -644,3 +644,13 @@ def test_the_run_summary_counts_no_answer_apart_from_answers(runner, override_ar
     assert abstained == 4
     assert "questions asked" in result.stderr and "questions answered" not in result.stderr
     assert f"no answer (the text does not say) {abstained}" in " ".join(result.stderr.replace("│", " ").split())
+
+
+@pytest.mark.parametrize("how", [["--top-k", "1" + "0" * 30], ["--top-k", "1e30"],
+                                 ["--components.llama_qa.top_k", "1e30"],
+                                 ["--components.llama_qa.top_k", "1" + "0" * 30]])
+def test_a_huge_top_k_is_one_line(runner, override_args, how):
+    result = runner.invoke(main, ["ask", QA_CFG, "Where?", "--text", "Paris.", *override_args, *how])
+    assert result.exit_code == 2, result.output
+    assert "top" in result.stderr and "Traceback" not in result.stderr
+    assert not isinstance(result.exception, OverflowError)

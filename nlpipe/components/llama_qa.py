@@ -22,7 +22,7 @@ from ..errors import ConfigError, Errors
 from ..llm.engine import Failure, Llama, Request
 from ..pipeline_meta import name_pipeline
 from . import llm as _llm  # noqa: F401  registers nlpipe.Llama.v1
-from .answers import Answer, set_answers
+from .answers import MAX_TOP_K, Answer, set_answers
 from .evidence import EvidenceSelector
 from .grounding import answer_core, clean_answer
 from .prompting import QAPrompt
@@ -56,6 +56,9 @@ def make_llama_qa(nlp: Language, name: str, model: Llama, evidence: EvidenceSele
     documents whose questions go to the model together (each model call is bounded by the
     model's max_batch_tokens). `top_k` > 1 (reader and grounded modes) also gives each
     answer's k best distinct spans with their confidences."""
+    if top_k > MAX_TOP_K:
+        raise ConfigError(Errors.E085.format(key="top_k", value=top_k, message=(
+            f"at most {MAX_TOP_K} alternatives are ranked; give a whole number from 1 to {MAX_TOP_K}")))
     if top_k > 1 and mode == "generative":
         raise ConfigError(Errors.E085.format(key="top_k", value=top_k, message=(
             "alternatives are ranked spans, so top_k > 1 needs mode = \"reader\" or \"grounded\"")))

@@ -74,7 +74,7 @@ class Reader:
         if self._head is None:
             try:
                 head, self._meta = load_reader(self.folder)
-            except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
+            except (OSError, ValueError, KeyError, TypeError, RuntimeError, RecursionError) as err:
                 raise ConfigError(Errors.E086.format(path=self.path, reason=getattr(err, "strerror", None) or err)) from None
             config, model_config = head.config, llm.model.config
             if config.hidden_size != model_config.hidden_size or max(config.layers) > model_config.num_hidden_layers:

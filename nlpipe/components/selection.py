@@ -27,6 +27,7 @@ from spacy.tokens import Doc, Span, Token
 from spacy.util import registry
 
 from ..errors import ConfigError, Errors
+from ..io.readers import read_small_file
 from ..evaluation import normalize_answer
 from .questions import QuestionAnalysis, is_content, lemma_of, question_words, word_f1, words_of
 
@@ -158,14 +159,14 @@ def read_weights(name_or_path: str | Path) -> dict:
     if not path.is_file() and (WEIGHTS_DIR / path.name).is_file() and path.name == str(name_or_path):
         path = WEIGHTS_DIR / path.name
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_small_file(path))
         if data.get("format") not in WEIGHTS_FORMATS:
             raise ValueError(f"format is {data.get('format')!r}, not one of {', '.join(WEIGHTS_FORMATS)}")
         answerability = data.get("answerability") or {"weights": {}, "threshold": None}
         return {**data, "weights": _numbers(data["weights"]), "temperature": float(data["temperature"]),
                 "answerability": {"weights": _numbers(answerability["weights"]),
                                   "threshold": _probability(answerability["threshold"])}}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
         raise ConfigError(Errors.E083.format(path=name_or_path, reason=getattr(err, "strerror", None) or err)) from None
 
 

@@ -6,6 +6,7 @@ than a document may hold, or anything but a regular file found in a folder.
 """
 
 import json
+import os
 import re
 import stat
 import sys
@@ -259,10 +260,33 @@ def lone_surrogates_warning(found: dict[str, int]) -> dict:
             "by U+FFFD; offsets are unchanged"}
 
 
+# Settings files (selector weights, reader.json, a questions file) are small; a bigger one, or a
+# device such as /dev/zero named as one, is refused before it fills memory.
+MAX_SMALL_FILE_BYTES = 10 * 2**20
+
+
+class TooBigError(ValueError):
+    """A small file that is not a regular file or is over its cap."""
+
+
+def read_small_file(path, max_bytes: int | None = None) -> str:
+    """The UTF-8 text of the regular file at `path`, of at most `max_bytes` (default
+    MAX_SMALL_FILE_BYTES); TooBigError (a ValueError) for anything else, before reading more."""
+    max_bytes = MAX_SMALL_FILE_BYTES if max_bytes is None else max_bytes
+    with open(path, "rb") as stream:
+        kind = special_file_kind(os.fstat(stream.fileno()).st_mode)
+        if kind:
+            raise TooBigError(f"it is {kind}, not a regular file")
+        data = stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise TooBigError(f"it is over {max_bytes:,} bytes, more than such a file holds")
+    return data.decode("utf-8")
+
+
 def read_questions(path: str) -> list[str]:
     """One question per line; blank lines and lines starting with '#' are skipped."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
+        lines = read_small_file(path).splitlines()  # /dev/zero filled gigabytes, then MemoryError
+    except (OSError, ValueError) as err:  # UnicodeDecodeError and TooBigError are ValueErrors
         raise InputError(Errors.E009.format(path=path, reason=err)) from None
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]

@@ -238,7 +238,7 @@ def read_params(folder: Path) -> dict:
     path = folder / META_PARAMS
     try:
         given = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, ValueError, RecursionError) as err:  # deeply nested JSON: RecursionError
         raise ModelError(Errors.E032.format(path=path, reason=err)) from None
     if not isinstance(given, dict):
         raise ModelError(Errors.E032.format(path=path, reason="expected a JSON object"))
@@ -253,10 +253,24 @@ def read_params(folder: Path) -> dict:
     bad = [key for key in counts if not isinstance(params[key], int) or params[key] <= 0]
     if bad:
         raise ModelError(Errors.E032.format(path=path, reason=f"{', '.join(bad)} must be positive integers"))
+    bad = [f"{key} = {params[key]!r}" for key, low, high in (("ffn_dim_multiplier", 0, 1e3), ("norm_eps", 0, 1),
+                                                               ("rope_theta", 0, 1e12))
+           if not (key == "ffn_dim_multiplier" and params[key] is None) and not _number_in(params[key], low, high)]
+    bad += [f"{key} = {params[key]!r}" for key in ("vocab_size", "max_seq_len")
+            if params[key] is not None and (isinstance(params[key], bool) or not isinstance(params[key], int)
+                                            or not -1 <= params[key] < 2**62)]
+    if bad:
+        raise ModelError(Errors.E032.format(path=path, reason=f"{', '.join(bad)} is out of range or not a number"))
     if params["dim"] % params["n_heads"] or params["n_heads"] % params["n_kv_heads"]:
         reason = "n_heads must divide dim, and n_kv_heads must divide n_heads"
         raise ModelError(Errors.E032.format(path=path, reason=reason))
     return params
+
+
+def _number_in(value, low: float, high: float) -> bool:
+    """Whether `value` is a finite number with low < value <= high (not a bool, NaN or text)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and low < value <= high)
 
 
 def ffn_hidden_size(params: dict) -> int:

@@ -5,6 +5,7 @@ terminal whether to run code a model folder ships, and runs it on a "y".
 """
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import torch
 
 from ..errors import Errors, ModelError
 from .convert import (META_PARAMS, META_SHARDS, META_TOKENIZER, convert_gguf, convert_meta, gguf_cache_dir,
-                      loaded_in_full, meta_cache_dir, meta_config, read_params, read_sentencepiece)
+                      loaded_in_full, meta_cache_dir, meta_config, numbered_0_to, read_params,
+                      read_sentencepiece)
 
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
@@ -37,6 +39,7 @@ def checkpoint_format(path: Path) -> str:
         has_tokenizer = any((path / f).is_file() for f in TOKENIZER_FILES)
         if has_config and has_weights and has_tokenizer:
             refuse_own_code(path)
+            check_hf_sizes(path)
             return "hf"
         if is_meta_folder(path):
             return "meta"
@@ -52,6 +55,59 @@ def refuse_own_code(folder: Path) -> None:
         return  # transformers says what is wrong with it (E015)
     if isinstance(config, dict) and config.get("auto_map"):
         raise ModelError(Errors.E054.format(path=folder))
+
+
+LAYER_NAME = re.compile(r"(?:^|\.)(?:layers|h|blocks)\.(\d+)\.")
+
+
+def safetensors_shapes(folder: Path) -> dict[str, list[int]] | None:
+    """{tensor name: shape} of the folder's safetensors files, from their headers only; None where
+    there are none or one cannot be read (transformers then says what is wrong, E015)."""
+    from safetensors import safe_open
+
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        return None
+    shapes = {}
+    try:
+        for file in files:
+            with safe_open(str(file), framework="pt") as weights:
+                for name in weights.keys():
+                    shapes[name] = list(weights.get_slice(name).get_shape())
+    except Exception:  # safetensors raises its own error types for a damaged header
+        return None
+    return shapes
+
+
+def check_hf_sizes(folder: Path) -> None:
+    """E052 for a config.json whose sizes the weights do not have, before transformers builds a
+    model of the declared size (num_hidden_layers = 1e7 takes minutes and gigabytes; -1 raises)."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return  # transformers says what is wrong with it (E015)
+    if not isinstance(config, dict):
+        return
+
+    def refuse(reason):
+        return ModelError(Errors.E052.format(path=folder / "config.json", reason=reason))
+
+    for key in ("num_hidden_layers", "hidden_size", "vocab_size", "intermediate_size",
+                "num_attention_heads", "num_key_value_heads", "max_position_embeddings"):
+        value = config.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise refuse(f"its {key} is {value!r}, not a positive whole number")
+    shapes = safetensors_shapes(folder)
+    if shapes is None:
+        return
+    layers = config.get("num_hidden_layers")
+    present = {int(m.group(1)) for m in map(LAYER_NAME.search, shapes) if m}
+    if isinstance(layers, int) and present and not numbered_0_to(present, layers):
+        raise refuse(f"it declares num_hidden_layers = {layers:,} but the weights hold {len(present):,} layers")
+    width = config.get("hidden_size")
+    embedding = next((shapes[name] for name in shapes if name.endswith("embed_tokens.weight")), None)
+    if isinstance(width, int) and embedding and len(embedding) == 2 and embedding[1] != width:
+        raise refuse(f"it declares hidden_size = {width:,} but the token embedding has shape {embedding}")
 
 
 def is_meta_folder(path: Path) -> bool:

@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..io.readers import read_small_file
+
 READER_FORMAT = "nlpipe.Reader.v1"
 QUESTION_TEMPLATE = "Question: {question}\nContext:"
 
@@ -156,7 +158,7 @@ def save_reader(head: ReaderHead, folder: Path, provenance: dict) -> None:
 
 def load_reader(folder: Path) -> tuple[ReaderHead, dict]:
     """The head of a reader folder, in eval mode, and its reader.json."""
-    meta = json.loads((folder / "reader.json").read_text(encoding="utf-8"))
+    meta = json.loads(read_small_file(folder / "reader.json"))
     if meta.get("format") != READER_FORMAT:
         raise ValueError(f"format is {meta.get('format')!r}, not {READER_FORMAT}")
     config = ReaderConfig(**{**meta["config"], "layers": tuple(meta["config"]["layers"])})

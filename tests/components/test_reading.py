@@ -139,3 +139,18 @@ def test_a_question_longer_than_the_window_fails_alone(trained, tiny_llama_dir):
     assert second["error"]["type"] == "context_overflow" and second["text"] == ""
     for record in (first, third):
         assert "error" not in record and record["text"]
+
+
+def test_a_reader_json_over_the_cap_is_refused_before_it_is_read_whole(tmp_path, monkeypatch):
+    import nlpipe.io.readers as readers
+
+    monkeypatch.setattr(readers, "MAX_SMALL_FILE_BYTES", 10)
+    (tmp_path / "reader.json").write_text('{"format": "' + "x" * 100 + '"}')
+    with pytest.raises(ValueError, match="over 10 bytes"):
+        load_reader(tmp_path)
+
+
+def test_a_reader_json_that_is_a_device_is_refused(tmp_path):
+    (tmp_path / "reader.json").symlink_to("/dev/zero")
+    with pytest.raises(ValueError, match="character device, not a regular file"):
+        load_reader(tmp_path)

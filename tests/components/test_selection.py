@@ -210,3 +210,23 @@ def test_question_context_says_how_much_of_the_question_the_text_holds(en_nlp):
     assert said["document_coverage"] == 1.0 and said["missing_words"] == 0.0
     assert unsaid["document_coverage"] < said["document_coverage"] and unsaid["missing_words"] > 0
     assert unsaid["entity_coverage"] < 1.0 or not analysis.entities
+
+
+def test_a_weights_file_over_the_cap_is_refused_before_it_is_read_whole(tmp_path, monkeypatch):
+    import nlpipe.io.readers as readers
+
+    monkeypatch.setattr(readers, "MAX_SMALL_FILE_BYTES", 100)
+    path = tmp_path / "weights.json"
+    path.write_text(json.dumps({"format": "nlpipe.SelectorWeights.v1", "weights": {"near": 1.0}, "temperature": 1.0,
+                                "provenance": {"note": "x" * 200}}))
+    with pytest.raises(ConfigError, match="^E083.*over 100 bytes"):
+        make_span_selector(weights_file=str(path))
+
+
+def test_a_device_or_deeply_nested_json_as_weights_file_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="^E083.*/dev/zero.*character device, not a regular file"):
+        make_span_selector(weights_file="/dev/zero")
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ConfigError, match="^E083"):
+        make_span_selector(weights_file=str(path))

@@ -198,3 +198,18 @@ def test_read_questions_missing_or_undecodable_is_E009(tmp_path):
     bad.write_bytes(b"\xff\xfe\xfa")
     with pytest.raises(InputError, match="E009"):
         read_questions(str(bad))
+
+
+def test_a_questions_file_over_the_cap_is_refused_before_it_is_read_whole(tmp_path, monkeypatch):
+    import nlpipe.io.readers as readers
+
+    monkeypatch.setattr(readers, "MAX_SMALL_FILE_BYTES", 20)
+    path = tmp_path / "questions.txt"
+    path.write_text("Who built it?\nWhen did it open?\n")
+    with pytest.raises(InputError, match="^E009.*over 20 bytes"):
+        read_questions(str(path))
+
+
+def test_dev_zero_as_questions_file_is_refused_unread():
+    with pytest.raises(InputError, match="^E009.*/dev/zero.*character device, not a regular file"):
+        read_questions("/dev/zero")

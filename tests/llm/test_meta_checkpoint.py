@@ -374,6 +374,18 @@ def test_bad_params_json(meta_copy, text):
         meta_to_hf(meta_copy)
 
 
+@pytest.mark.parametrize("text", [json.dumps({**PARAMS, "ffn_dim_multiplier": 1e308}),
+                                  '{"dim": 64, "n_layers": 2, "n_heads": 4, "ffn_dim_multiplier": NaN}',
+                                  json.dumps({**PARAMS, "ffn_dim_multiplier": "x"}),
+                                  json.dumps({**PARAMS, "norm_eps": "x"}), json.dumps({**PARAMS, "rope_theta": "abc"}),
+                                  json.dumps({**PARAMS, "vocab_size": 1.5}), "[" * 100_000 + "]" * 100_000])
+@pytest.mark.parametrize("call", [meta_to_hf, loading.model_config])
+def test_params_json_fields_of_the_wrong_type_or_range_are_one_line(meta_copy, text, call):
+    (meta_copy / "params.json").write_text(text)
+    with pytest.raises(ModelError, match="^E032"):
+        call(meta_copy)
+
+
 def test_tokenizer_that_is_not_sentencepiece(meta_copy):
     # Llama 3's tokenizer.model is a tiktoken file: out of scope, and said so.
     (meta_copy / "tokenizer.model").write_text("IQ== 0\nIg== 1\n")

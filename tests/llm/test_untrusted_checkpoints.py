@@ -83,3 +83,27 @@ def test_every_transformers_load_in_nlpipe_says_trust_remote_code_false():
               if not any(k.arg == "trust_remote_code" and isinstance(k.value, ast.Constant) and k.value.value is False
                          for k in call.keywords)]
     assert unsafe == []
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"num_hidden_layers": 10_000_000}, "declares num_hidden_layers = 10,000,000 but the weights hold 2 layers"),
+    ({"num_hidden_layers": -1}, "num_hidden_layers is -1, not a positive whole number"),
+    ({"num_hidden_layers": 3}, "declares num_hidden_layers = 3 but the weights hold 2 layers"),
+    ({"hidden_size": 2**40}, "declares hidden_size = 1,099,511,627,776 but the token embedding has shape"),
+    ({"hidden_size": "x"}, "hidden_size is 'x'"),
+])
+@pytest.mark.parametrize("load", [lambda path: load_model(path, torch.device("cpu"), torch.float32), model_config])
+def test_a_config_declaring_more_than_the_weights_hold_is_refused_before_building(load, changes, message,
+                                                                                   tiny_llama_copy, monkeypatch):
+    import transformers
+
+    def never(*args, **kwargs):
+        raise AssertionError("a model was built")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", never)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_config", never)
+    config = json.loads((tiny_llama_copy / "config.json").read_text())
+    config.update(changes)
+    (tiny_llama_copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match=f"^E052.*config.json.*{message}"):
+        load(tiny_llama_copy)
