@@ -11,7 +11,7 @@ from spacy.language import Language
 from spacy.util import registry
 
 from .components.spacy_models import copy_lookups, resolve_spacy_model
-from .errors import ConfigError, Errors, NlpipeError
+from .errors import ConfigError, Errors, NlpipeError, first_line
 from .io.readers import MAX_DOCUMENT_CHARS
 from .llm import catalog
 from .llm.engine import Llama
@@ -137,14 +137,10 @@ def build_pipeline(config: util.Config) -> Language:
         nlp = util.load_model_from_config(spacy_config, auto_fill=True, validate=True)
     except (ConfigValidationError, ValueError, KeyError, TypeError) as err:
         # validate()'s checks, block by block, say where the problem is and find all of them.
-        problems = pipeline_problems(config) or [Errors.E060.format(section="nlp", message=_first_line(err))]
+        problems = pipeline_problems(config) or [Errors.E060.format(section="nlp", message=first_line(err))]
         raise ConfigError("\n".join(problems)) from None
     copy_lookups(nlp, {block["source"] for block in spacy_config.get("components", {}).values() if "source" in block})
     return nlp
-
-
-def _first_line(err: Exception) -> str:
-    return str(err).strip().splitlines()[0]
 
 
 _NOT_A = re.compile(r"^(?:at root: )?(?P<value>.+?) is not (?P<kind>typing\.Literal\[(?P<options>.*)\]|<class '(?P<cls>[\w.]+)'>)$",
@@ -173,7 +169,7 @@ def _describe(err: ConfigValidationError) -> str:
     problems = [Errors.E002.format(section=".".join(str(p) for p in e["loc"][:-1]) or err.title or "config",
                                    key=e["loc"][-1] if e["loc"] else "", message=plain_message(e["msg"]))
                 for e in (err.errors or [])]
-    return "\n".join(problems) or _first_line(err)
+    return "\n".join(problems) or first_line(err)
 
 
 def validate(path, overrides: dict | None = None) -> list[str]:
@@ -263,10 +259,10 @@ def _build_problems(build, block: dict, section: str) -> tuple[object, list[str]
                                             key=e["loc"][-1], message=plain_message(e["msg"])) for e in errors]
             refused = {e["loc"][1] for e in errors if len(e["loc"]) == 2 and e["loc"][1] in block}
             if not refused:
-                return None, problems or [Errors.E060.format(section=section, message=_first_line(err))]
+                return None, problems or [Errors.E060.format(section=section, message=first_line(err))]
             dropped |= refused
             block = {key: value for key, value in block.items() if key not in refused}
         except NlpipeError as err:
             return None, problems + [Errors.E060.format(section=section, message=str(err))]
         except (ValueError, TypeError, KeyError) as err:  # a registered function refusing a value
-            return None, problems + [Errors.E060.format(section=section, message=_first_line(err))]
+            return None, problems + [Errors.E060.format(section=section, message=first_line(err))]

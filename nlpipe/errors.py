@@ -5,6 +5,13 @@ them into one line and an exit code.
 """
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message, for a one-line error; its type's name when the
+    message is empty (a MemoryError has none), so that formatting an error never fails itself."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
 class NlpipeError(Exception):
     """An error the user can fix; `exit_code` is what the CLI exits with."""
 

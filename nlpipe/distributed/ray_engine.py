@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 
 from ..config import JobSettings, build_pipeline, config_file, load_config
-from ..errors import EngineError, Errors, NlpipeError
+from ..errors import EngineError, Errors, NlpipeError, first_line
 from ..io.readers import Document
 from ..components.llama_qa import LLMPipe
 from ..runner import Engine, Tag, local_records
@@ -140,7 +140,7 @@ def ray_session(address: str | None, num_cpus: int | None = None):
                  logging_level="ERROR")
     except (ConnectionError, RuntimeError, ValueError) as err:
         where = address or os.environ.get("RAY_ADDRESS") or "a new local instance"
-        raise EngineError(Errors.E071.format(address=where, reason=str(err).strip().splitlines()[0])) from None
+        raise EngineError(Errors.E071.format(address=where, reason=first_line(err))) from None
     try:
         yield ray
     finally:

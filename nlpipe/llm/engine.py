@@ -12,7 +12,7 @@ from typing import Iterator
 
 import torch
 
-from ..errors import Errors, ModelError
+from ..errors import Errors, ModelError, first_line
 from . import catalog
 from .devices import init_distributed, local_device, resolve_dtype
 from .generation import generate
@@ -159,7 +159,7 @@ class Llama:
         try:
             return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         except Exception as err:  # jinja2's SecurityError, TemplateError, or a template's own raise
-            raise ModelError(Errors.E024.format(path=self.path, reason=str(err).splitlines()[0])) from None
+            raise ModelError(Errors.E024.format(path=self.path, reason=first_line(err))) from None
 
     def encode_chat(self, messages: list[dict]) -> list[int]:
         """Token ids of `messages`, ready for the reply."""
@@ -267,7 +267,7 @@ class Llama:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
             if len(rows) == 1:
-                reason = str(err).strip().splitlines()[0]
+                reason = first_line(err)
                 return [Failure(FailureKind.OUT_OF_MEMORY, Errors.E021.format(device=self.device, reason=reason))]
             half = len(rows) // 2
             return self._halving_on_oom(rows[:half], run) + self._halving_on_oom(rows[half:], run)

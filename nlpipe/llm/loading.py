@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import Errors, ModelError
+from ..errors import Errors, ModelError, first_line
 from .convert import (META_PARAMS, META_SHARDS, META_TOKENIZER, convert_gguf, convert_meta, gguf_cache_dir,
                       loaded_in_full, meta_cache_dir, meta_config, numbered_0_to, read_params,
                       read_sentencepiece)
@@ -191,7 +191,7 @@ def load_model(path: Path, device: torch.device, dtype: torch.dtype, allow_split
             folder, dtype=dtype, output_loading_info=True, **({"device_map": "auto"} if split else {}),
             trust_remote_code=False)
     except Exception as err:  # transformers, safetensors and torch each raise their own types
-        raise ModelError(Errors.E015.format(path=path, reason=str(err).strip().splitlines()[0])) from err
+        raise ModelError(Errors.E015.format(path=path, reason=first_line(err))) from err
     model = loaded_in_full(model, loading_info, folder)
     if not split:
         model.to(device)  # a split model's inputs go to model.device, its first shard

@@ -353,3 +353,21 @@ def test_no_deprecation_warning_from_our_model_calls(llama):
         warnings.simplefilter("error", DeprecationWarning)
         llama.complete([[1, 2, 3]], max_gen_len=2)
         llama.rank([Request([1, 2, 3], 0, [[4, 5]])])
+
+
+@pytest.mark.parametrize("template", ["{{ raise_exception('') }}", "{{ 'x' * 8 }}{{ raise_exception('no reply') }}"])
+def test_a_chat_template_that_fails_without_a_message_is_one_line(tiny_llama_dir, template):
+    """A template that runs out of memory raises MemoryError, whose message is empty: the error
+    formatting must still give one line (it raised IndexError)."""
+    llama = Llama(tiny_llama_dir, device="cpu")
+    llama.tokenizer.chat_template = template
+    with pytest.raises(ModelError, match="E024") as caught:
+        llama.chat_text([{"role": "user", "content": "hi"}])
+    assert str(caught.value).strip()
+
+
+def test_first_line_of_an_error_without_a_message_is_its_type():
+    from nlpipe.errors import first_line
+
+    assert first_line(MemoryError()) == "MemoryError"
+    assert first_line(ValueError("bad\nmore")) == "bad"
