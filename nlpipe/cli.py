@@ -17,9 +17,9 @@ from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progre
 from rich.table import Table
 
 from . import __version__
-from .components.answers import MAX_TOP_K
 from .errors import ClosedPipeError, DiskFullError, Errors, InputError, NlpipeError
-from .training.train import TrainSettings
+from .limits import MAX_TOP_K
+from .training.settings import TrainSettings
 
 console = Console(stderr=True)  # diagnostics and progress; stdout may carry the JSONL output
 tables = Console()  # what info, models list and validate report: stdout, so that it can be redirected

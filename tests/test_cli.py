@@ -654,3 +654,14 @@ def test_a_huge_top_k_is_one_line(runner, override_args, how):
     assert result.exit_code == 2, result.output
     assert "top" in result.stderr and "Traceback" not in result.stderr
     assert not isinstance(result.exception, OverflowError)
+
+
+def test_the_command_line_starts_without_spacy_or_torch():
+    """`nlpipe --help`, a usage error or `validate`'s first line must not wait seconds for
+    spaCy and torch: the commands import them when they run."""
+    import subprocess
+    import sys
+
+    code = "import sys, nlpipe.cli; print(sorted({'spacy', 'torch', 'numpy'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -10,9 +10,6 @@ from dataclasses import dataclass
 
 from spacy.tokens import Doc, Span, SpanGroup
 
-# The most alternatives (top_k) an answer lists: a huge k overflowed where spans are ranked.
-MAX_TOP_K = 100
-
 SPAN_KEY = "answers"
 _RECORDS = ("._.", "answers", None, None)  # where spaCy keeps a Doc extension's value
 # The extensions of an answer span: each reads that key of its record.

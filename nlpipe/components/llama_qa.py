@@ -19,10 +19,11 @@ from spacy.pipeline import Pipe
 from spacy.tokens import Doc
 
 from ..errors import ConfigError, Errors
+from ..limits import MAX_TOP_K
 from ..llm.engine import Failure, Llama, Request
 from ..pipeline_meta import name_pipeline
 from . import llm as _llm  # noqa: F401  registers nlpipe.Llama.v1
-from .answers import MAX_TOP_K, Answer, set_answers
+from .answers import Answer, set_answers
 from .evidence import EvidenceSelector
 from .grounding import answer_core, clean_answer
 from .prompting import QAPrompt

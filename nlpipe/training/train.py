@@ -23,19 +23,7 @@ from ..llm.engine import token_groups
 from ..llm.reader import ReaderConfig, ReaderHead, best_spans, span_distribution
 from .examples import Example
 from .features import FeatureCache
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    epochs: int = 3
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.01
-    batch_tokens: int = 4096  # context tokens per mini-batch
-    seed: int = 0
-    width: int = 256
-    heads: int = 4
-    max_answer_tokens: int = 30
-    dropout: float = 0.1
+from .settings import TrainSettings
 
 
 @dataclass

@@ -1,0 +1,17 @@
+"""What a reader's training is set by; a module of its own so that the CLI can show the
+defaults without importing torch."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int = 3
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    batch_tokens: int = 4096  # context tokens per mini-batch
+    seed: int = 0
+    width: int = 256
+    heads: int = 4
+    max_answer_tokens: int = 30
+    dropout: float = 0.1
