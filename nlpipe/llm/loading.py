@@ -38,22 +38,29 @@ def checkpoint_format(path: Path) -> str:
         has_weights = any(any(path.glob(p)) for p in WEIGHT_PATTERNS)
         has_tokenizer = any((path / f).is_file() for f in TOKENIZER_FILES)
         if has_config and has_weights and has_tokenizer:
-            refuse_own_code(path)
-            check_hf_sizes(path)
+            config = read_hf_config(path)
+            refuse_own_code(path, config)
+            check_hf_sizes(path, config)
             return "hf"
         if is_meta_folder(path):
             return "meta"
     raise ModelError(Errors.E014.format(path=path))
 
 
-def refuse_own_code(folder: Path) -> None:
-    """E054 for a folder whose config.json names code of its own (auto_map): a model is data,
-    and its files come from anyone."""
+def read_hf_config(folder: Path) -> dict:
+    """The folder's config.json as a dict; {} when it cannot be read as one (transformers then
+    says what is wrong with it, E015)."""
     try:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return  # transformers says what is wrong with it (E015)
-    if isinstance(config, dict) and config.get("auto_map"):
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def refuse_own_code(folder: Path, config: dict) -> None:
+    """E054 for a folder whose config.json names code of its own (auto_map): a model is data,
+    and its files come from anyone."""
+    if config.get("auto_map"):
         raise ModelError(Errors.E054.format(path=folder))
 
 
@@ -79,15 +86,9 @@ def safetensors_shapes(folder: Path) -> dict[str, list[int]] | None:
     return shapes
 
 
-def check_hf_sizes(folder: Path) -> None:
+def check_hf_sizes(folder: Path, config: dict) -> None:
     """E052 for a config.json whose sizes the weights do not have, before transformers builds a
     model of the declared size (num_hidden_layers = 1e7 takes minutes and gigabytes; -1 raises)."""
-    try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return  # transformers says what is wrong with it (E015)
-    if not isinstance(config, dict):
-        return
 
     def refuse(reason):
         return ModelError(Errors.E052.format(path=folder / "config.json", reason=reason))
