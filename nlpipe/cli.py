@@ -86,7 +86,7 @@ def with_top_k(config_path: str, overrides: dict, top_k: int | None) -> dict:
 
 
 TOP_K = click.option("--top-k", type=click.IntRange(min=1, max=MAX_TOP_K),
-                     help="Also give each answer's k best distinct spans with confidences (grounded mode).")
+                     help="Also give each answer's k best distinct spans with confidences (grounded and reader modes).")
 
 
 def _quiet_transformers() -> None:

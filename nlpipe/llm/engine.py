@@ -240,7 +240,8 @@ class Llama:
     def read_stream(self, rows: "list[tuple[list[int], list[int]]]", layers: tuple[int, ...]
                     ) -> "Iterator[tuple[int, torch.Tensor | Failure]]":
         """(row, hidden states of its context tokens, or Failure) for every (question ids,
-        context ids) row, in order: what a trained reader reads (llm.reader)."""
+        context ids) row: what a trained reader reads (llm.reader). Rows too long for the window
+        get their Failure first, the others follow in order, a group at a time."""
         requests = [Request(question + context) for question, context in rows]
         costs = [len(r.tokens) for r in requests]
         run = partial(self._read, rows, layers)
