@@ -271,7 +271,7 @@ def run(ctx, config_path, input_path, output, questions, batch_size, n_process, 
 def _run_progress() -> Progress:
     columns = (SpinnerColumn(), TextColumn("[bold]Processing"), BarColumn(),
                TextColumn("{task.fields[done]} docs · {task.fields[rate]:.2f} docs/s · "
-                          "{task.fields[questions]} answers · {task.fields[failed]} failed"),
+                          "{task.fields[questions]} questions · {task.fields[failed]} failed"),
                TimeElapsedColumn(), TextColumn("{task.fields[eta]}"))
     progress = Progress(*columns, console=console)
     progress.add_task("Processing", total=None, done="0", rate=0.0, questions=0, failed=0, eta="")
