@@ -170,3 +170,9 @@ class Errors:
     E072 = ("E072: {workers} worker(s) x {gpus} GPU(s) each need {needed} GPU(s) but the Ray cluster has "
             "{available}. Lower --workers or --gpus-per-worker (0 runs on CPU).")
     E073 = "E073: a Ray worker failed to build the pipeline: {reason}"
+    E074 = ("E074: the Ray address '{address}' is not HOST:PORT with a port from 1 to 65535. Give the Ray head's "
+            "address (such as 10.0.0.5:6379) with --ray-address / RAY_ADDRESS, or leave both unset to start a "
+            "local Ray.")
+    E075 = ("E075: nothing answers at the Ray address {address} ({reason}). Check the address (--ray-address / "
+            "RAY_ADDRESS: the head's host and GCS port, 6379 by default) and that `ray start --head` runs there, "
+            "or leave both unset to start a local Ray.")

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -21,8 +22,8 @@ from click.testing import CliRunner
 from nlpipe import cli
 from nlpipe.cli import main
 from nlpipe.config import JobSettings, build_pipeline, job_settings, load_config
-from nlpipe.distributed.ray_engine import (READ_CPUS, RESERVED_CPUS, PipelineWorker, block_plan, pool_shape, ray_records,
-                                          ray_session, windows, worker_args as actor_args)
+from nlpipe.distributed.ray_engine import (READ_CPUS, RESERVED_CPUS, PipelineWorker, block_plan, check_ray_address,
+                                          pool_shape, ray_records, ray_session, windows, worker_args as actor_args)
 from nlpipe.distributed.reading import read_files
 from nlpipe.errors import ConfigError, EngineError
 from nlpipe.runner import run
@@ -87,6 +88,51 @@ def test_engine_ray_without_ray_installed_exits_2_saying_what_to_install(engine_
     [line] = [line for line in result.output.splitlines() if "error" in line]
     assert "E070" in line and 'pip install "ray[data]>=2.40"' in line
     assert "Traceback" not in result.output
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:99999", "127.0.0.1:0", "127.0.0.1", "head:port", ":6379"])
+def test_a_ray_address_that_is_not_host_and_port_is_E074(address):
+    with pytest.raises(EngineError, match=f"E074: the Ray address '{address}' is not HOST:PORT"):
+        check_ray_address(address)
+
+
+@pytest.mark.parametrize("address", [None, "auto", "local", "ray://127.0.0.1:1"])
+def test_addresses_ray_resolves_itself_are_left_to_it(address, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    check_ray_address(address)  # no error, no connection: a new local Ray, `ray start`'s, a Ray client
+
+
+@pytest.fixture()
+def closed_port() -> int:
+    """A local port that refuses connections: bound, never listening (and so never taken by another)."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield held.getsockname()[1]
+
+
+@pytest.mark.parametrize("via", ["--ray-address", "RAY_ADDRESS"])
+def test_a_ray_address_nothing_answers_at_exits_2_at_once_saying_to_start_a_head(via, closed_port, monkeypatch,
+                                                                                tmp_path):
+    import ray
+
+    def retry_for_minutes(*args, **kwargs):  # what ray.init did with such an address
+        raise AssertionError("ray.init was reached")
+    monkeypatch.setattr(ray, "init", retry_for_minutes)
+    monkeypatch.setattr(cli.console, "_width", 1000)
+    address = f"127.0.0.1:{closed_port}"
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    if via == "RAY_ADDRESS":
+        monkeypatch.setenv("RAY_ADDRESS", address)
+    (tmp_path / "doc.txt").write_text("Paris is in France.", encoding="utf-8")
+    (tmp_path / "questions.txt").write_text("Where is Paris?\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["run", QA_CFG, "--input", str(tmp_path / "doc.txt"), "--questions",
+                                       str(tmp_path / "questions.txt"), "--output", str(tmp_path / "out.jsonl"),
+                                       "--engine", "ray", *([via, address] if via == "--ray-address" else [])])
+    assert result.exit_code == 2, result.output
+    [line] = [line for line in result.output.splitlines() if "error" in line]
+    assert f"E075: nothing answers at the Ray address {address} (Connection refused)" in line
+    assert "`ray start --head` runs there" in line
     assert not (tmp_path / "out.jsonl").exists()
 
 
@@ -357,17 +403,108 @@ def test_an_interrupted_ray_run_resumes_without_loss_or_duplicates(ray_run, refe
     assert len(records) == N_DOCS and by_id(records) == reference
 
 
+def cli_args(corpus: Path, output: Path, qa_overrides: dict) -> list[str]:
+    """`nlpipe run` over the corpus on the Ray engine."""
+    args = ["run", QA_CFG, "--input", str(corpus), "--output", str(output), "--questions",
+            str(corpus.parent / "questions.txt"), "--batch-size", str(BATCH), "--engine", "ray"]
+    for key, value in qa_overrides.items():
+        args += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
+    return args
+
+
 @pytest.mark.slow
 def test_the_cli_shows_the_summary_of_a_local_run_for_a_ray_run(local_ray, corpus, qa_overrides, reference,
                                                                  tmp_path, monkeypatch):
     monkeypatch.setattr(cli.console, "_width", 1000)
     output = tmp_path / "out.jsonl"
-    args = ["run", QA_CFG, "--input", str(corpus), "--output", str(output), "--questions",
-            str(corpus.parent / "questions.txt"), "--batch-size", str(BATCH), "--engine", "ray", "--workers", "2"]
-    for key, value in qa_overrides.items():
-        args += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
+    args = [*cli_args(corpus, output, qa_overrides), "--workers", "2"]
     result = bounded(lambda: CliRunner().invoke(main, args, catch_exceptions=False))
     assert result.exit_code == 1, result.output  # 1: some documents failed, as in a local run
     rows = dict(re.findall(r"│ ([a-z/ ()]+?) +│ +(\S+) │", result.output))
     assert (rows["documents"], rows["failed"], rows["resumed (already done)"]) == (str(N_DOCS), "2", "0")
     assert by_id(read_records(output)) == reference
+
+
+# The CLI (argv[2:]) with SIGTERM raised, as a scheduler stopping the job, when argv[1] records are written.
+SIGTERM_AFTER_RECORDS = """
+import signal, sys
+from nlpipe.cli import main
+from nlpipe.io.writers import JsonlWriter
+
+write, written = JsonlWriter.write, []
+
+def write_or_stop(self, record):
+    if len(written) == int(sys.argv[1]):
+        signal.raise_signal(signal.SIGTERM)
+    write(self, record)
+    written.append(record)
+
+JsonlWriter.write = write_or_stop
+main(sys.argv[2:])
+"""
+
+
+@pytest.mark.slow
+def test_sigterm_ends_a_ray_run_as_ctrl_c_does_saying_how_to_resume(local_ray, corpus, qa_overrides, tmp_path):
+    # ray.init made SIGTERM exit 15 at once, with no word. The driver joins this module's Ray (ray.init
+    # sets its handler when joining too), so no second Ray starts.
+    output = tmp_path / "out.jsonl"
+    stop_after = 2 * BATCH
+    args = [*cli_args(corpus, output, qa_overrides), "--workers", "1",
+            "--ray-address", local_ray.get_runtime_context().gcs_address]
+    done = subprocess.run([sys.executable, "-c", SIGTERM_AFTER_RECORDS, str(stop_after), *args], cwd=REPO,
+                          env={**os.environ, "COLUMNS": "1000"}, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    said = done.stdout + done.stderr
+    assert done.returncode == 130, said  # as a local run: README's exit codes
+    assert f"Interrupted after {stop_after} documents" in said and "Run the same command again to resume" in said
+    assert "Traceback" not in said
+    assert len(read_records(output)) == stop_after
+
+
+# A driver that starts a Ray of its own, says so, and waits to be killed.
+OWN_RAY_DRIVER = f"""
+import time
+from nlpipe.distributed.ray_engine import ray_session
+
+with ray_session(None, num_cpus=1):
+    print("up", flush=True)
+    time.sleep({RUN_TIMEOUT})
+"""
+# Ray's agents outlived a killed driver by 60 s (a timeout Ray hard-codes); the watchdog ends them at once.
+LEFTOVER_SECONDS = 30
+
+
+def running(processes: list) -> list:
+    """Those of `processes` (psutil.Process) still running: a zombie has ended, only its exit status is left."""
+    import psutil
+
+    alive = []
+    for process in processes:
+        try:
+            if process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(process)
+        except psutil.NoSuchProcess:
+            continue
+    return alive
+
+
+@pytest.mark.slow
+def test_nothing_of_the_ray_a_driver_started_outlives_its_kill_9():
+    import psutil
+
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    driver = subprocess.Popen([sys.executable, "-c", OWN_RAY_DRIVER], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+    started = []
+    try:
+        assert driver.stdout.readline() == "up\n"
+        started = psutil.Process(driver.pid).children(recursive=True)
+        assert any(process.name() == "raylet" for process in started)
+        driver.kill()
+        driver.wait()
+        psutil.wait_procs(started, timeout=LEFTOVER_SECONDS)
+        assert [process.cmdline() for process in running(started)] == []
+    finally:
+        driver.kill()
+        for process in running(started):
+            process.kill()

@@ -12,6 +12,11 @@ import logging
 import math
 import os
 import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
@@ -35,6 +40,11 @@ READ_CPUS = RESERVED_CPUS / 2
 # window, so windows are as large as memory comfortably allows. A folder's files travel as
 # paths (about 200 bytes), so a window holds about half a million of them.
 WINDOW_BYTES = 128 * 2**20
+# Seconds a Ray head's address has to accept a connection. Given an address where nothing
+# listens, ray.init retries for minutes; a closed port refuses at once, and a host that drops
+# the packets is given up on after this.
+CONNECT_SECONDS = 10
+WATCHDOG = Path(__file__).with_name("watchdog.py")  # run as a file: see there
 
 
 def require_ray():
@@ -136,15 +146,71 @@ def ray_session(address: str | None, num_cpus: int | None = None):
     # would lose the CPU to any other process, the driver included. (Read when Ray starts.)
     os.environ.setdefault("RAY_worker_niceness", "0")
     try:
-        ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                 logging_level="ERROR")
+        with _sigterm_kept():
+            ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                     logging_level="ERROR")
     except (ConnectionError, RuntimeError, ValueError) as err:
         where = address or os.environ.get("RAY_ADDRESS") or "a new local instance"
         raise EngineError(Errors.E071.format(address=where, reason=first_line(err))) from None
+    with _agents_end_with_this_process():
+        try:
+            yield ray
+        finally:
+            ray.shutdown()
+
+
+def check_ray_address(address: str | None) -> None:
+    """E074 for a Ray head's address (`address`, else $RAY_ADDRESS) that is not HOST:PORT, E075
+    where nothing accepts a connection at it. Addresses Ray resolves itself pass: none or "local"
+    (a new local Ray), "auto" (the one `ray start` left running here), ray:// (a Ray client)."""
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not address or address in ("auto", "local") or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")  # an IPv6 host: [::1]:6379
+    if not host or not port.isdigit() or not 0 < int(port) < 2**16:
+        raise EngineError(Errors.E074.format(address=address))
     try:
-        yield ray
+        socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS).close()
+    except OSError as err:  # refused, timed out, or a host name that does not resolve
+        raise EngineError(Errors.E075.format(address=address, reason=err.strerror or first_line(err))) from None
+
+
+@contextmanager
+def _sigterm_kept():
+    """ray.init makes SIGTERM end the driver at once (sys.exit(15)); the handler it replaces (the
+    CLI's, which ends a run as Ctrl-C does, saying how to resume) is put back."""
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
     finally:
-        ray.shutdown()
+        # Ray sets its handler only from the main thread, and None is a handler Python did not set.
+        if previous is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _agents_end_with_this_process():
+    """The agents of a Ray this process started (the raylet's children) are killed when this
+    process ends, a kill -9 included, by a watchdog (see watchdog.py)."""
+    import psutil  # installed with accelerate, which nlpipe requires; the watchdog needs it too
+
+    try:
+        raylets = [child for child in psutil.Process().children() if child.name() == "raylet"]
+        agents = [agent.pid for raylet in raylets for agent in raylet.children()]
+    except psutil.NoSuchProcess:  # a child ended while we looked: a clean-up must not fail the run
+        agents = []
+    if not agents:  # Ray runs elsewhere: a cluster joined
+        yield
+        return
+    # Its own session: the Ctrl-C sent to the driver's process group must not end it first.
+    guard = subprocess.Popen([sys.executable, str(WATCHDOG), *map(str, agents)], stdin=subprocess.PIPE,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        yield
+    finally:
+        guard.stdin.close()
+        guard.wait()
 
 
 def block_plan(documents: int, batch_size: int) -> tuple[int, int]:
@@ -192,6 +258,7 @@ def ray_records(config_path: str, overrides: dict, settings: JobSettings) -> Eng
     Records arrive in the order batches finish, not in input order.
     """
     require_ray()
+    check_ray_address(settings.ray_address)  # now, not minutes into ray.init's retries
     constructor_args = worker_args(config_path, overrides, settings)
 
     def records(pending: Iterable[tuple[Document, list[str], Tag]]) -> Iterator[tuple[dict, Tag]]:
