@@ -342,40 +342,71 @@ def _print_summary(summary, output: str) -> None:
 
 
 @main.command(context_settings=OVERRIDES)
-@click.argument("config_path", metavar="CONFIG")
-@click.argument("question")
+@click.argument("config_path", metavar="CONFIG QUESTION...")
 @click.option("--text", help="The document text.")
-@click.option("--file", "file_path", type=click.Path(dir_okay=False), help="A text file holding the document.")
-@click.option("--json", "as_json", is_flag=True, help="Print the answer record as JSON.")
+@click.option("--file", "file_path", type=click.Path(dir_okay=False, allow_dash=True),
+              help="A text file holding the document, or - for stdin.")
+@click.option("--json", "as_json", is_flag=True, help="Print each answer record as a JSON line.")
 @TOP_K
 @click.option("--verbose", is_flag=True, help="Show tracebacks.")
 @click.pass_context
-def ask(ctx, config_path, question, text, file_path, as_json, top_k, verbose):
-    """Answer QUESTION about one document given with --text or --file.
+def ask(ctx, config_path, text, file_path, as_json, top_k, verbose):
+    """Answer each QUESTION about one document given with --text or --file, loading the model
+    once for all of them: one question's answer as a line, several as a table.
 
-    CONFIG is a config file or a built-in pipeline's name (qa). Extra options override config
-    values, spaCy style: --components.llama_qa.mode generative.
+    CONFIG is a config file or a built-in pipeline's name (qa). Options that follow the
+    questions override config values, spaCy style: --components.llama_qa.mode generative.
     """
-    from .io.readers import read_file
+    from .processing import answer_questions
 
+    asked, overrides = _leading_arguments(ctx.args)
+    questions = list(dict.fromkeys(q.strip() for q in asked))
+    if not questions or "" in questions:
+        raise click.UsageError("give one or more questions, none of them blank")
     if (text is None) == (file_path is None):
         raise click.UsageError("give exactly one of --text or --file")
     with user_errors(verbose):
         if file_path is not None:
-            document = read_file(Path(file_path), file_path)
-            if document.error:
-                raise click.ClickException(f"{file_path}: {document.error['message']}")
-            text = document.text
-        nlp, _ = _load_pipeline(config_path, with_top_k(config_path, parse_overrides(ctx.args), top_k))
-        doc = nlp.make_doc(text)
-        doc._.questions = [question]
-        answers = nlp(doc)._.answers
+            text = _read_document(file_path)
+        nlp, _ = _load_pipeline(config_path, with_top_k(config_path, parse_overrides(overrides), top_k))
+        answers = answer_questions(nlp, text, questions)
     if not answers:
         raise click.ClickException("the pipeline has no llama_qa component, so nothing answered")
-    answer = next(a for a in answers if a["question"] == question.strip())
     if as_json:
-        click.echo(json.dumps(answer, ensure_ascii=False))
+        for answer in answers:
+            click.echo(json.dumps(answer, ensure_ascii=False))
         return
+    if len(answers) == 1:
+        _print_answer(answers[0])
+    else:
+        tables.print(_answers_table(answers))
+    for answer in answers:
+        if answer.get("alternatives"):
+            title = "best distinct spans" + ("" if len(answers) == 1 else f": {answer['question']}")
+            tables.print(_alternatives_table(answer["alternatives"], escape(title)))
+
+
+def _leading_arguments(args: list[str]) -> tuple[list[str], list[str]]:
+    """(the plain arguments in front, the config overrides after them): a command that takes
+    both leaves both to ctx.args, as an override's value would otherwise be taken for one of them."""
+    n_plain = next((i for i, arg in enumerate(args) if arg.startswith("--")), len(args))
+    return args[:n_plain], args[n_plain:]
+
+
+def _read_document(file_path: str) -> str:
+    from .io.readers import read_file, read_stream
+
+    if file_path == "-":
+        document = read_stream(click.get_binary_stream("stdin"), "stdin")
+    else:
+        document = read_file(Path(file_path), file_path)
+    if document.error:
+        raise click.ClickException(f"{file_path}: {document.error['message']}")
+    return document.text
+
+
+def _print_answer(answer: dict) -> None:
+    """One answer: its text on stdout, where it comes from and how sure on stderr."""
     if answer["answerable"] is False:
         click.echo("(no answer: the document does not seem to say)")
         where = f"confidence that it does not say {answer['confidence']:.2f}"
@@ -390,14 +421,38 @@ def ask(ctx, config_path, question, text, file_path, as_json, top_k, verbose):
     console.print(f"[dim]{where}[/]", highlight=False)
     if answer["evidence"]:
         console.print(f"[dim]evidence: {escape(answer['evidence'])}[/]", highlight=False)
-    if answer.get("alternatives"):
-        table = Table(title="best distinct spans")
-        for column in ("#", "answer", "characters", "confidence"):
-            table.add_column(column, justify="left" if column == "answer" else "right")
-        for k, alternative in enumerate(answer["alternatives"], 1):
-            table.add_row(str(k), escape(alternative["text"]), f"{alternative['start_char']}–{alternative['end_char']}",
-                          f"{alternative['confidence']:.2f}")
-        tables.print(table)
+
+
+def _answers_table(answers: list[dict]) -> Table:
+    table = Table(title="answers")
+    for column in ("#", "question", "answer", "confidence", "characters"):
+        table.add_column(column, justify="right" if column in ("#", "confidence") else "left")
+    for number, answer in enumerate(answers, 1):
+        table.add_row(str(number), escape(answer["question"]), *_answer_cells(answer))
+    return table
+
+
+def _answer_cells(answer: dict) -> tuple[str, str, str]:
+    """(answer, confidence, characters) of one answer; a "no answer"'s confidence is the chance
+    that the document does not say, so it is named as that, not shown as the answer's."""
+    if answer.get("error"):
+        return f"[red]error[/]: {escape(answer['error']['message'])}", "", ""
+    if answer["answerable"] is False:
+        return f"[dim](no answer: {answer['confidence']:.2f} that the document does not say)[/]", "", ""
+    confidence = "" if answer["confidence"] is None else f"{answer['confidence']:.2f}"
+    if answer["start_char"] is None:
+        return f"[italic]{escape(answer['text'])}[/]", confidence, "generated"
+    return escape(answer["text"]), confidence, f"{answer['start_char']}–{answer['end_char']}"
+
+
+def _alternatives_table(alternatives: list[dict], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("#", "answer", "characters", "confidence"):
+        table.add_column(column, justify="left" if column == "answer" else "right")
+    for k, alternative in enumerate(alternatives, 1):
+        table.add_row(str(k), escape(alternative["text"]), f"{alternative['start_char']}–{alternative['end_char']}",
+                      f"{alternative['confidence']:.2f}")
+    return table
 
 
 @main.command(context_settings=OVERRIDES)
@@ -595,10 +650,8 @@ def fit(ctx, output, config_path, model_path, l2, folds, make_unanswerable, limi
     from .components.selection import FEATURES
     from .evaluation import read_squad, unanswerable_questions
 
-    # The files are the leading plain arguments; config overrides follow (their values would
-    # otherwise be taken for files).
-    n_files = next((i for i, arg in enumerate(ctx.args) if arg.startswith("--")), len(ctx.args))
-    squad_files, overrides = ctx.args[:n_files], parse_overrides(ctx.args[n_files:])
+    squad_files, override_args = _leading_arguments(ctx.args)
+    overrides = parse_overrides(override_args)
     if not squad_files:
         raise click.UsageError("give at least one SQuAD-format file to fit on")
     if model_path:

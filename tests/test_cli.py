@@ -227,6 +227,35 @@ def test_ask_with_the_tiny_model(runner, override_args):
     assert json.loads(result.stdout)["question"] == "Where?"
 
 
+def test_ask_several_questions_builds_the_pipeline_once_and_prints_one_table(runner, override_args, fake_paris,
+                                                                           built):
+    text = "The Eiffel Tower is in Paris."
+    result = runner.invoke(main, ["ask", QA_CFG, "Where is it?", "Where is the tower?", "--text", text,
+                                  *override_args])
+    assert result.exit_code == 0, result.output
+    assert len(built) == 1
+    rows = [line for line in result.stdout.splitlines() if "Paris" in line]
+    assert len(rows) == 2 and "Where is it?" in rows[0] and "Where is the tower?" in rows[1]
+    assert all("23–28" in row for row in rows)
+    as_json = runner.invoke(main, ["ask", QA_CFG, "Where is the tower?", "Where is it?", "--text", text, "--json",
+                                   *override_args])
+    assert [json.loads(line)["question"] for line in as_json.stdout.splitlines()] == ["Where is the tower?",
+                                                                                      "Where is it?"]
+
+
+def test_ask_reads_the_document_from_stdin(runner, override_args, fake_paris):
+    result = runner.invoke(main, ["ask", QA_CFG, "Where is it?", "--file", "-", "--json", *override_args],
+                           input="The Eiffel Tower is in Paris.")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["start_char"] == 23
+
+
+def test_ask_without_a_question_is_a_usage_error(runner):
+    for args in (["--text", "Paris."], ["  ", "--text", "Paris."]):
+        result = runner.invoke(main, ["ask", QA_CFG, *args])
+        assert result.exit_code == 2 and "give one or more questions" in result.stderr
+
+
 def test_ask_ungrounded_answer(runner, override_args, monkeypatch):
     monkeypatch.setattr(Llama, "complete", lambda self, prompts: [Completion("zebra", [1], [-1.0]) for _ in prompts])
     result = runner.invoke(main, ["ask", QA_CFG, "Why?", "--text", "Paris is in France.", *override_args])
