@@ -6,6 +6,7 @@ import os
 import platform
 import signal
 import sys
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progre
 from rich.table import Table
 
 from . import __version__
-from .errors import ClosedPipeError, DiskFullError, Errors, InputError, NlpipeError
+from .errors import ClosedPipeError, DiskFullError, Errors, InputError, NlpipeError, NlpipeWarning
 from .limits import MAX_TOP_K
 from .training.settings import TrainSettings
 
@@ -146,7 +147,8 @@ class Commands(click.Group):
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            with _warnings_as_lines():
+                return super().invoke(ctx)
         except KeyboardInterrupt:
             console.print("[yellow]Interrupted[/].")
             ctx.exit(130)
@@ -156,6 +158,23 @@ class Commands(click.Group):
                 raise
             _silence_stdout()
             raise UserError(problem) from None
+
+
+@contextmanager
+def _warnings_as_lines():
+    """nlpipe's warnings as one line on the console (the library warns once for what it builds
+    once); other warnings as Python shows them."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", NlpipeWarning)
+        python_shows = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, NlpipeWarning):
+                console.print(f"[yellow]warning[/]: {escape(str(message))}", highlight=False, soft_wrap=True)
+            else:
+                python_shows(message, category, filename, lineno, file, line)
+        warnings.showwarning = show
+        yield
 
 
 def _silence_stdout() -> None:
@@ -663,7 +682,9 @@ def fit(ctx, output, config_path, model_path, l2, folds, make_unanswerable, limi
             paragraphs += unanswerable_questions(paragraphs)
             console.print("The data has no unanswerable questions: made one per answerable question "
                           "(the paragraph without the answer's sentences, or another paragraph of the article).")
-        nlp, _ = _load_pipeline(config_path, overrides)
+        with warnings.catch_warnings():  # W001 would say to run what is running: nlpipe fit --model
+            warnings.simplefilter("ignore", NlpipeWarning)
+            nlp, _ = _load_pipeline(config_path, overrides)
         qa = qa_component(nlp)
         with Progress(SpinnerColumn(), TextColumn("[bold]Scoring candidates"), BarColumn(),
                       TextColumn("{task.completed}/{task.total} questions"), TimeElapsedColumn(),

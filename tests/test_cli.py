@@ -256,6 +256,13 @@ def test_ask_without_a_question_is_a_usage_error(runner):
         assert result.exit_code == 2 and "give one or more questions" in result.stderr
 
 
+def test_another_model_with_the_shipped_selector_weights_gets_one_warning_line(runner, override_args, fake_paris):
+    result = runner.invoke(main, ["ask", QA_CFG, "Where is it?", "--text", "It is in Paris.", *override_args])
+    assert result.exit_code == 0, result.output
+    [warning] = [line for line in result.stderr.splitlines() if "W001" in line]
+    assert warning.startswith("warning: W001") and "nlpipe fit SQUAD-FILE... --model" in warning
+
+
 def test_ask_ungrounded_answer(runner, override_args, monkeypatch):
     monkeypatch.setattr(Llama, "complete", lambda self, prompts: [Completion("zebra", [1], [-1.0]) for _ in prompts])
     result = runner.invoke(main, ["ask", QA_CFG, "Why?", "--text", "Paris is in France.", *override_args])
@@ -494,6 +501,7 @@ def test_fit_cross_validates_by_article_and_writes_weights_the_pipeline_uses(run
     result = runner.invoke(main, ["fit", str(data), "--output", str(weights), "--model", model, *as_args(others)])
     assert result.exit_code == 0, result.output
     assert "made one per answerable question" in result.stderr
+    assert "W001" not in result.stderr  # its advice is what is running
     assert "Tower" in result.stdout and "Bowl" in result.stdout  # one held-out fold per article
     written = json.loads(weights.read_text())
     assert written["format"] == "nlpipe.SelectorWeights.v2"
@@ -505,6 +513,7 @@ def test_fit_cross_validates_by_article_and_writes_weights_the_pipeline_uses(run
                                  "--components.llama_qa.selector.weights_file", str(weights), *override_args])
     assert asked.exit_code == 0, asked.output
     assert json.loads(asked.stdout)["answerable"] in (True, False)
+    assert "W001" not in asked.stderr  # weights fitted for this model
 
 
 def test_fit_problems_are_one_line(runner, tmp_path):

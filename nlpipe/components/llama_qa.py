@@ -7,6 +7,7 @@ need a reply, one batched ranking of candidate spans) and the strategy (results 
 import itertools
 import json
 import shutil
+import warnings
 from pathlib import Path
 from collections import Counter
 from typing import Iterable, Iterator, List, Literal
@@ -18,8 +19,9 @@ from spacy.language import Language
 from spacy.pipeline import Pipe
 from spacy.tokens import Doc
 
-from ..errors import ConfigError, Errors
+from ..errors import ConfigError, Errors, NlpipeWarning, Warnings
 from ..limits import MAX_TOP_K
+from ..llm import catalog
 from ..llm.engine import Failure, Llama, Request
 from ..pipeline_meta import name_pipeline
 from . import llm as _llm  # noqa: F401  registers nlpipe.Llama.v1
@@ -28,7 +30,7 @@ from .evidence import EvidenceSelector
 from .grounding import answer_core, clean_answer
 from .prompting import QAPrompt
 from .reading import Reader
-from .selection import SpanSelector
+from .selection import DEFAULT_WEIGHTS_FILE, SpanSelector, read_weights
 from .strategies import Generative, Grounded, Reply
 from .task import Asked, QATask, QuestionsError
 
@@ -63,9 +65,29 @@ def make_llama_qa(nlp: Language, name: str, model: Llama, evidence: EvidenceSele
     if top_k > 1 and mode == "generative":
         raise ConfigError(Errors.E085.format(key="top_k", value=top_k, message=(
             "alternatives are ranked spans, so top_k > 1 needs mode = \"reader\" or \"grounded\"")))
+    if mode == "grounded":
+        warn_if_fitted_for_another_model(selector, model)
     name_pipeline(nlp)
     return LlamaQA(nlp, name, model, evidence, prompt, selector, mode, questions, batch_size, copy_model, top_k,
                    reader)
+
+
+def warn_if_fitted_for_another_model(selector: SpanSelector, llm: Llama) -> None:
+    """Warn (W001) when the selector has the shipped weights and the model is not the one they
+    were fitted for: the weights weigh that model's likelihoods, which another model's are not."""
+    shipped = read_weights(DEFAULT_WEIGHTS_FILE)
+    if selector.weights != shipped["weights"] or selector.temperature != shipped["temperature"]:
+        return  # the user's own weights, fitted or set in the config
+    fitted_for = shipped["provenance"]["model"]  # "smollm2-135m (SmolLM2-135M-Instruct, float32)"
+    if model_identity(fitted_for.split(" (")[0]) != model_identity(llm.path):
+        warnings.warn(Warnings.W001.format(fitted=fitted_for, model=llm.path), NlpipeWarning, stacklevel=2)
+
+
+def model_identity(path) -> str:
+    """A known model by its name, wherever its copy is (the per-user cache, ./models/NAME: both are
+    that model converted); any other model by its resolved path."""
+    path = Path(path)
+    return path.name if path.name in catalog.LLM_MODELS else str(path.resolve())
 
 
 class LLMPipe(Pipe):
