@@ -849,9 +849,9 @@ def report(ctx, source, output, input_path, questions, expanded, verbose):
                 _run_for_report(source, parse_overrides(ctx.args), input_path, questions, records)
                 stats = write_report(docs_from_records(records, Vocab()), output, source=source,
                                      expanded=expanded)
-    console.print(f"[green]✓[/] {stats.documents} documents, {stats.questions} answers "
-                  f"({stats.grounded} grounded), {stats.failed_documents} with errors: {escape(output)}",
-                  highlight=False)
+    console.print(f"[green]✓[/] {stats.documents} documents, {stats.questions} questions ({stats.grounded} "
+                  f"answers grounded, {stats.no_answer} no answer), {stats.failed_documents} with errors: "
+                  f"{escape(output)}", highlight=False)
 
 
 def _run_for_report(config_path: str, overrides: dict, input_path, questions, records: str) -> None:

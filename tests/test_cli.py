@@ -632,7 +632,7 @@ def test_report_runs_a_config_first(runner, override_args, docs, questions, tmp_
     result = runner.invoke(main, ["report", QA_CFG, "--input", str(docs), "--questions", str(questions),
                                   "--output", str(report), "--expanded", "1", *override_args])
     assert result.exit_code == 0, result.output
-    assert "2 documents, 4 answers (4 grounded)" in result.stderr
+    assert "2 documents, 4 questions (4 answers grounded, 0 no answer)" in result.stderr
     page = report.read_text(encoding="utf-8")
     assert page.count('class="body"') == 1 and '<details class="doc" id="doc-1"><summary>' in page
     assert 'data-label="Q2"' in page

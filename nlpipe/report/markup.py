@@ -55,7 +55,7 @@ def document(index: int, doc: Doc) -> tuple[str, str]:
 def _summary_line(index: int, doc: Doc) -> str:
     answers = doc._.answers
     grounded = sum(a["start_char"] is not None for a in answers)
-    badges = [f'<span class="badge">{len(answers)} answers · {grounded} grounded</span>'] if answers else []
+    badges = [f'<span class="badge">{len(answers)} questions · {grounded} grounded</span>'] if answers else []
     errors = doc_errors(doc)
     if errors:
         badges.append(f'<span class="badge bad">error: {escape(str(errors[0].get("type", "error")))}</span>')
