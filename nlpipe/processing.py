@@ -95,3 +95,12 @@ def process(nlp: Language, items: Iterable[tuple[str, list[str], Any]], batch_si
         stream = proc.pipe(stream, batch_size=batch_size) if hasattr(proc, "pipe") else map(proc, stream)
     for doc in stream:
         yield doc, contexts.popleft()
+
+
+def answer_questions(nlp: Language, text: str, questions: list[str]) -> list[dict]:
+    """The answer records of `questions` (stripped, none blank) about `text`, in their order, from
+    one pass of `nlp`; [] when nothing in the pipeline answers questions."""
+    [(doc, _)] = process(nlp, [(text, list(questions), None)], batch_size=1)
+    # The config's own questions are answered too: keep the asked ones.
+    by_question = {answer["question"]: answer for answer in doc._.answers}
+    return [by_question[question] for question in questions] if by_question else []

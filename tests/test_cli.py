@@ -227,6 +227,42 @@ def test_ask_with_the_tiny_model(runner, override_args):
     assert json.loads(result.stdout)["question"] == "Where?"
 
 
+def test_ask_several_questions_builds_the_pipeline_once_and_prints_one_table(runner, override_args, fake_paris,
+                                                                           built):
+    text = "The Eiffel Tower is in Paris."
+    result = runner.invoke(main, ["ask", QA_CFG, "Where is it?", "Where is the tower?", "--text", text,
+                                  *override_args])
+    assert result.exit_code == 0, result.output
+    assert len(built) == 1
+    rows = [line for line in result.stdout.splitlines() if "Paris" in line]
+    assert len(rows) == 2 and "Where is it?" in rows[0] and "Where is the tower?" in rows[1]
+    assert all("23–28" in row for row in rows)
+    as_json = runner.invoke(main, ["ask", QA_CFG, "Where is the tower?", "Where is it?", "--text", text, "--json",
+                                   *override_args])
+    assert [json.loads(line)["question"] for line in as_json.stdout.splitlines()] == ["Where is the tower?",
+                                                                                      "Where is it?"]
+
+
+def test_ask_reads_the_document_from_stdin(runner, override_args, fake_paris):
+    result = runner.invoke(main, ["ask", QA_CFG, "Where is it?", "--file", "-", "--json", *override_args],
+                           input="The Eiffel Tower is in Paris.")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["start_char"] == 23
+
+
+def test_ask_without_a_question_is_a_usage_error(runner):
+    for args in (["--text", "Paris."], ["  ", "--text", "Paris."]):
+        result = runner.invoke(main, ["ask", QA_CFG, *args])
+        assert result.exit_code == 2 and "give one or more questions" in result.stderr
+
+
+def test_another_model_with_the_shipped_selector_weights_gets_one_warning_line(runner, override_args, fake_paris):
+    result = runner.invoke(main, ["ask", QA_CFG, "Where is it?", "--text", "It is in Paris.", *override_args])
+    assert result.exit_code == 0, result.output
+    [warning] = [line for line in result.stderr.splitlines() if "W001" in line]
+    assert warning.startswith("warning: W001") and "nlpipe fit SQUAD-FILE... --model" in warning
+
+
 def test_ask_ungrounded_answer(runner, override_args, monkeypatch):
     monkeypatch.setattr(Llama, "complete", lambda self, prompts: [Completion("zebra", [1], [-1.0]) for _ in prompts])
     result = runner.invoke(main, ["ask", QA_CFG, "Why?", "--text", "Paris is in France.", *override_args])
@@ -388,10 +424,40 @@ def test_models_list_reads_at_80_columns(runner, monkeypatch, tiny_llama_dir, tm
     monkeypatch.setattr(cli.tables, "_width", 80)
     result = runner.invoke(main, ["models", "list"])
     assert result.exit_code == 0, result.output
-    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+    table, folders = result.stdout.split("\n└")
+    assert max(len(line) for line in table.splitlines()) <= 80
     assert "…" not in result.stdout
     for name in ("smollm2-135m", "en_core_web_sm"):
         assert any(line.split("│")[1].strip() == name for line in result.stdout.splitlines() if "│" in line)
+    # The folder on a line of its own, whole, however long: to copy.
+    assert f"smollm2-135m folder: {tmp_path / 'smollm2-135m'}" in folders.splitlines()
+
+
+@pytest.mark.parametrize("steps, shown, not_shown", [
+    ([], "Loading the model", ("Fetching", "bytes")),  # present in the cache: nothing fetched
+    ([("extract", 5_000_000, 10_000_000)], "Extracting GGUF", ()),
+])
+def test_loading_a_model_shows_a_fetch_only_when_there_is_one(monkeypatch, tmp_path, steps, shown, not_shown):
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from nlpipe.components.llama_qa import LLMPipe
+
+    class Model:
+        path = tmp_path
+
+        def load(self, on_step):
+            for step in steps:
+                on_step(*step)
+    screen = io.StringIO()
+    monkeypatch.setattr(cli, "console", Console(file=screen, force_terminal=True, width=120))
+    component = LLMPipe()
+    component.llm = Model()
+    cli._load_models(SimpleNamespace(pipeline=[("llama_qa", component)]))
+    assert shown in screen.getvalue() and not any(text in screen.getvalue() for text in not_shown)
+    assert "5.0/10.0 MB" in screen.getvalue() or not steps
 
 
 def test_models_pull_of_a_present_model_does_nothing_unless_forced(runner, monkeypatch, tiny_llama_dir, tmp_path):
@@ -455,17 +521,20 @@ TWO_ARTICLES = {"version": "1.1", "data": [
 
 
 def test_fit_cross_validates_by_article_and_writes_weights_the_pipeline_uses(runner, qa_overrides, override_args,
-                                                                              tmp_path):
+                                                                              tmp_path, monkeypatch):
     data = tmp_path / "mine.json"
     data.write_text(json.dumps(TWO_ARTICLES), encoding="utf-8")
     weights = tmp_path / "weights.json"
     # --model is how another (larger) model takes over: the fit scores with it and says so.
     model = qa_overrides["components.llama_qa.model.path"]
     others = {k: v for k, v in qa_overrides.items() if k != "components.llama_qa.model.path"}
+    monkeypatch.setattr(cli.tables, "_width", 80)
     result = runner.invoke(main, ["fit", str(data), "--output", str(weights), "--model", model, *as_args(others)])
     assert result.exit_code == 0, result.output
     assert "made one per answerable question" in result.stderr
-    assert "Tower" in result.stdout and "Bowl" in result.stdout  # one held-out fold per article
+    assert "W001" not in result.stderr  # its advice is what is running
+    assert_whole_at_80_columns(result.stdout, ["fold", "EM", "F1", "threshold", "HasAns", "NoAns", "SQuAD", "2.0 F1",
+                                               "Tower", "Bowl"])  # one held-out fold per article
     written = json.loads(weights.read_text())
     assert written["format"] == "nlpipe.SelectorWeights.v2"
     assert written["provenance"]["data"][0]["file"] == "mine.json"
@@ -476,6 +545,15 @@ def test_fit_cross_validates_by_article_and_writes_weights_the_pipeline_uses(run
                                  "--components.llama_qa.selector.weights_file", str(weights), *override_args])
     assert asked.exit_code == 0, asked.output
     assert json.loads(asked.stdout)["answerable"] in (True, False)
+    assert "W001" not in asked.stderr  # weights fitted for this model
+
+
+def assert_whole_at_80_columns(table: str, words: list[str]) -> None:
+    """Every line of `table` fits 80 columns, nothing is cut short (…), and each of `words` (headers,
+    fold names) is whole on one line."""
+    assert max(len(line) for line in table.splitlines()) <= 80 and "…" not in table
+    cells = {cell.strip() for line in table.splitlines() for cell in re.split("[┃│]", line)}
+    assert all(word in cells for word in words), (words, table)
 
 
 def test_fit_problems_are_one_line(runner, tmp_path):
@@ -554,7 +632,7 @@ def test_report_runs_a_config_first(runner, override_args, docs, questions, tmp_
     result = runner.invoke(main, ["report", QA_CFG, "--input", str(docs), "--questions", str(questions),
                                   "--output", str(report), "--expanded", "1", *override_args])
     assert result.exit_code == 0, result.output
-    assert "2 documents, 4 answers (4 grounded)" in result.stderr
+    assert "2 documents, 4 questions (4 answers grounded, 0 no answer)" in result.stderr
     page = report.read_text(encoding="utf-8")
     assert page.count('class="body"') == 1 and '<details class="doc" id="doc-1"><summary>' in page
     assert 'data-label="Q2"' in page
@@ -586,10 +664,13 @@ def test_train_prints_cross_validation_and_writes_a_reader_the_pipeline_uses(run
     monkeypatch.setenv("NLPIPE_CACHE", str(tmp_path / "cache"))
     data = write_squad(tmp_path / "mine.json")
     model = qa_overrides["components.llama_qa.model.path"]
+    monkeypatch.setattr(cli.tables, "_width", 80)
     result = runner.invoke(main, ["train", str(data), "--output", str(tmp_path / "reader"), "--model", model,
                                   "--device", "cpu", "--epochs", "1", "--folds", "2"])
     assert result.exit_code == 0, result.output
-    assert "Held out" in result.stdout and "balanced F1" in result.stdout
+    assert "Held out" in result.stdout
+    assert_whole_at_80_columns(result.stdout, ["fold", "EM", "F1", "threshold", "HasAns", "NoAns", "SQuAD", "2.0 F1",
+                                               "balanced"])
     assert "--components.llama_qa.reader.path" in result.stderr
     provenance = json.loads((tmp_path / "reader" / "reader.json").read_text())["provenance"]
     assert provenance["model"] == model and provenance["settings"]["epochs"] == 1

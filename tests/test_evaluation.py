@@ -179,3 +179,11 @@ def test_eval_squad_command_reports_has_and_no_answer_on_a_v2_file(qa_overrides,
     result = CliRunner().invoke(main, ["eval", "squad", str(_write(tmp_path, TINY_SQUAD_V2)), *args])
     assert result.exit_code == 0, result.output
     assert "HasAns" in result.stdout and "NoAns" in result.stdout
+
+
+def test_progress_moves_as_each_question_is_answered(qa_nlp, squad_file):
+    done = []
+    evaluate_squad(qa_nlp, squad_file, batch_size=8, on_question=done.append)
+    # Counted question by question as they are answered, not a paragraph's worth at a time.
+    assert done[0] == 1 and list(dict.fromkeys(done)) == [1, 2, 3] and done == sorted(done)
+    assert qa_nlp.get_pipe("llama_qa").on_answered is None  # the component is left as it was

@@ -7,9 +7,10 @@ need a reply, one batched ranking of candidate spans) and the strategy (results 
 import itertools
 import json
 import shutil
+import warnings
 from pathlib import Path
 from collections import Counter
-from typing import Iterable, Iterator, List, Literal
+from typing import Callable, Iterable, Iterator, List, Literal
 
 # Constrained types from pydantic's v1 API: the one confection checks config values with.
 from pydantic.v1 import PositiveInt
@@ -18,8 +19,9 @@ from spacy.language import Language
 from spacy.pipeline import Pipe
 from spacy.tokens import Doc
 
-from ..errors import ConfigError, Errors
+from ..errors import ConfigError, Errors, NlpipeWarning, Warnings
 from ..limits import MAX_TOP_K
+from ..llm import catalog
 from ..llm.engine import Failure, Llama, Request
 from ..pipeline_meta import name_pipeline
 from . import llm as _llm  # noqa: F401  registers nlpipe.Llama.v1
@@ -28,7 +30,7 @@ from .evidence import EvidenceSelector
 from .grounding import answer_core, clean_answer
 from .prompting import QAPrompt
 from .reading import Reader
-from .selection import SpanSelector
+from .selection import DEFAULT_WEIGHTS_FILE, SpanSelector, read_weights
 from .strategies import Generative, Grounded, Reply
 from .task import Asked, QATask, QuestionsError
 
@@ -63,9 +65,29 @@ def make_llama_qa(nlp: Language, name: str, model: Llama, evidence: EvidenceSele
     if top_k > 1 and mode == "generative":
         raise ConfigError(Errors.E085.format(key="top_k", value=top_k, message=(
             "alternatives are ranked spans, so top_k > 1 needs mode = \"reader\" or \"grounded\"")))
+    if mode == "grounded":
+        warn_if_fitted_for_another_model(selector, model)
     name_pipeline(nlp)
     return LlamaQA(nlp, name, model, evidence, prompt, selector, mode, questions, batch_size, copy_model, top_k,
                    reader)
+
+
+def warn_if_fitted_for_another_model(selector: SpanSelector, llm: Llama) -> None:
+    """Warn (W001) when the selector has the shipped weights and the model is not the one they
+    were fitted for: the weights weigh that model's likelihoods, which another model's are not."""
+    shipped = read_weights(DEFAULT_WEIGHTS_FILE)
+    if selector.weights != shipped["weights"] or selector.temperature != shipped["temperature"]:
+        return  # the user's own weights, fitted or set in the config
+    fitted_for = shipped["provenance"]["model"]  # "smollm2-135m (SmolLM2-135M-Instruct, float32)"
+    if model_identity(fitted_for.split(" (")[0]) != model_identity(llm.path):
+        warnings.warn(Warnings.W001.format(fitted=fitted_for, model=llm.path), NlpipeWarning, stacklevel=2)
+
+
+def model_identity(path) -> str:
+    """A known model by its name, wherever its copy is (the per-user cache, ./models/NAME: both are
+    that model converted); any other model by its resolved path."""
+    path = Path(path)
+    return path.name if path.name in catalog.LLM_MODELS else str(path.resolve())
 
 
 class LLMPipe(Pipe):
@@ -93,6 +115,9 @@ class LlamaQA(LLMPipe):
         self.batch_size = batch_size
         self.copy_model = copy_model
         self.top_k = top_k
+        # Called as each question is answered, before its Doc is done (a Doc waits for all of its
+        # questions, a batch's Docs for their shared generation): progress that moves as work does.
+        self.on_answered: Callable[[], None] | None = None
         self._nlp = nlp  # questions and replies are annotated by the components before this one
 
     @property
@@ -135,16 +160,25 @@ class LlamaQA(LLMPipe):
         """All questions of the batch: one batched generation for those that need a reply, then
         candidate ranking a group of documents at a time; each Doc is yielded when done."""
         asked = self.ask(docs)
+        yield from in_order(docs, asked, self._reported(self.answered(asked)))
+
+    def answered(self, asked: list[Asked]) -> Iterator[tuple[int, Answer]]:
+        """(row, answer) for every question, as each is done."""
         if self.mode == "reader":
-            yield from in_order(docs, asked, self.reader.answer(asked, self.llm, self.top_k))
+            yield from self.reader.answer(asked, self.llm, self.top_k)
             return
         strategy = self.strategy
         candidates = [strategy.candidates(a) for a in asked]
         replies = self.replies(asked, [strategy.needs_reply(a, c) for a, c in zip(asked, candidates)])
         candidates = [c if r is None else strategy.with_reply(a, c, r) for a, c, r in zip(asked, candidates, replies)]
-        answered = ((row, strategy.answer(asked[row], candidates[row], replies[row], scores))
-                    for row, scores in self.rank(asked, candidates))
-        yield from in_order(docs, asked, answered)
+        for row, scores in self.rank(asked, candidates):
+            yield row, strategy.answer(asked[row], candidates[row], replies[row], scores)
+
+    def _reported(self, answered: Iterator[tuple[int, Answer]]) -> Iterator[tuple[int, Answer]]:
+        for item in answered:
+            if self.on_answered is not None:
+                self.on_answered()
+            yield item
 
     def ask(self, docs: list[Doc]) -> list[Asked]:
         asked = []

@@ -17,12 +17,13 @@ import socket
 import subprocess
 import sys
 import threading
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 
 from ..config import JobSettings, build_pipeline, config_file, load_config
-from ..errors import EngineError, Errors, NlpipeError, first_line
+from ..errors import EngineError, Errors, NlpipeError, NlpipeWarning, first_line
 from ..io.readers import Document
 from ..components.llama_qa import LLMPipe
 from ..runner import Engine, Tag, local_records
@@ -98,6 +99,7 @@ class PipelineWorker:
         if os.path.isdir(cwd):  # relative paths in the config (models/...) mean what they mean for the driver
             os.chdir(cwd)
         torch.set_num_threads(min(threads, os.cpu_count() or 1))
+        warnings.simplefilter("ignore", NlpipeWarning)  # the driver built the same pipeline and showed them
         try:
             nlp = build_pipeline(load_config(config_path, overrides))
             for _, component in nlp.pipeline:

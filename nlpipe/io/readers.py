@@ -64,12 +64,17 @@ def _too_long(doc_id: str, max_chars: int) -> Document:
 def read_file(path: Path, doc_id: str, max_chars: int = MAX_DOCUMENT_CHARS) -> Document:
     """The file at `path` as one document; never more than `max_chars` characters' worth is read
     (a pipe or a device such as /dev/zero named as input stops there)."""
-    max_bytes = MAX_UTF8_BYTES * max_chars
     try:
         with open(path, "rb") as stream:
-            data = stream.read(max_bytes + 1)
+            return read_stream(stream, doc_id, max_chars)
     except OSError as err:
         return _failed(doc_id, "unreadable_file", err.strerror or str(err))
+
+
+def read_stream(stream: BinaryIO, doc_id: str, max_chars: int = MAX_DOCUMENT_CHARS) -> Document:
+    """All of `stream` (a file, stdin) as one document, reading at most `max_chars` characters' worth."""
+    max_bytes = MAX_UTF8_BYTES * max_chars
+    data = stream.read(max_bytes + 1)
     if len(data) > max_bytes:
         return _too_long(doc_id, max_chars)
     return _within(decode_text(doc_id, data), max_chars)

@@ -8,8 +8,7 @@ through `html.escape` (quotes included) on its way into text or an attribute.
 
 from html import escape
 
-from spacy import displacy
-from spacy.displacy.render import DEFAULT_LABEL_COLORS
+from spacy.displacy.render import DEFAULT_LABEL_COLORS, SpanRenderer
 from spacy.tokens import Doc
 
 from .stats import HISTOGRAM_BINS, EvalStats, RunStats, doc_errors
@@ -39,7 +38,7 @@ def markup_css() -> str:
     colors = "".join(f".{name}{{background:{color}}}" for name, color in COLOR_CLASSES.items())
     slots = "".join(f".o{40 + 17 * k}{{top:{40 + 17 * k}px}}.h{60 + 17 * k}{{height:{60 + 17 * k}px}}"
                     for k in range(SLOTS))
-    return (".spans b{font-weight:bold;display:inline-block;position:relative}"
+    return (".spans{white-space:pre-wrap}.spans b{font-weight:bold;display:inline-block;position:relative}"
             ".spans i{height:4px;left:-1px;width:calc(100% + 2px);position:absolute}"
             ":where(.spans i,.spans i>span){background:#ddd}"
             ".spans i.st{border-top-left-radius:3px;border-bottom-left-radius:3px}"
@@ -56,7 +55,7 @@ def document(index: int, doc: Doc) -> tuple[str, str]:
 def _summary_line(index: int, doc: Doc) -> str:
     answers = doc._.answers
     grounded = sum(a["start_char"] is not None for a in answers)
-    badges = [f'<span class="badge">{len(answers)} answers · {grounded} grounded</span>'] if answers else []
+    badges = [f'<span class="badge">{len(answers)} questions · {grounded} grounded</span>'] if answers else []
     errors = doc_errors(doc)
     if errors:
         badges.append(f'<span class="badge bad">error: {escape(str(errors[0].get("type", "error")))}</span>')
@@ -102,8 +101,24 @@ def _displacy(doc: Doc) -> str:
     spans += [_span(doc, e.start_char, e.end_char, e.label_) for e in doc.ents]
     parsed = {"text": doc.text, "tokens": [t.text for t in doc], "spans": [s for s in spans if s is not None]}
     # Every colour is a class name: displaCy's own colours would land in a class attribute.
-    return displacy.render(parsed, style="span", manual=True,
-                           options={"template": TEMPLATES, "colors": {**ENTITY_CLASSES, **colors}})
+    renderer = DocSpans({"template": TEMPLATES, "colors": {**ENTITY_CLASSES, **colors}},
+                        [t.whitespace_ for t in doc])
+    return renderer.render([parsed], page=False, minify=False)
+
+
+class DocSpans(SpanRenderer):
+    """displaCy's span renderer (what `displacy.render(style="span")` uses), with the document's
+    own whitespace after each token where displaCy puts one space after every token ("Paris ,
+    France ."), so the text reads as written; `.spans` keeps its line breaks (pre-wrap)."""
+
+    def __init__(self, options: dict, whitespace: list[str]):
+        super().__init__(options)
+        self.whitespace = whitespace
+
+    def _render_markup(self, per_token_info: list[dict]) -> str:
+        # Each token's markup, as displaCy renders it, ends in that one space: swap in the token's own.
+        return "".join(super(DocSpans, self)._render_markup([token])[:-1] + space
+                       for token, space in zip(per_token_info, self.whitespace))
 
 
 def _span(doc: Doc, start: int, end: int, label: str) -> dict | None:
@@ -124,13 +139,21 @@ def _answer_row(answer: dict) -> str:
     if answer.get("error"):
         reply = f'<span class="bad">{escape(str(answer["error"].get("message", "error")))}</span>'
     else:
-        reply = escape(answer.get("text") or "") or '<span class="muted">(no answer)</span>'
+        reply = escape(answer.get("text") or "") or '<span class="muted">no answer</span>'
     grounded = answer["start_char"] is not None
     where = f'characters {answer["start_char"]}–{answer["end_char"]}' if grounded else "generated, not a span"
     return (f'<tr class="{"grounded" if grounded else "free"}" data-question="Q{number}"><td>Q{number}</td>'
             f'<td>{escape(answer.get("question") or "")}</td><td title="{escape(where)}">{reply}</td>'
-            f'<td>{_bar(answer.get("confidence"))}</td><td>{_number(answer.get("logprob"), 3)}</td>'
+            f'<td>{_confidence(answer)}</td><td>{_number(answer.get("logprob"), 3)}</td>'
             f'<td>{"yes" if grounded else "no"}</td></tr>')
+
+
+def _confidence(record: dict) -> str:
+    """A bar for an answer's confidence. A "no answer"'s confidence is the probability that the
+    document does not say: named as that, with no bar to be read as the confidence of an answer."""
+    if record.get("answerable") is False and record.get("confidence") is not None:
+        return f'<span class="no-answer">no-answer probability {record["confidence"]:.2f}</span>'
+    return _bar(record.get("confidence"))
 
 
 def _bar(value: float | None) -> str:
@@ -146,12 +169,12 @@ def _number(value, digits: int) -> str:
 
 def summary(stats: RunStats) -> str:
     cards = [("documents", f"{stats.documents:,}"), ("questions", f"{stats.questions:,}"),
-             ("grounded", f"{100 * stats.grounded_share:.0f}%"),
+             ("grounded", f"{100 * stats.grounded_share:.0f}%"), ("no answer", f"{stats.no_answer:,}"),
              ("documents with errors", f"{stats.failed_documents:,}"),
              ("failed questions", f"{stats.failed_questions:,}"), ("warnings", f"{stats.warnings:,}")]
     tiles = "".join(f'<div class="card"><div class="big">{value}</div>{label}</div>' for label, value in cards)
     return (f'<section id="summary"><h2>Summary</h2><div class="cards">{tiles}</div>'
-            f'<h3>Confidence of the answers</h3>{histogram(stats.confidences)}{_failure_list(stats)}</section>')
+            f'<h3>Confidence of the answers (not of the "no answer"s)</h3>{histogram(stats.confidences)}{_failure_list(stats)}</section>')
 
 
 def histogram(counts: list[int]) -> str:
@@ -201,5 +224,5 @@ def _worst_row(prediction: dict) -> str:
     link = f'<a href="#doc-{paragraph}">#{paragraph + 1}</a>' if isinstance(paragraph, int) else ""
     return (f'<tr><td>{escape(prediction.get("question") or "")}</td>'
             f'<td>{escape(prediction.get("prediction") or "") or "<span class=muted>(none)</span>"}</td>'
-            f'<td>{references}</td><td>{prediction["f1"]:.2f}</td><td>{_bar(prediction.get("confidence"))}</td>'
+            f'<td>{references}</td><td>{prediction["f1"]:.2f}</td><td>{_confidence(prediction)}</td>'
             f'<td>{link}</td></tr>')

@@ -118,7 +118,7 @@ details.doc>summary{cursor:pointer}.num{color:#777}.doc-id{font-weight:600}
 .badge{font-size:.8em;border-radius:3px;padding:1px 5px;background:#eef}.badge.bad{background:#fdd}
 .badge.warn{background:#ffeec2}.bad,.error{color:#b00}.warning{color:#8a5a00}
 .bar{display:inline-block;width:5em;height:.6em;background:#eee;border-radius:3px;vertical-align:middle}
-.bar>span{display:block;height:100%;background:#fb8500;border-radius:3px}
+.bar>span{display:block;height:100%;background:#fb8500;border-radius:3px}.no-answer{color:#777;font-style:italic}
 tr.free td:nth-child(3){font-style:italic}
 .pager{margin:.6em 0;color:#555}
 .legend span{border-radius:3px;padding:0 4px;margin-right:.5em}

@@ -15,11 +15,16 @@ def doc_errors(doc: Doc) -> list[dict]:
     return errors + [a["error"] for a in doc._.answers if a.get("error")]
 
 
+def _no_answer(answer: dict) -> bool:
+    return answer.get("answerable") is False and not answer.get("error")
+
+
 @dataclass
 class RunStats:
     documents: int = 0
     questions: int = 0
     grounded: int = 0
+    no_answer: int = 0  # questions the document does not answer, by the model's no-answer decision
     failed_documents: int = 0
     failed_questions: int = 0
     warnings: int = 0
@@ -31,10 +36,12 @@ class RunStats:
         self.documents += 1
         self.questions += len(answers)
         self.grounded += sum(a["start_char"] is not None for a in answers)
+        self.no_answer += sum(_no_answer(a) for a in answers)
         self.failed_questions += sum(bool(a.get("error")) for a in answers)
         self.warnings += doc._.qa_warning is not None
         for answer in answers:
-            if answer.get("confidence") is not None:
+            # A "no answer"'s confidence is the probability that there is none, not an answer's.
+            if answer.get("confidence") is not None and not _no_answer(answer):
                 self.confidences[min(int(answer["confidence"] * HISTOGRAM_BINS), HISTOGRAM_BINS - 1)] += 1
         errors = doc_errors(doc)
         if errors:

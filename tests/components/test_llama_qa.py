@@ -551,3 +551,27 @@ def test_a_lone_surrogate_in_a_question_is_repaired_in_its_doc_alone(qa_nlp):
     assert repaired._.qa_error is None
     assert [a["question"] for a in repaired._.answers] == ["Where is the Eiffel \ufffdTower?"]
     assert repaired._.qa_warning["type"] == "lone_surrogates" and "1 in the questions" in repaired._.qa_warning["message"]
+
+
+@pytest.mark.parametrize("path, weights, warned", [
+    ("/data/my-own-llama", {}, True),  # another model, the weights fitted for SmolLM2
+    ("models/smollm2-135m", {}, False),  # the model they were fitted for, as the configs name it
+    ("smollm2-135m", {}, False),
+    ("/data/my-own-llama", {"near": 0.5}, False),  # the user's own weights
+])
+def test_the_shipped_selector_weights_warn_once_for_another_model(path, weights, warned):
+    import warnings
+
+    from nlpipe.components.llama_qa import warn_if_fitted_for_another_model
+    from nlpipe.components.selection import make_span_selector
+    from nlpipe.errors import NlpipeWarning
+    from nlpipe.llm.engine import Llama
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warn_if_fitted_for_another_model(make_span_selector(weights=weights), Llama(path))
+    messages = [str(w.message) for w in caught if issubclass(w.category, NlpipeWarning)]
+    assert len(messages) == warned
+    if warned:
+        assert "W001" in messages[0] and "smollm2-135m" in messages[0]
+        assert f"nlpipe fit SQUAD-FILE... --model {path}" in messages[0] and "nlpipe train" in messages[0]

@@ -56,6 +56,28 @@ class Elements(HTMLParser):
         return found
 
 
+class ShownText(HTMLParser):
+    """The text a reader sees in a document's displaCy block: its tokens, not the labels of the
+    highlights (inside <i>)."""
+
+    def __init__(self, markup: str):
+        super().__init__()
+        self.text, self._in_spans, self._in_label = "", False, 0
+        self.feed(markup)
+
+    def handle_starttag(self, tag, attrs):
+        self._in_spans |= ("class", "spans") in attrs
+        self._in_label += tag == "i"
+
+    def handle_endtag(self, tag):
+        self._in_label -= tag == "i"
+        self._in_spans &= tag != "div"
+
+    def handle_data(self, data):
+        if self._in_spans and not self._in_label:
+            self.text += data
+
+
 def answer_record(doc, index: int, text: str | None, sentence: int = 0, confidence: float | None = 0.5,
                   question: str | None = None, **extra) -> dict:
     """The record of question `index`: grounded on the first occurrence of `text` (None: a free reply)."""

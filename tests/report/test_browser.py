@@ -17,7 +17,7 @@ from nlpipe.report import write_report
 from nlpipe.report.browser import dump_dom, find_chromium
 
 from ..conftest import REPO
-from .conftest import PACKED, XSS, Elements
+from .conftest import PACKED, XSS, Elements, ShownText
 
 pytestmark = pytest.mark.slow  # each render starts a browser
 SETTLE_MS = 10_000  # virtual time for what the page renders after its load; idle time is skipped, not waited
@@ -84,3 +84,6 @@ def test_the_example_runs_report_highlights_every_grounded_answer(example_run, t
         assert shown == grounded_labels(doc), doc._.doc_id
         assert any(label.startswith("evidence") for label in labels[f"doc-{index}"])
         assert set(labels[f"doc-{index}"]) & {e.label_ for e in doc.ents}  # entities are shown too
+        # The text as written: "Paris, France." (a Doc from a record loses its last space alone).
+        [section] = re.findall(rf'<details class="doc" id="doc-{index}".*?</details>', dom, re.DOTALL)
+        assert ShownText(section).text.rstrip() == doc.text.rstrip(), doc._.doc_id

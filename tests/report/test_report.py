@@ -6,12 +6,13 @@ import re
 
 import pytest
 
+from nlpipe.components.answers import set_answer_records
 from nlpipe.errors import InputError
-from nlpipe.report import HtmlReport, write_report
+from nlpipe.report import HtmlReport, markup, write_report
 from nlpipe.report.page import POLICY, SCRIPT
 from nlpipe.report.stats import eval_stats
 
-from .conftest import PACKED, XSS, Elements, packed_pages
+from .conftest import PACKED, XSS, Elements, ShownText, answer_record, packed_pages
 
 TOWER = "The Eiffel Tower is in Paris. Gustave Eiffel designed it."
 
@@ -119,3 +120,25 @@ def test_the_report_must_be_an_html_file(tmp_path):
     (tmp_path / "a-file").write_text("x")
     with pytest.raises(InputError, match="E096: cannot write the report"):
         write_report([], str(tmp_path / "a-file" / "report.html"))
+
+
+def test_the_document_text_is_shown_with_its_own_whitespace(make_doc):
+    text = "The tower is in Paris, France.\n\nIt is 330 metres tall (1,083 ft)."
+    doc = make_doc("tower.txt", text, [("Paris, France", "Where is it?"), ("330 metres", "How tall is it?")],
+                   entities=[("Paris", "GPE"), ("330 metres", "QUANTITY")])
+    _, body = markup.document(0, doc)
+    assert ShownText(body).text == text  # not "Paris , France ." nor "( 1,083 ft )"
+    assert "white-space:pre-wrap" in markup.markup_css()  # its line breaks too
+
+
+def test_no_answer_is_named_with_its_probability_and_left_out_of_the_histogram(make_doc, tmp_path):
+    doc = make_doc("tower.txt", TOWER, [("Paris", "Where is it?")])
+    no_answer = {**answer_record(doc, 1, None, confidence=0.83, question="Who painted it?"), "text": "",
+                 "generated": None, "answerable": False}
+    set_answer_records(doc, [*doc._.answers, no_answer])
+    stats = write_report([doc], str(tmp_path / "report.html"))
+    assert (sum(stats.confidences), stats.confidences[5], stats.no_answer) == (1, 1, 1)  # Paris's 0.5 alone
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    [row] = re.findall(r'<tr class="free" data-question="Q2">.*?</tr>', page)
+    assert "no-answer probability 0.83" in row and 'class="bar"' not in row and ">no answer<" in row
+    assert '<div class="big">1</div>no answer' in page
