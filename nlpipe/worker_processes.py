@@ -1,4 +1,5 @@
-"""spaCy's worker processes (`nlp.pipe(..., n_process=N)`) die with the process that started them.
+"""spaCy's worker processes (`nlp.pipe(..., n_process=N)`) die with the process that started them,
+and a parent stopped by Ctrl-C (or SIGTERM) exits at once.
 
 spaCy starts them as plain multiprocessing children, which a parent killed by SIGKILL or the
 out-of-memory killer leaves waiting on their queues forever. On Linux the kernel kills each
@@ -23,13 +24,52 @@ _spacy_worker = spacy.language._apply_pipes
 def worker(*args) -> None:
     """spaCy's worker loop, tied to the parent's life first."""
     die_with_parent()
+    leave_when_the_job_stops()
     _spacy_worker(*args)
 
 
+class _PipeMultiprocessing:
+    """`multiprocessing` as spaCy's `Language.pipe` uses it (spacy.language's `mp`), but for the
+    queues and processes, which must not keep a parent stopped by Ctrl-C from exiting."""
+
+    def __getattr__(self, name: str):
+        return getattr(multiprocessing, name)
+
+    @staticmethod
+    def Queue() -> multiprocessing.Queue:
+        """The texts for one worker. At exit Python waits until every queue has written what it
+        holds into its pipe; after Ctrl-C the worker that reads that pipe is gone, and the wait
+        never ended. Not waiting loses nothing: a worker reads its queue to the end (spaCy's
+        end-of-work sentinel) before spaCy's join of it returns."""
+        queue = multiprocessing.Queue()
+        queue.cancel_join_thread()
+        return queue
+
+    @staticmethod
+    def Process(**kwargs) -> multiprocessing.Process:
+        """Daemonic, so that Python ends it at exit instead of waiting for it: a Ctrl-C while
+        spaCy starts its workers stops the parent before spaCy's own clean-up could join them."""
+        return multiprocessing.Process(daemon=True, **kwargs)
+
+
 def install() -> None:
-    """Make `nlp.pipe(..., n_process=N)` start its workers through `worker` (spaCy looks the
-    function up when it starts them, and a spawned worker imports it by name)."""
+    """Make `nlp.pipe(..., n_process=N)` start its workers through `worker` and `_PipeMultiprocessing`
+    (spaCy looks both up when it starts them; a spawned worker imports `worker` by name)."""
     spacy.language._apply_pipes = worker
+    spacy.language.mp = _PipeMultiprocessing()
+
+
+def leave_when_the_job_stops() -> None:
+    """Ctrl-C (and a scheduler's SIGTERM) reaches every process of the job: the parent writes what
+    is done and says so. A worker has nothing to save (its documents are redone on resume), so it
+    leaves at once: no KeyboardInterrupt traceback, and status 0, as spaCy's parent warns (W127)
+    of a worker that ended otherwise."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _leave)
+
+
+def _leave(signum, frame) -> None:
+    os._exit(0)
 
 
 def die_with_parent() -> None:

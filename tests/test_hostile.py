@@ -7,6 +7,7 @@ Cases that held before and are tested where they live: planted pickles
 lone surrogates crashed and loads in no time.
 """
 
+import contextlib
 import errno
 import json
 import os
@@ -71,11 +72,16 @@ def records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
+# A process started from a terminal turns SIGINT into KeyboardInterrupt. A test run started in the
+# background (`pytest &` in a script) hands every child SIGINT ignored, which Python leaves ignored.
+SIGINT_AS_AT_A_TERMINAL = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+
+
 def python(code: str, **kwargs) -> subprocess.Popen:
-    """A Python process running `code` from the repository, stdout and stderr piped."""
+    """A Python process running `code` from the repository, as from a terminal, stdout and stderr piped."""
     env = {**os.environ, "COLUMNS": "1000"}
-    return subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdout=kwargs.pop("stdout", subprocess.PIPE),
-                            stderr=subprocess.PIPE, **kwargs)
+    return subprocess.Popen([sys.executable, "-c", SIGINT_AS_AT_A_TERMINAL + code], cwd=REPO, env=env,
+                            stdout=kwargs.pop("stdout", subprocess.PIPE), stderr=subprocess.PIPE, **kwargs)
 
 
 # --- lone surrogates: repaired with U+FFFD, offsets kept, the record says so
@@ -436,6 +442,51 @@ def test_spacy_workers_die_with_a_killed_parent(how):
         for pid in workers:  # orphans of a failed test are not left behind
             if not gone(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+# --- Ctrl-C with worker processes: the whole job stops at once, quietly, and resumes
+
+# Documents of 67,500 characters two to a batch: a batch is more than a pipe holds (64 KiB), so
+# texts queued for a worker wait in the parent when the signal comes.
+LONG_DOCS, INTERRUPTED_AT = 12, 4
+SIGNAL_AT_RECORD = """
+import os
+from nlpipe.io.writers import JsonlWriter
+from nlpipe.cli import main
+write, written = JsonlWriter.write, [0]
+
+def signalling_write(self, record):
+    if written[0] == {at}:
+        os.killpg(0, {signum})  # to the whole process group, as a terminal sends Ctrl-C
+    write(self, record)
+    written[0] += 1
+
+JsonlWriter.write = signalling_write
+main({args!r})
+"""
+
+
+@pytest.mark.slow  # a fresh Python importing spaCy and torch, and two workers: seconds
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_to_the_process_group_stops_a_run_with_workers_at_once(blank_cfg, tmp_path, signum):
+    source, output, reference = tmp_path / "docs.jsonl", tmp_path / "out.jsonl", tmp_path / "reference.jsonl"
+    source.write_text("".join(json.dumps({"id": str(i), "text": "abcdefghijklmnopqrstuvwxyz " * 2500}) + "\n"
+                              for i in range(LONG_DOCS)), encoding="utf-8")
+    args = [blank_cfg, "--input", str(source), "--batch-size", "2", "--n-process", "2"]
+    code = SIGNAL_AT_RECORD.format(at=INTERRUPTED_AT, signum=int(signum), args=["run", *args, "--output", str(output)])
+    proc = python(code, start_new_session=True)  # a group of its own, as a terminal's job
+    try:
+        _, stderr = proc.communicate(timeout=60)  # only a guard: before the fix it hung for minutes
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # nothing is left running, even if the test failed
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130
+    # Neither the workers' KeyboardInterrupt tracebacks nor spaCy's warning that a worker failed.
+    assert "Traceback" not in stderr.decode() and "W127" not in stderr.decode()
+    assert len(records(output)) == INTERRUPTED_AT
+    assert run_cli(*args, "--output", str(output)).exit_code == 0
+    assert run_cli(*args, "--output", str(reference)).exit_code == 0
+    assert output.read_bytes() == reference.read_bytes()
 
 
 # --- leftovers of a killed fetch: removed by the next one
