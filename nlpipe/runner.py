@@ -17,7 +17,7 @@ from spacy.language import Language
 from .config import JobSettings
 from .errors import Errors, InputError
 from .io.docbin import is_docbin, records_path, write_docbin
-from .io.readers import TEXT_SUFFIXES, Document, load_document, read_documents, read_questions
+from .io.readers import TEXT_SUFFIXES, Document, check_source, load_document, read_documents, read_questions
 from .io.writers import (JsonlWriter, OutputIndex, OutputLock, digest, doc_record, drop_lines, real_path,
                          scan_output, temporary_path)
 from .processing import llm_stage, process
@@ -143,8 +143,7 @@ def check_arguments(settings: JobSettings) -> list[str]:
     if Path(settings.output).suffix.lower() in (".html", ".htm"):
         raise InputError(Errors.E094.format(path=settings.output))
     settings.annotations = settings.annotations or is_docbin(settings.output)
-    if settings.input != "-" and not Path(settings.input).exists():
-        raise InputError(Errors.E008.format(path=settings.input))
+    check_source(settings.input)
     questions = read_questions(settings.questions) if settings.questions else []
     if settings.questions and not questions:
         raise InputError(Errors.E045.format(path=settings.questions))
