@@ -282,8 +282,8 @@ def test_resume_keeps_a_few_bytes_per_record_of_the_output_not_the_records(tmp_p
     count, input_fingerprint = 30_000, "0123456789abcdef"
     path = tmp_path / "out.jsonl"
     fingerprint = json.dumps({"input": input_fingerprint, "config": "c"})
-    path.write_text("".join(f'{{"id": "doc{i}", "entities": [], "fingerprint": {fingerprint}}}\n' for i in range(count)),
-                    encoding="utf-8")
+    lines = (f'{{"id": "doc{i}", "entities": [], "fingerprint": {fingerprint}}}\n' for i in range(count))
+    path.write_text("".join(lines), encoding="utf-8")
     tracemalloc.start()
     resume = Resume(scan_output(str(path)), retry_failed=False)
     done = sum(resume.match(f"doc{i}", input_fingerprint)[0] for i in range(count))

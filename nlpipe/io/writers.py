@@ -148,7 +148,8 @@ def scan_output(path: str) -> OutputIndex:
             index.config = fingerprint["config"]
             index.complete_bytes += len(line)
     order = np.argsort(np.frombuffer(ids, np.int64), kind="stable")  # stable: file order within an id
-    index.ids, index.inputs, index.offsets = (np.frombuffer(column, np.int64)[order] for column in (ids, inputs, offsets))
+    index.ids, index.inputs, index.offsets = (np.frombuffer(column, np.int64)[order]
+                                              for column in (ids, inputs, offsets))
     index.failed = np.frombuffer(failed, np.bool_)[order]
     return index
 
