@@ -1,5 +1,6 @@
 """Pipeline configs: spaCy's config format plus an [nlpipe] section that carries the batch job."""
 
+import configparser
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -58,8 +59,16 @@ def config_file(name_or_path) -> Path:
 def load_config(path, overrides: dict | None = None) -> util.Config:
     """Read `path`, apply dotted overrides (`components.llama_qa.model.device`), interpolate."""
     path = config_file(path)
+    # Measured before it is filled in: a config whose variables repeat each other would fill memory.
+    refuse_interpolation_bombs(_read_config(path, overrides, interpolate=False))
+    config = _read_config(path, overrides, interpolate=True)
+    refuse_huge_integers(config)
+    return config
+
+
+def _read_config(path: Path, overrides: dict | None, interpolate: bool) -> util.Config:
     try:
-        config = util.load_config(path, overrides=overrides or {}, interpolate=True)
+        return util.load_config(path, overrides=overrides or {}, interpolate=interpolate)
     except ConfigValidationError as err:
         if err.errors:
             raise ConfigError(_describe(err)) from None
@@ -68,8 +77,59 @@ def load_config(path, overrides: dict | None = None) -> util.Config:
         raise ConfigError(Errors.E020.format(path=path, reason=" ".join(r for r in reason[-3:] if r))) from None
     except Exception as err:  # configparser raises a dozen error types for a malformed file
         raise ConfigError(Errors.E020.format(path=path, reason=str(err).strip().splitlines()[-1])) from None
-    refuse_huge_integers(config)
-    return config
+
+
+# What the values of a config may come to once every ${...} is filled in: far beyond any real
+# config (a few kB), far below what a variable repeating the one before it ten times, level
+# after level, fills in (gigabytes, then MemoryError).
+MAX_INTERPOLATED_CHARS = 10_000_000
+# How deep references may nest while they are measured: beyond confection's own limit (10), which
+# fails such a config anyway; it only keeps the measuring (and a reference cycle) bounded.
+MAX_REFERENCE_DEPTH = 50
+REFERENCE = re.compile(r"\$\{([^}]+)\}")  # what configparser's ExtendedInterpolation fills in
+
+
+def refuse_interpolation_bombs(raw: util.Config) -> None:
+    """E060, naming the biggest value, when the values of the uninterpolated config `raw` would
+    come to more than MAX_INTERPOLATED_CHARS once interpolated: measured, never built."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str  # keys keep their case, as confection reads them
+    parser.read_string(raw.to_str(interpolate=False))
+    sizes: dict[tuple[str, str], int] = {}
+    values = [(section, key) for section in parser.sections() for key in parser[section]]
+    total = sum(_filled_size(parser, section, key, sizes, 1) for section, key in values)
+    if total > MAX_INTERPOLATED_CHARS:
+        section, key = max(values, key=sizes.__getitem__)
+        raise ConfigError(Errors.E060.format(section=section, message=(
+            f"{key} would be {sizes[section, key]:,} characters once its ${{...}} references are filled in "
+            f"(the config {total:,}, over the {MAX_INTERPOLATED_CHARS:,} it may hold); a variable repeats "
+            "another over and over")))
+
+
+def _filled_size(parser: configparser.ConfigParser, section: str, key: str, sizes: dict, depth: int) -> int:
+    """The characters of `key` in `section` with its references filled in, where each reference
+    also counts its own text, so that references to empty values add up too (as the work does)."""
+    if (section, key) not in sizes:
+        if depth > MAX_REFERENCE_DEPTH:
+            raise ConfigError(Errors.E060.format(section=section, message=(
+                f"{key}: its ${{...}} references nest more than {MAX_REFERENCE_DEPTH} deep (or in a cycle)")))
+        value = parser.get(section, key, raw=True)
+        referenced = (_referenced(parser, section, value, name) for name in REFERENCE.findall(value))
+        sizes[section, key] = len(value) + sum(_filled_size(parser, *place, sizes, depth + 1)
+                                               for place in referenced if place)
+    return sizes[section, key]
+
+
+def _referenced(parser: configparser.ConfigParser, section: str, value: str, name: str) -> tuple[str, str] | None:
+    """The (section, key) that the reference `name` in `value` is filled in from, as confection
+    resolves it; None for a whole section or nothing (confection fills in one, refuses the other)."""
+    path = name.replace(":", ".").rsplit(".", 1)
+    place, option = (section, path[0]) if len(path) == 1 else path
+    if not parser.has_option(place, option):
+        return None
+    if len(path) == 1 and parser.get(place, option, raw=True).strip() == value.strip():
+        return None  # a key of this section holding this very text: confection takes it for a section
+    return place, option
 
 
 INT64 = 2**63

@@ -72,6 +72,8 @@ class Errors:
     E006 = "E006: no input given. Pass --input PATH (a folder, a .jsonl file or - for stdin) or set [nlpipe] input."
     E007 = "E007: no output given. Pass --output FILE (or - for stdout) or set [nlpipe] output."
     E008 = "E008: input '{path}' does not exist."
+    E027 = ("E027: input '{path}' is {kind}, not a regular file or a folder: nlpipe would wait or read "
+            "forever. Pass a file or a folder, or pipe a stream in with --input -.")
     E009 = "E009: questions file '{path}' cannot be read: {reason}"
     E010 = ("E010: device '{device}' was requested but {reason}. Set device = \"auto\" "
             "(or \"cpu\") in the config, e.g. --components.llama_qa.model.device auto.")

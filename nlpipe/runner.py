@@ -5,19 +5,21 @@ import hashlib
 import itertools
 import json
 import time
+from array import array
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+import numpy as np
 from spacy.language import Language
 
 from .config import JobSettings
 from .errors import Errors, InputError
 from .io.docbin import is_docbin, records_path, write_docbin
-from .io.readers import TEXT_SUFFIXES, Document, load_document, read_documents, read_questions
-from .io.writers import (JsonlWriter, OutputIndex, OutputLock, doc_record, drop_lines, real_path, scan_output,
-                         temporary_path)
+from .io.readers import TEXT_SUFFIXES, Document, check_source, load_document, read_documents, read_questions
+from .io.writers import (JsonlWriter, OutputIndex, OutputLock, digest, doc_record, drop_lines, real_path,
+                         scan_output, temporary_path)
 from .processing import llm_stage, process
 
 # Documents per spaCy memory zone: large enough that restarting worker processes
@@ -82,37 +84,50 @@ class Resume:
     A document whose fingerprint is in the output is skipped; one whose fingerprint changed (or
     whose record is an error, with `retry_failed`) is done again and its old line dropped once
     the new record is written. An id may occur several times: each occurrence takes one record.
+    What it keeps is a byte or two per record of the output (see OutputIndex), nothing per
+    document of the input.
     """
 
     def __init__(self, index: OutputIndex, retry_failed: bool):
-        self.records = index.records
+        self.index = index
         self.retry_failed = retry_failed
-        self.replaced: set[int] = set()  # offsets of the old lines whose documents were written anew
-        self.seen: set[str] = set()
+        self.replaced = array("q")  # offsets of the old lines whose documents were written anew
+        self.taken = bytearray(index.count)  # records a document of the input matched (done or redone)
+        self.seen = bytearray(index.count)  # records whose id the input has
+
+    def _untaken(self, doc_id: str) -> list[int]:
+        return [i for i in self.index.positions(doc_id) if not self.taken[i]]
 
     def knows(self, doc_id: str) -> bool:
         """Whether the output holds a record for `doc_id` still unmatched: only then does match()
         need the document's fingerprint."""
-        return bool(self.records.get(doc_id))
+        return bool(self._untaken(doc_id))
 
     def match(self, doc_id: str, input_fingerprint: str | None) -> tuple[bool, int | None]:
         """(whether the document is done already, the offset of the line its new record replaces)."""
-        self.seen.add(doc_id)
-        written = self.records.get(doc_id) or []
-        same = next((w for w in written if w.input == input_fingerprint), None)
-        if same is not None and not (self.retry_failed and same.failed):
-            written.remove(same)
-            return True, None
+        written = self._untaken(doc_id)
         if not written:
             return False, None
-        stale = same or written[0]
-        written.remove(stale)
-        return False, stale.offset
+        for i in written:
+            self.seen[i] = True
+        key = digest(doc_id, input_fingerprint)
+        same = next((i for i in written if self.index.inputs[i] == key), None)
+        if same is not None and not (self.retry_failed and self.index.failed[same]):
+            self.taken[same] = True
+            return True, None
+        stale = written[0] if same is None else same
+        self.taken[stale] = True
+        return False, int(self.index.offsets[stale])
 
-    def leftovers(self) -> set[int]:
-        """Lines of documents the input still has but no longer matches (e.g. both the old and the
-        new record after a kill between writing one and dropping the other)."""
-        return {w.offset for doc_id in self.seen for w in self.records.get(doc_id, [])}
+    def dropped(self, finished: bool) -> np.ndarray:
+        """Offsets, ascending, of the lines to drop: the old line of every document written anew and,
+        once the run `finished`, of documents the input still has but no longer matches (e.g. both
+        the old and the new record after a kill between writing one and dropping the other)."""
+        dropped = np.frombuffer(self.replaced, np.int64)
+        if finished:
+            leftovers = np.frombuffer(self.seen, np.bool_) & ~np.frombuffer(self.taken, np.bool_)
+            dropped = np.concatenate([dropped, self.index.offsets[leftovers]])
+        return np.unique(dropped)
 
 
 def check_arguments(settings: JobSettings) -> list[str]:
@@ -128,8 +143,7 @@ def check_arguments(settings: JobSettings) -> list[str]:
     if Path(settings.output).suffix.lower() in (".html", ".htm"):
         raise InputError(Errors.E094.format(path=settings.output))
     settings.annotations = settings.annotations or is_docbin(settings.output)
-    if settings.input != "-" and not Path(settings.input).exists():
-        raise InputError(Errors.E008.format(path=settings.input))
+    check_source(settings.input)
     questions = read_questions(settings.questions) if settings.questions else []
     if settings.questions and not questions:
         raise InputError(Errors.E045.format(path=settings.questions))
@@ -323,14 +337,14 @@ def _write_all(engine: Engine, settings: JobSettings, output: str, questions: li
                 record["fingerprint"] = {"input": input_fingerprint, "config": config}
                 writer.write(record)
                 if stale is not None:
-                    resume.replaced.add(stale)
+                    resume.replaced.append(stale)
                 _count(summary, record, started)
                 on_record(record, summary)
         finished = True
     finally:
         # Also after Ctrl-C: the old line of every document written anew goes, nothing else.
-        dropped = resume.replaced | (resume.leftovers() if finished else set())
-        if dropped:
+        dropped = resume.dropped(finished)
+        if len(dropped):
             drop_lines(output, dropped)
     summary.seconds = time.perf_counter() - started
     return summary

@@ -61,6 +61,27 @@ def test_missing_section_header_and_bad_interpolation_are_E020(tmp_path, content
     assert str(path) in str(err.value)
 
 
+def test_a_config_whose_variables_repeat_each_other_is_refused_unbuilt(tmp_path):
+    """Each [paths] variable ten times the one before: ten levels filled in 5.4 GB, then failed
+    (MemoryError); measured on the raw values instead. Seven levels (27 MB) stay quick on old code."""
+    variables = ['v0 = "xxxxxxxxxx"', *(f'v{i} = "{f"${{paths.v{i - 1}}}" * 10}"' for i in range(1, 7))]
+    path = tmp_path / "bomb.cfg"
+    path.write_text("\n".join(["[paths]", *variables, "[nlp]", 'lang = "en"', "pipeline = []"]) + "\n")
+    with pytest.raises(ConfigError, match=r"^E060: config problem in \[paths\]: v6 would be 24,444,432 characters "
+                                          r"once its \$\{\.\.\.\} references are filled in") as err:
+        load_config(path)
+    assert "\n" not in str(err.value) and err.value.exit_code == 2
+
+
+def test_references_in_a_cycle_are_one_config_error(tmp_path):
+    path = tmp_path / "cycle.cfg"
+    path.write_text('[paths]\na = "${paths.b}"\nb = "${paths.a}"\n[nlp]\nlang = "en"\n')
+    with pytest.raises(ConfigError, match=r"^E060: config problem in \[paths\]: \w: its \$\{\.\.\.\} references nest "
+                                          r"more than 50 deep \(or in a cycle\)") as err:
+        load_config(path)
+    assert "\n" not in str(err.value)
+
+
 @pytest.mark.parametrize("overrides", [{"nosuch.key": 1}, {"components.nosuch.key": 1}])
 def test_override_of_unknown_section_is_a_config_error(overrides):
     with pytest.raises(ConfigError):

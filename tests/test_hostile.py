@@ -27,7 +27,7 @@ from click.testing import CliRunner
 import nlpipe.cli as cli
 from nlpipe.cli import main
 from nlpipe.config import job_settings, load_config
-from nlpipe.errors import ConfigError, ModelError
+from nlpipe.errors import ConfigError, InputError, ModelError
 from nlpipe.io.readers import read_documents, read_file
 from nlpipe.llm import catalog
 from nlpipe.llm.convert import check_gguf, owned_tmp_dir
@@ -204,12 +204,21 @@ def test_peak_memory_of_one_long_document_is_bounded(tmp_path):
 
 
 def read_in_thread(source: str, **kwargs) -> list:
-    """read_documents(source) run where a hang fails the test instead of stopping the suite."""
-    found = []
-    reader = threading.Thread(target=lambda: found.extend(read_documents(source, **kwargs)), daemon=True)
+    """read_documents(source) run where a hang fails the test instead of stopping the suite; what
+    it raised is raised here."""
+    found, raised = [], []
+
+    def read():
+        try:
+            found.extend(read_documents(source, **kwargs))
+        except Exception as err:
+            raised.append(err)
+    reader = threading.Thread(target=read, daemon=True)
     reader.start()
     reader.join(timeout=30)
     assert not reader.is_alive(), "reading hung"
+    if raised:
+        raise raised[0]
     return found
 
 
@@ -225,9 +234,21 @@ def test_a_fifo_and_a_link_to_dev_zero_in_a_folder_are_error_records(tmp_path):
     assert docs["zero.txt"].error["type"] == "not_a_regular_file" and "character device" in docs["zero.txt"].error["message"]
 
 
-def test_dev_zero_named_as_input_is_read_only_up_to_the_cap():
-    [document] = read_in_thread("/dev/zero", max_chars=1000)
-    assert document.error["type"] == "document_too_long"
+@pytest.mark.parametrize("name", ["zero.jsonl", "zero.txt", None], ids=["jsonl-link", "text-link", "dev-zero"])
+def test_an_input_that_is_a_device_is_refused_unread(name, tmp_path):
+    """A .jsonl link to /dev/zero was read (and counted) forever, line after endless line."""
+    source = tmp_path / name if name else Path("/dev/zero")
+    if name:
+        source.symlink_to("/dev/zero")
+    with pytest.raises(InputError, match=rf"^E027: input '{source}' is a character device, not a regular file"):
+        read_in_thread(str(source))
+
+
+def test_a_fifo_named_as_input_is_refused_unopened(tmp_path):
+    source = tmp_path / "pipe.jsonl"
+    os.mkfifo(source)
+    with pytest.raises(InputError, match="^E027: .* is a named pipe, not a regular file or a folder"):
+        read_in_thread(str(source))
 
 
 # --- absurd model files: declared sizes checked against the tensors present, before building
@@ -336,6 +357,19 @@ def test_output_failures_exit_with_their_own_code_and_one_line(blank_cfg, tmp_pa
     assert result.exit_code == code
     [line] = [line for line in result.stderr.splitlines() if "error" in line]  # besides the progress display
     assert line.startswith(message)
+
+
+def test_run_over_a_link_to_dev_zero_exits_2_with_one_line_before_building_anything(blank_cfg, tmp_path,
+                                                                                  monkeypatch):
+    source = tmp_path / "docs.jsonl"
+    source.symlink_to("/dev/zero")
+    monkeypatch.setattr("nlpipe.config.build_pipeline", lambda config: pytest.fail("built a pipeline"))
+    result = run_cli(blank_cfg, "--input", str(source), "--output", str(tmp_path / "out.jsonl"))
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [f"error: E027: input '{source}' is a character device, not a "
+                                                  "regular file or a folder: nlpipe would wait or read forever. Pass a "
+                                                  "file or a folder, or pipe a stream in with --input -."]
+    assert not (tmp_path / "out.jsonl").exists()
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")

@@ -222,13 +222,26 @@ def read_documents(source: str, max_chars: int = MAX_DOCUMENT_CHARS, load: bool 
         yield _within(repair_surrogates(document), max_chars)
 
 
-def _documents(source: str, max_chars: int, load: bool) -> Iterator[Document]:
+def check_source(source: str) -> None:
+    """E008 for an input that does not exist, E027 for one (through any links) that is neither a
+    folder nor a regular file: a FIFO waits for a writer, a device such as /dev/zero never ends
+    (a .jsonl one would be counted and read forever, line after endless line)."""
     if source == "-":
-        yield from read_stdin(sys.stdin.buffer)
         return
     path = Path(source)
     if not path.exists():
         raise InputError(Errors.E008.format(path=source))
+    kind = None if path.is_dir() else _file_kind(path)
+    if kind:
+        raise InputError(Errors.E027.format(path=source, kind=kind))
+
+
+def _documents(source: str, max_chars: int, load: bool) -> Iterator[Document]:
+    check_source(source)
+    if source == "-":
+        yield from read_stdin(sys.stdin.buffer)
+        return
+    path = Path(source)
     if path.is_dir():
         yield from read_folder(path, max_chars, load)
     elif path.suffix.lower() == ".jsonl":

@@ -14,6 +14,7 @@ import torch
 
 from ..errors import Errors, ModelError, first_line
 from . import catalog
+from .chat_template import render_chat
 from .devices import init_distributed, local_device, resolve_dtype
 from .generation import generate
 from .loading import LoadedModel, load_model
@@ -150,14 +151,15 @@ class Llama:
 
     def chat_text(self, messages: list[dict]) -> str:
         """`messages` rendered for the model, ready for the reply: through its chat template
-        (transformers renders it in a sandboxed Jinja environment, so a template that reaches
-        for Python internals fails instead of running), or as plain turns for a base model
-        without one (Meta's Llama and Llama 2 base checkpoints)."""
+        (in transformers' sandboxed Jinja environment, so a template that reaches for Python
+        internals fails instead of running, and within a budget, so that one that would fill
+        memory fails too: see chat_template), or as plain turns for a base model without one
+        (Meta's Llama and Llama 2 base checkpoints)."""
         tokenizer = self.tokenizer
         if not tokenizer.chat_template:
             return "\n\n".join(m["content"] for m in messages) + "\nAnswer:"
         try:
-            return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            return render_chat(tokenizer, messages)
         except Exception as err:  # jinja2's SecurityError, TemplateError, or a template's own raise
             raise ModelError(Errors.E024.format(path=self.path, reason=first_line(err))) from None
 

@@ -10,7 +10,7 @@ import pytest
 import spacy
 
 from nlpipe.errors import InputError
-from nlpipe.io.writers import JsonlWriter, OutputLock, Written, doc_record, drop_lines, lock_path, scan_output
+from nlpipe.io.writers import JsonlWriter, OutputLock, digest, doc_record, drop_lines, lock_path, scan_output
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +113,11 @@ def test_scan_indexes_records_by_id_with_offsets(tmp_path):
     path = tmp_path / "out.jsonl"
     path.write_bytes(b"".join(lines))
     index = scan_output(str(path))
-    assert index.records == {"a": [Written(0, "1", False), Written(len(lines[0]) + len(lines[1]), "3", False)],
-                             "b": [Written(len(lines[0]), "2", True)]}
+    a, b = index.positions("a"), index.positions("b")
+    assert (len(a), len(b), len(index.positions("c"))) == (2, 1, 0)
+    assert list(index.offsets[a]) == [0, len(lines[0]) + len(lines[1])]  # in file order
+    assert list(index.inputs[a]) == [digest("a", "1"), digest("a", "3")] and list(index.failed[a]) == [False, False]
+    assert (index.offsets[b[0]], index.inputs[b[0]], index.failed[b[0]]) == (len(lines[0]), digest("b", "2"), True)
     assert (index.count, index.config, index.complete_bytes) == (3, "c2", path.stat().st_size)
 
 
@@ -136,7 +139,7 @@ def test_a_last_record_without_its_newline_is_unfinished(tmp_path):
     data = record_line("a") + record_line("b")[:-1]
     path.write_bytes(data)
     index = scan_output(str(path))
-    assert list(index.records) == ["a"] and index.complete_bytes == len(record_line("a"))
+    assert index.count == 1 and len(index.positions("a")) == 1 and index.complete_bytes == len(record_line("a"))
     assert path.read_bytes() == data
 
 
@@ -214,7 +217,7 @@ def test_drop_lines_removes_exactly_the_lines_at_the_offsets(tmp_path):
     target = tmp_path / "out.jsonl"
     lines = [record_line("a"), record_line("b"), record_line("c")]
     target.write_bytes(b"".join(lines))
-    drop_lines(str(target), {len(lines[0])})
+    drop_lines(str(target), [len(lines[0])])
     assert target.read_bytes() == lines[0] + lines[2]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
 

@@ -366,6 +366,28 @@ def test_a_chat_template_that_fails_without_a_message_is_one_line(tiny_llama_dir
     assert str(caught.value).strip()
 
 
+TRIPLE_LOOP = ("{% for i in range(100000) %}{% for j in range(100000) %}{% for k in range(100000) %}x"
+               "{% endfor %}{% endfor %}{% endfor %}")
+
+
+@pytest.mark.parametrize("template", ["{{ 'x' * 8000000000 }}", "{{ ([0] * 8000000000) | length }}",
+                                      "{{ (2 ** 80000000000) > 1 }}", TRIPLE_LOOP],
+                         ids=["string-times", "list-times", "power", "triple-loop"])
+def test_a_chat_template_that_would_fill_memory_is_stopped_within_its_budget(tiny_llama_dir, template):
+    """Rendered by transformers alone, each took gigabytes (8-10 GB, then MemoryError) or forever:
+    what a render makes is counted before it is made."""
+    llama = Llama(tiny_llama_dir, device="cpu")
+    llama.tokenizer.chat_template = template
+    with pytest.raises(ModelError, match=r"^E024: .* failed: it makes more than 10,000,000 characters"):
+        llama.chat_text([{"role": "user", "content": "hi"}])
+
+
+def test_a_chat_template_renders_what_transformers_renders(llama):
+    messages = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Where is Paris?"}]
+    expected = llama.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert llama.chat_text(messages) == expected and "Where is Paris?" in expected
+
+
 def test_first_line_of_an_error_without_a_message_is_its_type():
     from nlpipe.errors import first_line
 
