@@ -76,7 +76,7 @@ def _read_config(path: Path, overrides: dict | None, interpolate: bool) -> util.
         reason = (err.desc or err.title or "").strip().splitlines()
         raise ConfigError(Errors.E020.format(path=path, reason=" ".join(r for r in reason[-3:] if r))) from None
     except Exception as err:  # configparser raises a dozen error types for a malformed file
-        raise ConfigError(Errors.E020.format(path=path, reason=str(err).strip().splitlines()[-1])) from None
+        raise ConfigError(Errors.E020.format(path=path, reason=(str(err).strip().splitlines() or [type(err).__name__])[-1])) from None
 
 
 # What the values of a config may come to once every ${...} is filled in: far beyond any real
