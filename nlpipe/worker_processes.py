@@ -18,6 +18,7 @@ import spacy.language
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 WATCH_SECONDS = 1.0
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # Ctrl-C, and a scheduler stopping the job
 _spacy_worker = spacy.language._apply_pipes
 
 
@@ -49,7 +50,32 @@ class _PipeMultiprocessing:
     def Process(**kwargs) -> multiprocessing.Process:
         """Daemonic, so that Python ends it at exit instead of waiting for it: a Ctrl-C while
         spaCy starts its workers stops the parent before spaCy's own clean-up could join them."""
-        return multiprocessing.Process(daemon=True, **kwargs)
+        return _Worker(daemon=True, **kwargs)
+
+
+class _Worker(multiprocessing.Process):
+    """A spaCy worker that its parent stops before waiting for it.
+
+    spaCy joins its workers once it reads no more of their results. A worker that still has a
+    batch to send then blocks on its full result pipe for ever: it never sees the pipe break, as
+    every worker holds the read ends of all the result pipes it inherited. That is how a signal
+    to the parent alone (`kill -INT <pid>`, `docker stop`) left the run hanging.
+    """
+
+    def start(self) -> None:
+        # The child starts with the parent's handlers (a SIGTERM raises KeyboardInterrupt, and
+        # prints its traceback) until `leave_when_the_job_stops` sets its own; signals that come
+        # before then wait for them.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            super().start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+    def join(self, timeout: float | None = None) -> None:
+        # Whatever the worker has left to do is not wanted: spaCy has read all it will read.
+        self.terminate()
+        super().join(timeout)
 
 
 def install() -> None:
@@ -64,8 +90,9 @@ def leave_when_the_job_stops() -> None:
     is done and says so. A worker has nothing to save (its documents are redone on resume), so it
     leaves at once: no KeyboardInterrupt traceback, and status 0, as spaCy's parent warns (W127)
     of a worker that ended otherwise."""
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in STOP_SIGNALS:
         signal.signal(signum, _leave)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked by _Worker.start until now
 
 
 def _leave(signum, frame) -> None:

@@ -10,6 +10,7 @@ lone surrogates crashed and loads in no time.
 import contextlib
 import errno
 import json
+import multiprocessing
 import os
 import signal
 import socket
@@ -25,6 +26,7 @@ import torch
 from click.testing import CliRunner
 
 import nlpipe.cli as cli
+from nlpipe import worker_processes
 from nlpipe.cli import main
 from nlpipe.config import job_settings, load_config
 from nlpipe.errors import ConfigError, InputError, ModelError
@@ -491,7 +493,7 @@ write, written = JsonlWriter.write, [0]
 
 def signalling_write(self, record):
     if written[0] == {at}:
-        os.killpg(0, {signum})  # to the whole process group, as a terminal sends Ctrl-C
+        {send}
     write(self, record)
     written[0] += 1
 
@@ -500,14 +502,21 @@ main({args!r})
 """
 
 
+# A terminal's Ctrl-C reaches the whole process group; `kill -INT <pid>` or a `docker stop`-style
+# SIGTERM reaches the main process alone, whose workers then wait on results nobody reads.
+SEND_TO = {"group": "os.killpg(0, {signum})", "main process": "os.kill(os.getpid(), {signum})"}
+
+
 @pytest.mark.slow  # a fresh Python importing spaCy and torch, and two workers: seconds
+@pytest.mark.parametrize("target", SEND_TO)
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_a_signal_to_the_process_group_stops_a_run_with_workers_at_once(blank_cfg, tmp_path, signum):
+def test_a_signal_stops_a_run_with_workers_at_once(blank_cfg, tmp_path, signum, target):
     source, output, reference = tmp_path / "docs.jsonl", tmp_path / "out.jsonl", tmp_path / "reference.jsonl"
     source.write_text("".join(json.dumps({"id": str(i), "text": "abcdefghijklmnopqrstuvwxyz " * 2500}) + "\n"
                               for i in range(LONG_DOCS)), encoding="utf-8")
     args = [blank_cfg, "--input", str(source), "--batch-size", "2", "--n-process", "2"]
-    code = SIGNAL_AT_RECORD.format(at=INTERRUPTED_AT, signum=int(signum), args=["run", *args, "--output", str(output)])
+    code = SIGNAL_AT_RECORD.format(at=INTERRUPTED_AT, send=SEND_TO[target].format(signum=int(signum)),
+                                   args=["run", *args, "--output", str(output)])
     proc = python(code, start_new_session=True)  # a group of its own, as a terminal's job
     try:
         _, stderr = proc.communicate(timeout=60)  # only a guard: before the fix it hung for minutes
@@ -521,6 +530,43 @@ def test_a_signal_to_the_process_group_stops_a_run_with_workers_at_once(blank_cf
     assert run_cli(*args, "--output", str(output)).exit_code == 0
     assert run_cli(*args, "--output", str(reference)).exit_code == 0
     assert output.read_bytes() == reference.read_bytes()
+
+
+def started_worker(monkeypatch, before_handlers, spacy_work) -> multiprocessing.Process:
+    """A worker started as spaCy starts it, running `before_handlers` where it would tie itself to
+    its parent, then `spacy_work` in place of spaCy's loop."""
+    monkeypatch.setattr(worker_processes, "die_with_parent", before_handlers)
+    monkeypatch.setattr(worker_processes, "_spacy_worker", spacy_work)
+    proc = worker_processes._PipeMultiprocessing.Process(target=worker_processes.worker)
+    proc.start()
+    return proc
+
+
+@pytest.mark.skipif(multiprocessing.get_start_method() != "fork", reason="stubs the worker by monkeypatching")
+def test_a_worker_stopped_before_it_has_its_handlers_leaves_quietly(monkeypatch, capfd):
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGTERM, interrupt)  # the run's own handler, which a worker inherits
+    try:
+        proc = started_worker(monkeypatch, lambda: os.kill(os.getpid(), signal.SIGTERM), lambda: os._exit(3))
+        proc.join()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    # It left by its own handler (status 0), without the KeyboardInterrupt traceback of the run's.
+    assert proc.exitcode == 0 and "Traceback" not in capfd.readouterr().err
+
+
+@pytest.mark.skipif(multiprocessing.get_start_method() != "fork", reason="stubs the worker by monkeypatching")
+def test_joining_a_busy_worker_stops_it(monkeypatch):
+    # As a worker blocked on a result pipe that its parent no longer reads.
+    proc = started_worker(monkeypatch, lambda: None, lambda: threading.Event().wait())
+    joining = threading.Thread(target=proc.join, daemon=True)
+    try:
+        joining.start()
+        joining.join(timeout=30)  # only a guard: before the fix the join never returned
+        assert proc.exitcode == 0
+    finally:
+        proc.kill()
 
 
 # --- leftovers of a killed fetch: removed by the next one

@@ -425,7 +425,8 @@ def test_the_cli_shows_the_summary_of_a_local_run_for_a_ray_run(local_ray, corpu
     assert by_id(read_records(output)) == reference
 
 
-# The CLI (argv[2:]) with SIGTERM raised, as a scheduler stopping the job, when argv[1] records are written.
+# The CLI (argv[2:]) with SIGTERM raised, as a scheduler stopping the job, when argv[1] records are
+# written; {at_stop} runs just before.
 SIGTERM_AFTER_RECORDS = """
 import signal, sys
 from nlpipe.cli import main
@@ -435,6 +436,7 @@ write, written = JsonlWriter.write, []
 
 def write_or_stop(self, record):
     if len(written) == int(sys.argv[1]):
+        {at_stop}
         signal.raise_signal(signal.SIGTERM)
     write(self, record)
     written.append(record)
@@ -442,6 +444,12 @@ def write_or_stop(self, record):
 JsonlWriter.write = write_or_stop
 main(sys.argv[2:])
 """
+
+
+def run_stopped(code: str, stop_after: int, args: list[str]) -> subprocess.CompletedProcess:
+    """The CLI with `args`, run by `code` (SIGTERM_AFTER_RECORDS) stopping after `stop_after` records."""
+    return subprocess.run([sys.executable, "-c", code, str(stop_after), *args], cwd=REPO,
+                          env={**os.environ, "COLUMNS": "1000"}, capture_output=True, text=True, timeout=RUN_TIMEOUT)
 
 
 @pytest.mark.slow
@@ -452,13 +460,29 @@ def test_sigterm_ends_a_ray_run_as_ctrl_c_does_saying_how_to_resume(local_ray, c
     stop_after = 2 * BATCH
     args = [*cli_args(corpus, output, qa_overrides), "--workers", "1",
             "--ray-address", local_ray.get_runtime_context().gcs_address]
-    done = subprocess.run([sys.executable, "-c", SIGTERM_AFTER_RECORDS, str(stop_after), *args], cwd=REPO,
-                          env={**os.environ, "COLUMNS": "1000"}, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    done = run_stopped(SIGTERM_AFTER_RECORDS.format(at_stop="pass"), stop_after, args)
     said = done.stdout + done.stderr
     assert done.returncode == 130, said  # as a local run: README's exit codes
     assert f"Interrupted after {stop_after} documents" in said and "Run the same command again to resume" in said
     assert "Traceback" not in said
     assert len(read_records(output)) == stop_after
+
+
+# What Ray's driver prints of an error in the cluster, as it did of the tasks an interrupted run's
+# stopped actors left unsent ("(raylet) Task MapWorker(...).submit failed ..."), whenever those came.
+RAY_PRINTS_AN_ERROR = ("from ray._private.worker import print_to_stdstream; print_to_stdstream("
+                       "{'lines': ['Task failed'], 'pid': 'raylet', 'is_err': False}, ignore_prefix=False)")
+
+
+@pytest.mark.slow
+def test_only_records_reach_stdout_when_an_interrupted_ray_run_writes_there(local_ray, corpus, qa_overrides):
+    stop_after = 2 * BATCH
+    args = [*cli_args(corpus, "-", qa_overrides), "--workers", "1",
+            "--ray-address", local_ray.get_runtime_context().gcs_address]
+    done = run_stopped(SIGTERM_AFTER_RECORDS.format(at_stop=RAY_PRINTS_AN_ERROR), stop_after, args)
+    assert done.returncode == 130, done.stderr
+    assert len([json.loads(line) for line in done.stdout.splitlines()]) == stop_after
+    assert "(raylet)" in done.stderr and "Task failed" in done.stderr  # said, where diagnostics go
 
 
 # A driver that starts a Ray of its own, says so, and waits to be killed.

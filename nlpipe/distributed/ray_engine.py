@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 
@@ -264,7 +264,10 @@ def ray_records(config_path: str, overrides: dict, settings: JobSettings) -> Eng
     constructor_args = worker_args(config_path, overrides, settings)
 
     def records(pending: Iterable[tuple[Document, list[str], Tag]]) -> Iterator[tuple[dict, Tag]]:
-        with ray_session(settings.ray_address) as ray:
+        # Ray's driver prints the cluster's error messages to sys.stdout, log_to_driver or not: after
+        # Ctrl-C, "(raylet) Task MapWorker(...).submit failed ... killed by `ray.kill`" landed among
+        # the records of --output - (the runner's writer holds the stdout it started with).
+        with redirect_stdout(sys.stderr), ray_session(settings.ray_address) as ray:
             _quiet(ray)
             shape = pool_shape(settings, ray.cluster_resources())
             serialised = (json.dumps([dataclasses.asdict(d), questions, tag]) for d, questions, tag in pending)
