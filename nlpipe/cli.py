@@ -19,7 +19,8 @@ from rich.table import Table
 from rich.text import Text
 
 from . import __version__
-from .errors import ClosedPipeError, DiskFullError, Errors, InputError, NlpipeError, NlpipeWarning
+from .errors import (ClosedPipeError, ConfigError, DiskFullError, Errors, InputError, NlpipeError, NlpipeWarning,
+                     first_line)
 from .limits import MAX_TOP_K
 from .training.settings import TrainSettings
 
@@ -75,7 +76,6 @@ def parse_overrides(args: list[str]) -> dict:
 def with_top_k(config_path: str, overrides: dict, top_k: int | None) -> dict:
     """--top-k as an override of every llama_qa component's top_k."""
     from .config import load_config
-    from .errors import ConfigError
 
     if top_k is None:
         return overrides
@@ -671,13 +671,18 @@ def eval_squad(ctx, squad_file, config_path, limit, output, report_path, batch_s
 @click.option("--model", "model_path", help="The model to fit for (overrides the config's model path).")
 @click.option("--l2", type=click.FloatRange(min=0), default=0.01, show_default=True, help="L2 penalty on weights.")
 @click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True,
-              help="Cross-validation folds when the data has one article (else one fold per article).")
+              help="Cross-validation folds: of articles (of questions when the data has one article).")
+@click.option("--reader/--no-reader", "read", default=None,
+              help="Fit weights for the trained reader's features too (the config's reader) [default: when the "
+                   "reader was trained for the model].")
 @click.option("--make-unanswerable/--no-make-unanswerable", default=True, show_default=True,
               help="Without unanswerable questions in the data, make one per answerable question.")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N questions of each file.")
+@click.option("--every", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Only every Nth paragraph: a sample of every article, for a quicker fit.")
 @click.option("--verbose", is_flag=True, help="Show tracebacks.")
 @click.pass_context
-def fit(ctx, output, config_path, model_path, l2, folds, make_unanswerable, limit, verbose):
+def fit(ctx, output, config_path, model_path, l2, folds, read, make_unanswerable, limit, every, verbose):
     """Fit the span selector (mode grounded; the default reader is trained with `nlpipe train`)
     to your SQuAD 1.1/2.0-format data: feature weights, confidence
     temperature, and the no-answer model with its threshold. Prints article-level
@@ -686,7 +691,7 @@ def fit(ctx, output, config_path, model_path, l2, folds, make_unanswerable, limi
     from .components.fitting import (FITTED_FEATURES, cross_validate, fit as fit_selector, provenance, summarise,
                                      write_weights)
     from .components.recording import qa_component, record
-    from .components.selection import FEATURES
+    from .components.selection import FEATURES, READER_FEATURES
     from .evaluation import read_squad, unanswerable_questions
 
     squad_files, override_args = _leading_arguments(ctx.args)
@@ -696,7 +701,7 @@ def fit(ctx, output, config_path, model_path, l2, folds, make_unanswerable, limi
     if model_path:
         overrides["components.llama_qa.model.path"] = model_path
     with user_errors(verbose):
-        paragraphs = [p for path in squad_files for p in read_squad(path, limit)]
+        paragraphs = [p for path in squad_files for p in read_squad(path, limit)][::every]
         made = make_unanswerable and all(refs for p in paragraphs for _, _, refs in p.questions)
         if made:
             paragraphs += unanswerable_questions(paragraphs)
@@ -706,23 +711,41 @@ def fit(ctx, output, config_path, model_path, l2, folds, make_unanswerable, limi
             warnings.simplefilter("ignore", NlpipeWarning)
             nlp, _ = _load_pipeline(config_path, overrides)
         qa = qa_component(nlp)
+        read = _reader_fits(qa, read)
         with Progress(SpinnerColumn(), TextColumn("[bold]Scoring candidates"), BarColumn(),
                       TextColumn("{task.completed}/{task.total} questions"), TimeElapsedColumn(),
                       console=console) as progress:
             task = progress.add_task("record", total=sum(len(p.questions) for p in paragraphs))
-            examples = record(nlp, paragraphs, on_questions=lambda n: progress.update(task, completed=n))
+            examples = record(nlp, paragraphs, on_questions=lambda n: progress.update(task, completed=n), read=read)
         if not any(e.answerable and max(e.f1) > 0 for e in examples):
             raise click.ClickException("no answerable question has a candidate span matching its answer: "
                                        "nothing to fit (are the references spans of their paragraphs?)")
+        names = [name for name in FITTED_FEATURES if read or name not in READER_FEATURES]
         with console.status("Cross-validating"):
-            rows = summarise(cross_validate(examples, FITTED_FEATURES, l2, qa.selector.max_candidates, folds))
+            rows = summarise(cross_validate(examples, names, l2, qa.selector.max_candidates, folds))
         with console.status("Fitting on all the data"):
-            fitted = fit_selector(examples, FITTED_FEATURES, l2, qa.selector.max_candidates)
+            fitted = fit_selector(examples, names, l2, qa.selector.max_candidates)
         write_weights(Path(output), fitted, list(FEATURES),
-                      provenance(list(squad_files), examples, rows, l2, str(qa.llm.path), made))
+                      provenance(list(squad_files), examples, rows, l2, str(qa.llm.path), made,
+                                 qa.reader.path if read else None, every))
     tables.print(_cross_validation_table(rows))
     console.print(f"wrote {output} (no-answer threshold {fitted.threshold}, temperature {fitted.temperature}); "
                   f"use it with --components.llama_qa.selector.weights_file {output}", highlight=False)
+
+
+def _reader_fits(qa, read: bool | None) -> bool:
+    """Whether fit reads with the config's reader: if asked (its error if it cannot), else when
+    it loads for the model."""
+    if read is False:
+        return False
+    try:
+        qa.reader.head(qa.llm)
+    except ConfigError as err:
+        if read:
+            raise
+        console.print(f"Fitting without the reader's features: {first_line(err)}", highlight=False)
+        return False
+    return True
 
 
 @main.command()

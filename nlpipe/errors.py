@@ -53,11 +53,12 @@ class NlpipeWarning(UserWarning):
 
 
 class Warnings:
-    W001 = ("W001: the span selector's weights are the shipped ones, fitted for {fitted}, not for the model "
-            "'{model}', so its answers and confidences may be poor. Fit weights for this model with `nlpipe fit "
-            "SQUAD-FILE... --model {model} --output W.json` and set [components.llama_qa.selector] weights_file "
-            "= W.json, or train a reader for it with `nlpipe train SQUAD-FILE... --model {model} --output DIR` "
-            "(mode = \"reader\").")
+    W001 = ("W001: the span selector's shipped weights and reader were fitted for {fitted}, not for the model "
+            "'{model}': answering with the shipped weights fitted without a reader ({fallback}), which still weigh "
+            "that model's likelihoods, so answers and confidences may be poor. Train a reader for this model with "
+            "`nlpipe train SQUAD-FILE... --model {model} --output DIR`, then fit weights with `nlpipe fit "
+            "SQUAD-FILE... --model {model} --components.llama_qa.reader.path DIR --output W.json` and set "
+            "[components.llama_qa.selector] weights_file = W.json (and reader path = DIR).")
 
 
 class Errors:

@@ -533,6 +533,8 @@ def test_fit_cross_validates_by_article_and_writes_weights_the_pipeline_uses(run
     assert result.exit_code == 0, result.output
     assert "made one per answerable question" in result.stderr
     assert "W001" not in result.stderr  # its advice is what is running
+    # The shipped reader is SmolLM2's: for this model the fit goes on without its features, and says so.
+    assert "Fitting without the reader's features: E087" in result.stderr
     assert_whole_at_80_columns(result.stdout, ["fold", "EM", "F1", "threshold", "HasAns", "NoAns", "SQuAD", "2.0 F1",
                                                "Tower", "Bowl"])  # one held-out fold per article
     written = json.loads(weights.read_text())
@@ -541,6 +543,7 @@ def test_fit_cross_validates_by_article_and_writes_weights_the_pipeline_uses(run
     assert written["provenance"]["examples"]["articles"] == ["Bowl", "Tower"]
     assert written["provenance"]["model"] == model
     assert written["answerability"]["weights"] and 0 <= written["answerability"]["threshold"] <= 1
+    assert not any(w for name, w in written["weights"].items() if name.startswith("reader_"))
     asked = runner.invoke(main, ["ask", QA_CFG, "Where is the tower?", "--text", "The tower is in Paris.", "--json",
                                  "--components.llama_qa.selector.weights_file", str(weights), *override_args])
     assert asked.exit_code == 0, asked.output

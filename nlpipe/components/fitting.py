@@ -20,6 +20,7 @@ from typing import Callable
 
 import torch
 
+from ..training.examples import deal_folds
 from .recording import Example
 from .selection import (ANSWERABILITY_FEATURES, FEATURES, MODEL_FEATURES, REPLY_FEATURES, answerability_features,
                         answerable_probability, best_first, shortlist, softmax_share)
@@ -165,7 +166,7 @@ def fit_temperature(predictions: list[Prediction]) -> float:
 def fit_answerability(predictions: list[Prediction], l2: float, seed: int = 0) -> dict[str, float]:
     """Logistic regression: is there an answer? Each class weighs half, whatever their counts."""
     names = list(ANSWERABILITY_FEATURES)
-    inputs = torch.tensor([[p.inputs[n] for n in names] for p in predictions], dtype=torch.float32)
+    inputs = torch.tensor([[p.inputs.get(n, 0.0) for n in names] for p in predictions], dtype=torch.float32)
     labels = torch.tensor([float(p.example.answerable) for p in predictions])
     positives = max(1.0, float(labels.sum()))
     negatives = max(1.0, len(labels) - float(labels.sum()))
@@ -215,11 +216,13 @@ def fit(examples: list[Example], names: list[str], l2: float, max_candidates: in
 
 
 def folds_of(examples: list[Example], folds: int = 5) -> list[tuple[str, list[int]]]:
-    """Held-out folds: one per article when there are several (text of an article never helps
-    to fit its own test), else `folds` random ones."""
+    """Held-out folds: of whole articles when there are several (text of an article never
+    helps to fit its own test; dealt as nlpipe train deals them), else `folds` random ones."""
     articles = sorted({e.article for e in examples})
     if len(articles) > 1:
-        return [(article, [i for i, e in enumerate(examples) if e.article == article]) for article in articles]
+        dealt = deal_folds([e.article for e in examples], folds)
+        return [(", ".join(sorted(held)) if len(held) == 1 else f"fold {k + 1} ({len(held)} articles)",
+                 [i for i, e in enumerate(examples) if e.article in set(held)]) for k, held in enumerate(dealt)]
     order = list(range(len(examples)))
     random.Random(0).shuffle(order)
     return [(f"fold {k + 1}", sorted(order[k::folds])) for k in range(folds)]
@@ -272,7 +275,7 @@ def summarise(held_out: dict[str, tuple[list[Prediction], float | None]]) -> lis
 
 
 def provenance(files: list[Path], examples: list[Example], cross_validation: list[dict], l2: float,
-               model: str, made_unanswerable: bool) -> dict:
+               model: str, made_unanswerable: bool, reader: str | None = None, every: int = 1) -> dict:
     """How a weights file was fitted: enough to refit it, and to know what its figures mean."""
     from .. import __version__
 
@@ -285,7 +288,7 @@ def provenance(files: list[Path], examples: list[Example], cross_validation: lis
                      "articles": sorted({e.article for e in examples})},
         "unanswerable_questions": ("made from the data: one per answerable question (nlpipe.evaluation."
                                    "unanswerable_questions)") if made_unanswerable else "the data's own",
-        "model": model, "l2": l2,
+        "model": model, "reader": reader, "every_nth_paragraph": every, "l2": l2,
         "objective": "softmax over each answerable question's candidates, target its best-F1 candidates; "
                      "answerability: class-balanced logistic regression; threshold: best balanced SQuAD 2.0 F1",
         "cross_validation": cross_validation}

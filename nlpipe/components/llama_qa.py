@@ -30,7 +30,7 @@ from .evidence import EvidenceSelector
 from .grounding import answer_core, clean_answer
 from .prompting import QAPrompt
 from .reading import Reader
-from .selection import DEFAULT_WEIGHTS_FILE, SpanSelector, read_weights
+from .selection import DEFAULT_WEIGHTS_FILE, NO_READER_WEIGHTS_FILE, SpanSelector, read_weights
 from .strategies import Generative, Grounded, Reply
 from .task import Asked, QATask, QuestionsError
 
@@ -66,21 +66,30 @@ def make_llama_qa(nlp: Language, name: str, model: Llama, evidence: EvidenceSele
         raise ConfigError(Errors.E085.format(key="top_k", value=top_k, message=(
             "alternatives are ranked spans, so top_k > 1 needs mode = \"reader\" or \"grounded\"")))
     if mode == "grounded":
-        warn_if_fitted_for_another_model(selector, model)
+        selector = selector_for_model(selector, model)
     name_pipeline(nlp)
     return LlamaQA(nlp, name, model, evidence, prompt, selector, mode, questions, batch_size, copy_model, top_k,
                    reader)
 
 
-def warn_if_fitted_for_another_model(selector: SpanSelector, llm: Llama) -> None:
-    """Warn (W001) when the selector has the shipped weights and the model is not the one they
-    were fitted for: the weights weigh that model's likelihoods, which another model's are not."""
+def selector_for_model(selector: SpanSelector, llm: Llama) -> SpanSelector:
+    """The selector itself, unless its weights are the shipped file's and the model is not the
+    one they (and the shipped reader they read) were fitted for: then the shipped weights fitted
+    without a reader (single weights set in the config kept), with a warning (W001) that says
+    how to fit weights for this model."""
+    if selector.weights_file != DEFAULT_WEIGHTS_FILE:
+        return selector  # the user's own weights file
     shipped = read_weights(DEFAULT_WEIGHTS_FILE)
-    if selector.weights != shipped["weights"] or selector.temperature != shipped["temperature"]:
-        return  # the user's own weights, fitted or set in the config
     fitted_for = shipped["provenance"]["model"]  # "smollm2-135m (SmolLM2-135M-Instruct, float32)"
-    if model_identity(fitted_for.split(" (")[0]) != model_identity(llm.path):
-        warnings.warn(Warnings.W001.format(fitted=fitted_for, model=llm.path), NlpipeWarning, stacklevel=2)
+    if model_identity(fitted_for.split(" (")[0]) == model_identity(llm.path):
+        return selector
+    warnings.warn(Warnings.W001.format(fitted=fitted_for, model=llm.path, fallback=NO_READER_WEIGHTS_FILE),
+                  NlpipeWarning, stacklevel=2)
+    fallback = read_weights(NO_READER_WEIGHTS_FILE)
+    return SpanSelector(selector.max_sentences, selector.max_candidates, {**fallback["weights"], **selector.overrides},
+                        fallback["temperature"], fallback["answerability"]["weights"],
+                        None if selector.threshold is None else fallback["answerability"]["threshold"],
+                        NO_READER_WEIGHTS_FILE, selector.overrides)
 
 
 def model_identity(path) -> str:
@@ -122,7 +131,12 @@ class LlamaQA(LLMPipe):
 
     @property
     def strategy(self) -> Generative | Grounded:
-        return Generative() if self.mode == "generative" else Grounded(self.selector, self.top_k)
+        if self.mode == "generative":
+            return Generative()
+        # Questions without candidates abstain as the reader does, when the selector abstains at all.
+        threshold = self.reader.threshold if self.selector.uses_reader and self.selector.threshold is not None \
+            else None
+        return Grounded(self.selector, self.top_k, threshold)
 
     @property
     def questions(self) -> list[str]:
@@ -167,12 +181,13 @@ class LlamaQA(LLMPipe):
         if self.mode == "reader":
             yield from self.reader.answer(asked, self.llm, self.top_k)
             return
+        readings = self.readings(asked)
         strategy = self.strategy
-        candidates = [strategy.candidates(a) for a in asked]
-        replies = self.replies(asked, [strategy.needs_reply(a, c) for a, c in zip(asked, candidates)])
+        candidates = [strategy.candidates(a, r) for a, r in zip(asked, readings)]
+        replies = self.replies(asked, [strategy.needs_reply(a, c, r) for a, c, r in zip(asked, candidates, readings)])
         candidates = [c if r is None else strategy.with_reply(a, c, r) for a, c, r in zip(asked, candidates, replies)]
         for row, scores in self.rank(asked, candidates):
-            yield row, strategy.answer(asked[row], candidates[row], replies[row], scores)
+            yield row, strategy.answer(asked[row], candidates[row], replies[row], scores, readings[row])
 
     def _reported(self, answered: Iterator[tuple[int, Answer]]) -> Iterator[tuple[int, Answer]]:
         for item in answered:
@@ -190,6 +205,14 @@ class LlamaQA(LLMPipe):
             except QuestionsError as err:  # fails this Doc alone
                 doc._.qa_error = {"type": "bad_questions", "message": str(err)}
         return asked
+
+    def readings(self, asked: list[Asked]) -> list:
+        """The trained reader's Reading (or Failure) of each question, with the reader features of
+        all its candidates, when the selector's weights use them; else None each."""
+        if self.mode != "grounded" or not self.selector.uses_reader:
+            return [None] * len(asked)
+        spans = [self.selector.all_candidates(a.ranked, a.question) for a in asked]
+        return [reading for _, reading in self.reader.read(asked, self.llm, spans, self.top_k)]
 
     def rank(self, asked: list[Asked], candidates: list[list]) -> Iterator[tuple[int, object]]:
         """(row, candidate scores or Failure) for every question; None for those without candidates."""

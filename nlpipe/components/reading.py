@@ -22,7 +22,8 @@ from spacy.util import registry
 
 from ..errors import ConfigError, Errors
 from ..llm.engine import Failure, Llama
-from ..llm.reader import ReaderHead, best_spans, context_ids, load_reader, question_ids, span_distribution
+from ..llm.reader import (UNREAD, ReaderHead, best_spans, context_ids, load_reader, question_ids,
+                          span_distribution, span_features)
 from .answers import Answer
 from .evidence import units_of
 from .strategies import _place, failure_record
@@ -111,8 +112,10 @@ class Reader:
             windows.append(_window(current))
         return sorted(windows, key=lambda w: -w.score)[:self.max_windows]
 
-    def answer(self, asked: list[Asked], llm: Llama, top_k: int = 1) -> Iterator[tuple[int, Answer]]:
-        """(row, Answer) for every asked question, in order."""
+    def read(self, asked: list[Asked], llm: Llama, spans: list[list[Span]] | None = None,
+             top_k: int = 1) -> Iterator[tuple[int, "Reading | Failure"]]:
+        """(row, Reading or Failure) for every asked question, in order: its `top_k` best spans,
+        P(no answer), and the reader features of its `spans` (the selector's candidates)."""
         if not asked:
             return
         head = self.head(llm)
@@ -135,37 +138,73 @@ class Reader:
                 done[k] = result
             read = [done.pop(k) for k in range(first, first + len(plan))]
             first += len(plan)
-            yield row, self._answer(a, plan, read, head, top_k)
+            failure = next((r for r in read if isinstance(r, Failure)), None)
+            yield row, failure or self._reading(a, plan, read, head, spans[row] if spans else [], top_k)
+
+    def answer(self, asked: list[Asked], llm: Llama, top_k: int = 1) -> Iterator[tuple[int, Answer]]:
+        """(row, Answer) for every asked question, in order."""
+        for row, reading in self.read(asked, llm, top_k=top_k):
+            yield row, self._answer(asked[row], reading, top_k)
 
     @torch.inference_mode()
-    def _answer(self, asked: Asked, plan, read: list, head: ReaderHead, top_k: int) -> Answer:
-        answer = Answer(asked.question.text, asked.index)
-        failure = next((r for r in read if isinstance(r, Failure)), None)
-        if failure is not None or not plan:
-            answer.error = failure_record(failure) if failure else None
-            answer.evidence = asked.evidence[0] if asked.evidence else None
-            return answer
-        spans, no_answer = [], 1.0
-        for (window, offsets), features in zip(plan, read):
-            start, end = head(features[None], torch.ones(1, features.shape[0], dtype=torch.bool, device=features.device))
-            found, window_no_answer = best_spans(span_distribution(start, end, head.config.max_answer_tokens)[0].float(),
-                                                 max(top_k, 1) * 3)
+    def _reading(self, asked: Asked, plan, read: list, head: ReaderHead, spans: list[Span], top_k: int) -> "Reading":
+        best, no_answer, features = [], 1.0, {}
+        for (window, offsets), hidden in zip(plan, read):
+            start, end = head(hidden[None], torch.ones(1, hidden.shape[0], dtype=torch.bool, device=hidden.device))
+            log_probs = span_distribution(start, end, head.config.max_answer_tokens)[0].float().cpu()
+            found, window_no_answer = best_spans(log_probs, max(top_k, 1) * 3)
             no_answer = min(no_answer, window_no_answer)
-            spans.extend((s.probability, _doc_offsets(asked, window, offsets, s.first, s.last)) for s in found)
-        ranked = _distinct(sorted((s for s in spans if s[1] is not None), key=lambda s: -s[0]), top_k)
+            best.extend((s.probability, _doc_offsets(asked, window, offsets, s.first, s.last)) for s in found)
+            inside = [(span, tokens) for span in spans
+                      if (tokens := _token_span(window, offsets, span.start_char, span.end_char)) is not None]
+            for (span, _), row in zip(inside, span_features(log_probs, [tokens for _, tokens in inside])):
+                features[(span.start_char, span.end_char)] = row
+        ranked = _distinct(sorted((s for s in best if s[1] is not None), key=lambda s: -s[0]), top_k)
+        return Reading(ranked, no_answer, features)
+
+    def _answer(self, asked: Asked, reading: "Reading | Failure", top_k: int) -> Answer:
+        answer = Answer(asked.question.text, asked.index)
+        if isinstance(reading, Failure) or not reading.spans:
+            answer.error = failure_record(reading) if isinstance(reading, Failure) else None
+            answer.evidence = asked.evidence[0] if asked.evidence else None
+            if not isinstance(reading, Failure):
+                answer.answerable, answer.confidence = False, reading.no_answer
+            return answer
         threshold = self.threshold
-        if not ranked or (threshold is not None and no_answer >= threshold):
-            answer.answerable, answer.confidence = False, no_answer
+        if threshold is not None and reading.no_answer >= threshold:
+            answer.answerable, answer.confidence = False, reading.no_answer
             answer.evidence = asked.evidence[0] if asked.evidence else None
         else:
-            probability, offsets = ranked[0]
+            probability, offsets = reading.spans[0]
             _place(answer, asked, offsets)
             answer.confidence = probability
             answer.logprob = math.log(max(probability, 1e-12))
         if top_k > 1:
             answer.alternatives = [{"text": asked.doc.text[start:end], "start_char": start, "end_char": end,
-                                    "confidence": probability} for probability, (start, end) in ranked]
+                                    "confidence": probability} for probability, (start, end) in reading.spans]
         return answer
+
+
+@dataclass
+class Reading:
+    """What the reader made of one question: its best distinct spans (probability, Doc
+    offsets), best first; P(no answer) in the most hopeful window; and the reader features
+    (llm.reader.span_features) of the spans it was asked about, by their offsets."""
+
+    spans: list[tuple[float, tuple[int, int]]]
+    no_answer: float
+    features: dict[tuple[int, int], dict[str, float]]
+
+    def features_of(self, span: Span) -> dict[str, float]:
+        return self.features.get((span.start_char, span.end_char), UNREAD)
+
+
+def _token_span(window: Window, offsets, start_char: int, end_char: int) -> tuple[int, int] | None:
+    """The window's context tokens (first, last) that overlap Doc characters start..end; None
+    outside the window."""
+    start, end = start_char - window.start_char, end_char - window.start_char
+    tokens = [k for k, (a, b) in enumerate(offsets) if b > start and a < end]
+    return (tokens[0], tokens[-1]) if tokens else None
 
 
 def _window(units: list[tuple[Span, float]]) -> Window:

@@ -48,9 +48,10 @@ SHORTLIST = 24  # candidates per question the model scores: twice production's d
 
 
 def record(nlp: Language, paragraphs: Iterable[SquadParagraph], batch_size: int = 8, shortlist: int = SHORTLIST,
-           on_questions: Callable[[int], None] = lambda n: None) -> list[Example]:
+           on_questions: Callable[[int], None] = lambda n: None, read: bool | None = None) -> list[Example]:
     """Examples of every question that has candidates (free-form questions have none: their
-    answer is the generated reply, which the selector does not choose)."""
+    answer is the generated reply, which the selector does not choose). `read`: with the
+    trained reader's features (selection.READER_FEATURES); None: if the current weights use them."""
     qa = qa_component(nlp)
     upstream = [name for name in nlp.pipe_names if name != qa.name]
     examples, paragraphs = [], list(paragraphs)
@@ -60,14 +61,19 @@ def record(nlp: Language, paragraphs: Iterable[SquadParagraph], batch_size: int 
         for doc, paragraph in zip(docs, batch):
             doc._.questions = [q for _, q, _ in paragraph.questions]
         asked = qa.ask(docs)
-        candidates = [qa.selector.candidates(a.ranked, a.question, shortlist) for a in asked]
+        readings = [None] * len(asked)
+        if read or (read is None and qa.selector.uses_reader):
+            spans = [qa.selector.all_candidates(a.ranked, a.question) for a in asked]
+            readings = [r if not isinstance(r, Failure) else None for _, r in qa.reader.read(asked, qa.llm, spans)]
+        candidates = [qa.selector.candidates(a.ranked, a.question, shortlist, r) for a, r in zip(asked, readings)]
         recorded = {}
         for row, ranking in qa.rank(asked, candidates):
             if ranking is None or isinstance(ranking, Failure):
                 continue
             a = asked[row]
-            rows = candidate_features(a.question, candidates[row], a.ranked[:qa.selector.max_sentences], ranking)
-            recorded[(id(a.doc), a.question.text)] = (a, candidates[row], rows)
+            rows = candidate_features(a.question, candidates[row], a.ranked[:qa.selector.max_sentences], ranking,
+                                      reading=readings[row])
+            recorded[(id(a.doc), a.question.text)] = (a, candidates[row], rows, readings[row])
         for doc, paragraph in zip(docs, batch):
             for qid, question, references in paragraph.questions:
                 found = recorded.get((id(doc), question.strip()))
@@ -77,9 +83,9 @@ def record(nlp: Language, paragraphs: Iterable[SquadParagraph], batch_size: int 
     return examples
 
 
-def _example(qid: str, article: str, references: list[str], asked, candidates, rows) -> Example:
+def _example(qid: str, article: str, references: list[str], asked, candidates, rows, reading) -> Example:
     texts = [span.text for span in candidates]
     rated = [scores(text, references) if references else (0.0, 0.0) for text in texts]
     return Example(qid, article, asked.question.text, asked.question.qtype, references, texts, rows,
-                   question_context(asked.question, asked.doc, asked.ranked), [f1 for _, f1 in rated],
+                   question_context(asked.question, asked.doc, asked.ranked, reading), [f1 for _, f1 in rated],
                    [em for em, _ in rated])

@@ -2,13 +2,15 @@
 
 Candidates are the entities, lists of entities, noun chunks and numbers of the sentences that
 match the question best. Each one is described by the named features below and scored by their
-weighted sum: the model's likelihood of giving it as the answer, whether its type is the one the
-question asks for, and where it sits relative to the question's words in the text and in the
-dependency parse. A softmax over the scores (with a temperature fitted so that confidence matches
+weighted sum: what the trained reader (reading.Reader, one pass of the model over question and
+document) makes of it, the model's likelihood of giving it as the answer, whether its type is the
+one the question asks for, and where it sits relative to the question's words in the text and in
+the dependency parse: the reader knows what the model read, the spaCy features what the parse
+says, and together they beat either alone (README, "How good are the answers"). A softmax over the scores (with a temperature fitted so that confidence matches
 how often the answer is right) gives the confidence of the chosen span. Whether to answer at all
 is a separate, absolute decision: a logistic regression on question-level inputs (how much of
 the question the text says, how clearly the best candidate wins) against a fitted threshold.
-The default weights live in weights/span_selector.v2.json with their provenance, written by
+The default weights live in weights/span_selector.v3.json with their provenance, written by
 `nlpipe fit` (nlpipe.components.fitting) and checked by article-level cross-validation
 (benchmarks/cross_article.py).
 """
@@ -29,6 +31,7 @@ from spacy.util import registry
 from ..errors import ConfigError, Errors
 from ..io.readers import read_small_file
 from ..evaluation import normalize_answer
+from ..llm.reader import UNREAD
 from .questions import QuestionAnalysis, is_content, lemma_of, question_words, word_f1, words_of
 
 # Question types whose answer is rarely a span of the text: their reply is kept as generated.
@@ -62,11 +65,18 @@ FEATURES = {
     "mean_logprob": "the model's mean token log-likelihood of it",
     "reply": "1 if it overlaps the span the generated reply matched (needs generation)",
     "reply_words": "word F1 with the generated reply (needs generation)",
+    "reader_exact": "the trained reader's log-probability of exactly this span (needs the reader)",
+    "reader_start": "its log-probability of an answer starting where the span starts",
+    "reader_end": "its log-probability of an answer ending where the span ends",
+    "reader_overlap": "the share of its answer probability on spans that overlap this one",
+    "reader_inside": "the share on spans inside this one",
 }
 REPLY_FEATURES = ("reply", "reply_words")
+READER_FEATURES = ("reader_exact", "reader_start", "reader_end", "reader_overlap", "reader_inside")
 # The features the model's scores give: 0 while the shortlist is chosen, before any scoring.
 MODEL_FEATURES = ("likelihood", "mean_logprob")
-_BEST_FEATURES = ("likelihood", "expected_type", "near", "proximity", "sentence", "type_clash")
+_BEST_FEATURES = ("likelihood", "expected_type", "near", "proximity", "sentence", "type_clash", "reader_exact",
+                  "reader_overlap")
 ANSWERABILITY_FEATURES = {
     "bias": "1 (the model's intercept)",
     "best_score": "the best candidate's combined score",
@@ -79,10 +89,13 @@ ANSWERABILITY_FEATURES = {
     "missing_words": "content words of the question the document lacks, at most 5, / 5",
     "sentence_weight": "as sentence_coverage, each word weighted by its rarity in the document",
     "missing_weight": "the rarity-weighted share of the question's content words the document lacks",
+    "reader_no_answer": "the trained reader's probability that the document does not answer (needs the reader)",
 }
 # The fitted weights ship as versioned files: the one source of the defaults (see read_weights).
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEFAULT_WEIGHTS_FILE = "span_selector.v2.json"
+DEFAULT_WEIGHTS_FILE = "span_selector.v3.json"  # fitted with the shipped reader's features
+# Fitted without a reader: for a model the shipped reader was not trained for (llama_qa.selector_for_model).
+NO_READER_WEIGHTS_FILE = "span_selector.v2.json"
 WEIGHTS_FORMATS = ("nlpipe.SelectorWeights.v1", "nlpipe.SelectorWeights.v2")
 
 
@@ -163,7 +176,9 @@ def read_weights(name_or_path: str | Path) -> dict:
         if data.get("format") not in WEIGHTS_FORMATS:
             raise ValueError(f"format is {data.get('format')!r}, not one of {', '.join(WEIGHTS_FORMATS)}")
         answerability = data.get("answerability") or {"weights": {}, "threshold": None}
-        return {**data, "weights": _numbers(data["weights"]), "temperature": float(data["temperature"]),
+        # A feature the file does not name is one it was fitted without: weight 0, not the default's.
+        weights = {**dict.fromkeys(FEATURES, 0.0), **_numbers(data["weights"])}
+        return {**data, "weights": weights, "temperature": float(data["temperature"]),
                 "answerability": {"weights": _numbers(answerability["weights"]),
                                   "threshold": _probability(answerability["threshold"])}}
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
@@ -195,8 +210,12 @@ class SpanSelector:
 
     def __init__(self, max_sentences: int = 8, max_candidates: int = 12, weights: Dict[str, float] | None = None,
                  temperature: float = DEFAULT_TEMPERATURE, answerability: Dict[str, float] | None = None,
-                 threshold: float | None = None):
+                 threshold: float | None = None, weights_file: str | None = None,
+                 overrides: Dict[str, float] | None = None):
         self.max_sentences = max_sentences
+        # Where the weights came from, and the single weights set over them (llama_qa.selector_for_model).
+        self.weights_file = weights_file
+        self.overrides = dict(overrides or {})
         self.max_candidates = max_candidates
         self.weights = {**DEFAULT_WEIGHTS, **_known(weights or {}, FEATURES, "weights")}
         if not temperature > 0:
@@ -209,6 +228,11 @@ class SpanSelector:
                 f"must be from 0 to 1, not {threshold}" if self.answerability else
                 "needs answerability weights, and the weights file has none (fit them with nlpipe fit)")))
         self.threshold = threshold
+
+    @property
+    def uses_reader(self) -> bool:
+        """Whether choosing needs the trained reader's features (weights fitted with it)."""
+        return any(self.weights[name] for name in READER_FEATURES) or bool(self.answerability.get("reader_no_answer"))
 
     @property
     def uses_reply(self) -> bool:
@@ -231,28 +255,31 @@ class SpanSelector:
         return unique
 
     def candidates(self, ranked: list[tuple[Span, float]], question: QuestionAnalysis,
-                   limit: int | None = None) -> list[Span]:
+                   limit: int | None = None, reading=None) -> list[Span]:
         """The candidates worth asking the model about: the `max_candidates` (or `limit`) best
         by every feature but the model's likelihood (scoring is what costs time, and the rest
-        rarely misses the answer)."""
+        rarely misses the answer). `reading`: the reader's (reading.Reading) of the question."""
         limit = limit or self.max_candidates
         unique = self.all_candidates(ranked, question)
         if len(unique) <= limit:
             return unique
-        prior = [self.combine(row) for row in candidate_features(question, unique, ranked[:self.max_sentences])]
+        prior = [self.combine(row) for row in candidate_features(question, unique, ranked[:self.max_sentences],
+                                                                 reading=reading)]
         return [unique[i] for i in shortlist(prior, limit)]
 
     def combine(self, features: dict) -> float:
         return sum(self.weights[name] * value for name, value in features.items())
 
     def choose(self, question: QuestionAnalysis, candidates: list[Span], ranked: list[tuple[Span, float]],
-               scores, reply_offsets: tuple[int, int] | None = None, core: str = "", top_k: int = 1) -> Choice:
+               scores, reply_offsets: tuple[int, int] | None = None, core: str = "", top_k: int = 1,
+               reading=None) -> Choice:
         """The best candidate by weighted features, or no answer when the question looks
         unanswerable; without candidates, the reply's span (none for free-form questions: their
         reply is an explanation, not a span). With `top_k` > 1 also the k best distinct spans."""
         if not candidates:
             return Choice(None if question.qtype in FREE_FORM_TYPES else reply_offsets, None)
-        features = candidate_features(question, candidates, ranked[:self.max_sentences], scores, reply_offsets, core)
+        features = candidate_features(question, candidates, ranked[:self.max_sentences], scores, reply_offsets, core,
+                                      reading)
         combined = [self.combine(row) for row in features]
         order = best_first(combined)
         shares = [softmax_share(combined, i, self.temperature) for i in range(len(candidates))]
@@ -261,7 +288,7 @@ class SpanSelector:
             if top_k > 1 else None
         answerable = None if self.threshold is None else answerable_probability(self.answerability, (
             answerability_features(features[best], combined, shares[best],
-                                   question_context(question, candidates[0].doc, ranked))))
+                                   question_context(question, candidates[0].doc, ranked, reading))))
         if answerable is not None and answerable < self.threshold:
             return Choice(None, 1.0 - answerable, answerable=False, alternatives=alternatives)
         return Choice((candidates[best].start_char, candidates[best].end_char), shares[best],
@@ -311,7 +338,7 @@ def distinct_spans(spans: list[Span], confidences: list[float], k: int) -> list[
     return chosen
 
 
-def question_context(question: QuestionAnalysis, doc: Doc, ranked: list[tuple[Span, float]]) -> dict:
+def question_context(question: QuestionAnalysis, doc: Doc, ranked: list[tuple[Span, float]], reading=None) -> dict:
     """The answerability inputs that no candidate carries: how much of the question the best
     sentence and the whole document say. A question about something the text does not mention
     rarely has an answer in it, whatever its best candidate scores. Words count by their
@@ -331,6 +358,7 @@ def question_context(question: QuestionAnalysis, doc: Doc, ranked: list[tuple[Sp
         "missing_words": min(5, len(focus - in_doc)) / 5,
         "sentence_weight": sum(rarity[w] for w in focus & lemmas[0]) / total,
         "missing_weight": sum(rarity[w] for w in focus - in_doc) / total,
+        "reader_no_answer": reading.no_answer if reading is not None else 0.0,
     }
 
 
@@ -348,10 +376,12 @@ def softmax_share(scores: list[float], index: int, temperature: float) -> float:
 
 
 def candidate_features(question: QuestionAnalysis, candidates: list[Span], ranked: list[tuple[Span, float]],
-                       scores=None, reply_offsets: tuple[int, int] | None = None, core: str = "") -> list[dict]:
+                       scores=None, reply_offsets: tuple[int, int] | None = None, core: str = "",
+                       reading=None) -> list[dict]:
     """One {feature: value} per candidate (see FEATURES). `ranked` are the sentences (evidence
     units) the candidates come from, with their match scores, best first; `scores` the
-    candidates' ContinuationScores (without them, the likelihood feature is 0)."""
+    candidates' ContinuationScores (without them, the likelihood feature is 0); `reading` the
+    reader's Reading of the question (without it, the reader features say "never read")."""
     asked = question_words(question)
     best_match = max((score for _, score in ranked), default=0.0) or 1.0
     unit_at = {i: (rank, unit, score) for rank, (unit, score) in enumerate(ranked) for i in range(unit.start, unit.end)}
@@ -399,6 +429,7 @@ def candidate_features(question: QuestionAnalysis, candidates: list[Span], ranke
             "reply": float(reply_offsets is not None
                            and span.start_char < reply_offsets[1] and reply_offsets[0] < span.end_char),
             "reply_words": word_f1(own_words, reply_words) if own_words and reply_words else 0.0,
+            **(reading.features_of(span) if reading is not None else UNREAD),
         })
     return rows
 
@@ -470,4 +501,4 @@ def make_span_selector(max_sentences: PositiveInt = 8, max_candidates: PositiveI
     threshold = (no_answer_threshold if no_answer_threshold is not None else model["threshold"]) \
         if answerability else None
     return SpanSelector(max_sentences, max_candidates, {**fitted["weights"], **weights}, fitted["temperature"],
-                        model["weights"], threshold)
+                        model["weights"], threshold, weights_file, weights)

@@ -4,6 +4,7 @@ Each strategy says which candidate spans the model should rank and whether a rep
 generated, then turns the model's results into an `Answer`. Neither knows of devices.
 """
 
+import math
 from dataclasses import dataclass
 
 from spacy.tokens import Span
@@ -60,17 +61,17 @@ def _place(answer: Answer, asked: Asked, offsets: tuple[int, int]) -> None:
 class Generative:
     """The model's reply as it is; its offsets only where it appears verbatim in the document."""
 
-    def candidates(self, asked: Asked) -> list[Span]:
+    def candidates(self, asked: Asked, reading=None) -> list[Span]:
         return []
 
-    def needs_reply(self, asked: Asked, candidates: list[Span]) -> bool:
+    def needs_reply(self, asked: Asked, candidates: list[Span], reading=None) -> bool:
         return True
 
     def with_reply(self, asked: Asked, candidates: list[Span], reply: Reply) -> list[Span]:
         return candidates
 
     def answer(self, asked: Asked, candidates: list[Span], reply: Reply | None,
-               scores: list[ContinuationScore] | Failure | None) -> Answer:
+               scores: list[ContinuationScore] | Failure | None, reading=None) -> Answer:
         answer = Answer(asked.question.text, asked.index, evidence=asked.evidence[0] if asked.evidence else None)
         if reply.failure:
             answer.error = failure_record(reply.failure)
@@ -85,18 +86,22 @@ class Generative:
 
 
 class Grounded:
-    """A span of the document, chosen by the selector among typed candidates the model ranks.
-    Free-form questions (why/how/yes-no) keep their generated reply, marked ungrounded."""
+    """A span of the document, chosen by the selector among typed candidates the model ranks
+    (and, with weights fitted with it, the trained reader reads: `reading`). Questions without
+    candidates (why/how/yes-no) get the reader's best span, or "no answer" when the reader's
+    P(no answer) reaches `no_answer_threshold`; without a reader, their generated reply, marked
+    ungrounded."""
 
-    def __init__(self, selector: SpanSelector, top_k: int = 1):
+    def __init__(self, selector: SpanSelector, top_k: int = 1, no_answer_threshold: float | None = None):
         self.selector = selector
         self.top_k = top_k
+        self.no_answer_threshold = no_answer_threshold
 
-    def candidates(self, asked: Asked) -> list[Span]:
-        return self.selector.candidates(asked.ranked, asked.question)
+    def candidates(self, asked: Asked, reading=None) -> list[Span]:
+        return self.selector.candidates(asked.ranked, asked.question, reading=reading)
 
-    def needs_reply(self, asked: Asked, candidates: list[Span]) -> bool:
-        return not candidates or self.selector.uses_reply
+    def needs_reply(self, asked: Asked, candidates: list[Span], reading=None) -> bool:
+        return (not candidates and reading is None) or self.selector.uses_reply
 
     def with_reply(self, asked: Asked, candidates: list[Span], reply: Reply) -> list[Span]:
         """The span the reply names joins the candidates when the selector weighs replies."""
@@ -108,15 +113,25 @@ class Grounded:
             return candidates
         return [span, *candidates]
 
+    def _reader_choice(self, reading) -> Choice:
+        """The reader's own answer, for a question the selector has no candidates for."""
+        threshold = self.no_answer_threshold
+        if not reading.spans or (threshold is not None and reading.no_answer >= threshold):
+            return Choice(None, reading.no_answer, answerable=False)
+        probability, offsets = reading.spans[0]
+        return Choice(offsets, probability, math.log(max(probability, 1e-12)),
+                      alternatives=[(o, p) for p, o in reading.spans[:self.top_k]] if self.top_k > 1 else None)
+
     def _reply_offsets(self, asked: Asked, reply: Reply | None) -> tuple[int, int] | None:
         if reply is None or reply.failure:
             return None
         return ground(reply.text, reply.core, asked.doc, asked.evidence, asked.question)
 
     def answer(self, asked: Asked, candidates: list[Span], reply: Reply | None,
-               scores: list[ContinuationScore] | Failure | None) -> Answer:
+               scores: list[ContinuationScore] | Failure | None, reading=None) -> Answer:
         answer = Answer(asked.question.text, asked.index)
-        failure = scores if isinstance(scores, Failure) else (reply.failure if reply is not None else None)
+        failure = next((f for f in (scores, reading, reply.failure if reply is not None else None)
+                        if isinstance(f, Failure)), None)
         if reply is not None and not reply.failure:
             answer.generated, answer.logprob = reply.generated, reply.completion.mean_logprob
         if failure is not None:
@@ -124,7 +139,10 @@ class Grounded:
             choice = Choice(None, None)
         elif candidates:
             choice = self.selector.choose(asked.question, candidates, asked.ranked, scores,
-                                          self._reply_offsets(asked, reply), reply.core if reply else "", self.top_k)
+                                          self._reply_offsets(asked, reply), reply.core if reply else "", self.top_k,
+                                          reading)
+        elif reading is not None:
+            choice = self._reader_choice(reading)
         else:
             # No candidates: the reply's span, except for free-form questions, whose reply is an
             # explanation and is given as it is.

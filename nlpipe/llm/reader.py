@@ -146,6 +146,37 @@ def best_spans(log_probs: torch.Tensor, k: int) -> tuple[list[SpanPrediction], f
     return spans, no_answer
 
 
+# Reader features of a span the reader never saw (outside every window it read): as unlikely
+# as a span can be.
+LOG_FLOOR = math.log(1e-12)
+UNREAD = {"reader_exact": LOG_FLOOR, "reader_start": LOG_FLOOR, "reader_end": LOG_FLOOR, "reader_overlap": 0.0,
+          "reader_inside": 0.0}
+
+
+def span_features(log_probs: torch.Tensor, token_spans: list[tuple[int, int]]) -> list[dict[str, float]]:
+    """What one row of `span_distribution` says of each context-token span (first, last): the
+    log-probability of exactly it, of an answer starting at its first token and of one ending
+    at its last, and the share of the answer's probability on spans that overlap it and on
+    spans inside it. Several views of one distribution: a candidate one token off the reader's
+    favourite keeps most of its overlap while its exact probability drops to nothing."""
+    probs = log_probs.float().exp()
+    answered = max(1.0 - probs[0, 0].item(), 1e-9)
+    starts, ends = probs[1:, 1:].sum(1), probs[1:, 1:].sum(0)
+    ends_before = torch.cat([torch.zeros(1), ends.cumsum(0)])  # [k]: P(the answer ends before token k)
+    starts_after = starts.flip(0).cumsum(0).flip(0)  # [k]: P(it starts at token k or later)
+    n = starts.shape[0]
+    rows = []
+    for first, last in token_spans:
+        after = starts_after[last + 1].item() if last + 1 < n else 0.0
+        rows.append({
+            "reader_exact": max(log_probs[first + 1, last + 1].item(), LOG_FLOOR),
+            "reader_start": math.log(max(starts[first].item(), 1e-12)),
+            "reader_end": math.log(max(ends[last].item(), 1e-12)),
+            "reader_overlap": max(0.0, answered - ends_before[first].item() - after) / answered,
+            "reader_inside": probs[first + 1:last + 2, first + 1:last + 2].sum().item() / answered})
+    return rows
+
+
 def save_reader(head: ReaderHead, folder: Path, provenance: dict) -> None:
     """reader.json (format, config, provenance) and reader.pt (the head's weights)."""
     folder.mkdir(parents=True, exist_ok=True)

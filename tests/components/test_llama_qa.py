@@ -554,24 +554,41 @@ def test_a_lone_surrogate_in_a_question_is_repaired_in_its_doc_alone(qa_nlp):
 
 
 @pytest.mark.parametrize("path, weights, warned", [
-    ("/data/my-own-llama", {}, True),  # another model, the weights fitted for SmolLM2
+    ("/data/my-own-llama", {}, True),  # another model, the weights fitted for SmolLM2 and its reader
     ("models/smollm2-135m", {}, False),  # the model they were fitted for, as the configs name it
     ("smollm2-135m", {}, False),
-    ("/data/my-own-llama", {"near": 0.5}, False),  # the user's own weights
+    ("/data/my-own-llama", {"near": 0.5}, True),  # a weight set over the shipped file's: kept
 ])
-def test_the_shipped_selector_weights_warn_once_for_another_model(path, weights, warned):
+def test_another_model_gets_the_weights_fitted_without_a_reader_with_one_warning(path, weights, warned):
+    """The shipped weights read the shipped reader, which only SmolLM2's hidden states fit:
+    another model falls back to the shipped weights fitted without a reader, and is told so."""
     import warnings
 
-    from nlpipe.components.llama_qa import warn_if_fitted_for_another_model
-    from nlpipe.components.selection import make_span_selector
+    from nlpipe.components.llama_qa import selector_for_model
+    from nlpipe.components.selection import NO_READER_WEIGHTS_FILE, make_span_selector, read_weights
     from nlpipe.errors import NlpipeWarning
     from nlpipe.llm.engine import Llama
 
+    given = make_span_selector(weights=weights)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        warn_if_fitted_for_another_model(make_span_selector(weights=weights), Llama(path))
+        used = selector_for_model(given, Llama(path))
     messages = [str(w.message) for w in caught if issubclass(w.category, NlpipeWarning)]
     assert len(messages) == warned
+    assert (used is given) == (not warned)
     if warned:
-        assert "W001" in messages[0] and "smollm2-135m" in messages[0]
+        assert "W001" in messages[0] and "smollm2-135m" in messages[0] and NO_READER_WEIGHTS_FILE in messages[0]
         assert f"nlpipe fit SQUAD-FILE... --model {path}" in messages[0] and "nlpipe train" in messages[0]
+        assert used.weights == {**read_weights(NO_READER_WEIGHTS_FILE)["weights"], **weights}
+        assert given.uses_reader and not used.uses_reader
+
+
+def test_a_weights_file_of_ones_own_is_kept_for_any_model(tmp_path):
+    from nlpipe.components.llama_qa import selector_for_model
+    from nlpipe.components.selection import make_span_selector
+    from nlpipe.llm.engine import Llama
+
+    own = tmp_path / "w.json"
+    own.write_text(json.dumps({"format": "nlpipe.SelectorWeights.v2", "weights": {"near": 1.0}, "temperature": 1.0}))
+    selector = make_span_selector(weights_file=str(own))
+    assert selector_for_model(selector, Llama("/data/my-own-llama")) is selector

