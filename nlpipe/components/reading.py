@@ -7,6 +7,10 @@ best first (evidence ranking). A short document is one window, read whole. Each 
 distribution over its spans and "no answer" (llm.reader.span_distribution); the answer is the
 most probable span of any window, given only if the most hopeful window's chance of an answer
 passes the threshold chosen by cross-validation. Offsets are snapped to the Doc's tokens.
+
+Grounded mode (the default) reads the same way (`Reader.read`): each question's `Reading` also
+holds what the distribution says of every candidate span of the selector (the reader features,
+llm.reader.span_features), which the selector weighs with its spaCy features.
 """
 
 import math
