@@ -83,6 +83,12 @@ def selector_for_model(selector: SpanSelector, llm: Llama) -> SpanSelector:
     fitted_for = shipped["provenance"]["model"]  # "smollm2-135m (SmolLM2-135M-Instruct, float32)"
     if model_identity(fitted_for.split(" (")[0]) == model_identity(llm.path):
         return selector
+    return without_reader(selector, llm)
+
+
+def without_reader(selector: SpanSelector, llm: Llama) -> SpanSelector:
+    """The shipped weights fitted without a reader, with the selector's own settings, and W001."""
+    fitted_for = read_weights(DEFAULT_WEIGHTS_FILE)["provenance"]["model"]
     warnings.warn(Warnings.W001.format(fitted=fitted_for, model=llm.path, fallback=NO_READER_WEIGHTS_FILE),
                   NlpipeWarning, stacklevel=2)
     fallback = read_weights(NO_READER_WEIGHTS_FILE)
@@ -210,6 +216,14 @@ class LlamaQA(LLMPipe):
         """The trained reader's Reading (or Failure) of each question, with the reader features of
         all its candidates, when the selector's weights use them; else None each."""
         if self.mode != "grounded" or not self.selector.uses_reader:
+            return [None] * len(asked)
+        try:
+            self.reader.head(self.llm)
+        except ConfigError:
+            if self.selector.weights_file != DEFAULT_WEIGHTS_FILE:
+                raise
+            # A model under the shipped model's name that is not it (its reader does not fit).
+            self.selector = without_reader(self.selector, self.llm)
             return [None] * len(asked)
         spans = [self.selector.all_candidates(a.ranked, a.question) for a in asked]
         return [reading for _, reading in self.reader.read(asked, self.llm, spans, self.top_k)]
