@@ -30,7 +30,7 @@ from .evidence import EvidenceSelector
 from .grounding import answer_core, clean_answer
 from .prompting import QAPrompt
 from .reading import Reader
-from .selection import DEFAULT_WEIGHTS_FILE, NO_READER_WEIGHTS_FILE, SpanSelector, read_weights
+from .selection import DEFAULT_WEIGHTS_FILE, NO_READER_WEIGHTS_FILE, SHIPPED, SpanSelector, read_weights
 from .strategies import Generative, Grounded, Reply
 from .task import Asked, QATask, QuestionsError
 
@@ -79,8 +79,7 @@ def selector_for_model(selector: SpanSelector, llm: Llama) -> SpanSelector:
     how to fit weights for this model."""
     if selector.weights_file != DEFAULT_WEIGHTS_FILE:
         return selector  # the user's own weights file
-    shipped = read_weights(DEFAULT_WEIGHTS_FILE)
-    fitted_for = shipped["provenance"]["model"]  # "smollm2-135m (SmolLM2-135M-Instruct, float32)"
+    fitted_for = SHIPPED["provenance"]["model"]  # "smollm2-135m (SmolLM2-135M-Instruct, float32)"
     if model_identity(fitted_for.split(" (")[0]) == model_identity(llm.path):
         return selector
     return without_reader(selector, llm)
@@ -88,8 +87,7 @@ def selector_for_model(selector: SpanSelector, llm: Llama) -> SpanSelector:
 
 def without_reader(selector: SpanSelector, llm: Llama) -> SpanSelector:
     """The shipped weights fitted without a reader, with the selector's own settings, and W001."""
-    fitted_for = read_weights(DEFAULT_WEIGHTS_FILE)["provenance"]["model"]
-    warnings.warn(Warnings.W001.format(fitted=fitted_for, model=llm.path, fallback=NO_READER_WEIGHTS_FILE),
+    warnings.warn(Warnings.W001.format(fitted=SHIPPED["provenance"]["model"], model=llm.path, fallback=NO_READER_WEIGHTS_FILE),
                   NlpipeWarning, stacklevel=2)
     fallback = read_weights(NO_READER_WEIGHTS_FILE)
     return SpanSelector(selector.max_sentences, selector.max_candidates, {**fallback["weights"], **selector.overrides},
@@ -212,10 +210,10 @@ class LlamaQA(LLMPipe):
                 doc._.qa_error = {"type": "bad_questions", "message": str(err)}
         return asked
 
-    def readings(self, asked: list[Asked]) -> list:
+    def readings(self, asked: list[Asked], always: bool = False) -> list:
         """The trained reader's Reading (or Failure) of each question, with the reader features of
-        all its candidates, when the selector's weights use them; else None each."""
-        if self.mode != "grounded" or not self.selector.uses_reader:
+        all its candidates, when the selector's weights use them (or `always`); else None each."""
+        if not always and (self.mode != "grounded" or not self.selector.uses_reader):
             return [None] * len(asked)
         try:
             self.reader.head(self.llm)

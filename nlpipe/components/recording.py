@@ -61,10 +61,8 @@ def record(nlp: Language, paragraphs: Iterable[SquadParagraph], batch_size: int 
         for doc, paragraph in zip(docs, batch):
             doc._.questions = [q for _, q, _ in paragraph.questions]
         asked = qa.ask(docs)
-        readings = [None] * len(asked)
-        if read or (read is None and qa.selector.uses_reader):
-            spans = [qa.selector.all_candidates(a.ranked, a.question) for a in asked]
-            readings = [r if not isinstance(r, Failure) else None for _, r in qa.reader.read(asked, qa.llm, spans)]
+        readings = [None] * len(asked) if read is False else \
+            [r if not isinstance(r, Failure) else None for r in qa.readings(asked, always=bool(read))]
         candidates = [qa.selector.candidates(a.ranked, a.question, shortlist, r) for a, r in zip(asked, readings)]
         recorded = {}
         for row, ranking in qa.rank(asked, candidates):

@@ -197,9 +197,9 @@ def _probability(value) -> float | None:
     return None if value is None else float(value)
 
 
-_SHIPPED = read_weights(DEFAULT_WEIGHTS_FILE)
-DEFAULT_WEIGHTS: dict[str, float] = _SHIPPED["weights"]
-DEFAULT_TEMPERATURE: float = _SHIPPED["temperature"]
+SHIPPED = read_weights(DEFAULT_WEIGHTS_FILE)
+DEFAULT_WEIGHTS: dict[str, float] = SHIPPED["weights"]
+DEFAULT_TEMPERATURE: float = SHIPPED["temperature"]
 
 
 class SpanSelector:
