@@ -19,8 +19,8 @@ from rich.table import Table
 from rich.text import Text
 
 from . import __version__
-from .errors import (ClosedPipeError, ConfigError, DiskFullError, Errors, InputError, NlpipeError, NlpipeWarning,
-                     first_line)
+from .errors import ClosedPipeError, DiskFullError, Errors, InputError, NlpipeError, NlpipeWarning
+from .events import JobEvents
 from .limits import MAX_TOP_K
 from .training.settings import TrainSettings
 
@@ -73,20 +73,6 @@ def parse_overrides(args: list[str]) -> dict:
     return overrides
 
 
-def with_top_k(config_path: str, overrides: dict, top_k: int | None) -> dict:
-    """--top-k as an override of every llama_qa component's top_k."""
-    from .config import load_config
-
-    if top_k is None:
-        return overrides
-    components = load_config(config_path, overrides).get("components", {})
-    names = [name for name, block in components.items() if block.get("factory") == "llama_qa"]
-    if not names:
-        raise ConfigError(Errors.E085.format(key="top_k", value=top_k, message=(
-            f"--top-k sets the llama_qa component's top_k, and {config_path} has no llama_qa component")))
-    return {**overrides, **{f"components.{name}.top_k": top_k for name in names}}
-
-
 TOP_K = click.option("--top-k", type=click.IntRange(min=1, max=MAX_TOP_K),
                      help="Also give each answer's k best distinct spans with confidences (grounded and reader modes).")
 
@@ -123,32 +109,86 @@ def _pull_progress(progress: Progress, description: str = "Fetching model"):
     return on_step
 
 
-def _load_pipeline(config_path: str, overrides: dict):
-    from .config import build_pipeline, job_settings, load_config
+class Shown(JobEvents):
+    """A job's events on the console: a status for each step, a bar for each model's fetch and
+    load and for each counted stage, notes as lines."""
 
-    _quiet_transformers()
-    config = load_config(config_path, overrides)
-    settings = job_settings(config)
-    with console.status("Building the spaCy pipeline"):
-        nlp = build_pipeline(config)
-    _load_models(nlp)
-    return nlp, settings
+    STAGES = {"evaluate": "Evaluating", "record": "Scoring candidates"}  # bars counted in questions
+
+    def __init__(self):
+        self.bars: dict[str, tuple[Progress, int]] = {}
+
+    def step(self, description: str):
+        return console.status(description)
+
+    @contextmanager
+    def loading_model(self, component: str, location: str):
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), _FetchedBytes(),
+                      console=console, transient=True) as progress:
+            # "Loading" until a step of a fetch (a model not present yet) renames it.
+            on_step = _pull_progress(progress, "Loading the model")
+            progress.console.print(f"Loading model for [bold]{component}[/] from {location}")
+            yield on_step
+
+    def progress(self, stage: str, done: int, total: int | None) -> None:
+        if stage not in self.bars:
+            bar = Progress(SpinnerColumn(), TextColumn(f"[bold]{self.STAGES[stage]}"), BarColumn(),
+                           TextColumn("{task.completed}/{task.total} questions"), TimeElapsedColumn(),
+                           console=console)
+            self.bars[stage] = bar, bar.add_task(stage, total=total)
+            bar.start()
+        bar, task = self.bars[stage]
+        bar.update(task, completed=done, total=total)
+
+    def note(self, message: str) -> None:
+        console.print(escape(message), highlight=False, soft_wrap=True)
+
+    def close(self) -> None:
+        for bar, _ in self.bars.values():
+            bar.stop()
 
 
-def _load_models(nlp) -> None:
-    """Load the LLMs of the pipeline's components (building the pipeline only references them)."""
-    from .components.llama_qa import LLMPipe
-    from .llm import catalog
+@contextmanager
+def shown(events: Shown | None = None):
+    """`events` (a Shown) for the duration of a command, its bars stopped at the end."""
+    events = events or Shown()
+    try:
+        yield events
+    finally:
+        events.close()
 
-    for name, component in nlp.pipeline:
-        if isinstance(component, LLMPipe):
-            llm = component.llm
-            with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), _FetchedBytes(),
-                          console=console, transient=True) as progress:
-                # "Loading" until a step of a fetch (a model not present yet) renames it.
-                on_step = _pull_progress(progress, "Loading the model")
-                progress.console.print(f"Loading model for [bold]{name}[/] from {catalog.locate(llm.path)}")
-                llm.load(on_step)
+
+class RunShown(Shown):
+    """A batch run's events: Shown's, and one bar of documents with rate, questions and ETA."""
+
+    def __init__(self):
+        super().__init__()
+        columns = (SpinnerColumn(), TextColumn("[bold]Processing"), BarColumn(),
+                   TextColumn("{task.fields[done]} docs · {task.fields[rate]:.2f} docs/s · "
+                              "{task.fields[questions]} questions · {task.fields[failed]} failed"),
+                   TimeElapsedColumn(), TextColumn("{task.fields[eta]}"))
+        self.run_bar = Progress(*columns, console=console)
+        self.run_bar.add_task("Processing", total=None, done="0", rate=0.0, questions=0, failed=0, eta="")
+
+    @property
+    def documents_done(self) -> int:
+        return int(self.run_bar.tasks[0].completed)
+
+    def started(self) -> None:
+        self.run_bar.start()
+
+    def record(self, record: dict, summary) -> None:
+        done = summary.documents + summary.resumed
+        eta = summary.eta_seconds
+        self.run_bar.update(self.run_bar.task_ids[0], completed=done, total=summary.total,
+                            done=f"{done}/{summary.total}" if summary.total is not None else str(done),
+                            rate=summary.docs_per_second, questions=summary.questions, failed=summary.failed,
+                            eta="" if eta is None else f"ETA {_duration(eta)}")
+
+    def close(self) -> None:
+        if self.run_bar.live.is_started:  # stopping a bar never started would print an empty line
+            self.run_bar.stop()
+        super().close()
 
 
 class Commands(click.Group):
@@ -256,80 +296,35 @@ def run(ctx, config_path, input_path, output, questions, batch_size, n_process, 
     their "error" records), 2 a usage, config, model or output problem (nothing was changed), or
     nothing to answer, 130 interrupted (rerun the same command to resume).
     """
-    from .config import build_pipeline, job_settings, load_config
-    from .runner import check_arguments, run as run_job
+    from .jobs import load_job, run_job
 
     with user_errors(verbose):
         _quiet_transformers()
-        overrides = with_top_k(config_path, parse_overrides(ctx.args), top_k)
-        config = load_config(config_path, overrides)
-        settings = job_settings(config)
-        for field, value in (("input", input_path), ("output", output), ("questions", questions),
-                             ("batch_size", batch_size), ("n_process", n_process), ("annotations", annotations),
-                             ("engine", engine), ("workers", workers), ("gpus_per_worker", gpus_per_worker),
-                             ("ray_address", ray_address)):
-            if value is not None:
-                setattr(settings, field, value)
-        check_arguments(settings)  # before any model is loaded: a typo costs no wait
-        with console.status("Building the spaCy pipeline"):
-            nlp = build_pipeline(config)  # on the Ray engine too: its config and checks, never its weights
-        records = _ray_engine(config_path, overrides, settings) if settings.engine == "ray" else None
-        progress = _run_progress()
-
-        def on_ready():
-            if records is None:  # Ray actors load their own
-                _load_models(nlp)
-            progress.start()
-        try:
-            with _sigterm_as_interrupt():
-                summary = run_job(nlp, settings, _progress_updater(progress), overwrite=overwrite, append=append,
-                                  retry_failed=retry_failed, on_ready=on_ready, engine=records)
-        except KeyboardInterrupt:
-            progress.stop()
-            console.print(_interrupted_message(settings.output, progress.tasks[0].completed))
-            ctx.exit(130)
-        finally:
-            progress.stop()
-    _print_summary(summary, settings.output)
+        options = {"input": input_path, "output": output, "questions": questions, "batch_size": batch_size,
+                   "n_process": n_process, "annotations": annotations, "engine": engine, "workers": workers,
+                   "gpus_per_worker": gpus_per_worker, "ray_address": ray_address}
+        job = load_job(config_path, parse_overrides(ctx.args), top_k=top_k,
+                       **{name: value for name, value in options.items() if value is not None})
+        with shown(RunShown()) as events:
+            try:
+                with _sigterm_as_interrupt():
+                    summary = run_job(job, events=events, overwrite=overwrite, append=append,
+                                      retry_failed=retry_failed)
+            except KeyboardInterrupt:
+                events.close()
+                console.print(_interrupted_message(job.settings.output, events.documents_done))
+                ctx.exit(130)
+    _print_summary(summary, job.settings.output)
     if summary.nothing_asked:
-        raise UserError(InputError(Errors.E048.format(path=settings.output)))
+        raise UserError(InputError(Errors.E048.format(path=job.settings.output)))
     if summary.failed:
         ctx.exit(1)
-
-
-def _run_progress() -> Progress:
-    columns = (SpinnerColumn(), TextColumn("[bold]Processing"), BarColumn(),
-               TextColumn("{task.fields[done]} docs · {task.fields[rate]:.2f} docs/s · "
-                          "{task.fields[questions]} questions · {task.fields[failed]} failed"),
-               TimeElapsedColumn(), TextColumn("{task.fields[eta]}"))
-    progress = Progress(*columns, console=console)
-    progress.add_task("Processing", total=None, done="0", rate=0.0, questions=0, failed=0, eta="")
-    return progress
-
-
-def _progress_updater(progress: Progress):
-    def on_record(record, summary):
-        done = summary.documents + summary.resumed
-        eta = summary.eta_seconds
-        progress.update(progress.task_ids[0], completed=done, total=summary.total,
-                        done=f"{done}/{summary.total}" if summary.total is not None else str(done),
-                        rate=summary.docs_per_second, questions=summary.questions, failed=summary.failed,
-                        eta="" if eta is None else f"ETA {_duration(eta)}")
-    return on_record
 
 
 def _duration(seconds: float) -> str:
     minutes, seconds = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{seconds:02d}"
-
-
-def _ray_engine(config_path: str, overrides: dict, settings):
-    """The Ray engine for run(): each actor builds the pipeline of `config_path` itself."""
-    from .distributed.ray_engine import ray_records
-
-    console.print(f"Ray engine: each worker builds the pipeline of {escape(config_path)} itself")
-    return ray_records(config_path, overrides, settings)
 
 
 @contextmanager
@@ -386,7 +381,7 @@ def ask(ctx, config_path, text, file_path, as_json, top_k, verbose):
     CONFIG is a config file or a built-in pipeline's name (qa). Options that follow the
     questions override config values, spaCy style: --components.llama_qa.mode generative.
     """
-    from .processing import answer_questions
+    from .jobs import ask as ask_questions, load_job
 
     asked, overrides = _leading_arguments(ctx.args)
     questions = list(dict.fromkeys(q.strip() for q in asked))
@@ -397,10 +392,10 @@ def ask(ctx, config_path, text, file_path, as_json, top_k, verbose):
     with user_errors(verbose):
         if file_path is not None:
             text = _read_document(file_path)
-        nlp, _ = _load_pipeline(config_path, with_top_k(config_path, parse_overrides(overrides), top_k))
-        answers = answer_questions(nlp, text, questions)
-    if not answers:
-        raise click.ClickException("the pipeline has no llama_qa component, so nothing answered")
+        _quiet_transformers()
+        with shown() as events:
+            answers = ask_questions(load_job(config_path, parse_overrides(overrides), top_k=top_k), text, questions,
+                                    events)
     if as_json:
         for answer in answers:
             click.echo(json.dumps(answer, ensure_ascii=False))
@@ -630,29 +625,16 @@ def eval_squad(ctx, squad_file, config_path, limit, output, report_path, batch_s
     SQuAD 2.0 files may hold unanswerable questions (is_impossible): only "no answer" is right
     for them, and the table adds HasAns and NoAns rows, as the official v2.0 evaluation does.
     """
-    from .evaluation import evaluate_squad, read_squad
-    from .io.writers import JsonlWriter
-    from .report import HtmlReport
+    from .jobs import evaluate, load_job
 
     with user_errors(verbose):
-        total = sum(len(p.questions) for p in read_squad(squad_file, limit))
-        report = HtmlReport(report_path, title=f"nlpipe eval squad: {Path(squad_file).name}",
-                            source=str(squad_file)) if report_path else None
-        nlp, _ = _load_pipeline(config_path, with_top_k(config_path, parse_overrides(ctx.args), top_k))
-        with Progress(SpinnerColumn(), TextColumn("[bold]Evaluating"), BarColumn(),
-                      TextColumn("{task.completed}/{task.total} questions"), TimeElapsedColumn(),
-                      console=console) as progress:
-            task = progress.add_task("eval", total=total)
-            result = evaluate_squad(nlp, squad_file, limit, batch_size,
-                                    lambda n: progress.update(task, completed=n),
-                                    on_doc=report.add if report else lambda doc: None)
-        if report:
-            report.close(result.predictions)
+        _quiet_transformers()
+        job = load_job(config_path, parse_overrides(ctx.args), top_k=top_k)
+        with shown() as events:
+            result = evaluate(job, squad_file, limit=limit, batch_size=batch_size, output=output,
+                              report=report_path, events=events)
+        if report_path:
             console.print(f"Report: {escape(report_path)}", highlight=False)
-    if output:
-        with JsonlWriter(output) as writer:
-            for prediction in result.predictions:
-                writer.write(prediction)
     table = Table(title=f"SQuAD: {Path(squad_file).name}")
     for column in ("questions", "", "exact match", "F1", "answers that are spans", "questions/s"):
         table.add_column(column, justify="right")
@@ -688,64 +670,21 @@ def fit(ctx, output, config_path, model_path, l2, folds, read, make_unanswerable
     temperature, and the no-answer model with its threshold. Prints article-level
     cross-validation, then writes the weights file; use it with
     --components.llama_qa.selector.weights_file WEIGHTS (or that key in the config)."""
-    from .components.fitting import (FITTED_FEATURES, cross_validate, fit as fit_selector, provenance, summarise,
-                                     write_weights)
-    from .components.recording import qa_component, record
-    from .components.selection import FEATURES, READER_FEATURES
-    from .evaluation import read_squad, unanswerable_questions
+    from .jobs import fit_selector, load_job
 
     squad_files, override_args = _leading_arguments(ctx.args)
-    overrides = parse_overrides(override_args)
     if not squad_files:
         raise click.UsageError("give at least one SQuAD-format file to fit on")
-    if model_path:
-        overrides["components.llama_qa.model.path"] = model_path
     with user_errors(verbose):
-        paragraphs = [p for path in squad_files for p in read_squad(path, limit)][::every]
-        made = make_unanswerable and all(refs for p in paragraphs for _, _, refs in p.questions)
-        if made:
-            paragraphs += unanswerable_questions(paragraphs)
-            console.print("The data has no unanswerable questions: made one per answerable question "
-                          "(the paragraph without the answer's sentences, or another paragraph of the article).")
-        with warnings.catch_warnings():  # W001 would say to run what is running: nlpipe fit --model
-            warnings.simplefilter("ignore", NlpipeWarning)
-            nlp, _ = _load_pipeline(config_path, overrides)
-        qa = qa_component(nlp)
-        read = _reader_fits(qa, read)
-        with Progress(SpinnerColumn(), TextColumn("[bold]Scoring candidates"), BarColumn(),
-                      TextColumn("{task.completed}/{task.total} questions"), TimeElapsedColumn(),
-                      console=console) as progress:
-            task = progress.add_task("record", total=sum(len(p.questions) for p in paragraphs))
-            examples = record(nlp, paragraphs, on_questions=lambda n: progress.update(task, completed=n), read=read)
-        if not any(e.answerable and max(e.f1) > 0 for e in examples):
-            raise click.ClickException("no answerable question has a candidate span matching its answer: "
-                                       "nothing to fit (are the references spans of their paragraphs?)")
-        names = [name for name in FITTED_FEATURES if read or name not in READER_FEATURES]
-        with console.status("Cross-validating"):
-            rows = summarise(cross_validate(examples, names, l2, qa.selector.max_candidates, folds))
-        with console.status("Fitting on all the data"):
-            fitted = fit_selector(examples, names, l2, qa.selector.max_candidates)
-        write_weights(Path(output), fitted, list(FEATURES),
-                      provenance(list(squad_files), examples, rows, l2, str(qa.llm.path), made,
-                                 qa.reader.path if read else None, every))
+        _quiet_transformers()
+        with shown() as events:
+            result = fit_selector(squad_files, output, load_job(config_path, parse_overrides(override_args)),
+                                  model=model_path, l2=l2, folds=folds, read=read,
+                                  make_unanswerable=make_unanswerable, limit=limit, every=every, events=events)
+    rows, fitted = result.rows, result.fitted
     tables.print(_cross_validation_table(rows))
     console.print(f"wrote {output} (no-answer threshold {fitted.threshold}, temperature {fitted.temperature}); "
                   f"use it with --components.llama_qa.selector.weights_file {output}", highlight=False)
-
-
-def _reader_fits(qa, read: bool | None) -> bool:
-    """Whether fit reads with the config's reader: if asked (its error if it cannot), else when
-    it loads for the model."""
-    if read is False:
-        return False
-    try:
-        qa.reader.head(qa.llm)
-    except ConfigError as err:
-        if read:
-            raise
-        console.print(f"Fitting without the reader's features: {first_line(err)}", highlight=False)
-        return False
-    return True
 
 
 @main.command()
@@ -771,7 +710,7 @@ def train(squad_files, output, model_path, device, dtype, epochs, folds, learnin
     run again. Use it with --components.llama_qa.reader.path DIR (or that key in the config)."""
     from dataclasses import replace
 
-    from .training.job import train_reader
+    from .jobs import train_reader
 
     settings = replace(TrainSettings(), epochs=epochs, learning_rate=learning_rate, seed=seed)
     columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -850,56 +789,18 @@ def report(ctx, source, output, input_path, questions, expanded, verbose):
     `nlpipe run`, a JSONL output written with --annotations, or a pipeline CONFIG (a file or a
     built-in name) to run first over --input (config overrides as for run).
     """
-    import tempfile
+    from .jobs import report as write_report
 
-    from spacy.vocab import Vocab
-
-    from .io.docbin import docs_from_records, read_docs
-    from .report import check_report_path, write_report
-
-    kind = Path(source).suffix.lower()
     with user_errors(verbose):
-        check_report_path(output)  # before a run: a wrong name costs no wait
-        if kind not in (".spacy", ".jsonl", ".cfg", ""):
-            raise InputError(Errors.E092.format(path=source))
-        if kind in (".spacy", ".jsonl"):
-            if ctx.args or input_path or questions:
-                raise click.UsageError("--input, --questions and config overrides go with a config as INPUT")
-            stats = write_report(read_docs(source), output, source=source, expanded=expanded)
-        else:
-            with tempfile.TemporaryDirectory(prefix="nlpipe-report-") as folder:
-                records = str(Path(folder) / "records.jsonl")
-                _run_for_report(source, parse_overrides(ctx.args), input_path, questions, records)
-                stats = write_report(docs_from_records(records, Vocab()), output, source=source,
-                                     expanded=expanded)
+        if Path(source).suffix.lower() in (".spacy", ".jsonl") and (ctx.args or input_path or questions):
+            raise click.UsageError("--input, --questions and config overrides go with a config as INPUT")
+        _quiet_transformers()
+        with shown(RunShown()) as events:
+            stats = write_report(source, output, overrides=parse_overrides(ctx.args), input=input_path,
+                                 questions=questions, expanded=expanded, events=events)
     console.print(f"[green]✓[/] {stats.documents} documents, {stats.questions} questions ({stats.grounded} "
                   f"answers grounded, {stats.no_answer} no answer), {stats.failed_documents} with errors: "
                   f"{escape(output)}", highlight=False)
-
-
-def _run_for_report(config_path: str, overrides: dict, input_path, questions, records: str) -> None:
-    """Run CONFIG over the documents (as `nlpipe run` does, locally), writing annotated records."""
-    from .config import build_pipeline, job_settings, load_config
-    from .runner import check_arguments, run as run_job
-
-    _quiet_transformers()
-    config = load_config(config_path, overrides)
-    settings = job_settings(config)
-    settings.input = input_path or settings.input
-    settings.questions = questions or settings.questions
-    settings.output, settings.annotations, settings.engine = records, True, "local"
-    check_arguments(settings)
-    with console.status("Building the spaCy pipeline"):
-        nlp = build_pipeline(config)
-    progress = _run_progress()
-
-    def on_ready():
-        _load_models(nlp)
-        progress.start()
-    try:
-        run_job(nlp, settings, _progress_updater(progress), on_ready=on_ready)
-    finally:
-        progress.stop()
 
 
 if __name__ == "__main__":

@@ -13,14 +13,16 @@ from spacy.util import registry
 
 from .components.spacy_models import copy_lookups, resolve_spacy_model
 from .errors import ConfigError, Errors, NlpipeError, first_line
+from .io.docbin import is_docbin
 from .io.readers import MAX_DOCUMENT_CHARS
 from .llm import catalog
 from .llm.engine import Llama
 
 
-@dataclass
+@dataclass(frozen=True)
 class JobSettings:
-    """The [nlpipe] section: what to run the pipeline on. CLI flags override it."""
+    """The [nlpipe] section: what to run the pipeline on. CLI flags override it (a changed copy:
+    `dataclasses.replace`, or `Job.replace` in nlpipe.jobs, which checks the new values)."""
 
     spacy_model: str | None = None  # referenced by the components' `source` through ${nlpipe.spacy_model}
     input: str | None = None
@@ -34,6 +36,12 @@ class JobSettings:
     workers: int | None = None  # Ray actors, each holding one pipeline; None: as many as resources allow
     gpus_per_worker: float = 0.0  # Ray: GPUs each actor reserves (fractions share a GPU)
     ray_address: str | None = None  # Ray: cluster to join; None: $RAY_ADDRESS, else a local Ray
+
+    @property
+    def writes_annotations(self) -> bool:
+        """Whether records carry tokens, tags and parses: asked for, or a `.spacy` output, whose
+        Docs are built from the annotations in the records (so any engine's records will do)."""
+        return self.annotations or (self.output is not None and is_docbin(self.output))
 
 
 JOB_KEYS = [f.name for f in fields(JobSettings)]
@@ -148,11 +156,20 @@ def refuse_huge_integers(block, section: str = "") -> None:
 
 
 def job_settings(config: util.Config) -> JobSettings:
-    section = dict(config.get("nlpipe", {}))
+    return checked_settings(dict(config.get("nlpipe", {})))
+
+
+def checked_settings(section: dict) -> JobSettings:
+    """JobSettings of an [nlpipe] section's values, or ConfigError with every problem."""
     problems = settings_problems(section)
     if problems:
         raise ConfigError("\n".join(problems))
     return JobSettings(**section)
+
+
+def qa_component_names(config: util.Config) -> list[str]:
+    """The config's question-answering components (factory llama_qa), whatever they are named."""
+    return [name for name, block in config.get("components", {}).items() if block.get("factory") == "llama_qa"]
 
 
 def settings_problems(section: dict) -> list[str]:

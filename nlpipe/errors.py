@@ -191,3 +191,7 @@ class Errors:
     E075 = ("E075: nothing answers at the Ray address {address} ({reason}). Check the address (--ray-address / "
             "RAY_ADDRESS: the head's host and GCS port, 6379 by default) and that `ray start --head` runs there, "
             "or leave both unset to start a local Ray.")
+    E101 = ("E101: the pipeline of {config} has no llama_qa component, so {what}. Use a config with one (the "
+            "built-in qa, or add a [components.llama_qa] block).")
+    E102 = ("E102: no answerable question has a candidate span matching its answer: nothing to fit (are the "
+            "references spans of their paragraphs?)")

@@ -6,14 +6,16 @@ answered from all of its text, never truncated and never refused.
 """
 
 from collections import deque
-from typing import Any, Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy
 from spacy.language import Language
 from spacy.tokens import Doc
 
 from . import worker_processes
-from .components.llama_qa import LLMPipe
+from .components.llama_qa import LLMPipe, LlamaQA
+from .events import OnStep
 
 # Texts longer than this are annotated in pieces of at most this size: the parser's working
 # memory grows with the text it sees at once (about 1.2 GB for 300,000 characters).
@@ -40,6 +42,25 @@ def llm_stage(nlp: Language) -> list[str]:
     names = nlp.pipe_names
     first = next((i for i, (_, proc) in enumerate(nlp.pipeline) if isinstance(proc, LLMPipe)), len(names))
     return names[first:]
+
+
+def qa_components(nlp: Language) -> list[LlamaQA]:
+    """The components that answer questions."""
+    return [proc for _, proc in nlp.pipeline if isinstance(proc, LlamaQA)]
+
+
+def quiet_loading(name: str, component: LLMPipe) -> AbstractContextManager[OnStep]:
+    return nullcontext(lambda step, done, total: None)
+
+
+def load_models(nlp: Language,
+                loading: Callable[[str, LLMPipe], AbstractContextManager[OnStep]] = quiet_loading) -> None:
+    """Load the LLMs of the pipeline's components now (building the pipeline only references
+    them); `loading(name, component)` is entered around each load and gives its progress callback."""
+    for name, component in nlp.pipeline:
+        if isinstance(component, LLMPipe):
+            with loading(name, component) as on_step:
+                component.llm.load(on_step)
 
 
 def piece_chars(nlp: Language) -> int:

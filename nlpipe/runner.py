@@ -9,18 +9,19 @@ from array import array
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 from spacy.language import Language
 
 from .config import JobSettings
 from .errors import Errors, InputError
-from .io.docbin import is_docbin, records_path, write_docbin
+from .io.docbin import records_path, write_docbin
 from .io.readers import TEXT_SUFFIXES, Document, check_source, load_document, read_documents, read_questions
 from .io.writers import (JsonlWriter, OutputIndex, OutputLock, digest, doc_record, drop_lines, real_path,
                          scan_output, temporary_path)
-from .processing import llm_stage, process
+from .events import OnStep
+from .processing import load_models, process, qa_components, quiet_loading
 
 # Documents per spaCy memory zone: large enough that restarting worker processes
 # (n_process > 1) costs little, small enough that interned strings stay bounded.
@@ -29,13 +30,24 @@ ZONE_DOCUMENTS = 1000
 # What travels with a document through an engine and comes back with its record: the runner's
 # (input fingerprint, offset of the output line the record replaces).
 Tag = tuple[str | None, int | None]
-# An engine turns (document, its questions, tag) into (record, tag), in any order, as a generator
-# (run() closes it when it stops early): the local one below, or nlpipe.distributed's Ray engine.
-# Resume, writing and the summary stay in run(). An engine with `reads_files = True` reads files
-# in its own tasks: it gets a folder's documents unread (Document.path set, input fingerprint
-# None in the tag) unless resume had to read them, and returns the tag with the fingerprint.
-Engine = Callable[[Iterable[tuple[Document, list[str], Tag]]], Iterator[tuple[dict, Tag]]]
+Pending = Iterable[tuple[Document, list[str], Tag]]
 
+
+class Engine(Protocol):
+    """What turns documents into records: LocalEngine below, or nlpipe.distributed's RayEngine.
+    Resume, writing and the summary stay in run()."""
+
+    # True: the engine reads files in its own tasks. It gets a folder's documents unread
+    # (Document.path set, input fingerprint None in the tag) unless resume had to read them, and
+    # returns the tag with the fingerprint.
+    reads_files: bool
+
+    def start(self) -> None:
+        """Once every check has passed, before the first document: load what the work needs."""
+
+    def records(self, pending: Pending) -> Iterator[tuple[dict, Tag]]:
+        """(document, its questions, tag) in, (record, tag) out, in any order, as a generator
+        (run() closes it when it stops early)."""
 
 @dataclass
 class RunSummary:
@@ -75,7 +87,7 @@ def fingerprint(*parts) -> str:
 
 def config_fingerprint(nlp: Language, settings: JobSettings) -> str:
     """Everything in the config that changes a record: the pipeline and whether tokens are written."""
-    return fingerprint(nlp.config.to_str(), settings.annotations)
+    return fingerprint(nlp.config.to_str(), settings.writes_annotations)
 
 
 class Resume:
@@ -131,18 +143,13 @@ class Resume:
 
 
 def check_arguments(settings: JobSettings) -> list[str]:
-    """Every check on input, output and questions that needs no model; returns the questions.
-
-    A `.spacy` output turns `settings.annotations` on: its Docs are built from the annotations
-    in the records (so any engine's records will do).
-    """
+    """Every check on input, output and questions that needs no model; returns the questions."""
     if not settings.input:
         raise InputError(Errors.E006)
     if not settings.output:
         raise InputError(Errors.E007)
     if Path(settings.output).suffix.lower() in (".html", ".htm"):
         raise InputError(Errors.E094.format(path=settings.output))
-    settings.annotations = settings.annotations or is_docbin(settings.output)
     check_source(settings.input)
     questions = read_questions(settings.questions) if settings.questions else []
     if settings.questions and not questions:
@@ -172,18 +179,14 @@ def _same_file(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve()
 
 
-def _qa_components(nlp: Language) -> list[str]:
-    return [name for name in llm_stage(nlp) if "questions" in nlp.config["components"].get(name, {})]
-
-
 def check_questions(nlp: Language, settings: JobSettings, questions: list[str]) -> None:
     """A question-answering pipeline needs questions from somewhere: E046 when none can come."""
-    qa_components = _qa_components(nlp)
-    if not qa_components or questions or any(nlp.config["components"][n]["questions"] for n in qa_components):
+    answering = qa_components(nlp)
+    if not answering or questions or any(component.questions for component in answering):
         return
     per_document = settings.input == "-" or Path(settings.input).suffix.lower() == ".jsonl"
     if not per_document:
-        raise InputError(Errors.E046.format(component=qa_components[0]))
+        raise InputError(Errors.E046.format(component=answering[0].name))
 
 
 def count_documents(source: str) -> int | None:
@@ -208,7 +211,7 @@ def document_fingerprint(document: Document, questions: list[str]) -> str:
 
 
 def _pending(documents: Iterable[Document], questions: list[str], resume: Resume, summary: RunSummary,
-             max_chars: int) -> Iterator[tuple[Document, list[str], Tag]]:
+             max_chars: int) -> Pending:
     """(document, its questions, (input fingerprint, line it replaces)) of each document to do.
 
     An unread document (Document.path) is read here only if the output has a record with its
@@ -226,7 +229,7 @@ def _pending(documents: Iterable[Document], questions: list[str], resume: Resume
         yield document, document_questions, (input_fingerprint, stale)
 
 
-def _items(pending: Iterable[tuple[Document, list[str], Tag]]):
+def _items(pending: Pending):
     for document, questions, (input_fingerprint, stale) in pending:
         # Of what was read, before an empty text becomes an error (resume compares the same).
         context = (document, (input_fingerprint or document_fingerprint(document, questions), stale))
@@ -267,14 +270,15 @@ def run(nlp: Language, settings: JobSettings, on_record: Callable[[dict, RunSumm
     An existing output is resumed: documents whose record has the same fingerprint (text,
     questions) are skipped, changed ones and, with `retry_failed`, failed ones are done again.
     It must have been written with the same config unless `append`; `overwrite` starts afresh.
-    `on_ready` runs once every check has passed, before the first document (the CLI loads the
-    models there). `engine` turns documents into records (default: `local_records(nlp, settings)`);
-    `nlp` is still what the config built, for its fingerprint and checks.
+    Once every check has passed, the engine starts (the local one loads the models) and then
+    `on_ready` runs, before the first document. `engine` turns documents into records (default:
+    LocalEngine(nlp, settings)); `nlp` is still what the config built, for its fingerprint and checks.
     """
     if overwrite and append:
         raise InputError(Errors.E047)
     questions = check_arguments(settings)
     check_questions(nlp, settings, questions)
+    engine = engine or LocalEngine(nlp, settings)
     config = config_fingerprint(nlp, settings)
     # The real files, through symbolic links: what is locked, read, and replaced in one step (a
     # link replaced by a file would leave its target, and the records in it, behind).
@@ -286,18 +290,19 @@ def run(nlp: Language, settings: JobSettings, on_record: Callable[[dict, RunSumm
         _check_docbin_is_ours(output, records, overwrite)
         for path in {output, records} - {"-"}:
             temporary_path(path).unlink(missing_ok=True)  # left by a run killed while replacing
+        engine.start()
         on_ready()
         exists = records != "-" and Path(records).is_file()
         writer = JsonlWriter(records, append_at=index.complete_bytes if exists and not overwrite else None,
                              replace=overwrite and exists)
         try:
-            summary = _write_all(engine or local_records(nlp, settings), settings, records, questions, config,
-                                 writer, Resume(index, retry_failed), on_record)
+            summary = _write_all(engine, settings, records, questions, config, writer, Resume(index, retry_failed),
+                                 on_record)
         finally:
             # Also after Ctrl-C or a failure: the DocBin holds every record written so far.
             if records != output and Path(records).is_file():
                 write_docbin(records, output)
-    summary.nothing_asked = bool(_qa_components(nlp)) and not summary.questions and summary.documents > summary.failed
+    summary.nothing_asked = bool(qa_components(nlp)) and not summary.questions and summary.documents > summary.failed
     return summary
 
 
@@ -307,32 +312,41 @@ def _check_docbin_is_ours(output: str, records: str, overwrite: bool) -> None:
         raise InputError(Errors.E093.format(path=output, records=records))
 
 
-def local_records(nlp: Language, settings: JobSettings) -> Engine:
-    """The local engine: documents through `nlp` in this process (spaCy stage in `n_process`)."""
-    def records(pending: Iterable[tuple[Document, list[str], Tag]]) -> Iterator[tuple[dict, Tag]]:
+class LocalEngine:
+    """Documents through `nlp` in this process (its spaCy stage in `settings.n_process` workers)."""
+
+    reads_files = False
+
+    def __init__(self, nlp: Language, settings: JobSettings,
+                 loading: Callable[[str, object], contextlib.AbstractContextManager[OnStep]] = quiet_loading):
+        self.nlp, self.settings, self.loading = nlp, settings, loading
+
+    def start(self) -> None:
+        load_models(self.nlp, self.loading)
+
+    def records(self, pending: Pending) -> Iterator[tuple[dict, Tag]]:
         items = _items(pending)
         while (first := next(items, None)) is not None:
             # Lazy: a zone is read as it is processed, so stdin input is answered batch by batch.
             zone = itertools.chain([first], itertools.islice(items, ZONE_DOCUMENTS - 1))
             # Strings spaCy interns for these documents are freed with the zone, so a long
             # run's memory stays flat; records are plain dicts, written before it closes.
-            with nlp.memory_zone():
-                for doc, (document, tag) in process(nlp, zone, settings.batch_size, settings.n_process):
-                    yield _record(doc, document, settings.annotations), tag
-    return records
+            with self.nlp.memory_zone():
+                for doc, (document, tag) in process(self.nlp, zone, self.settings.batch_size,
+                                                    self.settings.n_process):
+                    yield _record(doc, document, self.settings.writes_annotations), tag
 
 
 def _write_all(engine: Engine, settings: JobSettings, output: str, questions: list[str], config: str,
                writer: JsonlWriter, resume: Resume, on_record: Callable[[dict, RunSummary], None]) -> RunSummary:
     summary = RunSummary(total=count_documents(settings.input))
-    documents = read_documents(settings.input, settings.max_document_chars,
-                               load=not getattr(engine, "reads_files", False))
+    documents = read_documents(settings.input, settings.max_document_chars, load=not engine.reads_files)
     pending = _pending(documents, questions, resume, summary, settings.max_document_chars)
     started = time.perf_counter()
     finished = False
     try:
         # closing: an engine holding workers (Ray) stops them when the run stops early (Ctrl-C).
-        with writer, contextlib.closing(engine(pending)) as results:
+        with writer, contextlib.closing(engine.records(pending)) as results:
             for record, (input_fingerprint, stale) in results:
                 record["fingerprint"] = {"input": input_fingerprint, "config": config}
                 writer.write(record)

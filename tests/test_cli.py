@@ -444,6 +444,8 @@ def test_loading_a_model_shows_a_fetch_only_when_there_is_one(monkeypatch, tmp_p
     from rich.console import Console
 
     from nlpipe.components.llama_qa import LLMPipe
+    from nlpipe.jobs import model_loading
+    from nlpipe.processing import load_models
 
     class Model:
         path = tmp_path
@@ -455,7 +457,7 @@ def test_loading_a_model_shows_a_fetch_only_when_there_is_one(monkeypatch, tmp_p
     monkeypatch.setattr(cli, "console", Console(file=screen, force_terminal=True, width=120))
     component = LLMPipe()
     component.llm = Model()
-    cli._load_models(SimpleNamespace(pipeline=[("llama_qa", component)]))
+    load_models(SimpleNamespace(pipeline=[("llama_qa", component)]), model_loading(cli.Shown()))
     assert shown in screen.getvalue() and not any(text in screen.getvalue() for text in not_shown)
     assert "5.0/10.0 MB" in screen.getvalue() or not steps
 

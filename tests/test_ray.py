@@ -23,7 +23,7 @@ from nlpipe import cli
 from nlpipe.cli import main
 from nlpipe.config import JobSettings, build_pipeline, job_settings, load_config
 from nlpipe.distributed.ray_engine import (READ_CPUS, RESERVED_CPUS, PipelineWorker, block_plan, check_ray_address,
-                                          pool_shape, ray_records, ray_session, windows, worker_args as actor_args)
+                                          pool_shape, RayEngine, ray_session, windows, worker_args as actor_args)
 from nlpipe.distributed.reading import read_files
 from nlpipe.errors import ConfigError, EngineError
 from nlpipe.runner import run
@@ -291,7 +291,7 @@ def ray_run(local_ray, corpus, qa_overrides):
 
     def start(output: Path, on_record=lambda r, s: None, workers: int | None = 2):
         settings = corpus_settings(corpus, output, workers=workers)
-        return bounded(lambda: run(nlp, settings, on_record, engine=ray_records(QA_CFG, qa_overrides, settings)))
+        return bounded(lambda: run(nlp, settings, on_record, engine=RayEngine(QA_CFG, qa_overrides, settings)))
     return start
 
 
@@ -376,7 +376,7 @@ def test_a_pipeline_an_actor_cannot_build_is_one_user_error(local_ray, corpus, q
     settings = corpus_settings(corpus, tmp_path / "out.jsonl", workers=1)
     with pytest.raises(EngineError, match="E073.*E013"):
         bounded(lambda: run(build_pipeline(load_config(QA_CFG, overrides)), settings,
-                            engine=ray_records(QA_CFG, overrides, settings)))
+                            engine=RayEngine(QA_CFG, overrides, settings)))
     assert not (tmp_path / "out.jsonl").exists()  # created only with its first record
 
 

@@ -12,7 +12,7 @@ from nlpipe.config import JobSettings, build_pipeline, load_config
 from nlpipe.errors import InputError
 from nlpipe.io.readers import load_document
 from nlpipe.io.writers import scan_output
-from nlpipe.runner import Resume, RunSummary, config_fingerprint, count_documents, local_records, run
+from nlpipe.runner import LocalEngine, Resume, RunSummary, config_fingerprint, count_documents, run
 
 REPO = Path(__file__).resolve().parents[1]
 ANSWER_KEYS = {"question", "question_index", "text", "start_char", "end_char", "grounded", "confidence", "evidence",
@@ -173,16 +173,16 @@ def test_spacy_stage_in_worker_processes_gives_the_same_records(tmp_path, docs_f
 def engine_reading_files(nlp, settings, handed: list):
     """The local engine behind an engine that reads files itself (as Ray's read tasks do); notes
     (id, whether it came unread) of each document it is handed."""
-    local = local_records(nlp, settings)
+    class ReadingFiles(LocalEngine):
+        reads_files = True
 
-    def records(pending):
-        def read(items):
-            for document, questions, tag in items:
-                handed.append((document.id, document.path is not None))
-                yield load_document(document, settings.max_document_chars), questions, tag
-        return local(read(pending))
-    records.reads_files = True
-    return records
+        def records(self, pending):
+            def read(items):
+                for document, questions, tag in items:
+                    handed.append((document.id, document.path is not None))
+                    yield load_document(document, settings.max_document_chars), questions, tag
+            return super().records(read(pending))
+    return ReadingFiles(nlp, settings)
 
 
 def test_an_engine_reading_files_gets_them_unread_unless_resume_must_compare_them(qa_nlp, docs_folder,

@@ -11,6 +11,7 @@ from typing import Callable, Iterable
 
 from spacy.language import Language
 
+from ..errors import Errors, NlpipeError
 from ..evaluation import SquadParagraph, scores
 from ..llm.engine import Failure
 from .llama_qa import LlamaQA
@@ -37,11 +38,12 @@ class Example:
         return bool(self.references)
 
 
-def qa_component(nlp: Language) -> LlamaQA:
+def qa_component(nlp: Language, config: str = "the config") -> LlamaQA:
+    """The pipeline's question-answering component, whose span selector a fit is for."""
     for _, pipe in nlp.pipeline:
         if isinstance(pipe, LlamaQA):
             return pipe
-    raise ValueError("the pipeline has no llama_qa component")
+    raise NlpipeError(Errors.E101.format(config=config, what="nlpipe fit has no span selector to fit"))
 
 
 SHORTLIST = 24  # candidates per question the model scores: twice production's default

@@ -25,8 +25,8 @@ from typing import Iterable, Iterator, NamedTuple
 from ..config import JobSettings, build_pipeline, config_file, load_config
 from ..errors import EngineError, Errors, NlpipeError, NlpipeWarning, first_line
 from ..io.readers import Document
-from ..components.llama_qa import LLMPipe
-from ..runner import Engine, Tag, local_records
+from ..processing import load_models
+from ..runner import LocalEngine, Pending, Tag
 from .reading import read_files
 
 # CPUs the actors leave to the read tasks (and the driver, which lists and writes). A pipeline
@@ -102,14 +102,12 @@ class PipelineWorker:
         warnings.simplefilter("ignore", NlpipeWarning)  # the driver built the same pipeline and showed them
         try:
             nlp = build_pipeline(load_config(config_path, overrides))
-            for _, component in nlp.pipeline:
-                if isinstance(component, LLMPipe):
-                    component.llm.load()  # now, not inside the first batch
+            load_models(nlp)  # now, not inside the first batch
         except NlpipeError as err:
             raise EngineError(Errors.E073.format(reason=err)) from None
         self.nlp = nlp
         # The spaCy stage runs in this actor: more actors, not more processes per actor.
-        self.records = local_records(nlp, dataclasses.replace(settings, n_process=1))
+        self.local = LocalEngine(nlp, dataclasses.replace(settings, n_process=1))
 
     def __call__(self, batch: dict) -> dict:
         import numpy as np
@@ -121,13 +119,13 @@ class PipelineWorker:
 
     def _records(self, pending: list) -> list[tuple[dict, tuple]]:
         try:
-            return list(self.records(pending))
+            return list(self.local.records(pending))
         except Exception:  # one document must not fail its batch: find it by running them one at a time
             return [self._record_alone(item) for item in pending]
 
     def _record_alone(self, item) -> tuple[dict, tuple]:
         try:
-            return next(iter(self.records([item])))
+            return next(iter(self.local.records([item])))
         except Exception as err:
             document, _, tag = item
             return {"id": document.id, "error": {"type": "processing_failed",
@@ -254,16 +252,23 @@ def actor_config_path(config_path: str) -> str:
     return config_path
 
 
-def ray_records(config_path: str, overrides: dict, settings: JobSettings) -> Engine:
-    """An engine (see runner.Engine) running the pipeline of `config_path` on a Ray actor pool.
+class RayEngine:
+    """An engine (runner.Engine) running the pipeline of `config_path` on a Ray actor pool: each
+    actor builds it itself. Records arrive in the order batches finish, not in input order."""
 
-    Records arrive in the order batches finish, not in input order.
-    """
-    require_ray()
-    check_ray_address(settings.ray_address)  # now, not minutes into ray.init's retries
-    constructor_args = worker_args(config_path, overrides, settings)
+    reads_files = True  # a folder's files come unread: read_files reads them in Ray tasks
 
-    def records(pending: Iterable[tuple[Document, list[str], Tag]]) -> Iterator[tuple[dict, Tag]]:
+    def __init__(self, config_path: str, overrides: dict, settings: JobSettings):
+        require_ray()
+        check_ray_address(settings.ray_address)  # now, not minutes into ray.init's retries
+        self.settings = settings
+        self.constructor_args = worker_args(config_path, overrides, settings)
+
+    def start(self) -> None:
+        """Nothing to load here: the actors load their own models."""
+
+    def records(self, pending: Pending) -> Iterator[tuple[dict, Tag]]:
+        settings = self.settings
         # Ray's driver prints the cluster's error messages to sys.stdout, log_to_driver or not: after
         # Ctrl-C, "(raylet) Task MapWorker(...).submit failed ... killed by `ray.kill`" landed among
         # the records of --output - (the runner's writer holds the stdout it started with).
@@ -279,15 +284,13 @@ def ray_records(config_path: str, overrides: dict, settings: JobSettings) -> Eng
                 mapped = read.map_batches(PipelineWorker, batch_size=batch_size,
                                           compute=ray.data.ActorPoolStrategy(size=shape.workers),
                                           num_cpus=shape.cpus, num_gpus=settings.gpus_per_worker or None,
-                                          fn_constructor_kwargs={**constructor_args, "threads": shape.threads})
+                                          fn_constructor_kwargs={**self.constructor_args, "threads": shape.threads})
                 try:
                     for row in mapped.iter_rows():
                         record, tag = json.loads(row["result"])
                         yield record, tuple(tag)
                 except ray.exceptions.RayError as err:
                     raise _user_error(err) from None
-    records.reads_files = True  # a folder's files come unread: read_files reads them in Ray tasks
-    return records
 
 
 def _user_error(err: Exception) -> Exception:

@@ -1,0 +1,224 @@
+"""The library's job API: what every `nlpipe` command does, as functions a Python user calls the same way.
+
+A Job is a config (a file or a built-in name) with its overrides applied and its [nlpipe] settings,
+frozen: `job.replace(input=..., output=...)` gives a changed, checked copy. `run_job` is the batch
+run (`nlpipe run`, the report's pre-run); `ask`, `evaluate`, `fit_selector` and `train_reader`
+are the other commands. Progress and notes go to a JobEvents object, which does nothing unless a
+caller (the CLI, with rich) overrides its methods.
+"""
+
+import dataclasses
+import tempfile
+import warnings
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from spacy import util
+from spacy.language import Language
+from spacy.vocab import Vocab
+
+from . import config as configs
+from . import runner
+from .components.llama_qa import LLMPipe
+from .components.recording import qa_component, record
+from .components.fitting import FITTED_FEATURES, cross_validate, fit, provenance, summarise, write_weights
+from .components.selection import FEATURES, READER_FEATURES
+from .errors import ConfigError, Errors, InputError, NlpipeError, NlpipeWarning, first_line
+from .evaluation import EvalResult, evaluate_squad, read_squad, unanswerable_questions
+from .events import JobEvents, OnStep
+from .io.docbin import docs_from_records, read_docs
+from .io.writers import JsonlWriter
+from .llm import catalog
+from .processing import answer_questions, load_models, qa_components
+from .report import HtmlReport, check_report_path, write_report
+from .report.stats import RunStats
+from .runner import Engine, LocalEngine, RunSummary, check_arguments
+from .training.job import TrainResult, train_reader
+
+__all__ = ["Engine", "EvalResult", "FitResult", "Job", "JobEvents", "LocalEngine", "RunSummary", "TrainResult", "ask",
+           "build", "engine_for", "evaluate", "fit_selector", "load_job", "load_pipeline", "report", "run_job",
+           "train_reader"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """A pipeline config ready to run: `source` as given (a file or a built-in name), the
+    spaCy-style `overrides` applied to it, the resulting `config` and its [nlpipe] `settings`."""
+
+    source: str
+    overrides: dict
+    config: util.Config = field(repr=False)
+    settings: configs.JobSettings
+
+    def replace(self, **settings) -> "Job":
+        """This job with some [nlpipe] settings changed (checked as the config's own are)."""
+        changed = configs.checked_settings({**dataclasses.asdict(self.settings), **settings})
+        return dataclasses.replace(self, settings=changed)
+
+
+def load_job(source, overrides: dict | None = None, *, top_k: int | None = None, **settings) -> Job:
+    """The Job of config `source` with `overrides` (`{"components.llama_qa.mode": "reader"}`),
+    `top_k` set on every llama_qa component, and [nlpipe] `settings` replaced (input=..., ...)."""
+    overrides = dict(overrides or {})
+    if top_k is not None:
+        overrides.update(_top_k_overrides(source, overrides, top_k))
+    config = configs.load_config(source, overrides)
+    job = Job(str(source), overrides, config, configs.job_settings(config))
+    return job.replace(**settings) if settings else job
+
+
+def _top_k_overrides(source, overrides: dict, top_k: int) -> dict:
+    names = configs.qa_component_names(configs.load_config(source, overrides))
+    if not names:
+        raise ConfigError(Errors.E085.format(key="top_k", value=top_k, message=(
+            f"--top-k sets the llama_qa component's top_k, and {source} has no llama_qa component")))
+    return {f"components.{name}.top_k": top_k for name in names}
+
+
+def build(job: Job, events: JobEvents = JobEvents()) -> Language:
+    """The job's pipeline, built; its models are referenced, not loaded (see load_pipeline)."""
+    with events.step("Building the spaCy pipeline"):
+        return configs.build_pipeline(job.config)
+
+
+def load_pipeline(job: Job, events: JobEvents = JobEvents()) -> Language:
+    """The job's pipeline with its models loaded: ready to answer."""
+    nlp = build(job, events)
+    load_models(nlp, model_loading(events))
+    return nlp
+
+
+def model_loading(events: JobEvents):
+    """processing.load_models' `loading` for a job: events.loading_model with where the model is."""
+    def loading(name: str, component: LLMPipe) -> AbstractContextManager[OnStep]:
+        return events.loading_model(name, str(catalog.locate(component.llm.path)))
+    return loading
+
+
+def engine_for(job: Job, nlp: Language, events: JobEvents = JobEvents()) -> Engine:
+    """The engine the job's settings choose: this process, or a Ray actor pool."""
+    if job.settings.engine == "ray":
+        from .distributed.ray_engine import RayEngine  # Ray is optional, and slow to import
+
+        events.note(f"Ray engine: each worker builds the pipeline of {job.source} itself")
+        return RayEngine(job.source, job.overrides, job.settings)
+    return LocalEngine(nlp, job.settings, model_loading(events))
+
+
+def run_job(job: Job, *, engine: Engine | None = None, events: JobEvents = JobEvents(), overwrite: bool = False,
+            append: bool = False, retry_failed: bool = False) -> RunSummary:
+    """Run the job over its input, writing its output (resumed unless `overwrite`; see
+    runner.run). Every check that needs no model comes first, then the pipeline is built (for
+    Ray too: its config and checks, never its weights), then the engine loads the models."""
+    check_arguments(job.settings)  # before any model is loaded: a typo costs no wait
+    nlp = build(job, events)
+    return runner.run(nlp, job.settings, events.record, overwrite=overwrite, append=append,
+                      retry_failed=retry_failed, on_ready=events.started,
+                      engine=engine or engine_for(job, nlp, events))
+
+
+def ask(job: Job, text: str, questions: list[str], events: JobEvents = JobEvents()) -> list[dict]:
+    """The answer records of `questions` about `text`, the model loaded once for all of them."""
+    nlp = load_pipeline(job, events)
+    if not qa_components(nlp):
+        raise NlpipeError(Errors.E101.format(config=job.source, what="nothing answers questions"))
+    return answer_questions(nlp, text, questions)
+
+
+def evaluate(job: Job, squad_file, *, limit: int | None = None, batch_size: int = 8, output=None, report=None,
+             events: JobEvents = JobEvents()) -> EvalResult:
+    """SQuAD EM/F1 of the job's pipeline on `squad_file` (its first `limit` questions); each
+    question's prediction to the JSONL file `output`, an HTML report to `report`. Progress as
+    stage "evaluate", in questions."""
+    total = sum(len(p.questions) for p in read_squad(squad_file, limit))
+    page = HtmlReport(report, title=f"nlpipe eval squad: {Path(squad_file).name}", source=str(squad_file)) \
+        if report else None
+    nlp = load_pipeline(job, events)
+    events.progress("evaluate", 0, total)
+    result = evaluate_squad(nlp, squad_file, limit, batch_size, lambda n: events.progress("evaluate", n, total),
+                            on_doc=page.add if page else lambda doc: None)
+    if page:
+        page.close(result.predictions)
+    if output:
+        with JsonlWriter(output) as writer:
+            for prediction in result.predictions:
+                writer.write(prediction)
+    return result
+
+
+def report(source: str, output: str, *, overrides: dict | None = None, input: str | None = None,
+           questions: str | None = None, expanded: int = 20, events: JobEvents = JobEvents()) -> RunStats:
+    """`nlpipe report`: the HTML report `output` of the answers in `source`, a `.spacy` file or
+    annotated JSONL output, or a config to run first (locally) over `input` with `questions`."""
+    check_report_path(output)  # before a run: a wrong name costs no wait
+    kind = Path(source).suffix.lower()
+    if kind not in (".spacy", ".jsonl", ".cfg", ""):
+        raise InputError(Errors.E092.format(path=source))
+    if kind in (".spacy", ".jsonl"):
+        return write_report(read_docs(source), output, source=source, expanded=expanded)
+    with tempfile.TemporaryDirectory(prefix="nlpipe-report-") as folder:
+        records = str(Path(folder) / "records.jsonl")
+        job = load_job(source, overrides)
+        job = job.replace(input=input or job.settings.input, questions=questions or job.settings.questions,
+                          output=records, annotations=True, engine="local")
+        run_job(job, events=events)
+        return write_report(docs_from_records(records, Vocab()), output, source=source, expanded=expanded)
+
+
+@dataclass
+class FitResult:
+    rows: list[dict]  # held-out scores per fold, then all folds (components.fitting.summarise)
+    fitted: object  # components.fitting.Fitted: what the weights file holds
+    read: bool  # whether the trained reader's features were fitted
+
+
+def fit_selector(squad_files: list, output, job: Job, *, model: str | None = None, l2: float = 0.01,
+                 folds: int = 5, read: bool | None = None, make_unanswerable: bool = True,
+                 limit: int | None = None, every: int = 1, events: JobEvents = JobEvents()) -> FitResult:
+    """`nlpipe fit`: record every question's candidates with the job's pipeline (its model, or
+    `model`), cross-validate by article, fit on everything and write the weights file `output`.
+    `read`: fit the trained reader's features too (None: when the reader fits the model)."""
+    if model:
+        names = configs.qa_component_names(job.config)
+        job = load_job(job.source, {**job.overrides, **{f"components.{name}.model.path": model for name in names}})
+    paragraphs = [p for path in squad_files for p in read_squad(path, limit)][::every]
+    made = make_unanswerable and all(refs for p in paragraphs for _, _, refs in p.questions)
+    if made:
+        paragraphs += unanswerable_questions(paragraphs)
+        events.note("The data has no unanswerable questions: made one per answerable question "
+                    "(the paragraph without the answer's sentences, or another paragraph of the article).")
+    with warnings.catch_warnings():  # W001 would say to run what is running: nlpipe fit --model
+        warnings.simplefilter("ignore", NlpipeWarning)
+        nlp = load_pipeline(job, events)
+    qa = qa_component(nlp, job.source)
+    read = _reader_fits(qa, read, events)
+    total = sum(len(p.questions) for p in paragraphs)
+    events.progress("record", 0, total)
+    examples = record(nlp, paragraphs, on_questions=lambda n: events.progress("record", n, total), read=read)
+    if not any(e.answerable and max(e.f1) > 0 for e in examples):
+        raise NlpipeError(Errors.E102)
+    names = [name for name in FITTED_FEATURES if read or name not in READER_FEATURES]
+    with events.step("Cross-validating"):
+        rows = summarise(cross_validate(examples, names, l2, qa.selector.max_candidates, folds))
+    with events.step("Fitting on all the data"):
+        fitted = fit(examples, names, l2, qa.selector.max_candidates)
+    write_weights(Path(output), fitted, list(FEATURES),
+                  provenance(list(squad_files), examples, rows, l2, str(qa.llm.path), made,
+                             qa.reader.path if read else None, every))
+    return FitResult(rows, fitted, read)
+
+
+def _reader_fits(qa, read: bool | None, events: JobEvents) -> bool:
+    """Whether fit reads with the config's reader: if asked (its error if it cannot), else when
+    it loads for the model."""
+    if read is False:
+        return False
+    try:
+        qa.reader.head(qa.llm)
+    except ConfigError as err:
+        if read:
+            raise
+        events.note(f"Fitting without the reader's features: {first_line(err)}")
+        return False
+    return True
