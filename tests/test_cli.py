@@ -12,6 +12,7 @@ import torch
 from click.testing import CliRunner
 
 import nlpipe.cli as cli
+import nlpipe.display as display
 from nlpipe import __version__
 from nlpipe.cli import main, parse_overrides
 from nlpipe.components.selection import SpanSelector
@@ -454,10 +455,10 @@ def test_loading_a_model_shows_a_fetch_only_when_there_is_one(monkeypatch, tmp_p
             for step in steps:
                 on_step(*step)
     screen = io.StringIO()
-    monkeypatch.setattr(cli, "console", Console(file=screen, force_terminal=True, width=120))
+    monkeypatch.setattr(display, "console", Console(file=screen, force_terminal=True, width=120))
     component = LLMPipe()
     component.llm = Model()
-    load_models(SimpleNamespace(pipeline=[("llama_qa", component)]), model_loading(cli.Shown()))
+    load_models(SimpleNamespace(pipeline=[("llama_qa", component)]), model_loading(display.Shown()))
     assert shown in screen.getvalue() and not any(text in screen.getvalue() for text in not_shown)
     assert "5.0/10.0 MB" in screen.getvalue() or not steps
 
