@@ -1,0 +1,158 @@
+"""nlpipe.jobs: the job API every front end goes through, called as a Python user would."""
+
+import dataclasses
+import json
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from nlpipe import jobs
+from nlpipe.cli import main
+from nlpipe.errors import ConfigError, InputError, NlpipeError
+from nlpipe.runner import LocalEngine
+
+REPO = Path(__file__).resolve().parents[1]
+QA_CFG = str(REPO / "pipelines" / "qa.cfg")
+ANNOTATE_CFG = str(REPO / "pipelines" / "annotate.cfg")
+
+
+@pytest.fixture()
+def docs(tmp_path):
+    path = tmp_path / "docs.jsonl"
+    lines = [{"id": "tower", "text": "The Eiffel Tower is in Paris. It opened in 1889.", "questions": ["Where is it?"]},
+             {"id": "bowl", "text": "Super Bowl 50 was played in Santa Clara.", "questions": ["Where was it played?"]}]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+class Recorded(jobs.JobEvents):
+    """Every event, in order."""
+
+    def __init__(self):
+        self.seen = []
+
+    @contextmanager
+    def step(self, description):
+        self.seen.append(("step", description))
+        yield
+
+    @contextmanager
+    def loading_model(self, component, location):
+        self.seen.append(("loading", component))
+        yield lambda step, done, total: None
+
+    def progress(self, stage, done, total):
+        self.seen.append(("progress", stage, done, total))
+
+    def note(self, message):
+        self.seen.append(("note", message))
+
+    def started(self):
+        self.seen.append(("started",))
+
+    def record(self, record, summary):
+        self.seen.append(("record", record["id"], summary.documents))
+
+
+def test_a_job_from_python_writes_what_nlpipe_run_writes(qa_overrides, docs, tmp_path):
+    from_python, from_cli = tmp_path / "python.jsonl", tmp_path / "cli.jsonl"
+    events = Recorded()
+    summary = jobs.run_job(jobs.load_job(QA_CFG, qa_overrides).replace(input=str(docs), output=str(from_python)),
+                           events=events)
+    args = [arg for key, value in qa_overrides.items() for arg in (f"--{key}", json.dumps(value))]
+    result = CliRunner().invoke(main, ["run", QA_CFG, "--input", str(docs), "--output", str(from_cli), *args],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert from_python.read_bytes() == from_cli.read_bytes()
+    assert (summary.documents, summary.questions) == (2, 2)
+    # The pipeline is built, then its model loaded, then the run starts; a record event per document.
+    assert events.seen == [("step", "Building the spaCy pipeline"), ("loading", "llama_qa"), ("started",),
+                           ("record", "tower", 1), ("record", "bowl", 2)]
+
+
+def test_settings_are_frozen_and_a_changed_copy_is_checked(qa_overrides):
+    job = jobs.load_job(QA_CFG, qa_overrides)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        job.settings.batch_size = 4
+    assert job.replace(batch_size=4).settings.batch_size == 4 and job.settings.batch_size == 32
+    with pytest.raises(ConfigError, match="E002.*batch_size"):
+        job.replace(batch_size=0)
+    with pytest.raises(ConfigError, match="E003.*'inputs'"):
+        job.replace(inputs="docs")
+
+
+def test_a_spacy_output_writes_annotations_without_changing_the_settings(qa_overrides):
+    job = jobs.load_job(QA_CFG, qa_overrides, output="answers.spacy")
+    assert job.settings.annotations is False and job.settings.writes_annotations
+    assert not job.replace(output="answers.jsonl").settings.writes_annotations
+
+
+def test_top_k_is_set_on_every_question_answering_component_whatever_its_name(qa_overrides, tmp_path):
+    renamed = tmp_path / "renamed.cfg"
+    renamed.write_text(Path(QA_CFG).read_text(encoding="utf-8").replace("llama_qa]", "answerer]").replace(
+        '"llama_qa"]', '"answerer"]').replace("components.llama_qa.", "components.answerer."), encoding="utf-8")
+    overrides = {key.replace("llama_qa", "answerer"): value for key, value in qa_overrides.items()}
+    job = jobs.load_job(str(renamed), overrides, top_k=3)
+    assert job.config["components"]["answerer"]["top_k"] == 3
+    with pytest.raises(ConfigError, match="E085.*no llama_qa component"):
+        jobs.load_job(ANNOTATE_CFG, top_k=3)
+
+
+def test_run_job_uses_the_engine_it_is_given(qa_overrides, docs, tmp_path):
+    class Counting(LocalEngine):
+        started = handed = 0
+
+        def start(self):
+            Counting.started += 1
+            super().start()
+
+        def records(self, pending):
+            for item in pending:
+                Counting.handed += 1
+                yield from super().records([item])
+
+    job = jobs.load_job(QA_CFG, qa_overrides, input=str(docs), output=str(tmp_path / "out.jsonl"))
+    nlp = jobs.build(job)
+    summary = jobs.run_job(job, engine=Counting(nlp, job.settings))
+    assert (Counting.started, Counting.handed, summary.documents) == (1, 2, 2)
+
+
+def test_checks_come_before_the_pipeline_is_built(qa_overrides, tmp_path):
+    events = Recorded()
+    with pytest.raises(InputError, match="E008"):
+        jobs.run_job(jobs.load_job(QA_CFG, qa_overrides, input=str(tmp_path / "none"), output="-"), events=events)
+    assert events.seen == []
+
+
+def test_ask_answers_in_the_order_asked_and_needs_a_question_answering_component(qa_overrides):
+    job = jobs.load_job(QA_CFG, qa_overrides)
+    answers = jobs.ask(job, "The Eiffel Tower is in Paris. It opened in 1889.", ["When did it open?", "Where is it?"])
+    assert [a["question"] for a in answers] == ["When did it open?", "Where is it?"]
+    with pytest.raises(NlpipeError, match="E101.*no llama_qa component"):
+        jobs.ask(jobs.load_job(ANNOTATE_CFG), "Paris.", ["Where?"])
+
+
+def test_evaluate_writes_predictions_and_reports_progress_in_questions(qa_overrides, tmp_path):
+    squad = tmp_path / "squad.json"
+    squad.write_text(json.dumps({"data": [{"title": "Tower", "paragraphs": [{
+        "context": "The Eiffel Tower is in Paris. It opened in 1889.",
+        "qas": [{"id": "q1", "question": "Where is it?", "answers": [{"text": "Paris", "answer_start": 23}]},
+                {"id": "q2", "question": "When did it open?", "answers": [{"text": "1889", "answer_start": 43}]}]}]}]}),
+        encoding="utf-8")
+    events, output = Recorded(), tmp_path / "predictions.jsonl"
+    result = jobs.evaluate(jobs.load_job(QA_CFG, qa_overrides), squad, output=output, events=events)
+    written = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
+    assert result.questions == 2 and [p["id"] for p in written] == ["q1", "q2"]
+    progress = [event for event in events.seen if event[0] == "progress"]
+    assert progress[0] == ("progress", "evaluate", 0, 2) and progress[-1] == ("progress", "evaluate", 2, 2)
+
+
+def test_fit_needs_a_question_answering_component(tmp_path):
+    squad = tmp_path / "squad.json"
+    squad.write_text(json.dumps({"data": [{"title": "T", "paragraphs": [{"context": "Paris is in France.", "qas": [
+        {"id": "q", "question": "Where is Paris?", "answers": [{"text": "France", "answer_start": 12}]}]}]}]}),
+        encoding="utf-8")
+    with pytest.raises(NlpipeError, match="E101.*nlpipe fit has no span selector"):
+        jobs.fit_selector([squad], tmp_path / "w.json", jobs.load_job(ANNOTATE_CFG), make_unanswerable=False)
