@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .batching import token_groups
 from .generation import forward_step, left_pad
 
 
@@ -53,7 +54,7 @@ def score_batch(model, prompts: list[list[int]], continuations: list[list[list[i
         raise ValueError("score_batch() needs at least one prompt token (after any prefix) per prompt")
     scores = [[None] * len(group) for group in continuations]
     prefix = _run_prefixes(model, prefixes, pad_id) if prefixes else None
-    for chunk in _chunks(_packed_rows(scored, continuations, max_tokens), max_tokens):
+    for chunk in _passes(_packed_rows(scored, continuations, max_tokens), max_tokens):
         logprobs = _score_rows(model, chunk, prompts, prefix, prefix_index, pad_id)
         for row, row_logprobs in zip(chunk, logprobs):
             for j, per_token in row_logprobs.items():
@@ -85,16 +86,11 @@ def _packed_rows(scored: list[int], continuations, max_tokens: int) -> list[Pack
     return rows
 
 
-def _chunks(rows: list[PackedRow], max_tokens: int) -> list[list[PackedRow]]:
-    """Consecutive rows whose padded size (rows x widest) stays within `max_tokens`."""
-    chunks, current, widest = [], [], 0
-    for row in rows:
-        if current and max(widest, row.width) * (len(current) + 1) > max_tokens:
-            chunks.append(current)
-            current, widest = [], 0
-        current.append(row)
-        widest = max(widest, row.width)
-    return chunks + [current] if current else chunks
+def _passes(rows: list[PackedRow], max_tokens: int) -> list[list[PackedRow]]:
+    """Consecutive rows, cut by token_groups with a row's packed width as its cost: the logits of
+    a pass are vocabulary-sized for every packed token, so rows x widest is what `max_tokens` bounds."""
+    groups = token_groups(list(range(len(rows))), [row.width for row in rows], max_tokens)
+    return [[rows[i] for i in group] for group in groups]
 
 
 def _score_rows(model, rows: list[PackedRow], prompts, prefix, prefix_index, pad_id: int) -> list[dict]:

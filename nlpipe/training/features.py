@@ -16,8 +16,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..llm.batching import token_groups
 from ..llm.cache import cache_root
-from ..llm.engine import token_groups
 from ..llm.reader import QUESTION_TEMPLATE, context_ids, hidden_features, question_ids
 from .examples import Example
 

@@ -7,7 +7,7 @@ import torch
 
 from nlpipe.errors import ModelError
 from nlpipe.llm import catalog, engine
-from nlpipe.llm.engine import Completion, Failure, FailureKind, Llama, PromptBatch, Request, token_groups
+from nlpipe.llm.engine import Completion, Failure, FailureKind, Llama, PromptBatch, Request
 
 MESSAGES = [{"role": "system", "content": "Answer the question with a short phrase from the context."},
             {"role": "user", "content": "Who designed the Eiffel Tower?"}]
@@ -236,17 +236,6 @@ def test_complete_takes_strings_and_per_call_settings(llama):
     assert echoed.logprobs[0] == 0.0 and len(echoed.logprobs) == len(echoed.tokens)
     sampled = [llama.complete([text], max_gen_len=5, temperature=1.5, seed=s)[0].tokens for s in (1, 1, 2)]
     assert sampled[0] == sampled[1]
-
-
-def test_token_groups_respect_the_budget_in_the_given_order():
-    costs = [40, 5, 38, 7, 90, 6, 200]
-    order = sorted(range(len(costs)), key=costs.__getitem__)
-    groups = token_groups(order, costs, 100)
-    assert [row for group in groups for row in group] == order  # consecutive, nothing lost
-    for group in groups:
-        assert len(group) == 1 or len(group) * max(costs[r] for r in group) <= 100
-    assert groups[-1] == [6]  # costlier than the budget: alone
-    assert token_groups([], costs, 100) == []
 
 
 def test_grouped_generation_keeps_input_order(llama):
