@@ -8,13 +8,12 @@ and the prompt and candidate tokens once, in one forward pass, with no per-candi
 the KV cache.
 """
 
-import copy
 from dataclasses import dataclass
 
 import torch
 
 from .batching import token_groups
-from .generation import forward_step, left_pad
+from .generation import cache_rows, forward_step, left_pad, prefill_prefixes
 
 
 @dataclass
@@ -53,7 +52,7 @@ def score_batch(model, prompts: list[list[int]], continuations: list[list[list[i
     if any(len(prompts[i]) == 0 for i in scored):
         raise ValueError("score_batch() needs at least one prompt token (after any prefix) per prompt")
     scores = [[None] * len(group) for group in continuations]
-    prefix = _run_prefixes(model, prefixes, pad_id) if prefixes else None
+    prefix = prefill_prefixes(model, prefixes, pad_id) if prefixes else None
     for chunk in _passes(_packed_rows(scored, continuations, max_tokens), max_tokens):
         logprobs = _score_rows(model, chunk, prompts, prefix, prefix_index, pad_id)
         for row, row_logprobs in zip(chunk, logprobs):
@@ -61,14 +60,6 @@ def score_batch(model, prompts: list[list[int]], continuations: list[list[list[i
                 total = sum(per_token)
                 scores[row.prompt][j] = ContinuationScore(total, total / len(per_token), per_token)
     return scores
-
-
-def _run_prefixes(model, prefixes: list[list[int]], pad_id: int):
-    """(KV cache, attention mask) of the distinct prefixes, left-padded."""
-    prefix_ids, prefix_mask = left_pad(prefixes, pad_id, model.device)
-    positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)
-    _, cache = forward_step(model, prefix_ids, prefix_mask, positions, None)
-    return cache, prefix_mask
 
 
 def _packed_rows(scored: list[int], continuations, max_tokens: int) -> list[PackedRow]:
@@ -117,7 +108,7 @@ def _score_rows(model, rows: list[PackedRow], prompts, prefix, prefix_index, pad
     if prefix is not None:
         prefix_cache, prefix_mask = prefix
         rows_prefix = torch.tensor([prefix_index[row.prompt] for row in rows], dtype=torch.long, device=device)
-        cache = _rows_of(prefix_cache, rows_prefix)
+        cache = cache_rows(prefix_cache, rows_prefix)
         allowed = torch.cat([prefix_mask[rows_prefix].bool()[:, None, :].expand(-1, n_prompt + width, -1), allowed], -1)
         prompt_start = prefix_mask[rows_prefix].sum(-1, keepdim=True)
     prompt_positions = prompt_start + (prompt_mask.cumsum(-1) - 1).clamp(min=0)
@@ -163,15 +154,3 @@ def _pack(rows: list[PackedRow], width: int, pad_id: int):
             sees_packed[r, start:start + n, start:start + n] = torch.ones(n, n, dtype=torch.bool).tril()
             start += n
     return packed_ids, targets, offsets, sees_packed
-
-
-def _rows_of(cache, rows: torch.Tensor):
-    """A cache holding `rows` of `cache` (repeats allowed), leaving `cache` as it was."""
-    if hasattr(cache, "layers"):  # transformers 5: new tensors go into copies of the layer objects
-        selected = copy.copy(cache)
-        selected.layers = [copy.copy(layer) for layer in cache.layers]
-    else:
-        selected = copy.deepcopy(cache)
-    selected.batch_select_indices(rows)
-    return selected
-
