@@ -191,3 +191,7 @@ class Errors:
     E075 = ("E075: nothing answers at the Ray address {address} ({reason}). Check the address (--ray-address / "
             "RAY_ADDRESS: the head's host and GCS port, 6379 by default) and that `ray start --head` runs there, "
             "or leave both unset to start a local Ray.")
+    E056 = ("E056: the model's config '{path}' does not give its context window (max_position_embeddings), "
+            "and transformers would fill in a default that need not be the model's. Add "
+            "\"max_position_embeddings\": N to it, N being the context length the model was trained with "
+            "(its model card says).")

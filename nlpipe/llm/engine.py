@@ -132,7 +132,7 @@ class Llama:
 
     @property
     def context_length(self) -> int:
-        return int(getattr(self.model.config, "max_position_embeddings", 2048))
+        return self.load().context_length
 
     @property
     def eos_ids(self) -> list[int]:

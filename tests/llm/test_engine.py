@@ -1,5 +1,6 @@
 """nlpipe.llm.engine.Llama on the tiny random Llama, on CPU."""
 
+import json
 import shutil
 
 import pytest
@@ -108,6 +109,29 @@ def test_ids(llama):
     assert llama.pad_id == tokenizer.pad_token_id
     assert llama.context_length == 512
     assert llama.count_tokens("Who") == len(tokenizer("Who", add_special_tokens=False)["input_ids"])
+
+
+def _edit_config(folder, edit):
+    path = folder / "config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    edit(config)
+    path.write_text(json.dumps(config), encoding="utf-8")
+
+
+def test_a_config_without_its_context_window_is_refused(tiny_llama_copy):
+    _edit_config(tiny_llama_copy, lambda config: config.pop("max_position_embeddings"))
+    llama = Llama(tiny_llama_copy, device="cpu")
+    assert llama.model.config.max_position_embeddings == 2048  # transformers' LlamaConfig default, not the model's
+    with pytest.raises(ModelError, match="^E056"):
+        llama.context_length
+    with pytest.raises(ModelError, match="^E056"):
+        llama.complete(["Where is it?"])
+
+
+def test_a_context_window_of_none_is_refused_on_loading(tiny_llama_copy):
+    _edit_config(tiny_llama_copy, lambda config: config.update(max_position_embeddings=None))
+    with pytest.raises(ModelError, match="^E015"):
+        Llama(tiny_llama_copy, device="cpu").context_length
 
 
 def test_complete(llama):
