@@ -59,7 +59,7 @@ def main() -> None:
     # The engine calls generate() and score_batch().
     timed(engine, "generate", "generate: prefill + decode", device)
     timed(generation, "prefill", "generate: prefill", device)
-    timed(scoring, "_run_prefixes", "scoring: contexts", device)
+    timed(scoring, "prefill_prefixes", "scoring: contexts", device)
     timed(engine, "score_batch", "scoring: all", device)
     timed(LlamaQA, "annotate", "spaCy: questions and replies", device)
     list(qa.pipe(nlp.pipe(["warm-up text."], disable=["llama_qa"])))

@@ -195,3 +195,7 @@ class Errors:
             "built-in qa, or add a [components.llama_qa] block).")
     E102 = ("E102: no answerable question has a candidate span matching its answer: nothing to fit (are the "
             "references spans of their paragraphs?)")
+    E056 = ("E056: the model's config '{path}' does not give its context window (max_position_embeddings), "
+            "and transformers would fill in a default that need not be the model's. Add "
+            "\"max_position_embeddings\": N to it, N being the context length the model was trained with "
+            "(its model card says).")

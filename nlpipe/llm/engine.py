@@ -14,6 +14,7 @@ import torch
 
 from ..errors import Errors, ModelError, first_line
 from . import catalog
+from .batching import token_groups
 from .chat_template import render_chat
 from .devices import init_distributed, local_device, resolve_dtype
 from .generation import generate
@@ -131,7 +132,7 @@ class Llama:
 
     @property
     def context_length(self) -> int:
-        return int(getattr(self.model.config, "max_position_embeddings", 2048))
+        return self.load().context_length
 
     @property
     def eos_ids(self) -> list[int]:
@@ -304,16 +305,3 @@ class Llama:
         return [Completion(text=self.tokenizer.decode(g.tokens, skip_special_tokens=True).strip(),
                            tokens=g.tokens, logprobs=g.logprobs) for g in generations]
 
-
-def token_groups(rows: list[int], costs: list[int], budget: int) -> list[list[int]]:
-    """`rows` cut, in order, into consecutive groups whose size (rows x costliest row) stays
-    within `budget` tokens; a row costlier than the budget runs alone. The one rule that bounds
-    every forward pass, generation and scoring alike."""
-    groups, current, costliest = [], [], 0
-    for row in rows:
-        if current and max(costliest, costs[row]) * (len(current) + 1) > budget:
-            groups.append(current)
-            current, costliest = [], 0
-        current.append(row)
-        costliest = max(costliest, costs[row])
-    return groups + [current] if current else groups

@@ -5,6 +5,7 @@ column; the attention mask hides the padding and position ids restart at each ro
 real token, so a padded row computes exactly what it would compute alone.
 """
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -47,6 +48,29 @@ def left_pad(prompt_tokens: list[list[int]], pad_id: int, device) -> tuple[torch
     return token_ids.to(device), mask.to(device)
 
 
+def prefill_prefixes(model, prefixes: list[list[int]], pad_id: int):
+    """(KV cache, attention mask) of the distinct `prefixes`, left-padded and run once: each
+    prompt that starts with one then takes its row (cache_rows)."""
+    prefix_ids, prefix_mask = left_pad(prefixes, pad_id, model.device)
+    positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)
+    _, cache = forward_step(model, prefix_ids, prefix_mask, positions, None)
+    return cache, prefix_mask
+
+
+def cache_rows(cache, rows: torch.Tensor):
+    """A cache holding `rows` of `cache` (repeats allowed), leaving `cache` as it was.
+
+    The one place that knows the cache's layout. setup.cfg pins transformers 5 (>=5.24,<6), whose
+    DynamicCache is a list of layer objects (`cache.layers`), each holding its key and value
+    tensors; `batch_select_indices` rebinds a layer's tensors to new, indexed ones and never
+    writes into the old. So shallow copies of the container and of its layers keep `cache`
+    intact, without copying a whole cache first (a deepcopy would)."""
+    selected = copy.copy(cache)
+    selected.layers = [copy.copy(layer) for layer in cache.layers]
+    selected.batch_select_indices(rows)
+    return selected
+
+
 @dataclass
 class Prefilled:
     """The state after running the prompts: what decoding or scoring continues from."""
@@ -69,11 +93,9 @@ def prefill(model, suffixes: list[list[int]], pad_id: int, prefixes: list[list[i
         position_ids = (suffix_mask.cumsum(-1) - 1).clamp(min=0)
         logits, cache = forward_step(model, suffix_ids, suffix_mask, position_ids, None, logits_to_keep)
         return Prefilled(logits, cache, suffix_mask, suffix_ids, position_ids[:, -1:] + 1)
-    prefix_ids, prefix_mask = left_pad(prefixes, pad_id, device)
-    prefix_positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)
-    _, cache = forward_step(model, prefix_ids, prefix_mask, prefix_positions, None)
+    cache, prefix_mask = prefill_prefixes(model, prefixes, pad_id)
     rows = torch.tensor(prefix_index, dtype=torch.long, device=device)
-    cache.batch_select_indices(rows)  # one cache row per prompt, duplicated from its prefix
+    cache = cache_rows(cache, rows)  # one cache row per prompt, duplicated from its prefix
     # Padding now sits between prefix and suffix; the mask hides it and positions skip it.
     mask = torch.cat([prefix_mask[rows], suffix_mask], dim=-1)
     position_ids = prefix_mask[rows].sum(-1, keepdim=True) + (suffix_mask.cumsum(-1) - 1).clamp(min=0)

@@ -7,6 +7,7 @@ terminal whether to run code a model folder ships, and runs it on a "y".
 import json
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -25,6 +26,15 @@ class LoadedModel:
     model: torch.nn.Module
     tokenizer: object
     path: Path
+
+    @cached_property
+    def context_length(self) -> int:
+        """The tokens the model attends over, as its config.json declares them. transformers fills
+        a missing max_position_embeddings with its class default (LlamaConfig: 2048), which need
+        not be the window the model was trained with: refused (E056) rather than guessed."""
+        if read_hf_config(self.path).get("max_position_embeddings") is None:
+            raise ModelError(Errors.E056.format(path=self.path / "config.json"))
+        return int(self.model.config.max_position_embeddings)
 
 
 def checkpoint_format(path: Path) -> str:

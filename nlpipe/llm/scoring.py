@@ -8,12 +8,12 @@ and the prompt and candidate tokens once, in one forward pass, with no per-candi
 the KV cache.
 """
 
-import copy
 from dataclasses import dataclass
 
 import torch
 
-from .generation import forward_step, left_pad
+from .batching import token_groups
+from .generation import cache_rows, forward_step, left_pad, prefill_prefixes
 
 
 @dataclass
@@ -52,22 +52,14 @@ def score_batch(model, prompts: list[list[int]], continuations: list[list[list[i
     if any(len(prompts[i]) == 0 for i in scored):
         raise ValueError("score_batch() needs at least one prompt token (after any prefix) per prompt")
     scores = [[None] * len(group) for group in continuations]
-    prefix = _run_prefixes(model, prefixes, pad_id) if prefixes else None
-    for chunk in _chunks(_packed_rows(scored, continuations, max_tokens), max_tokens):
+    prefix = prefill_prefixes(model, prefixes, pad_id) if prefixes else None
+    for chunk in _passes(_packed_rows(scored, continuations, max_tokens), max_tokens):
         logprobs = _score_rows(model, chunk, prompts, prefix, prefix_index, pad_id)
         for row, row_logprobs in zip(chunk, logprobs):
             for j, per_token in row_logprobs.items():
                 total = sum(per_token)
                 scores[row.prompt][j] = ContinuationScore(total, total / len(per_token), per_token)
     return scores
-
-
-def _run_prefixes(model, prefixes: list[list[int]], pad_id: int):
-    """(KV cache, attention mask) of the distinct prefixes, left-padded."""
-    prefix_ids, prefix_mask = left_pad(prefixes, pad_id, model.device)
-    positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)
-    _, cache = forward_step(model, prefix_ids, prefix_mask, positions, None)
-    return cache, prefix_mask
 
 
 def _packed_rows(scored: list[int], continuations, max_tokens: int) -> list[PackedRow]:
@@ -85,16 +77,11 @@ def _packed_rows(scored: list[int], continuations, max_tokens: int) -> list[Pack
     return rows
 
 
-def _chunks(rows: list[PackedRow], max_tokens: int) -> list[list[PackedRow]]:
-    """Consecutive rows whose padded size (rows x widest) stays within `max_tokens`."""
-    chunks, current, widest = [], [], 0
-    for row in rows:
-        if current and max(widest, row.width) * (len(current) + 1) > max_tokens:
-            chunks.append(current)
-            current, widest = [], 0
-        current.append(row)
-        widest = max(widest, row.width)
-    return chunks + [current] if current else chunks
+def _passes(rows: list[PackedRow], max_tokens: int) -> list[list[PackedRow]]:
+    """Consecutive rows, cut by token_groups with a row's packed width as its cost: the logits of
+    a pass are vocabulary-sized for every packed token, so rows x widest is what `max_tokens` bounds."""
+    groups = token_groups(list(range(len(rows))), [row.width for row in rows], max_tokens)
+    return [[rows[i] for i in group] for group in groups]
 
 
 def _score_rows(model, rows: list[PackedRow], prompts, prefix, prefix_index, pad_id: int) -> list[dict]:
@@ -121,7 +108,7 @@ def _score_rows(model, rows: list[PackedRow], prompts, prefix, prefix_index, pad
     if prefix is not None:
         prefix_cache, prefix_mask = prefix
         rows_prefix = torch.tensor([prefix_index[row.prompt] for row in rows], dtype=torch.long, device=device)
-        cache = _rows_of(prefix_cache, rows_prefix)
+        cache = cache_rows(prefix_cache, rows_prefix)
         allowed = torch.cat([prefix_mask[rows_prefix].bool()[:, None, :].expand(-1, n_prompt + width, -1), allowed], -1)
         prompt_start = prefix_mask[rows_prefix].sum(-1, keepdim=True)
     prompt_positions = prompt_start + (prompt_mask.cumsum(-1) - 1).clamp(min=0)
@@ -167,15 +154,3 @@ def _pack(rows: list[PackedRow], width: int, pad_id: int):
             sees_packed[r, start:start + n, start:start + n] = torch.ones(n, n, dtype=torch.bool).tril()
             start += n
     return packed_ids, targets, offsets, sees_packed
-
-
-def _rows_of(cache, rows: torch.Tensor):
-    """A cache holding `rows` of `cache` (repeats allowed), leaving `cache` as it was."""
-    if hasattr(cache, "layers"):  # transformers 5: new tensors go into copies of the layer objects
-        selected = copy.copy(cache)
-        selected.layers = [copy.copy(layer) for layer in cache.layers]
-    else:
-        selected = copy.deepcopy(cache)
-    selected.batch_select_indices(rows)
-    return selected
-

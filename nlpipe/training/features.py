@@ -16,8 +16,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..llm.batching import token_groups
 from ..llm.cache import cache_root
-from ..llm.engine import token_groups
 from ..llm.reader import QUESTION_TEMPLATE, context_ids, hidden_features, question_ids
 from .examples import Example
 
@@ -76,8 +76,7 @@ def extract(llm, examples: list[Example], layers: tuple[int, ...], key: str, *, 
     folder = cache_root() / "features" / key
     folder.mkdir(parents=True, exist_ok=True)
     model, tokenizer = llm.model, llm.tokenizer
-    max_context = int(getattr(model.config, "max_position_embeddings", 0) or 0) - 64
-    encoded = encode(tokenizer, examples, max_context if max_context > 0 else 2048)
+    encoded = encode(tokenizer, examples, max(llm.context_length - 64, 1))  # 64: room for the question
     lengths = np.array([len(e.context) for e in encoded], dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     width = model.config.hidden_size * len(layers)

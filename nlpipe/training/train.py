@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from ..evaluation import scores as squad_scores
+from ..llm.batching import token_groups
 from ..llm.devices import cpu_has_fast_bf16
-from ..llm.engine import token_groups
 from ..llm.reader import ReaderConfig, ReaderHead, best_spans, span_distribution
 from .examples import Example
 from .features import FeatureCache

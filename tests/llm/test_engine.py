@@ -1,5 +1,6 @@
 """nlpipe.llm.engine.Llama on the tiny random Llama, on CPU."""
 
+import json
 import shutil
 
 import pytest
@@ -7,7 +8,7 @@ import torch
 
 from nlpipe.errors import ModelError
 from nlpipe.llm import catalog, engine
-from nlpipe.llm.engine import Completion, Failure, FailureKind, Llama, PromptBatch, Request, token_groups
+from nlpipe.llm.engine import Completion, Failure, FailureKind, Llama, PromptBatch, Request
 
 MESSAGES = [{"role": "system", "content": "Answer the question with a short phrase from the context."},
             {"role": "user", "content": "Who designed the Eiffel Tower?"}]
@@ -108,6 +109,29 @@ def test_ids(llama):
     assert llama.pad_id == tokenizer.pad_token_id
     assert llama.context_length == 512
     assert llama.count_tokens("Who") == len(tokenizer("Who", add_special_tokens=False)["input_ids"])
+
+
+def _edit_config(folder, edit):
+    path = folder / "config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    edit(config)
+    path.write_text(json.dumps(config), encoding="utf-8")
+
+
+def test_a_config_without_its_context_window_is_refused(tiny_llama_copy):
+    _edit_config(tiny_llama_copy, lambda config: config.pop("max_position_embeddings"))
+    llama = Llama(tiny_llama_copy, device="cpu")
+    assert llama.model.config.max_position_embeddings == 2048  # transformers' LlamaConfig default, not the model's
+    with pytest.raises(ModelError, match="^E056"):
+        llama.context_length
+    with pytest.raises(ModelError, match="^E056"):
+        llama.complete(["Where is it?"])
+
+
+def test_a_context_window_of_none_is_refused_on_loading(tiny_llama_copy):
+    _edit_config(tiny_llama_copy, lambda config: config.update(max_position_embeddings=None))
+    with pytest.raises(ModelError, match="^E015"):
+        Llama(tiny_llama_copy, device="cpu").context_length
 
 
 def test_complete(llama):
@@ -236,17 +260,6 @@ def test_complete_takes_strings_and_per_call_settings(llama):
     assert echoed.logprobs[0] == 0.0 and len(echoed.logprobs) == len(echoed.tokens)
     sampled = [llama.complete([text], max_gen_len=5, temperature=1.5, seed=s)[0].tokens for s in (1, 1, 2)]
     assert sampled[0] == sampled[1]
-
-
-def test_token_groups_respect_the_budget_in_the_given_order():
-    costs = [40, 5, 38, 7, 90, 6, 200]
-    order = sorted(range(len(costs)), key=costs.__getitem__)
-    groups = token_groups(order, costs, 100)
-    assert [row for group in groups for row in group] == order  # consecutive, nothing lost
-    for group in groups:
-        assert len(group) == 1 or len(group) * max(costs[r] for r in group) <= 100
-    assert groups[-1] == [6]  # costlier than the budget: alone
-    assert token_groups([], costs, 100) == []
 
 
 def test_grouped_generation_keeps_input_order(llama):

@@ -105,3 +105,28 @@ def test_small_packs_with_shared_prefixes_equal_whole_prompts(model, tokenizer):
         for candidate, score in zip(group, scores[i], strict=True):
             expected = full_forward_logprobs(model, prefixes[index[i]] + prompts[i], candidate)
             assert score.token_logprobs == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize("max_tokens", [1, 2, 3, 5, 8, 1024])
+def test_scoring_passes_are_the_token_groups_of_its_packed_rows(model, tokenizer, monkeypatch, max_tokens):
+    """Scoring cuts its packed rows into passes by token_groups, each row costing its packed width."""
+    from nlpipe.llm.batching import token_groups
+    from nlpipe.llm.scoring import _packed_rows
+
+    encode = lambda text: tokenizer(text)["input_ids"]  # noqa: E731
+    prompts = [encode("Where is it?"), encode("When was it opened, and by whom?"), encode("Why?"), encode("Who?")]
+    candidates = [[encode(" Paris"), encode(" in Paris, France"), encode(" a tower")], [],
+                  [encode(" because it was built for the World's Fair"), encode(" no")], [encode(" Eiffel")]]
+    rows = _packed_rows([i for i, group in enumerate(candidates) if group], candidates, max_tokens)
+    widths = [row.width for row in rows]
+    expected = [(len(group), max(len(prompts[rows[r].prompt]) for r in group) + max(widths[r] for r in group))
+                for group in token_groups(list(range(len(rows))), widths, max_tokens)]
+    shapes = []
+    original = model.forward
+
+    def spy(*args, **kwargs):
+        shapes.append(tuple(kwargs["input_ids"].shape))
+        return original(*args, **kwargs)
+    monkeypatch.setattr(model, "forward", spy)
+    score_batch(model, prompts, candidates, tokenizer.pad_token_id, max_tokens=max_tokens)
+    assert shapes == expected
