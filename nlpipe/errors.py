@@ -178,6 +178,10 @@ class Errors:
     # unrelated nlpipe project, and nlpipe's own distribution (nlpipe-qa) is not on PyPI.
     E055 = ("E055: cannot write the output {output}: it is {kind}, not a regular file, and refused the data "
             "({reason}). Pass --output with a regular file.")
+    E056 = ("E056: the model's config '{path}' does not give its context window (max_position_embeddings), "
+            "and transformers would fill in a default that need not be the model's. Add "
+            "\"max_position_embeddings\": N to it, N being the context length the model was trained with "
+            "(its model card says).")
     E070 = ('E070: --engine ray needs Ray Data, which is not installed. Install it with '
             '`pip install "ray[data]>=2.40"`, or run with --engine local.')
     E071 = ("E071: cannot start or join Ray at {address}: {reason}. Check --ray-address / RAY_ADDRESS, "
@@ -195,7 +199,3 @@ class Errors:
             "built-in qa, or add a [components.llama_qa] block).")
     E102 = ("E102: no answerable question has a candidate span matching its answer: nothing to fit (are the "
             "references spans of their paragraphs?)")
-    E056 = ("E056: the model's config '{path}' does not give its context window (max_position_embeddings), "
-            "and transformers would fill in a default that need not be the model's. Add "
-            "\"max_position_embeddings\": N to it, N being the context length the model was trained with "
-            "(its model card says).")
