@@ -1,3 +1,3 @@
 """nlpipe: spaCy annotations feeding a LLaMA-architecture model that answers questions about documents."""
 
-__version__ = "0.1.0"
+from .about import __version__  # noqa: F401  nlpipe.__version__, where users and tools look for it

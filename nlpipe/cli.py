@@ -18,7 +18,7 @@ from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progre
 from rich.table import Table
 from rich.text import Text
 
-from . import __version__
+from .about import __version__
 from .errors import (ClosedPipeError, ConfigError, DiskFullError, Errors, InputError, NlpipeError, NlpipeWarning,
                      first_line)
 from .limits import MAX_TOP_K
