@@ -630,9 +630,10 @@ def eval_squad(ctx, squad_file, config_path, limit, output, report_path, batch_s
     SQuAD 2.0 files may hold unanswerable questions (is_impossible): only "no answer" is right
     for them, and the table adds HasAns and NoAns rows, as the official v2.0 evaluation does.
     """
-    from .evaluation import evaluate_squad, read_squad
+    from .evaluation import evaluate_squad
     from .io.writers import JsonlWriter
     from .report import HtmlReport
+    from .squad import read_squad
 
     with user_errors(verbose):
         total = sum(len(p.questions) for p in read_squad(squad_file, limit))
@@ -692,7 +693,7 @@ def fit(ctx, output, config_path, model_path, l2, folds, read, make_unanswerable
                                      write_weights)
     from .components.recording import qa_component, record
     from .components.selection import FEATURES, READER_FEATURES
-    from .evaluation import read_squad, unanswerable_questions
+    from .squad import read_squad, unanswerable_questions
 
     squad_files, override_args = _leading_arguments(ctx.args)
     overrides = parse_overrides(override_args)

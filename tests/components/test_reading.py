@@ -222,7 +222,7 @@ def test_fitting_replays_the_span_grounded_mode_answers_with_the_reader(trained,
     from nlpipe.components.fitting import ranking
     from nlpipe.components.recording import qa_component, record
     from nlpipe.components.selection import FEATURES
-    from nlpipe.evaluation import SquadParagraph
+    from nlpipe.squad import SquadParagraph
 
     reader, _ = trained
     chosen = {"reader_overlap": 2.0, "reader_exact": 0.5, "near": 0.5, "likelihood": 0.3, "expected_type": 0.5}
