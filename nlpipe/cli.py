@@ -211,7 +211,7 @@ def _output_problem(err: OSError) -> NlpipeError | None:
 def _special_output(output: str | None) -> str | None:
     """What the output a write failed on (the error's filename; "-": stdout) is when it is not a
     regular file, else None (also when the error names none)."""
-    from .io.readers import special_file_kind
+    from .files import special_file_kind
 
     try:
         mode = os.fstat(sys.stdout.fileno()).st_mode if output == "-" else os.stat(output).st_mode

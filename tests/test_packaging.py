@@ -12,8 +12,8 @@ import pytest
 import spacy
 
 from nlpipe.components.pipeline_meta import NAME
+from nlpipe.files import staging_dir
 from nlpipe.llm import catalog
-from nlpipe.llm.convert import staging_dir
 
 from .conftest import REPO
 

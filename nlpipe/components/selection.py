@@ -29,7 +29,7 @@ from spacy.tokens import Doc, Span, Token
 from spacy.util import registry
 
 from ..errors import ConfigError, Errors
-from ..io.readers import read_small_file
+from ..files import read_small_file
 from ..llm.reader import UNREAD
 from ..metrics import normalize_answer, word_f1
 from .questions import QuestionAnalysis, is_content, lemma_of, question_words, words_of

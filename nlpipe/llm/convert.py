@@ -5,23 +5,18 @@ every weight; the folder written here loads in well under a second, so every suc
 converted once and the folder reused.
 """
 
-import contextlib
 import hashlib
 import json
 import math
-import os
 import pickle
 import re
-import shutil
-import socket
-import tempfile
 import zipfile
-from glob import escape as glob_escape
 from pathlib import Path
 
 import torch
 
 from ..errors import Errors, ModelError
+from ..files import staging_dir
 from .cache import cache_root
 
 META_PARAMS = "params.json"
@@ -61,57 +56,6 @@ def meta_files(folder: Path) -> list[Path]:
 
 def meta_cache_dir(folder: Path) -> Path:
     return cache_dir(folder, "meta", meta_files(folder))
-
-
-def owned_tmp_dir(parent: Path, prefix: str) -> Path:
-    """A new folder in `parent` whose name says which process on which host made it.
-
-    A process killed with SIGKILL cannot remove its temporary folder (a fetch leaves 183 MB),
-    so every call first removes the folders with `prefix` that a dead process of this host left.
-    """
-    owner = f"{os.getpid()}@{socket.gethostname()}."
-    for path in Path(parent).glob(f"{glob_escape(prefix)}*@*"):
-        pid, _, rest = path.name[len(prefix):].partition("@")
-        if pid.isdigit() and rest.rpartition(".")[0] == socket.gethostname() and not _alive(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
-    return Path(tempfile.mkdtemp(prefix=prefix + owner, dir=parent))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user
-        pass
-    return True
-
-
-@contextlib.contextmanager
-def staging_dir(out_dir: Path):
-    """A fresh folder next to `out_dir` that becomes `out_dir` only if the block succeeds.
-
-    An interrupted conversion thus never leaves a half-written folder that a later run would
-    take for a good one.
-    """
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = owned_tmp_dir(out_dir.parent, f".{out_dir.name}-")
-    # mkdtemp makes it private (0700); the finished model folder gets the usual permissions.
-    tmp_dir.chmod(0o777 & ~_umask())
-    try:
-        yield tmp_dir
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp_dir.rename(out_dir)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def gguf_tensors(gguf_file: Path) -> tuple[dict, dict[str, list[int]]]:
