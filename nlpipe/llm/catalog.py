@@ -11,7 +11,7 @@ from typing import Callable
 from ..errors import Errors, ModelError
 from ..files import owned_tmp_dir, run_pip
 from .cache import cache_root
-from .convert import convert_gguf
+from .gguf import convert_gguf
 
 
 @dataclass(frozen=True)
