@@ -18,8 +18,9 @@ from .config import JobSettings
 from .errors import Errors, InputError
 from .io.docbin import is_docbin, records_path, write_docbin
 from .io.readers import TEXT_SUFFIXES, Document, check_source, load_document, read_documents, read_questions
-from .io.writers import (JsonlWriter, OutputIndex, OutputLock, digest, doc_record, drop_lines, real_path,
-                         scan_output, temporary_path)
+from .io.records import doc_record
+from .io.writers import (JsonlWriter, OutputIndex, OutputLock, digest, drop_lines, real_path, scan_output,
+                         temporary_path)
 from .processing import llm_stage, process
 
 # Documents per spaCy memory zone: large enough that restarting worker processes
