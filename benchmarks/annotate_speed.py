@@ -17,8 +17,8 @@ from _common import REPO, require_squad
 
 from nlpipe.components.spacy_models import resolve_spacy_model
 from nlpipe.config import JobSettings, build_pipeline, load_config
-from nlpipe.evaluation import read_squad
 from nlpipe.runner import run
+from nlpipe.squad import read_squad
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ Fits on one article (University_of_Notre_Dame, the train part) and tests on the 
 (Super_Bowl_50, the dev part), then the reverse, with production's choice replayed on recorded
 candidates (nlpipe.components.recording / fitting: the code `nlpipe fit` runs). Each article's
 questions come with as many unanswerable ones made from the same article
-(evaluation.unanswerable_questions), so each test set is half answerable, like SQuAD 2.0.
+(squad.unanswerable_questions), so each test set is half answerable, like SQuAD 2.0.
 Prints, per direction: answerable questions with every question answered (EM/F1), and SQuAD 2.0
 HasAns / NoAns / overall with the fitted no-answer threshold. Covers the questions with
 candidates (free-form why/how questions are answered by generation, which this does not run);
@@ -27,8 +27,8 @@ from _common import REPO, SQUAD_DEV, qa_pipeline, require_squad
 from nlpipe.components.fitting import FITTED_FEATURES as NAMES, cross_validate, fit, provenance, summarise, write_weights
 from nlpipe.components.recording import qa_component, record
 from nlpipe.components.selection import DEFAULT_WEIGHTS_FILE, FEATURES, WEIGHTS_DIR
-from nlpipe.evaluation import read_squad, unanswerable_questions
 from nlpipe.llm.engine import Request
+from nlpipe.squad import read_squad, unanswerable_questions
 
 SQUAD_TRAIN = REPO.parent / "shared" / "data" / "squad-train-v1.1-part.json"
 

@@ -25,9 +25,9 @@ from pathlib import Path
 from _common import qa_pipeline, require_squad
 
 from nlpipe.config import JobSettings
-from nlpipe.evaluation import read_squad
 from nlpipe.processing import llm_stage
 from nlpipe.runner import run
+from nlpipe.squad import read_squad
 
 
 def write_input(path: Path, n_docs: int, n_questions: int) -> None:

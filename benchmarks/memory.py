@@ -15,7 +15,7 @@ from pathlib import Path
 
 from _common import REPO, require_squad
 
-from nlpipe.evaluation import read_squad
+from nlpipe.squad import read_squad
 
 
 def peak_rss_mib(config: str, n_docs: int, tmp: Path) -> float:

@@ -16,8 +16,9 @@ import time
 import torch
 from _common import qa_pipeline, require_squad
 
-from nlpipe.evaluation import f1_score, read_squad
+from nlpipe.metrics import f1_score
 from nlpipe.processing import process
+from nlpipe.squad import read_squad
 
 
 def workload(questions_per_doc: int, n_docs: int):

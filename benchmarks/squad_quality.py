@@ -13,7 +13,8 @@ import time
 
 from _common import qa_pipeline, require_squad
 
-from nlpipe.evaluation import calibration, evaluate_squad, read_squad
+from nlpipe.evaluation import calibration, evaluate_squad
+from nlpipe.squad import read_squad
 
 
 def main() -> None:

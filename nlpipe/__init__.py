@@ -4,7 +4,7 @@ The job API (nlpipe.jobs) is importable from here: `from nlpipe import load_job,
 imported on first use, so that `import nlpipe` (and the CLI's start) stays light.
 """
 
-__version__ = "0.1.0"
+from .about import __version__  # noqa: F401  nlpipe.__version__, where users and tools look for it
 
 JOB_API = ("Job", "JobEvents", "load_job", "run_job", "ask", "evaluate", "fit_selector", "report", "train_reader")
 

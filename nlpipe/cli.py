@@ -15,7 +15,8 @@ from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 
-from . import __version__, display
+from . import display
+from .about import __version__
 from .display import console, tables
 from .errors import ClosedPipeError, DiskFullError, Errors, InputError, NlpipeError, NlpipeWarning
 from .limits import MAX_TOP_K
@@ -141,7 +142,7 @@ def _output_problem(err: OSError) -> NlpipeError | None:
 def _special_output(output: str | None) -> str | None:
     """What the output a write failed on (the error's filename; "-": stdout) is when it is not a
     regular file, else None (also when the error names none)."""
-    from .io.readers import special_file_kind
+    from .files import special_file_kind
 
     try:
         mode = os.fstat(sys.stdout.fileno()).st_mode if output == "-" else os.stat(output).st_mode

@@ -1,98 +1,20 @@
-"""SQuAD evaluation: exact match and F1 with the official answer normalisation.
+"""SQuAD evaluation: a pipeline's exact match and F1 over a SQuAD v1.1 or v2.0 file.
 
-Reads SQuAD v1.1 and v2.0 files. A v2.0 question marked `is_impossible` has no references, and
-(as in the official v2.0 script) only an empty prediction is right for it; results then also
-report HasAns (answerable questions) and NoAns (unanswerable ones) separately."""
+A v2.0 question marked `is_impossible` has no references, and (as in the official v2.0 script)
+only an empty prediction is right for it; results then also report HasAns (answerable questions)
+and NoAns (unanswerable ones) separately."""
 
-import json
-import re
-import string
 import time
-from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from .components.llama_qa import LlamaQA
 from .components.questions import question_type
-from .errors import Errors, InputError
-
-
-def normalize_answer(text: str) -> str:
-    """Lower-case, drop punctuation and articles, squeeze whitespace (the official v1.1 rules)."""
-    text = text.lower()
-    text = "".join(ch for ch in text if ch not in set(string.punctuation))
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split())
-
-
-def exact_match(prediction: str, truth: str) -> float:
-    return float(normalize_answer(prediction) == normalize_answer(truth))
-
-
-def f1_score(prediction: str, truth: str) -> float:
-    predicted, expected = normalize_answer(prediction).split(), normalize_answer(truth).split()
-    if not predicted or not expected:  # "no answer" on either side: right only if both
-        return float(predicted == expected)
-    common = sum((Counter(predicted) & Counter(expected)).values())
-    if common == 0:
-        return 0.0
-    precision, recall = common / len(predicted), common / len(expected)
-    return 2 * precision * recall / (precision + recall)
-
-
-def scores(prediction: str, references: list[str]) -> tuple[float, float]:
-    """(exact match, F1) against the best reference; with none (an unanswerable question) only
-    the empty prediction is right."""
-    references = references or [""]
-    return (max(exact_match(prediction, r) for r in references), max(f1_score(prediction, r) for r in references))
-
-
-@dataclass
-class SquadParagraph:
-    context: str
-    questions: list[tuple[str, str, list[str]]]  # (id, question, reference answers: [] if unanswerable)
-    title: str = ""  # the article's
-
-
-def read_squad(path, limit: int | None = None) -> Iterator[SquadParagraph]:
-    """Paragraphs of a SQuAD-format file, holding at most `limit` questions in all."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))["data"]
-    except (OSError, ValueError, KeyError) as err:
-        raise InputError(Errors.E022.format(path=path, reason=err)) from None
-    remaining = limit if limit is not None else float("inf")
-    for article in data:
-        for paragraph in article["paragraphs"]:
-            if remaining <= 0:
-                return
-            qas = paragraph["qas"][:int(min(remaining, len(paragraph["qas"])))]
-            remaining -= len(qas)
-            yield SquadParagraph(paragraph["context"], [(qa["id"], qa["question"], _references(qa)) for qa in qas],
-                                 str(article.get("title", "")))
-
-
-def _references(qa: dict) -> list[str]:
-    # v2.0 keeps the plausible-looking answers of an impossible question apart ("plausible_answers").
-    return [] if qa.get("is_impossible") else [a["text"] for a in qa.get("answers", [])]
-
-
-@dataclass
-class Scores:
-    """Exact match and F1 (percentages, as the official scripts print them) over some questions."""
-
-    questions: int = 0
-    exact_match: float = 0.0
-    f1: float = 0.0
-
-    @classmethod
-    def of(cls, predictions: list[dict]) -> "Scores":
-        n = len(predictions)
-        if not n:
-            return cls()
-        return cls(n, 100 * sum(p["exact_match"] for p in predictions) / n, 100 * sum(p["f1"] for p in predictions) / n)
+from .metrics import Scores, scores
+from .squad import read_squad
 
 
 @dataclass
@@ -125,8 +47,6 @@ def evaluate_squad(nlp: Language, path, limit: int | None = None, batch_size: in
     """Run `nlp` (with a llama_qa component) over a SQuAD file; one Doc per paragraph, handed to
     `on_doc` once answered (its `doc._.doc_id` is "title #n"; predictions name it by `paragraph`,
     its 0-based place)."""
-    from .components.llama_qa import LlamaQA  # here: llama_qa imports selection, which imports this module
-
     paragraphs = list(read_squad(path, limit))
 
     def docs():
@@ -196,86 +116,3 @@ def calibration(predictions: list[dict], n_bins: int = 5) -> tuple[list[Calibrat
                                        sum(p["exact_match"] for p in members) / len(members)))
     error = sum(b.count * abs(b.confidence - b.exact_match) for b in bins) / max(1, len(rated))
     return bins, error
-
-
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
-
-
-def unanswerable_questions(paragraphs: list[SquadParagraph]) -> list[SquadParagraph]:
-    """One unanswerable question for each answerable one, made from the data itself: the same
-    question about its own paragraph with every sentence that holds an answer cut out (the
-    text is still about the question's topic, as SQuAD 2.0's are), or, where that leaves no
-    text or still holds an answer, about the paragraph of the same article that shares most of
-    the question's words without holding any of its answers. The two kinds alternate."""
-    # Each context normalised once: every question of an article looks at all its paragraphs.
-    by_article: dict[str, list[_Normalised]] = {}
-    for paragraph in paragraphs:
-        by_article.setdefault(paragraph.title, []).append(_Normalised.of(paragraph.context))
-    made = []
-    for paragraph in paragraphs:
-        for k, (qid, question, references) in enumerate(paragraph.questions):
-            if not references:
-                continue
-            answers = _answer_needles(references)
-            context = _without_answers(paragraph.context, answers) if k % 2 == 0 else None
-            kind = "cut"
-            if context is None:
-                context, kind = _other_paragraph(question, answers, by_article[paragraph.title]), "other"
-            if context is not None:
-                made.append(SquadParagraph(context, [(f"{qid}-noans-{kind}", question, [])], paragraph.title))
-    return made
-
-
-@dataclass
-class _Normalised:
-    """A text with its padded normalisation (_normal) and the set of its normalised words."""
-
-    text: str
-    normal: str
-    words: set[str]
-
-    @classmethod
-    def of(cls, text: str) -> "_Normalised":
-        normal = _normal(text)
-        return cls(text, normal, set(normal.split()))
-
-
-def _normal(text: str) -> str:
-    """`text` normalised as SQuAD answers are, padded so that " answer " finds whole words."""
-    return f" {normalize_answer(text)} "
-
-
-def _answer_needles(references: list[str]) -> list[str]:
-    """The references as _holds looks for them: normalised, padded, empty ones left out."""
-    return [f" {normal} " for normal in map(normalize_answer, references) if normal]
-
-
-def _holds(normal: str, needles: list[str]) -> bool:
-    """Whether a text normalised by _normal holds one of the answers (see _answer_needles)."""
-    return any(needle in normal for needle in needles)
-
-
-def _without_answers(context: str, needles: list[str]) -> str | None:
-    kept = [s for s in _SENTENCE_END.split(context) if not _holds(_normal(s), needles)]
-    text = " ".join(kept)
-    return text if len(kept) >= 2 and not _holds(_normal(text), needles) else None
-
-
-def _other_paragraph(question: str, needles: list[str], paragraphs: list[_Normalised]) -> str | None:
-    """The paragraph sharing most of the question's words among those that hold none of its answers."""
-    words = set(normalize_answer(question).split())
-    others = [p for p in paragraphs if not _holds(p.normal, needles)]
-    best = max(others, key=lambda p: len(words & p.words), default=None)
-    return best.text if best is not None else None
-
-
-def write_squad(paragraphs: list[SquadParagraph], path) -> None:
-    """A SQuAD 2.0 file of these paragraphs (questions without references are impossible)."""
-    articles: dict[str, list[dict]] = {}
-    for p in paragraphs:
-        articles.setdefault(p.title, []).append({"context": p.context, "qas": [
-            {"id": qid, "question": question, "is_impossible": not references,
-             "answers": [{"text": r, "answer_start": p.context.find(r)} for r in references]}
-            for qid, question, references in p.questions]})
-    data = [{"title": title, "paragraphs": ps} for title, ps in articles.items()]
-    Path(path).write_text(json.dumps({"version": "v2.0", "data": data}, ensure_ascii=False), encoding="utf-8")

@@ -25,7 +25,7 @@ from .components.recording import qa_component, record
 from .components.fitting import FITTED_FEATURES, cross_validate, fit, provenance, summarise, write_weights
 from .components.selection import FEATURES, READER_FEATURES
 from .errors import ConfigError, Errors, InputError, NlpipeError, NlpipeWarning, first_line
-from .evaluation import EvalResult, evaluate_squad, read_squad, unanswerable_questions
+from .evaluation import EvalResult, evaluate_squad
 from .events import JobEvents, OnStep
 from .io.docbin import docs_from_records, read_docs
 from .io.writers import JsonlWriter
@@ -34,6 +34,7 @@ from .processing import answer_questions, load_models, qa_components
 from .report import HtmlReport, check_report_path, write_report
 from .report.stats import RunStats
 from .runner import Engine, LocalEngine, RunSummary, check_arguments
+from .squad import read_squad, unanswerable_questions
 from .training.job import TrainResult, train_reader
 
 __all__ = ["Engine", "EvalResult", "FitResult", "Job", "JobEvents", "LocalEngine", "RunSummary", "TrainResult", "ask",

@@ -16,11 +16,12 @@ from spacy.language import Language
 
 from .config import JobSettings
 from .errors import Errors, InputError
+from .events import OnStep
 from .io.docbin import records_path, write_docbin
 from .io.readers import TEXT_SUFFIXES, Document, check_source, load_document, read_documents, read_questions
-from .io.writers import (JsonlWriter, OutputIndex, OutputLock, digest, doc_record, drop_lines, real_path,
-                         scan_output, temporary_path)
-from .events import OnStep
+from .io.records import doc_record
+from .io.writers import (JsonlWriter, OutputIndex, OutputLock, digest, drop_lines, real_path, scan_output,
+                         temporary_path)
 from .processing import load_models, process, qa_components, quiet_loading
 
 # Documents per spaCy memory zone: large enough that restarting worker processes

@@ -1,4 +1,4 @@
-"""SQuAD scoring with the official v1.1 normalisation, and `nlpipe eval squad`."""
+"""SQuAD evaluation and `nlpipe eval squad`; reading and making SQuAD data (nlpipe.squad)."""
 
 import json
 
@@ -6,8 +6,9 @@ import pytest
 from click.testing import CliRunner
 
 from nlpipe.cli import main
-from nlpipe.evaluation import (EvalResult, calibration, evaluate_squad, exact_match, f1_score, normalize_answer,
-                               read_squad, scores, unanswerable_questions, write_squad)
+from nlpipe.evaluation import EvalResult, calibration, evaluate_squad
+from nlpipe.metrics import normalize_answer
+from nlpipe.squad import read_squad, unanswerable_questions, write_squad
 from nlpipe.llm.engine import Completion, Llama
 
 from .conftest import SHARED_DATA
@@ -28,14 +29,6 @@ def squad_file(tmp_path):
     path = tmp_path / "squad.json"
     path.write_text(json.dumps(TINY_SQUAD), encoding="utf-8")
     return path
-
-
-def test_normalisation_follows_the_official_script():
-    assert normalize_answer("The  Denver Broncos!") == "denver broncos"
-    assert normalize_answer("an apple, a pear") == "apple pear"
-    assert exact_match("the Denver Broncos.", "Denver Broncos") == 1.0
-    assert f1_score("Denver Broncos won", "Denver Broncos") == pytest.approx(0.8)
-    assert f1_score("Carolina", "Denver Broncos") == 0.0
 
 
 def test_calibration_bins_and_error():
@@ -120,13 +113,6 @@ TINY_SQUAD_V2 = {"version": "v2.0", "data": [{"title": "t", "paragraphs": [
               "answers": [{"text": "Paris", "answer_start": 23}]},
              {"id": "n1", "question": "When did the tower close?", "is_impossible": True, "answers": [],
               "plausible_answers": [{"text": "1889", "answer_start": 43}]}]}]}]}
-
-
-def test_squad_2_questions_without_an_answer_are_right_only_when_unanswered():
-    assert scores("", []) == (1.0, 1.0)
-    assert scores("1889", []) == (0.0, 0.0)
-    assert scores("", ["Paris"]) == (0.0, 0.0)
-    assert scores("the Paris", ["Paris", "in Paris"]) == (1.0, 1.0)
 
 
 def test_squad_2_files_read_impossible_questions_as_having_no_references(tmp_path):

@@ -30,9 +30,10 @@ from nlpipe import worker_processes
 from nlpipe.cli import main
 from nlpipe.config import job_settings, load_config
 from nlpipe.errors import ConfigError, InputError, ModelError
+from nlpipe.files import owned_tmp_dir
 from nlpipe.io.readers import read_documents, read_file
 from nlpipe.llm import catalog
-from nlpipe.llm.convert import check_gguf, owned_tmp_dir
+from nlpipe.llm.gguf import check_gguf
 from nlpipe.llm.loading import hf_folder, load_model
 from nlpipe.processing import annotate_long
 

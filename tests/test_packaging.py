@@ -11,9 +11,9 @@ import zipfile
 import pytest
 import spacy
 
+from nlpipe.components.pipeline_meta import NAME
+from nlpipe.files import staging_dir
 from nlpipe.llm import catalog
-from nlpipe.llm.convert import staging_dir
-from nlpipe.pipeline_meta import NAME
 
 from .conftest import REPO
 

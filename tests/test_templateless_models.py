@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from nlpipe.cli import main
-from nlpipe.llm.convert import meta_to_hf
+from nlpipe.llm.meta import meta_to_hf
 
 from .conftest import REPO
 from .llm.test_meta_checkpoint import meta_weights, sentencepiece_model, sp, write_meta_folder  # noqa: F401

@@ -20,6 +20,7 @@ from typing import Callable
 
 import torch
 
+from ..about import __version__
 from ..training.examples import deal_folds
 from .recording import Example
 from .selection import (ANSWERABILITY_FEATURES, FEATURES, MODEL_FEATURES, REPLY_FEATURES, answerability_features,
@@ -277,8 +278,6 @@ def summarise(held_out: dict[str, tuple[list[Prediction], float | None]]) -> lis
 def provenance(files: list[Path], examples: list[Example], cross_validation: list[dict], l2: float,
                model: str, made_unanswerable: bool, reader: str | None = None, every: int = 1) -> dict:
     """How a weights file was fitted: enough to refit it, and to know what its figures mean."""
-    from .. import __version__
-
     return {
         "fitted_by": f"nlpipe {__version__} (nlpipe fit; nlpipe.components.fitting)",
         "fitted_on": datetime.date.today().isoformat(),

@@ -23,11 +23,11 @@ from ..errors import ConfigError, Errors, NlpipeWarning, Warnings
 from ..limits import MAX_TOP_K
 from ..llm import catalog
 from ..llm.engine import Failure, Llama, Request
-from ..pipeline_meta import name_pipeline
 from . import llm as _llm  # noqa: F401  registers nlpipe.Llama.v1
 from .answers import Answer, set_answers
 from .evidence import EvidenceSelector
 from .grounding import answer_core, clean_answer
+from .pipeline_meta import name_pipeline
 from .prompting import QAPrompt
 from .reading import Reader
 from .selection import DEFAULT_WEIGHTS_FILE, NO_READER_WEIGHTS_FILE, SHIPPED, SpanSelector, read_weights

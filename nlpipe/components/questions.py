@@ -1,7 +1,6 @@
 """What a question asks for, read from its spaCy annotations: type, expected entity labels, focus."""
 
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 
 from spacy.tokens import Doc
@@ -190,11 +189,3 @@ def words_of(text: str) -> list[str]:
 def question_words(question: QuestionAnalysis) -> set[str]:
     """The question's words and lemmas: an answer that consists of them only restates it."""
     return set(words_of(question.text)) | question.focus_lemmas
-
-
-def word_f1(candidate: list[str], answer: list[str]) -> float:
-    common = sum((Counter(candidate) & Counter(answer)).values())
-    if not common:
-        return 0.0
-    precision, recall = common / len(candidate), common / len(answer)
-    return 2 * precision * recall / (precision + recall)

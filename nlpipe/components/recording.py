@@ -12,8 +12,9 @@ from typing import Callable, Iterable
 from spacy.language import Language
 
 from ..errors import Errors, NlpipeError
-from ..evaluation import SquadParagraph, scores
 from ..llm.engine import Failure
+from ..metrics import scores
+from ..squad import SquadParagraph
 from .llama_qa import LlamaQA
 from .selection import candidate_features, question_context
 

@@ -29,10 +29,10 @@ from spacy.tokens import Doc, Span, Token
 from spacy.util import registry
 
 from ..errors import ConfigError, Errors
-from ..io.readers import read_small_file
-from ..evaluation import normalize_answer
+from ..files import read_small_file
 from ..llm.reader import UNREAD
-from .questions import QuestionAnalysis, is_content, lemma_of, question_words, word_f1, words_of
+from ..metrics import normalize_answer, word_f1
+from .questions import QuestionAnalysis, is_content, lemma_of, question_words, words_of
 
 # Question types whose answer is rarely a span of the text: their reply is kept as generated.
 FREE_FORM_TYPES = ("why", "how", "yes/no")

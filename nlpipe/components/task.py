@@ -11,8 +11,8 @@ from typing import Callable
 from spacy.tokens import Doc, Span
 
 from ..errors import Errors
-from ..io.readers import lone_surrogates_warning, repair_questions
 from ..llm.engine import Llama, Request
+from ..surrogates import lone_surrogates_warning, repair_questions
 from .evidence import EvidenceSelector
 from .prompting import QAPrompt
 from .questions import QuestionAnalysis, analyse_question

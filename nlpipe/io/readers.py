@@ -6,15 +6,14 @@ than a document may hold, or anything but a regular file found in a folder.
 """
 
 import json
-import os
-import re
-import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from ..errors import Errors, InputError
+from ..files import read_small_file, special_file_kind
+from ..surrogates import LONE_SURROGATE, lone_surrogates_warning, repair_questions
 
 TEXT_SUFFIXES = (".txt", ".md")
 # A JSONL line longer than this is reported, not read: it is a broken file, not a document.
@@ -25,9 +24,6 @@ MAX_DOCUMENT_CHARS = 10_000_000
 # UTF-8 spends at most this many bytes on a character: a file with more bytes than
 # 4 * max_chars cannot fit, so no more than that is ever read.
 MAX_UTF8_BYTES = 4
-# Lone surrogates (a JSON "\ud800" escape, an undecodable byte in a file name) cannot be
-# written as UTF-8; spaCy and the JSONL writer would fail on them.
-LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass
@@ -93,15 +89,6 @@ def _file_kind(path: Path) -> str | None:
     except OSError:
         return None
     return special_file_kind(mode)
-
-
-def special_file_kind(mode: int) -> str | None:
-    """What a file of `mode` (st_mode) is when it is not a regular file; None for a regular file."""
-    if stat.S_ISREG(mode):
-        return None
-    return next((kind for test, kind in ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
-                                         (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-                 if test(mode)), "a special file")
 
 
 def read_folder(folder: Path, max_chars: int = MAX_DOCUMENT_CHARS, load: bool = True) -> Iterator[Document]:
@@ -262,43 +249,6 @@ def repair_surrogates(document: Document) -> Document:
     document.questions, _ = repair_questions(document.questions)
     document.warning = lone_surrogates_warning(found)
     return document
-
-
-def repair_questions(questions: list[str]) -> tuple[list[str], int]:
-    """`questions` with every lone surrogate replaced by U+FFFD, and how many there were."""
-    repaired = [LONE_SURROGATE.subn("\ufffd", question) for question in questions]
-    return [question for question, _ in repaired], sum(count for _, count in repaired)
-
-
-def lone_surrogates_warning(found: dict[str, int]) -> dict:
-    """The warning of a document (or Doc) whose lone surrogates were replaced: `found` counts
-    them by where they were (id, text, questions)."""
-    where = ", ".join(f"{count} in the {name}" for name, count in found.items() if count)
-    return {"type": "lone_surrogates", "message": f"lone surrogates ({where}) cannot be UTF-8 and were replaced "
-            "by U+FFFD; offsets are unchanged"}
-
-
-# Settings files (selector weights, reader.json, a questions file) are small; a bigger one, or a
-# device such as /dev/zero named as one, is refused before it fills memory.
-MAX_SMALL_FILE_BYTES = 10 * 2**20
-
-
-class TooBigError(ValueError):
-    """A small file that is not a regular file or is over its cap."""
-
-
-def read_small_file(path, max_bytes: int | None = None) -> str:
-    """The UTF-8 text of the regular file at `path`, of at most `max_bytes` (default
-    MAX_SMALL_FILE_BYTES); TooBigError (a ValueError) for anything else, before reading more."""
-    max_bytes = MAX_SMALL_FILE_BYTES if max_bytes is None else max_bytes
-    with open(path, "rb") as stream:
-        kind = special_file_kind(os.fstat(stream.fileno()).st_mode)
-        if kind:
-            raise TooBigError(f"it is {kind}, not a regular file")
-        data = stream.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise TooBigError(f"it is over {max_bytes:,} bytes, more than such a file holds")
-    return data.decode("utf-8")
 
 
 def read_questions(path: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""Turn annotated Docs into JSON records and write them one line at a time, never destroying a file.
+"""Write a run's JSON records (records.doc_record) one line at a time, never destroying a file.
 
 An output is only ever changed under an exclusive lock, after every line of it was read as a
 record of ours; anything else stops the run before a byte is touched.
@@ -19,9 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from spacy.tokens import Doc
 
-from ..components.answers import answered
 from ..errors import Errors, InputError
 
 # What a lock file of ours holds: how a lock a killed run left (taken over) is told from a file of
@@ -29,22 +27,6 @@ from ..errors import Errors, InputError
 LOCK_MARK = b"nlpipe output lock: held by the run writing the output beside it\n"
 # A record's own line starts so (json.dumps with "id" first): how a torn last line is recognised.
 RECORD_START = b'{"id": '
-
-
-def doc_record(doc_id: str, doc: Doc, annotations: bool = False) -> dict:
-    record = {"id": doc_id}
-    if answered(doc):
-        record["answers"] = doc._.answers
-    record["entities"] = [{"text": e.text, "label": e.label_, "start_char": e.start_char, "end_char": e.end_char}
-                          for e in doc.ents]
-    if annotations:
-        record["sentences"] = ([{"start_char": s.start_char, "end_char": s.end_char} for s in doc.sents]
-                               if doc.has_annotation("SENT_START") else [])
-        record["tokens"] = [{"i": t.i, "text": t.text, "start_char": t.idx, "pos": t.pos_, "tag": t.tag_,
-                             "lemma": t.lemma_, "morph": str(t.morph), "dep": t.dep_, "head": t.head.i,
-                             "ent": t.ent_type_}
-                            for t in doc]
-    return record
 
 
 def digest(*parts: str) -> int:

@@ -2,8 +2,6 @@
 
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -11,8 +9,9 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import Errors, ModelError
+from ..files import owned_tmp_dir, run_pip
 from .cache import cache_root
-from .convert import convert_gguf, owned_tmp_dir
+from .gguf import convert_gguf
 
 
 @dataclass(frozen=True)
@@ -72,15 +71,6 @@ def folder_size(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
-def run_pip(args: list[str], what: str) -> None:
-    """Run `python -m pip ARGS` with the user's pip settings; a failure names `what` and pip's last words."""
-    command = [sys.executable, "-m", "pip", args[0], "--disable-pip-version-check", *args[1:]]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise ModelError(Errors.E017.format(name=what, reason=" / ".join(tail)))
 
 
 def _pip_download(spec: str, dest: Path) -> Path:

@@ -13,9 +13,10 @@ from pathlib import Path
 import torch
 
 from ..errors import Errors, ModelError, first_line
-from .convert import (META_PARAMS, META_SHARDS, META_TOKENIZER, convert_gguf, convert_meta, gguf_cache_dir,
-                      loaded_in_full, meta_cache_dir, meta_config, numbered_0_to, read_params,
-                      read_sentencepiece)
+from .gguf import convert_gguf, gguf_cache_dir
+from .integrity import loaded_in_full, numbered_0_to
+from .meta import (META_PARAMS, META_SHARDS, META_TOKENIZER, convert_meta, meta_cache_dir, meta_config, read_params,
+                   read_sentencepiece)
 
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..io.readers import read_small_file
+from ..files import read_small_file
 
 READER_FORMAT = "nlpipe.Reader.v1"
 QUESTION_TEMPLATE = "Question: {question}\nContext:"

@@ -1,8 +1,10 @@
 """The numbers a report's summary shows, gathered one Doc at a time (a report streams its Docs)."""
 
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 
 from spacy.tokens import Doc
+
+from ..metrics import Scores
 
 HISTOGRAM_BINS = 10
 LISTED_ERRORS = 100  # documents with errors linked from the summary; the rest are counted
@@ -76,14 +78,7 @@ def eval_stats(predictions: list[dict]) -> EvalStats:
     by_type: dict[str, list[dict]] = {}
     for prediction in predictions:
         by_type.setdefault(prediction.get("question_type") or "other", []).append(prediction)
-    types = [TypeScore(name, len(group), *_scores(group)) for name, group in by_type.items()]
+    types = [TypeScore(name, *astuple(Scores.of(group))) for name, group in by_type.items()]
     types.sort(key=lambda t: (-t.questions, t.question_type))
     worst = sorted(predictions, key=lambda p: (p["f1"], -(p.get("confidence") or 0.0)))[:WORST_ANSWERS]
-    return EvalStats(len(predictions), *_scores(predictions), types, worst)
-
-
-def _scores(predictions: list[dict]) -> tuple[float, float]:
-    if not predictions:
-        return 0.0, 0.0
-    return (100 * sum(p["exact_match"] for p in predictions) / len(predictions),
-            100 * sum(p["f1"] for p in predictions) / len(predictions))
+    return EvalStats(*astuple(Scores.of(predictions)), types, worst)

@@ -5,7 +5,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..evaluation import read_squad
+from ..squad import read_squad
 
 
 @dataclass(frozen=True)

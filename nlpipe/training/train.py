@@ -17,10 +17,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..evaluation import scores as squad_scores
 from ..llm.batching import token_groups
 from ..llm.devices import cpu_has_fast_bf16
 from ..llm.reader import ReaderConfig, ReaderHead, best_spans, span_distribution
+from ..metrics import scores as squad_scores
 from .examples import Example
 from .features import FeatureCache
 from .settings import TrainSettings

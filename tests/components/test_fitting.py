@@ -133,7 +133,7 @@ def test_fitting_replays_the_span_the_selector_answers_with(qa_nlp):
     """One ranking rule: fitting.ranking, on the candidates and features recorded from the
     pipeline, chooses the span the pipeline itself answers with."""
     from nlpipe.components.recording import qa_component, record
-    from nlpipe.evaluation import SquadParagraph
+    from nlpipe.squad import SquadParagraph
 
     qa = qa_component(qa_nlp)
     context = ("The Eiffel Tower in Paris was designed by Gustave Eiffel's company and opened in March 1889 "

@@ -508,7 +508,7 @@ def test_top_k_gives_the_k_best_distinct_spans_best_first(qa, qa_nlp, monkeypatc
     assert alternatives[0]["confidence"] == pytest.approx(answer["confidence"])
     confidences = [a["confidence"] for a in alternatives]
     assert confidences == sorted(confidences, reverse=True) and sum(confidences) <= 1 + 1e-6
-    from nlpipe.evaluation import normalize_answer
+    from nlpipe.metrics import normalize_answer
     assert len({normalize_answer(a["text"]) for a in alternatives}) == len(alternatives)  # distinct answers
     assert all(doc.text[a["start_char"]:a["end_char"]] == a["text"] for a in alternatives)
 

@@ -143,9 +143,9 @@ def test_a_question_longer_than_the_window_fails_alone(trained, tiny_llama_dir):
 
 
 def test_a_reader_json_over_the_cap_is_refused_before_it_is_read_whole(tmp_path, monkeypatch):
-    import nlpipe.io.readers as readers
+    import nlpipe.files as files
 
-    monkeypatch.setattr(readers, "MAX_SMALL_FILE_BYTES", 10)
+    monkeypatch.setattr(files, "MAX_SMALL_FILE_BYTES", 10)
     (tmp_path / "reader.json").write_text('{"format": "' + "x" * 100 + '"}')
     with pytest.raises(ValueError, match="over 10 bytes"):
         load_reader(tmp_path)
@@ -222,7 +222,7 @@ def test_fitting_replays_the_span_grounded_mode_answers_with_the_reader(trained,
     from nlpipe.components.fitting import ranking
     from nlpipe.components.recording import qa_component, record
     from nlpipe.components.selection import FEATURES
-    from nlpipe.evaluation import SquadParagraph
+    from nlpipe.squad import SquadParagraph
 
     reader, _ = trained
     chosen = {"reader_overlap": 2.0, "reader_exact": 0.5, "near": 0.5, "likelihood": 0.3, "expected_type": 0.5}

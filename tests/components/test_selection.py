@@ -218,9 +218,9 @@ def test_question_context_says_how_much_of_the_question_the_text_holds(en_nlp):
 
 
 def test_a_weights_file_over_the_cap_is_refused_before_it_is_read_whole(tmp_path, monkeypatch):
-    import nlpipe.io.readers as readers
+    import nlpipe.files as files
 
-    monkeypatch.setattr(readers, "MAX_SMALL_FILE_BYTES", 100)
+    monkeypatch.setattr(files, "MAX_SMALL_FILE_BYTES", 100)
     path = tmp_path / "weights.json"
     path.write_text(json.dumps({"format": "nlpipe.SelectorWeights.v1", "weights": {"near": 1.0}, "temperature": 1.0,
                                 "provenance": {"note": "x" * 200}}))

@@ -9,8 +9,8 @@ from spacy.vocab import Vocab
 
 import nlpipe.components  # noqa: F401  (registers doc._.answers, span._.confidence, ...)
 from nlpipe.errors import InputError
-from nlpipe.io.docbin import is_docbin, read_docs, record_doc, records_path, write_docbin
-from nlpipe.io.writers import doc_record
+from nlpipe.io.docbin import is_docbin, read_docs, records_path, write_docbin
+from nlpipe.io.records import doc_record, record_doc
 
 TEXT = "Gustave Eiffel built the tower in Paris.  It opened in 1889.\n\nIt is 330 metres tall."
 

@@ -201,9 +201,9 @@ def test_read_questions_missing_or_undecodable_is_E009(tmp_path):
 
 
 def test_a_questions_file_over_the_cap_is_refused_before_it_is_read_whole(tmp_path, monkeypatch):
-    import nlpipe.io.readers as readers
+    import nlpipe.files as files
 
-    monkeypatch.setattr(readers, "MAX_SMALL_FILE_BYTES", 20)
+    monkeypatch.setattr(files, "MAX_SMALL_FILE_BYTES", 20)
     path = tmp_path / "questions.txt"
     path.write_text("Who built it?\nWhen did it open?\n")
     with pytest.raises(InputError, match="^E009.*over 20 bytes"):

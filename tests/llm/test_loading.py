@@ -1,4 +1,4 @@
-"""nlpipe.llm.loading (and the GGUF cache key in convert.py): format detection, loading, conversion cache."""
+"""nlpipe.llm.loading (and the GGUF cache key in gguf.py): format detection, loading, conversion cache."""
 
 import os
 import shutil
@@ -9,7 +9,7 @@ import torch
 
 from nlpipe.errors import ModelError
 from nlpipe.llm import loading
-from nlpipe.llm.convert import gguf_cache_dir
+from nlpipe.llm.gguf import gguf_cache_dir
 from nlpipe.llm.loading import checkpoint_format, hf_folder, load_model
 
 
@@ -203,7 +203,7 @@ def test_hf_folder_redoes_an_incomplete_cache(tmp_path, cache, fake_convert):
 
 
 def test_convert_gguf_rejects_a_broken_file(tmp_path, cache):
-    from nlpipe.llm.convert import convert_gguf
+    from nlpipe.llm.gguf import convert_gguf
 
     gguf = tmp_path / "broken.gguf"
     gguf.write_bytes(b"GGUFjunk")

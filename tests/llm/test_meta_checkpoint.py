@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from nlpipe.errors import ModelError
 from nlpipe.llm import loading
-from nlpipe.llm.convert import convert_meta, meta_cache_dir, meta_to_hf
+from nlpipe.llm.meta import convert_meta, meta_cache_dir, meta_to_hf
 from nlpipe.llm.loading import checkpoint_format, hf_folder, load_model
 
 from ..conftest import CORPUS

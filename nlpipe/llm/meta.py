@@ -1,57 +1,27 @@
-"""Turn checkpoints in other formats into a Hugging Face folder (config, safetensors, tokenizer).
+"""Convert Meta's own Llama / Llama 2 release (consolidated.NN.pth + params.json + tokenizer.model)
+into a Hugging Face folder (config, safetensors, tokenizer).
 
-Dequantizing a GGUF file takes tens of seconds, and merging Meta's model-parallel shards reads
-every weight; the folder written here loads in well under a second, so every such checkpoint is
-converted once and the folder reused.
+Merging Meta's model-parallel shards reads every weight; the folder written here loads in well
+under a second, so every such checkpoint is converted once and the folder reused.
 """
 
-import contextlib
-import hashlib
 import json
 import math
-import os
 import pickle
 import re
-import shutil
-import socket
-import tempfile
 import zipfile
-from glob import escape as glob_escape
 from pathlib import Path
 
 import torch
 
 from ..errors import Errors, ModelError
-from .cache import cache_root
+from ..files import staging_dir
+from .cache import cache_dir
+from .integrity import numbered_0_to, some_of
 
 META_PARAMS = "params.json"
 META_SHARDS = "consolidated.*.pth"
 META_TOKENIZER = "tokenizer.model"
-
-
-def cache_dir(source: Path, kind: str, files: list[Path] | None = None) -> Path:
-    """Where the converted copy of `source` (a file, or a folder's `files`) lives.
-
-    The key is the path plus every file's size and mtime, so a changed file gets a new folder.
-    """
-    def stamp(path: Path) -> str:
-        stat = path.stat()
-        return f"{stat.st_size}:{stat.st_mtime_ns}"
-
-    if source.is_file():
-        stamps = [stamp(source)]
-    else:
-        files = sorted(files if files is not None else (p for p in source.iterdir() if p.is_file()))
-        stamps = [f"{p.name}:{stamp(p)}" for p in files]
-    key = ":".join([str(source.resolve()), *stamps])
-    digest = hashlib.sha1(key.encode()).hexdigest()[:12]
-    root = cache_root()
-    name = source.stem if source.is_file() else source.name
-    return root / kind / f"{name}-{digest}"
-
-
-def gguf_cache_dir(gguf_file: Path) -> Path:
-    return cache_dir(gguf_file, "gguf")
 
 
 def meta_files(folder: Path) -> list[Path]:
@@ -62,143 +32,6 @@ def meta_files(folder: Path) -> list[Path]:
 def meta_cache_dir(folder: Path) -> Path:
     return cache_dir(folder, "meta", meta_files(folder))
 
-
-def owned_tmp_dir(parent: Path, prefix: str) -> Path:
-    """A new folder in `parent` whose name says which process on which host made it.
-
-    A process killed with SIGKILL cannot remove its temporary folder (a fetch leaves 183 MB),
-    so every call first removes the folders with `prefix` that a dead process of this host left.
-    """
-    owner = f"{os.getpid()}@{socket.gethostname()}."
-    for path in Path(parent).glob(f"{glob_escape(prefix)}*@*"):
-        pid, _, rest = path.name[len(prefix):].partition("@")
-        if pid.isdigit() and rest.rpartition(".")[0] == socket.gethostname() and not _alive(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
-    return Path(tempfile.mkdtemp(prefix=prefix + owner, dir=parent))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user
-        pass
-    return True
-
-
-@contextlib.contextmanager
-def staging_dir(out_dir: Path):
-    """A fresh folder next to `out_dir` that becomes `out_dir` only if the block succeeds.
-
-    An interrupted conversion thus never leaves a half-written folder that a later run would
-    take for a good one.
-    """
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = owned_tmp_dir(out_dir.parent, f".{out_dir.name}-")
-    # mkdtemp makes it private (0700); the finished model folder gets the usual permissions.
-    tmp_dir.chmod(0o777 & ~_umask())
-    try:
-        yield tmp_dir
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp_dir.rename(out_dir)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def gguf_tensors(gguf_file: Path) -> tuple[dict, dict[str, list[int]]]:
-    """(metadata, {tensor name: GGUF shape}) of `gguf_file`, read from its header only."""
-    from gguf import GGUFReader
-
-    try:
-        reader = GGUFReader(gguf_file)
-    except Exception as err:  # gguf raises ValueError, struct and numpy errors for a bad header
-        raise ModelError(Errors.E015.format(path=gguf_file, reason=err)) from None
-    metadata = {name: field.contents() for name, field in reader.fields.items() if not name.startswith("GGUF.")}
-    return metadata, {t.name: [int(n) for n in t.shape] for t in reader.tensors}
-
-
-def check_gguf(gguf_file: Path) -> None:
-    """Refuse a GGUF file whose header declares more than its tensors hold, before transformers
-    builds a model of the declared size (block_count = 1e6 takes minutes) and fills what is
-    missing with random weights."""
-    metadata, shapes = gguf_tensors(gguf_file)
-    arch = metadata.get("general.architecture")
-    blocks, width = metadata.get(f"{arch}.block_count"), metadata.get(f"{arch}.embedding_length")
-
-    def refuse(reason):
-        return ModelError(Errors.E052.format(path=gguf_file, reason=reason))
-
-    if not isinstance(blocks, int) or not isinstance(width, int):
-        raise refuse(f"its header lacks {arch}.block_count or {arch}.embedding_length")
-    present = {int(name.split(".")[1]) for name in shapes if re.match(r"blk\.\d+\.", name)}
-    if not numbered_0_to(present, blocks):
-        raise refuse(f"its header declares {blocks:,} blocks ({arch}.block_count) but it holds tensors "
-                     f"for {len(present):,}")
-    per_block = {name.split(".", 2)[2] for name in shapes if re.match(r"blk\.\d+\.", name)}
-    expected = ["token_embd.weight", *(f"blk.{i}.{part}" for i in range(blocks) for part in sorted(per_block))]
-    missing = [name for name in expected if name not in shapes]
-    if missing:
-        raise refuse(f"tensors missing: {some_of(missing)}")
-    if shapes["token_embd.weight"][0] != width:
-        raise refuse(f"its header declares {arch}.embedding_length = {width:,} but token_embd.weight has "
-                     f"shape {shapes['token_embd.weight']}")
-
-
-def numbered_0_to(indices: set[int], declared: int) -> bool:
-    """Whether `indices` are exactly 0 .. declared - 1 (without building that range: declared may be 1e7)."""
-    return len(indices) == declared and (not indices or (min(indices) == 0 and max(indices) == declared - 1))
-
-
-def loaded_in_full(model, loading_info: dict, path: Path):
-    """`model`, unless transformers found no weights for some of it and initialised them randomly."""
-    missing = sorted(loading_info.get("missing_keys") or [])
-    if missing:
-        raise ModelError(Errors.E053.format(path=path, names=some_of(missing)))
-    return model
-
-
-def some_of(names: list[str]) -> str:
-    """The first three of `names` and how many there are: enough to recognise a pattern."""
-    return f"{', '.join(names[:3])}{' ...' if len(names) > 3 else ''} ({len(names)} in all)"
-
-
-def convert_gguf(gguf_file: Path, out_dir: Path) -> Path:
-    """Dequantize `gguf_file` to float32 and write it as a Hugging Face folder at `out_dir`."""
-    from safetensors.torch import save_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    gguf_file = Path(gguf_file)
-    check_gguf(gguf_file)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name,
-                                                  trust_remote_code=False)  # as in loading.py
-        model, loading_info = AutoModelForCausalLM.from_pretrained(
-            gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32, output_loading_info=True,
-            trust_remote_code=False)
-    except Exception as err:  # transformers raises many types for a bad file
-        raise ModelError(Errors.E015.format(path=gguf_file, reason=err)) from err
-    model = loaded_in_full(model, loading_info, gguf_file)
-    with staging_dir(out_dir) as tmp_dir:
-        config = model.config
-        if hasattr(config, "quantization_config"):
-            del config.quantization_config  # the weights we write are plain float32
-        config.save_pretrained(tmp_dir)
-        model.generation_config.save_pretrained(tmp_dir)
-        save_model(model, str(tmp_dir / "model.safetensors"))
-        tokenizer.save_pretrained(tmp_dir)
-    return Path(out_dir)
-
-
-# --- Meta's own Llama / Llama 2 release: consolidated.NN.pth + params.json + tokenizer.model
 
 # Meta's fairscale layers split each weight across model-parallel ranks along one dimension:
 # column-parallel layers by output rows, row-parallel layers by input columns, and the

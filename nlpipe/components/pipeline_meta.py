@@ -2,8 +2,8 @@
 
 from spacy.language import Language
 
-from . import __version__
-from .components.spacy_models import installed
+from ..about import __version__
+from .spacy_models import installed
 
 NAME = "nlpipe_qa"
 
