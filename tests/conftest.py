@@ -20,6 +20,9 @@ CORPUS = [
     "Answer the question with a short phrase from the context. Named entities: none.",
 ] * 20
 REPO = Path(__file__).resolve().parents[1]
+# rich fixes a console's width when it is made if COLUMNS is set; unset, a console reads it at
+# every print, so that a test chooses the CLI's width with monkeypatch.setenv("COLUMNS", ...).
+os.environ.pop("COLUMNS", None)
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Two workers share the cores; a thread each keeps them from fighting over them.
     torch.set_num_threads(1)
@@ -96,6 +99,28 @@ def qa_overrides_for(model_dir) -> dict:
             "components.llama_qa.model.max_new_tokens": 8,
             "components.llama_qa.selector.answerability": False,
             "components.llama_qa.mode": "grounded"}
+
+
+def fake_overrides(**script) -> dict:
+    """Overrides that put a FakeLlama following `script` (its settings: nlpipe/llm/fake.py) in
+    pipelines/qa.cfg's model slot, answering every question in grounded mode as qa_overrides_for."""
+    return {"components.llama_qa.model": {"@misc": "nlpipe.FakeLlama.v1", **script},
+            "components.llama_qa.selector.answerability": False,
+            "components.llama_qa.mode": "grounded"}
+
+
+def fake_pipeline(**script):
+    """pipelines/qa.cfg with a FakeLlama following `script`."""
+    from nlpipe.config import build_pipeline, load_config
+
+    return build_pipeline(load_config(REPO / "pipelines" / "qa.cfg", fake_overrides(**script)))
+
+
+@pytest.fixture(scope="session")
+def fake_nlp():
+    """One qa pipeline with an unscripted FakeLlama, for tests that only read it; a test that
+    scripts replies gives the functions it calls a FakeLlama of its own."""
+    return fake_pipeline()
 
 
 @pytest.fixture()

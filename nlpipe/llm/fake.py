@@ -43,9 +43,9 @@ class CharTokenizer:
 
 
 class FakeLlama(Llama):
-    """`reply` unless the prompt holds a key of `replies`; `reply_logprob` for each of its
-    tokens, which are cut at the generation's max_gen_len. A candidate span gets `scores[its
-    text]`, else `score`, for each of its tokens. `raises` and `out_of_memory` fail every pass
+    """`reply` unless the prompt holds a key of `replies`, whole (max_new_tokens only sizes the
+    context-window checks), with `reply_logprob` for each of its tokens. A candidate span gets
+    `scores[its text]`, else `score`, for each of its tokens. `raises` and `out_of_memory` fail every pass
     holding a prompt with one of their keys. `path` only names the model."""
 
     def __init__(self, path="fake-llama", reply: str = "", replies: dict[str, str] | None = None,
@@ -57,7 +57,7 @@ class FakeLlama(Llama):
         self.score, self.scores = score, dict(scores or {})
         self.raises, self.out_of_memory = dict(raises or {}), list(out_of_memory)
         self.window = context_length
-        self.passes: list[tuple[str, list[str]]] = []  # ("generate" or "rank", the prompts of the pass)
+        self.passes: list[tuple[str, list[str]]] = []  # ("generate" or "rank", its prompts) of every pass run
 
     def load(self, on_step=lambda *args: None) -> LoadedModel:
         return LoadedModel(None, CharTokenizer(), self.path)
@@ -75,13 +75,12 @@ class FakeLlama(Llama):
         return torch.device("cpu")
 
     def _complete(self, requests, settings, rows: list[int]) -> list[Completion]:
-        replies = [self._reply(prompt)[:settings.max_gen_len]
-                   for prompt in self._pass("generate", [requests[r].tokens for r in rows])]
+        replies = [self._reply(prompt) for prompt in self._pass("generate", requests, rows)]
         return [Completion(reply.strip(), self.encode_text(reply), [self.reply_logprob] * len(reply))
                 for reply in replies]
 
     def _rank(self, requests, rows: list[int]) -> list[list[ContinuationScore]]:
-        self._pass("rank", [requests[r].tokens for r in rows])
+        self._pass("rank", requests, rows)
         return [[self._score(tokens) for tokens in requests[r].continuations] for r in rows]
 
     def _reply(self, prompt: str) -> str:
@@ -91,14 +90,15 @@ class FakeLlama(Llama):
         per_token = self.scores.get(self.tokenizer.decode(tokens), self.score)
         return ContinuationScore(per_token * len(tokens), per_token, [per_token] * len(tokens))
 
-    def _pass(self, kind: str, prompts: list[list[int]]) -> list[str]:
-        """The prompts of one pass, decoded and logged; the scripted failure of the first that has one."""
-        texts = [self.tokenizer.decode(p) for p in prompts]
+    def _pass(self, kind: str, requests, rows: list[int]) -> list[str]:
+        """The prompts of one pass (`rows` of `requests`), decoded, after its scripted failure if
+        it has one; logged in the order they were asked (the engine runs them by length)."""
+        prompts = {r: self.tokenizer.decode(requests[r].tokens) for r in rows}
         for key, message in self.raises.items():
-            if any(key in text for text in texts):
+            if any(key in prompt for prompt in prompts.values()):
                 raise RuntimeError(message)
         for key in self.out_of_memory:
-            if any(key in text for text in texts):
+            if any(key in prompt for prompt in prompts.values()):
                 raise torch.OutOfMemoryError(f"out of memory (scripted for prompts holding {key!r})")
-        self.passes.append((kind, texts))
-        return texts
+        self.passes.append((kind, [prompts[r] for r in sorted(rows)]))
+        return [prompts[r] for r in rows]
