@@ -19,6 +19,8 @@ reader (mode "reader", or selector weights that use its features, which the ship
 do for the shipped model) needs a real model: keep `path` off the shipped model's name.
 """
 
+from collections.abc import Iterable
+
 import torch
 
 from .engine import Completion, Llama
@@ -45,12 +47,12 @@ class CharTokenizer:
 class FakeLlama(Llama):
     """`reply` unless the prompt holds a key of `replies`, whole (max_new_tokens only sizes the
     context-window checks), with `reply_logprob` for each of its tokens. A candidate span gets
-    `scores[its text]`, else `score`, for each of its tokens. `raises` and `out_of_memory` fail every pass
-    holding a prompt with one of their keys. `path` only names the model."""
+    `scores[its text]`, else `score`, for each of its tokens. `raises` and `out_of_memory` fail
+    every pass holding a prompt with one of their keys. `path` only names the model."""
 
     def __init__(self, path="fake-llama", reply: str = "", replies: dict[str, str] | None = None,
                  reply_logprob: float = -1.0, score: float = -1.0, scores: dict[str, float] | None = None,
-                 raises: dict[str, str] | None = None, out_of_memory: list[str] = (), context_length: int = 2048,
+                 raises: dict[str, str] | None = None, out_of_memory: Iterable[str] = (), context_length: int = 2048,
                  max_new_tokens: int = 32, max_batch_tokens: int = 8192):
         super().__init__(path, device="cpu", max_new_tokens=max_new_tokens, max_batch_tokens=max_batch_tokens)
         self.reply, self.replies, self.reply_logprob = reply, dict(replies or {}), reply_logprob
