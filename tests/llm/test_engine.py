@@ -9,6 +9,7 @@ import torch
 from nlpipe.errors import ModelError
 from nlpipe.llm import catalog, engine
 from nlpipe.llm.engine import Completion, Failure, FailureKind, Llama, PromptBatch, Request
+from nlpipe.llm.generation import Generation
 
 MESSAGES = [{"role": "system", "content": "Answer the question with a short phrase from the context."},
             {"role": "user", "content": "Who designed the Eiffel Tower?"}]
@@ -180,15 +181,14 @@ def test_prompt_exactly_fills_context(llama):
 def test_out_of_memory_halves_the_batch(llama, monkeypatch):
     seen = []
 
-    def fake_complete(self, requests, settings, rows):
-        prompts = [requests[r].tokens for r in rows]
+    def generate_one_at_a_time(model, prompts, **settings):
         seen.append(len(prompts))
         if len(prompts) > 1:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return [Completion(text=str(prompts[0][0]), tokens=prompts[0], logprobs=[-1.0])]
+        return [Generation(tokens=prompts[0], logprobs=[-1.0])]  # the prompt back: its text says which
 
-    monkeypatch.setattr(Llama, "_complete", fake_complete)
-    prompts = [[i, i + 1] for i in range(5)]
+    monkeypatch.setattr(engine, "generate", generate_one_at_a_time)
+    prompts = [llama.encode_text(str(i)) for i in range(5)]
     completions = llama.complete(prompts)
     assert [c.text for c in completions] == [str(i) for i in range(5)]
     assert [c.tokens for c in completions] == prompts
@@ -198,22 +198,22 @@ def test_out_of_memory_halves_the_batch(llama, monkeypatch):
 def test_out_of_memory_halving_keeps_real_results(llama, monkeypatch):
     prompts = _prompts(llama)
     expected = [c.tokens for c in llama.complete(prompts)]
-    real = Llama._complete
+    real = engine.generate
 
-    def flaky(self, requests, settings, rows):
-        if len(rows) > 1:
+    def flaky(model, prompts, **settings):
+        if len(prompts) > 1:
             raise torch.OutOfMemoryError("out of memory")
-        return real(self, requests, settings, rows)
+        return real(model, prompts, **settings)
 
-    monkeypatch.setattr(Llama, "_complete", flaky)
+    monkeypatch.setattr(engine, "generate", flaky)
     assert [c.tokens for c in llama.complete(prompts)] == expected
 
 
 def test_out_of_memory_on_a_single_prompt(llama, monkeypatch):
-    def always(self, requests, settings, rows):
+    def always(model, prompts, **settings):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(Llama, "_complete", always)
+    monkeypatch.setattr(engine, "generate", always)
     failures = llama.complete([[1, 2, 3], [4, 5]])
     assert [f.kind for f in failures] == [FailureKind.OUT_OF_MEMORY] * 2
     message = failures[0].message
