@@ -17,6 +17,7 @@ from .io.docbin import is_docbin
 from .io.readers import MAX_DOCUMENT_CHARS
 from .llm import catalog
 from .llm.engine import Llama
+from .llm.fake import FakeLlama
 
 
 @dataclass(frozen=True)
@@ -314,7 +315,10 @@ def _registered_problems(block, section: str) -> list[str]:
 
 
 def _model_problems(llm: Llama, section: str) -> list[str]:
-    """A model path that is neither there nor a model nlpipe fetches on first use."""
+    """A model path that is neither there nor a model nlpipe fetches on first use (a fake's path
+    only names it)."""
+    if isinstance(llm, FakeLlama):
+        return []
     folder = catalog.locate(llm.path)
     if folder.exists() or folder.name in catalog.LLM_MODELS:
         return []

@@ -37,7 +37,8 @@ def wide_console(monkeypatch):
 
 def tables_at(columns: int, monkeypatch) -> None:
     """The CLI's tables (stdout) printed at `columns`; its messages (stderr) stay whole."""
-    monkeypatch.setattr(cli, "tables", Console(width=columns))
+    monkeypatch.setattr(display, "tables", Console(width=columns))
+    monkeypatch.setattr(cli, "tables", display.tables)
 
 
 @pytest.fixture()

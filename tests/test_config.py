@@ -324,3 +324,11 @@ def test_validate_says_what_a_value_must_be_in_words_not_python_types():
     assert "batch_size: must be a positive integer, not -1" in text
     assert "no_answer_threshold: must be a number within the range the config's comment gives, not 2" in text
     assert "typing." not in text and "<class" not in text and "pydantic" not in text
+
+
+def test_validate_takes_a_fake_model_whose_path_only_names_it():
+    from .conftest import fake_overrides
+
+    assert validate(QA_CFG, fake_overrides(reply="Paris", path="no-such-folder")) == []
+    real = validate(QA_CFG, {"components.llama_qa.model.path": "no-such-folder"})
+    assert len(real) == 1 and "E013" in real[0]

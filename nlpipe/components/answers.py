@@ -80,8 +80,20 @@ def answered(doc: Doc) -> bool:
 
 
 def _records(doc: Doc) -> list[dict]:
-    # A list again after a DocBin round trip, which gives sequences back as tuples.
-    return list(doc.user_data.get(_RECORDS, []))
+    records = doc.user_data.get(_RECORDS, [])
+    if isinstance(records, tuple):
+        # Lists again after a DocBin round trip, which gives sequences back as tuples (the
+        # records' own list and each record's "alternatives"); once, so that later reads share them.
+        records = doc.user_data[_RECORDS] = _lists(records)
+    return list(records)
+
+
+def _lists(value):
+    if isinstance(value, dict):
+        return {key: _lists(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_lists(item) for item in value]
+    return value
 
 
 def _set_records(doc: Doc, records: list[dict]) -> None:

@@ -5,8 +5,9 @@ import spacy
 
 from nlpipe.components.llama_qa import LlamaQA
 from nlpipe.components.recording import SHORTLIST, qa_component, record
-from nlpipe.evaluation import SquadParagraph
+from nlpipe.errors import NlpipeError
 from nlpipe.llm.fake import FakeLlama
+from nlpipe.squad import SquadParagraph
 
 TOWER = SquadParagraph("The Eiffel Tower is in Paris. It opened in 1889. Gustave Eiffel's company built it.", [
     ("t1", "Where is the tower?", ["Paris", "in Paris"]),
@@ -28,7 +29,7 @@ def scripted(fake_nlp, monkeypatch):
 
 def test_the_qa_component_is_found_or_its_absence_said(fake_nlp):
     assert isinstance(qa_component(fake_nlp), LlamaQA)
-    with pytest.raises(ValueError, match="no llama_qa component"):
+    with pytest.raises(NlpipeError, match="E101.*no llama_qa component"):
         qa_component(spacy.blank("en"))
 
 
