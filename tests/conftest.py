@@ -125,6 +125,17 @@ def fake_nlp():
 
 
 @pytest.fixture()
+def scripted(fake_nlp, monkeypatch):
+    """fake_nlp with a FakeLlama following the given script in its model slot."""
+    from nlpipe.llm.fake import FakeLlama
+
+    def script(**settings):
+        monkeypatch.setattr(fake_nlp.get_pipe("llama_qa"), "llm", FakeLlama(**settings))
+        return fake_nlp
+    return script
+
+
+@pytest.fixture()
 def qa_overrides(tiny_llama_dir) -> dict:
     return qa_overrides_for(tiny_llama_dir)
 

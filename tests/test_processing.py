@@ -2,19 +2,9 @@
 
 import pytest
 
-from nlpipe.llm.fake import FakeLlama
 from nlpipe.processing import PIECE_CHARS, annotate_long, answer_questions, llm_stage, piece_chars, process, split_text
 
 FILLER = "Nothing happens in this sentence at all. "
-
-
-@pytest.fixture()
-def scripted(fake_nlp, monkeypatch):
-    """The pipeline with a FakeLlama following the given script in its model slot."""
-    def script(**settings):
-        monkeypatch.setattr(fake_nlp.get_pipe("llama_qa"), "llm", FakeLlama(**settings))
-        return fake_nlp
-    return script
 
 
 @pytest.mark.parametrize("text, limit, pieces", [

@@ -6,7 +6,6 @@ import spacy
 from nlpipe.components.llama_qa import LlamaQA
 from nlpipe.components.recording import SHORTLIST, qa_component, record
 from nlpipe.errors import NlpipeError
-from nlpipe.llm.fake import FakeLlama
 from nlpipe.squad import SquadParagraph
 
 TOWER = SquadParagraph("The Eiffel Tower is in Paris. It opened in 1889. Gustave Eiffel's company built it.", [
@@ -16,15 +15,6 @@ TOWER = SquadParagraph("The Eiffel Tower is in Paris. It opened in 1889. Gustave
 ], title="Tower")
 BOWL = SquadParagraph("Super Bowl 50 was played at Levi's Stadium in Santa Clara.", [
     ("b1", "Where was Super Bowl 50 played?", ["Levi's Stadium"])], title="Bowl")
-
-
-@pytest.fixture()
-def scripted(fake_nlp, monkeypatch):
-    """The pipeline with a FakeLlama following the given script in its model slot."""
-    def script(**settings):
-        monkeypatch.setattr(fake_nlp.get_pipe("llama_qa"), "llm", FakeLlama(**settings))
-        return fake_nlp
-    return script
 
 
 def test_the_qa_component_is_found_or_its_absence_said(fake_nlp):

@@ -26,15 +26,9 @@ def test_prefixed_generation_equals_whole_prompts(model, tokenizer, groups):
         assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
 
 
-def test_each_prefix_is_computed_once(model, tokenizer, groups, monkeypatch):
+def test_each_prefix_is_computed_once(model, tokenizer, groups, monkeypatch, forward_shapes):
     prefixes, suffixes, index = groups
-    shapes = []
-    original = model.forward
-
-    def spy(*args, **kwargs):
-        shapes.append(tuple(kwargs["input_ids"].shape))
-        return original(*args, **kwargs)
-    monkeypatch.setattr(model, "forward", spy)
+    shapes = forward_shapes
     generate(model, suffixes, prefixes=prefixes, prefix_index=index, max_gen_len=1,
              pad_id=tokenizer.pad_token_id, eos_ids=[tokenizer.eos_token_id])
     longest_prefix, longest_suffix = max(map(len, prefixes)), max(map(len, suffixes))

@@ -29,16 +29,10 @@ def test_scores_equal_a_full_forward_pass(model, tokenizer):
         assert score.mean_logprob == pytest.approx(sum(expected) / len(expected), abs=1e-4)
 
 
-def test_the_prompt_is_computed_once(model, tokenizer, monkeypatch):
+def test_the_prompt_is_computed_once(model, tokenizer, monkeypatch, forward_shapes):
     prompt = tokenizer("The Denver Broncos defeated the Carolina Panthers.")["input_ids"]
     continuations = [tokenizer(t)["input_ids"] for t in (" Denver", " Carolina Panthers", " 24", " the NFL")]
-    seen_shapes = []
-    original = model.forward
-
-    def spy(*args, **kwargs):
-        seen_shapes.append(tuple(kwargs["input_ids"].shape))
-        return original(*args, **kwargs)
-    monkeypatch.setattr(model, "forward", spy)
+    seen_shapes = forward_shapes
     score_continuations(model, prompt, continuations, tokenizer.pad_token_id)
     packed = sum(len(c) - 1 for c in continuations)
     # ONE pass: the prompt, then all continuations packed after it, each over its own tokens
@@ -108,7 +102,7 @@ def test_small_packs_with_shared_prefixes_equal_whole_prompts(model, tokenizer):
 
 
 @pytest.mark.parametrize("max_tokens", [1, 2, 3, 5, 8, 1024])
-def test_scoring_passes_are_the_token_groups_of_its_packed_rows(model, tokenizer, monkeypatch, max_tokens):
+def test_scoring_passes_are_the_token_groups_of_its_packed_rows(model, tokenizer, monkeypatch, max_tokens, forward_shapes):
     """Scoring cuts its packed rows into passes by token_groups, each row costing its packed width."""
     from nlpipe.llm.batching import token_groups
     from nlpipe.llm.scoring import _packed_rows
@@ -121,12 +115,6 @@ def test_scoring_passes_are_the_token_groups_of_its_packed_rows(model, tokenizer
     widths = [row.width for row in rows]
     expected = [(len(group), max(len(prompts[rows[r].prompt]) for r in group) + max(widths[r] for r in group))
                 for group in token_groups(list(range(len(rows))), widths, max_tokens)]
-    shapes = []
-    original = model.forward
-
-    def spy(*args, **kwargs):
-        shapes.append(tuple(kwargs["input_ids"].shape))
-        return original(*args, **kwargs)
-    monkeypatch.setattr(model, "forward", spy)
+    shapes = forward_shapes
     score_batch(model, prompts, candidates, tokenizer.pad_token_id, max_tokens=max_tokens)
     assert shapes == expected
