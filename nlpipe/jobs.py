@@ -10,7 +10,6 @@ caller (the CLI, with rich) overrides its methods.
 import dataclasses
 import tempfile
 import warnings
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,16 +19,14 @@ from spacy.vocab import Vocab
 
 from . import config as configs
 from . import runner
-from .components.llama_qa import LLMPipe
-from .components.recording import qa_component, record
 from .components.fitting import FITTED_FEATURES, cross_validate, fit, provenance, summarise, write_weights
+from .components.recording import qa_component, record
 from .components.selection import FEATURES, READER_FEATURES
 from .errors import ConfigError, Errors, InputError, NlpipeError, NlpipeWarning, first_line
 from .evaluation import EvalResult, evaluate_squad
-from .events import JobEvents, OnStep
+from .events import JobEvents
 from .io.docbin import docs_from_records, read_docs
 from .io.writers import JsonlWriter
-from .llm import catalog
 from .processing import answer_questions, load_models, qa_components
 from .report import HtmlReport, check_report_path, write_report
 from .report.stats import RunStats
@@ -86,15 +83,8 @@ def build(job: Job, events: JobEvents = JobEvents()) -> Language:
 def load_pipeline(job: Job, events: JobEvents = JobEvents()) -> Language:
     """The job's pipeline with its models loaded: ready to answer."""
     nlp = build(job, events)
-    load_models(nlp, model_loading(events))
+    load_models(nlp, events)
     return nlp
-
-
-def model_loading(events: JobEvents):
-    """processing.load_models' `loading` for a job: events.loading_model with where the model is."""
-    def loading(name: str, component: LLMPipe) -> AbstractContextManager[OnStep]:
-        return events.loading_model(name, str(catalog.locate(component.llm.path)))
-    return loading
 
 
 def engine_for(job: Job, nlp: Language, events: JobEvents = JobEvents()) -> Engine:
@@ -104,7 +94,7 @@ def engine_for(job: Job, nlp: Language, events: JobEvents = JobEvents()) -> Engi
 
         events.note(f"Ray engine: each worker builds the pipeline of {job.source} itself")
         return RayEngine(job.source, job.overrides, job.settings)
-    return LocalEngine(nlp, job.settings, model_loading(events))
+    return LocalEngine(nlp, job.settings, events)
 
 
 def run_job(job: Job, *, engine: Engine | None = None, events: JobEvents = JobEvents(), overwrite: bool = False,

@@ -6,8 +6,7 @@ answered from all of its text, never truncated and never refused.
 """
 
 from collections import deque
-from contextlib import AbstractContextManager, nullcontext
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy
 from spacy.language import Language
@@ -15,7 +14,8 @@ from spacy.tokens import Doc
 
 from . import worker_processes
 from .components.llama_qa import LLMPipe, LlamaQA
-from .events import OnStep
+from .events import JobEvents
+from .llm import catalog
 
 # Texts longer than this are annotated in pieces of at most this size: the parser's working
 # memory grows with the text it sees at once (about 1.2 GB for 300,000 characters).
@@ -49,17 +49,12 @@ def qa_components(nlp: Language) -> list[LlamaQA]:
     return [proc for _, proc in nlp.pipeline if isinstance(proc, LlamaQA)]
 
 
-def quiet_loading(name: str, component: LLMPipe) -> AbstractContextManager[OnStep]:
-    return nullcontext(lambda step, done, total: None)
-
-
-def load_models(nlp: Language,
-                loading: Callable[[str, LLMPipe], AbstractContextManager[OnStep]] = quiet_loading) -> None:
+def load_models(nlp: Language, events: JobEvents = JobEvents()) -> None:
     """Load the LLMs of the pipeline's components now (building the pipeline only references
-    them); `loading(name, component)` is entered around each load and gives its progress callback."""
+    them), each inside `events.loading_model`, which gives its progress callback."""
     for name, component in nlp.pipeline:
         if isinstance(component, LLMPipe):
-            with loading(name, component) as on_step:
+            with events.loading_model(name, str(catalog.locate(component.llm.path))) as on_step:
                 component.llm.load(on_step)
 
 

@@ -16,13 +16,13 @@ from spacy.language import Language
 
 from .config import JobSettings
 from .errors import Errors, InputError
-from .events import OnStep
+from .events import JobEvents
 from .io.docbin import records_path, write_docbin
 from .io.readers import TEXT_SUFFIXES, Document, check_source, load_document, read_documents, read_questions
 from .io.records import doc_record
 from .io.writers import (JsonlWriter, OutputIndex, OutputLock, digest, drop_lines, real_path, scan_output,
                          temporary_path)
-from .processing import load_models, process, qa_components, quiet_loading
+from .processing import load_models, process, qa_components
 
 # Documents per spaCy memory zone: large enough that restarting worker processes
 # (n_process > 1) costs little, small enough that interned strings stay bounded.
@@ -318,12 +318,11 @@ class LocalEngine:
 
     reads_files = False
 
-    def __init__(self, nlp: Language, settings: JobSettings,
-                 loading: Callable[[str, object], contextlib.AbstractContextManager[OnStep]] = quiet_loading):
-        self.nlp, self.settings, self.loading = nlp, settings, loading
+    def __init__(self, nlp: Language, settings: JobSettings, events: JobEvents = JobEvents()):
+        self.nlp, self.settings, self.events = nlp, settings, events
 
     def start(self) -> None:
-        load_models(self.nlp, self.loading)
+        load_models(self.nlp, self.events)
 
     def records(self, pending: Pending) -> Iterator[tuple[dict, Tag]]:
         items = _items(pending)

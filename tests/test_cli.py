@@ -451,7 +451,6 @@ def test_loading_a_model_shows_a_fetch_only_when_there_is_one(monkeypatch, tmp_p
     from rich.console import Console
 
     from nlpipe.components.llama_qa import LLMPipe
-    from nlpipe.jobs import model_loading
     from nlpipe.processing import load_models
 
     class Model:
@@ -464,7 +463,7 @@ def test_loading_a_model_shows_a_fetch_only_when_there_is_one(monkeypatch, tmp_p
     monkeypatch.setattr(display, "console", Console(file=screen, force_terminal=True, width=120))
     component = LLMPipe()
     component.llm = Model()
-    load_models(SimpleNamespace(pipeline=[("llama_qa", component)]), model_loading(display.Shown()))
+    load_models(SimpleNamespace(pipeline=[("llama_qa", component)]), display.Shown())
     assert shown in screen.getvalue() and not any(text in screen.getvalue() for text in not_shown)
     assert "5.0/10.0 MB" in screen.getvalue() or not steps
 
