@@ -196,7 +196,7 @@ def run(ctx, config_path, input_path, output, questions, batch_size, n_process, 
                    "gpus_per_worker": gpus_per_worker, "ray_address": ray_address}
         job = load_job(config_path, parse_overrides(ctx.args), top_k=top_k,
                        **{name: value for name, value in options.items() if value is not None})
-        with display.shown(display.RunShown()) as events:
+        with display.RunShown() as events:
             try:
                 with _sigterm_as_interrupt():
                     summary = run_job(job, events=events, overwrite=overwrite, append=append,
@@ -256,7 +256,7 @@ def ask(ctx, config_path, text, file_path, as_json, top_k, verbose):
         if file_path is not None:
             text = _read_document(file_path)
         _quiet_transformers()
-        with display.shown() as events:
+        with display.Shown() as events:
             answers = ask_questions(load_job(config_path, parse_overrides(overrides), top_k=top_k), text, questions,
                                     events)
     if as_json:
@@ -394,7 +394,7 @@ def eval_squad(ctx, squad_file, config_path, limit, output, report_path, batch_s
     with user_errors(verbose):
         _quiet_transformers()
         job = load_job(config_path, parse_overrides(ctx.args), top_k=top_k)
-        with display.shown() as events:
+        with display.Shown() as events:
             result = evaluate(job, squad_file, limit=limit, batch_size=batch_size, output=output,
                               report=report_path, events=events)
         if report_path:
@@ -433,7 +433,7 @@ def fit(ctx, output, config_path, model_path, l2, folds, read, make_unanswerable
         raise click.UsageError("give at least one SQuAD-format file to fit on")
     with user_errors(verbose):
         _quiet_transformers()
-        with display.shown() as events:
+        with display.Shown() as events:
             result = fit_selector(squad_files, output, load_job(config_path, parse_overrides(override_args)),
                                   model=model_path, l2=l2, folds=folds, read=read,
                                   make_unanswerable=make_unanswerable, limit=limit, every=every, events=events)
@@ -518,7 +518,7 @@ def report(ctx, source, output, input_path, questions, expanded, verbose):
         if Path(source).suffix.lower() in (".spacy", ".jsonl") and (ctx.args or input_path or questions):
             raise click.UsageError("--input, --questions and config overrides go with a config as INPUT")
         _quiet_transformers()
-        with display.shown(display.RunShown()) as events:
+        with display.RunShown() as events:
             stats = write_report(source, output, overrides=parse_overrides(ctx.args), input=input_path,
                                  questions=questions, expanded=expanded, events=events)
     console.print(f"[green]✓[/] {stats.documents} documents, {stats.questions} questions ({stats.grounded} "

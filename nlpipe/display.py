@@ -77,15 +77,11 @@ class Shown(JobEvents):
         for bar, _ in self.bars.values():
             bar.stop()
 
+    def __enter__(self) -> "Shown":
+        return self
 
-@contextmanager
-def shown(events: Shown | None = None):
-    """`events` (a Shown) for the duration of a command, its bars stopped at the end."""
-    events = events or Shown()
-    try:
-        yield events
-    finally:
-        events.close()
+    def __exit__(self, *exc) -> None:
+        self.close()  # the bars stopped whichever way the command ends
 
 
 class RunShown(Shown):
