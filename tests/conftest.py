@@ -85,6 +85,14 @@ def spacy_model_name() -> str:
 
 
 @pytest.fixture(scope="session")
+def blank_nlp():
+    """A blank English pipeline that only splits sentences: Docs to set answers on by hand."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("sentencizer")
+    return nlp
+
+
+@pytest.fixture(scope="session")
 def en_nlp(spacy_model_name):
     return spacy.load(spacy_model_name)
 

@@ -1,7 +1,6 @@
 """Answers on the Doc: records in `doc._.answers`, spans in `doc.spans["answers"]`, the spans' extensions."""
 
 import pytest
-import spacy
 from spacy.tokens import DocBin
 
 from nlpipe.components.answers import SPAN_KEY, Answer, answered, register_extensions, set_answer_records, set_answers
@@ -11,16 +10,9 @@ RECORD_KEYS = ["question", "question_index", "text", "start_char", "end_char", "
                "evidence_start_char", "evidence_end_char", "logprob", "generated", "answerable"]
 
 
-@pytest.fixture(scope="module")
-def nlp():
-    nlp = spacy.blank("en")
-    nlp.add_pipe("sentencizer")
-    return nlp
-
-
 @pytest.fixture()
-def doc(nlp):
-    return nlp(TEXT)
+def doc(blank_nlp):
+    return blank_nlp(TEXT)
 
 
 def span_answer(doc, index: int, text: str, **fields) -> Answer:
@@ -87,12 +79,14 @@ def test_each_answer_span_reads_the_record_of_its_own_question(doc):
     assert doc.spans[SPAN_KEY][0]._.evidence is None
 
 
-def test_answers_survive_a_docbin_as_lists(nlp, doc):
-    set_answers(doc, [span_answer(doc, 0, "Paris"), Answer("Why?", 1, "For the fair")])
+def test_answers_survive_a_docbin_as_lists(blank_nlp, doc):
+    alternatives = [{"text": "Paris", "start_char": 23, "end_char": 28, "confidence": 0.6}]
+    set_answers(doc, [span_answer(doc, 0, "Paris", alternatives=alternatives), Answer("Why?", 1, "For the fair")])
     docbin = DocBin(store_user_data=True)
     docbin.add(doc)
-    [restored] = DocBin().from_bytes(docbin.to_bytes()).get_docs(nlp.vocab)
+    [restored] = DocBin().from_bytes(docbin.to_bytes()).get_docs(blank_nlp.vocab)
     assert isinstance(restored._.answers, list) and restored._.answers == doc._.answers
+    assert isinstance(restored._.answers[0]["alternatives"], list)  # nested sequences are lists again too
     assert restored.spans[SPAN_KEY][0]._.question == "Question 0?"
 
 

@@ -102,20 +102,3 @@ def test_unreadable_inputs_are_one_message(tmp_path):
         read_docs(str(tmp_path / "missing.spacy"))
     with pytest.raises(InputError, match="E092"):
         read_docs(str(tmp_path / "answers.txt"))
-
-
-def test_alternatives_come_back_from_a_docbin_as_lists(tmp_path):
-    import spacy
-    from spacy.tokens import DocBin
-
-    from nlpipe.components.answers import set_answer_records
-
-    nlp = spacy.blank("en")
-    doc = nlp("The tower is in Paris.")
-    alternatives = [{"text": "Paris", "start_char": 16, "end_char": 21, "confidence": 0.6}]
-    set_answer_records(doc, [{"question": "Where?", "question_index": 0, "text": "Paris", "start_char": 16,
-                              "end_char": 21, "alternatives": alternatives}])
-    DocBin(docs=[doc], store_user_data=True).to_disk(tmp_path / "d.spacy")
-    [back] = DocBin().from_disk(tmp_path / "d.spacy").get_docs(nlp.vocab)
-    assert back._.answers[0]["alternatives"] == alternatives
-    assert isinstance(back._.answers, list) and isinstance(back._.answers[0]["alternatives"], list)

@@ -7,7 +7,6 @@ import zlib
 from html.parser import HTMLParser
 
 import pytest
-import spacy
 
 import nlpipe.components  # noqa: F401  (registers the Doc and Span extensions)
 from nlpipe.components.answers import set_answer_records
@@ -88,13 +87,6 @@ def answer_record(doc, index: int, text: str | None, sentence: int = 0, confiden
             "grounded": start is not None, "confidence": confidence, "evidence": evidence.text,
             "evidence_start_char": evidence.start_char, "evidence_end_char": evidence.end_char,
             "logprob": -0.5, "generated": None if start is not None else "a reply", **extra}
-
-
-@pytest.fixture(scope="session")
-def blank_nlp():
-    nlp = spacy.blank("en")
-    nlp.add_pipe("sentencizer")
-    return nlp
 
 
 @pytest.fixture()
