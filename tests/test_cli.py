@@ -546,7 +546,7 @@ def test_fit_cross_validates_by_article_and_writes_weights_the_pipeline_uses(run
     assert_whole_at_80_columns(result.stdout, ["fold", "EM", "F1", "threshold", "HasAns", "NoAns", "SQuAD", "2.0 F1",
                                                "Tower", "Bowl"])  # one held-out fold per article
     written = json.loads(weights.read_text())
-    assert written["format"] == "nlpipe.SelectorWeights.v2"
+    assert written["format"] == "nlpipe.SelectorWeights.v3" and isinstance(written["lexicon"], dict)
     assert written["provenance"]["data"][0]["file"] == "mine.json"
     assert written["provenance"]["examples"]["articles"] == ["Bowl", "Tower"]
     assert written["provenance"]["model"] == model

@@ -1,8 +1,8 @@
-"""Fit the span selector to labelled examples (recording.Example): its feature weights, the
-confidence's softmax temperature, and the answerability model with its threshold.
+"""Fit the span selector to labelled examples (recording.Example): its feature weights and
+lexicon, the confidence's softmax temperature, and the answerability model with its threshold.
 
-The weights are those of a softmax over each answerable question's candidates whose target is
-its best candidates; the answerability model is a logistic regression on the question-level
+The weights and the lexicon (a weight per lexical feature, lexical.py) are those of a softmax
+over each answerable question's candidates whose target is its best candidates; the answerability model is a logistic regression on the question-level
 inputs of selection.answerability_features, with the two classes weighted equally; the
 threshold is the one that maximises SQuAD 2.0 F1 (an abstention is right exactly when the
 question has no answer). All are trained by mini-batch gradient descent (Adam, L2), seeded.
@@ -32,6 +32,14 @@ BATCH = 32
 FITTED_FEATURES = [name for name in FEATURES if name not in REPLY_FEATURES]
 # F1 points the answerable questions may lose to abstentions when the threshold is fitted.
 MAX_HAS_ANSWER_LOSS = 0.06
+# A lexical feature gets a weight when this many answerable questions have it: rarer ones
+# would be fitted to a question or two.
+MIN_QUESTIONS = 3
+LEXICAL_L2 = 1e-4  # per weight: the lexicon has thousands, each seen in few questions
+# Adam steps every weight by about the learning rate whatever its gradient; a lexical weight
+# moves a tenth as far (it is this times its parameter): each is seen in few questions, and at
+# full steps they overfit them (held-out F1 50.8 against 56.8 at a tenth, 5 article folds).
+LEXICAL_STEP = 0.1
 
 
 @dataclass
@@ -41,6 +49,7 @@ class Fitted:
     temperature: float = 1.0
     answerability: dict[str, float] = field(default_factory=dict)
     threshold: float | None = None
+    lexicon: dict[str, float] = field(default_factory=dict)  # lexical feature → weight
 
 
 @dataclass
@@ -76,14 +85,14 @@ def feature_matrix(example: Example, names: list[str]) -> torch.Tensor:
     return torch.tensor([[row[name] for name in names] for row in example.rows], dtype=torch.float32)
 
 
-def _adam(parameters: torch.Tensor, batches: Callable[[int], list], loss_of, l2: float, lr: float = 0.05,
+def _adam(parameters: torch.Tensor, batches: Callable[[int], list], loss_of, l2: float | torch.Tensor, lr: float = 0.05,
           epochs: int = EPOCHS, on_epoch: Callable[[int], None] = lambda e: None) -> torch.Tensor:
     parameters.requires_grad_(True)
     optimizer = torch.optim.Adam([parameters], lr=lr)
     for epoch in range(epochs):
         for batch in batches(epoch):
             optimizer.zero_grad()
-            loss = loss_of(batch) + l2 * (parameters ** 2).sum()
+            loss = loss_of(batch) + (l2 * parameters ** 2).sum()
             loss.backward()
             optimizer.step()
         on_epoch(epoch + 1)
@@ -99,37 +108,71 @@ def _minibatches(items: list, seed: int) -> Callable[[int], list]:
 
 
 def fit_weights(examples: list[Example], names: list[str], l2: float, seed: int = 0,
-                on_epoch: Callable[[int], None] = lambda e: None) -> torch.Tensor:
-    """Feature weights: softmax over each answerable question's candidates, target its best ones."""
+                on_epoch: Callable[[int], None] = lambda e: None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Feature weights and the lexicon: softmax over each answerable question's candidates,
+    target its best ones."""
     usable = [e for e in examples if e.answerable and max(e.f1) > 0]
+    vocabulary = lexical_vocabulary(usable)
     widest = max(len(e.rows) for e in usable)
     features = torch.zeros(len(usable), widest, len(names))
+    lexical = torch.full((len(usable), widest, max(1, max_lexical(usable))), len(vocabulary), dtype=torch.long)
     target = torch.zeros(len(usable), widest)
     present = torch.zeros(len(usable), widest, dtype=torch.bool)
     for q, example in enumerate(usable):  # padded to the widest question; `present` masks the padding
         f1 = torch.tensor(example.f1)
         features[q, :len(f1)] = feature_matrix(example, names)
+        for k, strings in enumerate(example.lexical):
+            ids = [vocabulary[s] for s in strings if s in vocabulary]
+            lexical[q, k, :len(ids)] = torch.tensor(ids, dtype=torch.long)
         target[q, :len(f1)] = (f1 == f1.max()).float() / (f1 == f1.max()).sum()
         present[q, :len(f1)] = True
 
     def loss_of(batch):
         rows = torch.tensor(batch)
-        logits = (features[rows] @ weights).masked_fill(~present[rows], float("-inf"))
+        weights = parameters[:len(names)]
+        lexicon = torch.cat([parameters[len(names):] * LEXICAL_STEP, torch.zeros(1)])  # the last: padding, weight 0
+        logits = features[rows] @ weights + lexicon[lexical[rows]].sum(-1)
+        logits = logits.masked_fill(~present[rows], float("-inf"))
         log_shares = torch.where(present[rows], torch.log_softmax(logits, 1), 0.0)
         return -(target[rows] * log_shares).sum(1).mean()
 
-    weights = torch.zeros(len(names))
-    return _adam(weights, _minibatches(list(range(len(usable))), seed), loss_of, l2, on_epoch=on_epoch)
+    parameters = torch.zeros(len(names) + len(vocabulary))
+    l2s = torch.cat([torch.full((len(names),), l2), torch.full((len(vocabulary),), LEXICAL_L2)])
+    parameters = _adam(parameters, _minibatches(list(range(len(usable))), seed), loss_of, l2s, on_epoch=on_epoch)
+    lexicon = {feature: round(float(parameters[len(names) + k] * LEXICAL_STEP), 4) for feature, k in vocabulary.items()}
+    return parameters[:len(names)], {feature: w for feature, w in sorted(lexicon.items()) if w}
 
 
-def ranking(example: Example, weights: torch.Tensor, names: list[str], max_candidates: int) -> tuple[int, list[float]]:
+def lexical_vocabulary(examples: list[Example]) -> dict[str, int]:
+    """The lexical features of at least MIN_QUESTIONS examples, numbered."""
+    counts: dict[str, int] = {}
+    for example in examples:
+        for feature in {s for strings in example.lexical for s in strings}:
+            counts[feature] = counts.get(feature, 0) + 1
+    return {feature: k for k, feature in enumerate(sorted(f for f, n in counts.items() if n >= MIN_QUESTIONS))}
+
+
+def max_lexical(examples: list[Example]) -> int:
+    return max((len(strings) for e in examples for strings in e.lexical), default=0)
+
+
+def lexical_scores(example: Example, lexicon: dict[str, float]) -> torch.Tensor:
+    """Each candidate's sum of lexicon weights (SpanSelector.combine's second half)."""
+    if not lexicon or not example.lexical:
+        return torch.zeros(len(example.rows))
+    return torch.tensor([sum(lexicon.get(s, 0.0) for s in strings) for strings in example.lexical])
+
+
+def ranking(example: Example, weights: torch.Tensor, names: list[str], max_candidates: int,
+            lexicon: dict[str, float] | None = None) -> tuple[int, list[float]]:
     """As SpanSelector.candidates + choose: shortlist by every feature but the likelihood, then
     the best. Returns the chosen candidate and the shortlist's combined scores, the chosen first."""
     features = feature_matrix(example, names)
+    lexical = lexical_scores(example, lexicon or {})
     prior = features.clone()
     prior[:, [k for k, name in enumerate(names) if name in MODEL_FEATURES]] = 0
-    listed = shortlist((prior @ weights).tolist(), max_candidates)
-    combined = (features[listed] @ weights).tolist()
+    listed = shortlist((prior @ weights + lexical).tolist(), max_candidates)
+    combined = (features[listed] @ weights + lexical[listed]).tolist()
     best = best_first(combined)[0]
     return listed[best], [combined[best]] + [s for k, s in enumerate(combined) if k != best]
 
@@ -137,7 +180,7 @@ def ranking(example: Example, weights: torch.Tensor, names: list[str], max_candi
 def predict(examples: list[Example], fitted: Fitted, max_candidates: int) -> list[Prediction]:
     predictions = []
     for example in examples:
-        chosen, scores = ranking(example, fitted.weights, fitted.names, max_candidates)
+        chosen, scores = ranking(example, fitted.weights, fitted.names, max_candidates, fitted.lexicon)
         share = softmax_share(scores, 0, fitted.temperature)
         inputs = answerability_features(example.rows[chosen], scores, share, example.context)
         predictions.append(Prediction(example, chosen, scores, inputs))
@@ -204,7 +247,8 @@ def fit(examples: list[Example], names: list[str], l2: float, max_candidates: in
         on_epoch: Callable[[int], None] = lambda e: None) -> Fitted:
     """Weights, temperature, and (when there are unanswerable examples) the answerability model
     and its threshold."""
-    fitted = Fitted(names, fit_weights(examples, names, l2, seed, on_epoch))
+    weights, lexicon = fit_weights(examples, names, l2, seed, on_epoch)
+    fitted = Fitted(names, weights, lexicon=lexicon)
     predictions = predict(examples, fitted, max_candidates)
     fitted.temperature = fit_temperature(predictions)
     if any(not e.answerable for e in examples) and any(e.answerable for e in examples):
@@ -242,10 +286,11 @@ def cross_validate(examples: list[Example], names: list[str], l2: float, max_can
 
 def write_weights(path: Path, fitted: Fitted, all_names: list[str], provenance: dict) -> None:
     """The weights file selection.read_weights reads: weights by feature name (0 for those not
-    fitted), the temperature, the answerability model, and how they were fitted."""
+    fitted), the lexicon, the temperature, the answerability model, and how they were fitted."""
     weights = dict(zip(fitted.names, fitted.weights.tolist()))
-    document = {"format": "nlpipe.SelectorWeights.v2",
+    document = {"format": "nlpipe.SelectorWeights.v3",
                 "weights": {name: round(weights.get(name, 0.0), 4) for name in all_names},
+                "lexicon": fitted.lexicon,
                 "temperature": fitted.temperature,
                 "answerability": {"weights": fitted.answerability, "threshold": fitted.threshold},
                 "provenance": provenance}
@@ -289,5 +334,7 @@ def provenance(files: list[Path], examples: list[Example], cross_validation: lis
                                    "unanswerable_questions)") if made_unanswerable else "the data's own",
         "model": model, "reader": reader, "every_nth_paragraph": every, "l2": l2,
         "objective": "softmax over each answerable question's candidates, target its best-F1 candidates; "
+                     f"lexicon: a weight per lexical feature of at least {MIN_QUESTIONS} answerable questions "
+                     f"(L2 {LEXICAL_L2}); "
                      "answerability: class-balanced logistic regression; threshold: best balanced SQuAD 2.0 F1",
         "cross_validation": cross_validation}

@@ -93,7 +93,7 @@ def without_reader(selector: SpanSelector, llm: Llama) -> SpanSelector:
     return SpanSelector(selector.max_sentences, selector.max_candidates, {**fallback["weights"], **selector.overrides},
                         fallback["temperature"], fallback["answerability"]["weights"],
                         None if selector.threshold is None else fallback["answerability"]["threshold"],
-                        NO_READER_WEIGHTS_FILE, selector.overrides)
+                        NO_READER_WEIGHTS_FILE, selector.overrides, fallback["lexicon"])
 
 
 def model_identity(path) -> str:

@@ -6,7 +6,7 @@ but the likelihood), so that a fit sees candidates production's shortlist might 
 fitting.ranking replays production's choice among them.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from spacy.language import Language
@@ -16,6 +16,7 @@ from ..llm.engine import Failure
 from ..metrics import scores
 from ..squad import SquadParagraph
 from .llama_qa import LlamaQA
+from .lexical import lexical_features
 from .selection import candidate_features, question_context
 
 
@@ -33,6 +34,7 @@ class Example:
     context: dict  # the question-level inputs of answerability (selection.question_context)
     f1: list[float]  # each candidate's F1 against the references (0 for all if unanswerable)
     exact: list[float]
+    lexical: list[list[str]] = field(default_factory=list)  # each candidate's lexical features (lexical.py)
 
     @property
     def answerable(self) -> bool:
@@ -89,4 +91,4 @@ def _example(qid: str, article: str, references: list[str], asked, candidates, r
     rated = [scores(text, references) if references else (0.0, 0.0) for text in texts]
     return Example(qid, article, asked.question.text, asked.question.qtype, references, texts, rows,
                    question_context(asked.question, asked.doc, asked.ranked, reading), [f1 for _, f1 in rated],
-                   [em for em, _ in rated])
+                   [em for em, _ in rated], [lexical_features(asked.question, span) for span in candidates])

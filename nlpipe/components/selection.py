@@ -6,10 +6,13 @@ weighted sum: what the trained reader (reading.Reader, one pass of the model ove
 document) makes of it, the model's likelihood of giving it as the answer, whether its type is the
 one the question asks for, and where it sits relative to the question's words in the text and in
 the dependency parse: the reader knows what the model read, the spaCy features what the parse
-says, and together they beat either alone (README, "How good are the answers"). A softmax over the scores (with a temperature fitted so that confidence matches
-how often the answer is right) gives the confidence of the chosen span. Whether to answer at all
-is a separate, absolute decision: a logistic regression on question-level inputs (how much of
-the question the text says, how clearly the best candidate wins) against a fitted threshold.
+says, and together they beat either alone (README, "How good are the answers"). The fitted
+lexicon (lexical.py) adds a weight for each conjunction of the question's type with the
+candidate's labels and its dependency path to the question's words. A softmax over the scores
+(with a temperature fitted so that confidence matches how often the answer is right) gives the
+confidence of the chosen span. Whether to answer at all is a separate, absolute decision: a
+logistic regression on question-level inputs (how much of the question the text says, how
+clearly the best candidate wins) against a fitted threshold.
 The default weights live in weights/span_selector.v3.json with their provenance, written by
 `nlpipe fit` (nlpipe.components.fitting) and checked by article-level cross-validation
 (benchmarks/cross_article.py).
@@ -32,6 +35,7 @@ from ..errors import ConfigError, Errors
 from ..files import read_small_file
 from ..llm.reader import UNREAD
 from ..metrics import normalize_answer, word_f1
+from .lexical import lexical_features
 from .questions import QuestionAnalysis, is_content, lemma_of, question_words, words_of
 
 # Question types whose answer is rarely a span of the text: their reply is kept as generated.
@@ -96,7 +100,7 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS_FILE = "span_selector.v3.json"  # fitted with the shipped reader's features
 # Fitted without a reader: for a model the shipped reader was not trained for (llama_qa.selector_for_model).
 NO_READER_WEIGHTS_FILE = "span_selector.v2.json"
-WEIGHTS_FORMATS = ("nlpipe.SelectorWeights.v1", "nlpipe.SelectorWeights.v2")
+WEIGHTS_FORMATS = ("nlpipe.SelectorWeights.v1", "nlpipe.SelectorWeights.v2", "nlpipe.SelectorWeights.v3")
 
 
 def candidate_spans(evidence: list[Span]) -> list[Span]:
@@ -165,9 +169,10 @@ class Choice:
 
 def read_weights(name_or_path: str | Path) -> dict:
     """A weights file: a path, or the name of one shipped in nlpipe/components/weights. Holds
-    {"format", "weights", "temperature", "answerability", "provenance"} as fitting.write_weights
-    writes it. "answerability" ({"weights", "threshold"}) is absent from v1 files: without it a
-    question is always answered."""
+    {"format", "weights", "lexicon", "temperature", "answerability", "provenance"} as
+    fitting.write_weights writes it. "answerability" ({"weights", "threshold"}) is absent from v1
+    files: without it a question is always answered; "lexicon" (lexical feature → weight, see
+    lexical.py) from v1 and v2 files: no lexical feature counts."""
     path = Path(name_or_path)
     if not path.is_file() and (WEIGHTS_DIR / path.name).is_file() and path.name == str(name_or_path):
         path = WEIGHTS_DIR / path.name
@@ -178,7 +183,8 @@ def read_weights(name_or_path: str | Path) -> dict:
         answerability = data.get("answerability") or {"weights": {}, "threshold": None}
         # A feature the file does not name is one it was fitted without: weight 0, not the default's.
         weights = {**dict.fromkeys(FEATURES, 0.0), **_numbers(data["weights"])}
-        return {**data, "weights": weights, "temperature": float(data["temperature"]),
+        return {**data, "weights": weights, "lexicon": _numbers(data.get("lexicon") or {}),
+                "temperature": float(data["temperature"]),
                 "answerability": {"weights": _numbers(answerability["weights"]),
                                   "threshold": _probability(answerability["threshold"])}}
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
@@ -203,7 +209,8 @@ DEFAULT_TEMPERATURE: float = SHIPPED["temperature"]
 
 
 class SpanSelector:
-    """Scores candidates by weighted features (`weights`, see FEATURES), takes the best, and
+    """Scores candidates by weighted features (`weights`, see FEATURES) plus the weights of their
+    lexical features (`lexicon`, see lexical.py), takes the best, and
     answers at all only if the answerability model (`answerability`, see
     ANSWERABILITY_FEATURES, a logistic regression) gives the question at least `threshold`
     probability of being answerable; `threshold` None answers every question."""
@@ -211,13 +218,14 @@ class SpanSelector:
     def __init__(self, max_sentences: int = 8, max_candidates: int = 12, weights: Dict[str, float] | None = None,
                  temperature: float = DEFAULT_TEMPERATURE, answerability: Dict[str, float] | None = None,
                  threshold: float | None = None, weights_file: str | None = None,
-                 overrides: Dict[str, float] | None = None):
+                 overrides: Dict[str, float] | None = None, lexicon: Dict[str, float] | None = None):
         self.max_sentences = max_sentences
         # Where the weights came from, and the single weights set over them (llama_qa.selector_for_model).
         self.weights_file = weights_file
         self.overrides = dict(overrides or {})
         self.max_candidates = max_candidates
         self.weights = {**DEFAULT_WEIGHTS, **_known(weights or {}, FEATURES, "weights")}
+        self.lexicon = dict(lexicon or {})
         if not temperature > 0:
             raise ConfigError(Errors.E084.format(section="selector", key="temperature",
                                                  message=f"must be > 0, not {temperature}"))
@@ -263,12 +271,18 @@ class SpanSelector:
         unique = self.all_candidates(ranked, question)
         if len(unique) <= limit:
             return unique
-        prior = [self.combine(row) for row in candidate_features(question, unique, ranked[:self.max_sentences],
-                                                                 reading=reading)]
+        rows = candidate_features(question, unique, ranked[:self.max_sentences], reading=reading)
+        prior = [self.combine(row, lexical) for row, lexical in zip(rows, self.lexical(question, unique))]
         return [unique[i] for i in shortlist(prior, limit)]
 
-    def combine(self, features: dict) -> float:
-        return sum(self.weights[name] * value for name, value in features.items())
+    def combine(self, features: dict, lexical: list[str] = ()) -> float:
+        """A candidate's score: its weighted features plus the weights of its lexical features."""
+        return sum(self.weights[name] * value for name, value in features.items()) + \
+            sum(self.lexicon.get(feature, 0.0) for feature in lexical)
+
+    def lexical(self, question: QuestionAnalysis, spans: list[Span]) -> list[list[str]]:
+        """Each span's lexical features; none where the weights have no lexicon."""
+        return [lexical_features(question, span) if self.lexicon else [] for span in spans]
 
     def choose(self, question: QuestionAnalysis, candidates: list[Span], ranked: list[tuple[Span, float]],
                scores, reply_offsets: tuple[int, int] | None = None, core: str = "", top_k: int = 1,
@@ -280,7 +294,7 @@ class SpanSelector:
             return Choice(None if question.qtype in FREE_FORM_TYPES else reply_offsets, None)
         features = candidate_features(question, candidates, ranked[:self.max_sentences], scores, reply_offsets, core,
                                       reading)
-        combined = [self.combine(row) for row in features]
+        combined = [self.combine(row, lexical) for row, lexical in zip(features, self.lexical(question, candidates))]
         order = best_first(combined)
         shares = [softmax_share(combined, i, self.temperature) for i in range(len(candidates))]
         best = order[0]
@@ -501,4 +515,4 @@ def make_span_selector(max_sentences: PositiveInt = 8, max_candidates: PositiveI
     threshold = (no_answer_threshold if no_answer_threshold is not None else model["threshold"]) \
         if answerability else None
     return SpanSelector(max_sentences, max_candidates, {**fitted["weights"], **weights}, fitted["temperature"],
-                        model["weights"], threshold, weights_file, weights)
+                        model["weights"], threshold, weights_file, weights, fitted["lexicon"])

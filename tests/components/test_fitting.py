@@ -42,7 +42,7 @@ def synthetic(n_questions: int, seed: int = 0, article: str = "A", unanswerable:
 
 
 def test_fit_puts_the_weight_on_the_feature_that_marks_the_answer():
-    weights = fit_weights(synthetic(40), NAMES, l2=0.01)
+    weights, _ = fit_weights(synthetic(40), NAMES, l2=0.01)
     assert weights[1] > 1.0 and weights[1] > abs(weights[0]) + abs(weights[2])
     chosen, scores = ranking(synthetic(1, seed=5)[0], weights, NAMES, max_candidates=3)
     assert chosen == 0 and scores[0] == max(scores)
@@ -90,7 +90,7 @@ def test_one_article_is_cross_validated_in_random_folds():
 
 def test_temperature_fits_on_predictions():
     examples = synthetic(20)
-    fitted = Fitted(NAMES, fit_weights(examples, NAMES, l2=0.01))
+    fitted = Fitted(NAMES, fit_weights(examples, NAMES, l2=0.01)[0])
     temperature = fit_temperature(predict(examples, fitted, 5))
     assert 0.2 <= temperature <= 3.0
 
@@ -129,24 +129,91 @@ def test_pipelines_qa_cfg_uses_the_package_defaults():
 
 
 
+TOWER = ("The Eiffel Tower in Paris was designed by Gustave Eiffel's company and opened in March 1889 "
+         "for the World's Fair. It is 330 metres tall, and about seven million people visit it each year.")
+TOWER_QUESTIONS = ["Who designed the tower?", "When did it open?", "How tall is it?", "How many people visit it?"]
+
+
+def recorded_and_answered(nlp) -> tuple[dict, dict]:
+    from nlpipe.components.recording import record
+    from nlpipe.squad import SquadParagraph
+
+    paragraph = SquadParagraph(TOWER, [(str(i), q, ["x"]) for i, q in enumerate(TOWER_QUESTIONS)], "Tower")
+    examples = {e.question: e for e in record(nlp, [paragraph])}
+    doc = nlp.make_doc(TOWER)
+    doc._.questions = TOWER_QUESTIONS
+    return examples, {a["question"]: a["text"] for a in nlp(doc)._.answers}
+
+
+def assert_replayed(nlp, examples: dict, answers: dict) -> None:
+    from nlpipe.components.recording import qa_component
+
+    qa = qa_component(nlp)
+    names = list(FEATURES)
+    weights = torch.tensor([qa.selector.weights[name] for name in names])
+    assert examples
+    for question, example in examples.items():
+        chosen, _ = ranking(example, weights, names, qa.selector.max_candidates, qa.selector.lexicon)
+        assert example.texts[chosen] == answers[question], question
+
+
 def test_fitting_replays_the_span_the_selector_answers_with(qa_nlp):
     """One ranking rule: fitting.ranking, on the candidates and features recorded from the
     pipeline, chooses the span the pipeline itself answers with."""
-    from nlpipe.components.recording import qa_component, record
-    from nlpipe.squad import SquadParagraph
+    assert_replayed(qa_nlp, *recorded_and_answered(qa_nlp))
 
-    qa = qa_component(qa_nlp)
-    context = ("The Eiffel Tower in Paris was designed by Gustave Eiffel's company and opened in March 1889 "
-               "for the World's Fair. It is 330 metres tall, and about seven million people visit it each year.")
-    questions = ["Who designed the tower?", "When did it open?", "How tall is it?", "How many people visit it?"]
-    paragraph = SquadParagraph(context, [(str(i), q, ["x"]) for i, q in enumerate(questions)], "Tower")
-    examples = {e.question: e for e in record(qa_nlp, [paragraph])}
-    names = list(FEATURES)
-    weights = torch.tensor([qa.selector.weights[name] for name in names])
-    doc = qa_nlp.make_doc(context)
-    doc._.questions = questions
-    answers = {a["question"]: a["text"] for a in qa_nlp(doc)._.answers}
-    assert examples
-    for question, example in examples.items():
-        chosen, _ = ranking(example, weights, names, qa.selector.max_candidates)
-        assert example.texts[chosen] == answers[question], question
+
+def test_fitting_replays_the_selector_with_a_lexicon(qa_nlp, qa_overrides, tmp_path):
+    """The lexicon counts alike in both: every lexical feature of the recorded candidates gets a
+    large random weight, so the choices turn on it (some answers change), and still match."""
+    from nlpipe.config import build_pipeline, load_config
+
+    from ..conftest import REPO
+
+    examples, plain_answers = recorded_and_answered(qa_nlp)
+    features = sorted({f for e in examples.values() for strings in e.lexical for f in strings})
+    generator = torch.Generator().manual_seed(0)
+    lexicon = dict(zip(features, (torch.randn(len(features), generator=generator) * 5).tolist()))
+    shipped = read_weights("span_selector.v2.json")  # without reader features: the tiny model has no reader
+    path = tmp_path / "weights.json"
+    write_weights(path, Fitted(list(FEATURES), torch.tensor([shipped["weights"][n] for n in FEATURES]),
+                               shipped["temperature"], lexicon=lexicon), list(FEATURES), {})
+    nlp = build_pipeline(load_config(REPO / "pipelines" / "qa.cfg", {
+        **qa_overrides, "components.llama_qa.selector.weights_file": str(path)}))
+    examples, answers = recorded_and_answered(nlp)
+    assert answers != plain_answers
+    assert_replayed(nlp, examples, answers)
+
+
+def lexical_examples(n_questions: int, seed: int = 0) -> list[Example]:
+    """Questions whose right candidate is told only by a lexical feature (its dense features
+    are noise); one feature marks a single question's right candidate, too rare to weigh."""
+    examples = synthetic(n_questions, seed)
+    for q, example in enumerate(examples):
+        right = example.f1.index(1.0)
+        for row in example.rows:
+            row["near"] = 0.0
+        example.lexical = [["dep=dobj|q=what" if k == right else "dep=nsubj|q=what"]
+                           + (["root=once|q=what"] if q == 0 and k == right else []) for k in range(len(example.rows))]
+    return examples
+
+
+def test_the_lexicon_weighs_the_lexical_feature_that_marks_the_answer():
+    weights, lexicon = fit_weights(lexical_examples(40), NAMES, l2=0.01)
+    assert lexicon["dep=dobj|q=what"] > lexicon["dep=nsubj|q=what"] + 1.0
+    assert "root=once|q=what" not in lexicon  # in fewer than MIN_QUESTIONS questions
+    held_out = lexical_examples(10, seed=7)
+    assert [ranking(e, weights, NAMES, 5, lexicon)[0] for e in held_out] == [e.f1.index(1.0) for e in held_out]
+    assert [ranking(e, weights, NAMES, 5)[0] for e in held_out] != [e.f1.index(1.0) for e in held_out]
+
+
+def test_a_weights_file_carries_its_lexicon_to_the_selector(tmp_path):
+    path = tmp_path / "weights.json"
+    write_weights(path, Fitted(NAMES, torch.tensor([0.0, 1.0, 0.0]), lexicon={"dep=dobj|q=what": 2.5}),
+                  list(FEATURES), {})
+    assert json.loads(path.read_text())["format"] == "nlpipe.SelectorWeights.v3"
+    selector = make_span_selector(weights_file=str(path))
+    assert selector.lexicon == {"dep=dobj|q=what": 2.5}
+    row = dict.fromkeys(FEATURES, 0.0) | {"near": 1.0}
+    assert selector.combine(row, ["dep=dobj|q=what", "dep=nsubj|q=what"]) == pytest.approx(3.5)
+    assert make_span_selector(weights_file="span_selector.v2.json").lexicon == {}

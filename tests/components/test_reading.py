@@ -238,5 +238,5 @@ def test_fitting_replays_the_span_grounded_mode_answers_with_the_reader(trained,
     answers = {a["question"]: a["text"] for a in ask(nlp, context, questions)}
     weights = torch.tensor([qa.selector.weights[name] for name in FEATURES])
     for question, example in examples.items():
-        best, _ = ranking(example, weights, list(FEATURES), qa.selector.max_candidates)
+        best, _ = ranking(example, weights, list(FEATURES), qa.selector.max_candidates, qa.selector.lexicon)
         assert example.texts[best] == answers[question], question
