@@ -200,7 +200,7 @@ def lexical_examples(n_questions: int, seed: int = 0) -> list[Example]:
 
 def test_the_lexicon_weighs_the_lexical_feature_that_marks_the_answer():
     weights, lexicon = fit_weights(lexical_examples(40), NAMES, l2=0.01)
-    assert lexicon["dep=dobj|q=what"] > lexicon["dep=nsubj|q=what"] + 1.0
+    assert lexicon["dep=dobj|q=what"] > lexicon["dep=nsubj|q=what"] + 0.5
     assert "root=once|q=what" not in lexicon  # in fewer than MIN_QUESTIONS questions
     held_out = lexical_examples(10, seed=7)
     assert [ranking(e, weights, NAMES, 5, lexicon)[0] for e in held_out] == [e.f1.index(1.0) for e in held_out]
