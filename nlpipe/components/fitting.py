@@ -2,8 +2,9 @@
 lexicon, the confidence's softmax temperature, and the answerability model with its threshold.
 
 The weights and the lexicon (a weight per lexical feature, lexical.py) are those of a softmax
-over each answerable question's candidates whose target is its best candidates; the answerability model is a logistic regression on the question-level
-inputs of selection.answerability_features, with the two classes weighted equally; the
+over each answerable question's candidates whose target is its best candidates; the
+answerability model is a logistic regression on the question-level inputs of
+selection.answerability_features, with the two classes weighted equally; the
 threshold is the one that maximises SQuAD 2.0 F1 (an abstention is right exactly when the
 question has no answer). All are trained by mini-batch gradient descent (Adam, L2), seeded.
 Every choice is replayed as production makes it (fitting.ranking mirrors SpanSelector).
@@ -22,6 +23,7 @@ import torch
 
 from ..about import __version__
 from ..training.examples import deal_folds
+from .lexical import lexicon_score
 from .recording import Example
 from .selection import (ANSWERABILITY_FEATURES, FEATURES, MODEL_FEATURES, REPLY_FEATURES, answerability_features,
                         answerable_probability, best_first, shortlist, softmax_share)
@@ -160,7 +162,7 @@ def lexical_scores(example: Example, lexicon: dict[str, float]) -> torch.Tensor:
     """Each candidate's sum of lexicon weights (SpanSelector.combine's second half)."""
     if not lexicon or not example.lexical:
         return torch.zeros(len(example.rows))
-    return torch.tensor([sum(lexicon.get(s, 0.0) for s in strings) for strings in example.lexical])
+    return torch.tensor([lexicon_score(lexicon, strings) for strings in example.lexical])
 
 
 def ranking(example: Example, weights: torch.Tensor, names: list[str], max_candidates: int,

@@ -59,13 +59,24 @@ def _path_to_question(question: QuestionAnalysis, span: Span) -> str:
 def _path(a: Token, b: Token) -> tuple[int, str] | None:
     """(edges, labels) from `a` up to the lowest common head of `a` and `b` ("^"), then down to
     `b` (">"); None beyond MAX_PATH edges."""
+    climbs = tree_climbs(a, b)
+    if climbs is None or len(climbs[0]) + len(climbs[1]) > MAX_PATH:
+        return None
+    up, down = climbs
+    return len(up) + len(down), "^".join(t.dep_ for t in up) + "|" + ">".join(t.dep_ for t in reversed(down))
+
+
+def tree_climbs(a: Token, b: Token) -> tuple[list[Token], list[Token]] | None:
+    """The tokens from `a` and from `b` up to (not including) their lowest common head in the
+    dependency tree; None when they share none (different sentences)."""
     up_a, up_b = [a, *a.ancestors], [b, *b.ancestors]
     depth_b = {t.i: depth for depth, t in enumerate(up_b)}
     for depth_a, t in enumerate(up_a):
         if t.i in depth_b:
-            edges = depth_a + depth_b[t.i]
-            if edges > MAX_PATH:
-                return None
-            up = "^".join(x.dep_ for x in up_a[:depth_a])
-            return edges, up + "|" + ">".join(x.dep_ for x in reversed(up_b[:depth_b[t.i]]))
+            return up_a[:depth_a], up_b[:depth_b[t.i]]
     return None
+
+
+def lexicon_score(lexicon: dict[str, float], features: list[str]) -> float:
+    """The sum of the lexicon's weights of a candidate's lexical features (unknown ones weigh 0)."""
+    return sum(lexicon.get(feature, 0.0) for feature in features)

@@ -35,7 +35,7 @@ from ..errors import ConfigError, Errors
 from ..files import read_small_file
 from ..llm.reader import UNREAD
 from ..metrics import normalize_answer, word_f1
-from .lexical import lexical_features
+from .lexical import lexical_features, lexicon_score, tree_climbs
 from .questions import QuestionAnalysis, is_content, lemma_of, question_words, words_of
 
 # Question types whose answer is rarely a span of the text: their reply is kept as generated.
@@ -278,7 +278,7 @@ class SpanSelector:
     def combine(self, features: dict, lexical: list[str] = ()) -> float:
         """A candidate's score: its weighted features plus the weights of its lexical features."""
         return sum(self.weights[name] * value for name, value in features.items()) + \
-            sum(self.lexicon.get(feature, 0.0) for feature in lexical)
+            lexicon_score(self.lexicon, lexical)
 
     def lexical(self, question: QuestionAnalysis, spans: list[Span]) -> list[list[str]]:
         """Each span's lexical features; none where the weights have no lexicon."""
@@ -473,12 +473,8 @@ def _token_distance(span: Span, token: Token) -> int:
 
 def _tree_distance(a: Token, b: Token) -> int:
     """Edges between two tokens of one sentence in the dependency tree."""
-    a_path = [a, *a.ancestors]
-    depth_in_a = {t.i: depth for depth, t in enumerate(a_path)}
-    for depth, t in enumerate([b, *b.ancestors]):
-        if t.i in depth_in_a:
-            return depth_in_a[t.i] + depth
-    return 20
+    climbs = tree_climbs(a, b)
+    return 20 if climbs is None else len(climbs[0]) + len(climbs[1])
 
 
 @registry.misc("nlpipe.SpanSelector.v1")
