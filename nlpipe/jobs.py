@@ -19,7 +19,8 @@ from spacy.vocab import Vocab
 
 from . import config as configs
 from . import runner
-from .components.fitting import FITTED_FEATURES, cross_validate, fit, provenance, summarise, write_weights
+from .components.fitting import (FITTED_FEATURES, check_writable, cross_validate, fit, provenance, summarise,
+                                 write_weights)
 from .components.recording import qa_component, record
 from .components.selection import FEATURES, READER_FEATURES
 from .errors import ConfigError, Errors, InputError, NlpipeError, NlpipeWarning, first_line
@@ -170,6 +171,7 @@ def fit_selector(squad_files: list, output, job: Job, *, model: str | None = Non
     """`nlpipe fit`: record every question's candidates with the job's pipeline (its model, or
     `model`), cross-validate by article, fit on everything and write the weights file `output`.
     `read`: fit the trained reader's features too (None: when the reader fits the model)."""
+    check_writable(Path(output))
     if model:
         names = configs.qa_component_names(job.config)
         job = load_job(job.source, {**job.overrides, **{f"components.{name}.model.path": model for name in names}})

@@ -573,6 +573,15 @@ def test_fit_problems_are_one_line(runner, tmp_path):
     assert not (tmp_path / "w.json").exists()
 
 
+def test_fit_refuses_an_output_it_could_not_write_before_recording(runner, tmp_path):
+    data = tmp_path / "mine.json"
+    data.write_text(json.dumps(TWO_ARTICLES), encoding="utf-8")
+    result = runner.invoke(main, ["fit", str(data), "--output", str(tmp_path / "missing" / "w.json")])
+    assert result.exit_code == 2 and "E023" in result.stderr and "Traceback" not in result.stderr
+    # Refused before the (default) model is loaded: nothing recorded, nothing lost.
+    assert "Loading model" not in result.stderr
+
+
 def test_ask_top_k_lists_the_best_distinct_spans(runner, override_args):
     text = "The Eiffel Tower is in Paris. It opened in 1889. Gustave Eiffel's company built it."
     result = runner.invoke(main, ["ask", QA_CFG, "Where is the tower?", "--text", text, "--top-k", "3",

@@ -14,6 +14,7 @@ import datetime
 import hashlib
 import json
 import math
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Callable
 import torch
 
 from ..about import __version__
+from ..errors import Errors, InputError
 from ..training.examples import deal_folds
 from .lexical import lexicon_score
 from .recording import Example
@@ -286,9 +288,27 @@ def cross_validate(examples: list[Example], names: list[str], l2: float, max_can
     return held_out
 
 
+def check_writable(path: Path) -> None:
+    """InputError E023 unless the weights file `path` can be written: checked before the
+    recording (an hour on the pool), which a failure at its end would throw away."""
+    staging = _staging(path)
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(21, "it is a folder")
+        staging.touch()
+        staging.unlink()
+    except OSError as err:
+        raise InputError(Errors.E023.format(path=path, reason=err.strerror or err)) from None
+
+
+def _staging(path: Path) -> Path:
+    return path.with_name(f".{path.name}.writing")
+
+
 def write_weights(path: Path, fitted: Fitted, all_names: list[str], provenance: dict) -> None:
     """The weights file selection.read_weights reads: weights by feature name (0 for those not
-    fitted), the lexicon, the temperature, the answerability model, and how they were fitted."""
+    fitted), the lexicon, the temperature, the answerability model, and how they were fitted.
+    Written beside `path`, then moved into place: an interrupted write leaves the old file."""
     weights = dict(zip(fitted.names, fitted.weights.tolist()))
     document = {"format": "nlpipe.SelectorWeights.v3",
                 "weights": {name: round(weights.get(name, 0.0), 4) for name in all_names},
@@ -296,7 +316,9 @@ def write_weights(path: Path, fitted: Fitted, all_names: list[str], provenance: 
                 "temperature": fitted.temperature,
                 "answerability": {"weights": fitted.answerability, "threshold": fitted.threshold},
                 "provenance": provenance}
-    Path(path).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    staging = _staging(Path(path))
+    staging.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    os.replace(staging, path)
 
 
 def summarise(held_out: dict[str, tuple[list[Prediction], float | None]]) -> list[dict]:

@@ -6,11 +6,11 @@ import json
 import pytest
 import torch
 
-from nlpipe.components.fitting import (Fitted, cross_validate, fit, fit_temperature, fit_weights, folds_of, predict,
-                                       ranking, summarise, write_weights)
+from nlpipe.components.fitting import (Fitted, check_writable, cross_validate, fit, fit_temperature, fit_weights,
+                                       folds_of, predict, ranking, summarise, write_weights)
 from nlpipe.components.recording import Example
 from nlpipe.components.selection import FEATURES, make_span_selector, read_weights
-from nlpipe.errors import ConfigError
+from nlpipe.errors import ConfigError, InputError
 
 NAMES = ["likelihood", "near", "length"]
 CONTEXT = {"sentence_coverage": 1.0, "document_coverage": 1.0, "entity_coverage": 1.0, "missing_words": 0.0,
@@ -107,6 +107,17 @@ def test_a_written_weights_file_is_what_the_selector_reads(tmp_path):
     assert selector.answerability == answerability and selector.threshold == pytest.approx(0.4)
     assert make_span_selector(weights_file=str(path), no_answer_threshold=0.9).threshold == pytest.approx(0.9)
     assert make_span_selector(weights_file=str(path), answerability=False).threshold is None
+    # Written beside the file and moved into place: nothing half-written is left.
+    assert [p.name for p in tmp_path.iterdir()] == ["weights.json"]
+
+
+def test_an_output_that_cannot_be_written_is_refused_up_front(tmp_path):
+    check_writable(tmp_path / "weights.json")
+    assert not list(tmp_path.iterdir())  # the probe leaves nothing
+    with pytest.raises(InputError, match="^E023: .*missing.*No such file"):
+        check_writable(tmp_path / "missing" / "weights.json")
+    with pytest.raises(InputError, match="^E023: .*it is a folder"):
+        check_writable(tmp_path)
 
 
 def test_a_v1_weights_file_answers_every_question():

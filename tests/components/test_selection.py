@@ -65,8 +65,9 @@ def test_registered_and_partial_weights_keep_the_defaults():
 
 def test_the_shipped_weights_file_is_the_one_source_of_the_defaults():
     shipped = json.loads((WEIGHTS_DIR / DEFAULT_WEIGHTS_FILE).read_text())
-    assert shipped["format"] == "nlpipe.SelectorWeights.v2"
+    assert shipped["format"] == "nlpipe.SelectorWeights.v3"
     assert shipped["weights"] == DEFAULT_WEIGHTS and set(shipped["weights"]) == set(FEATURES)
+    assert shipped["lexicon"] and make_span_selector().lexicon == shipped["lexicon"]
     provenance = shipped["provenance"]
     assert provenance["data"][0]["sha256"] and provenance["model"] and provenance["l2"] > 0
     assert make_span_selector().weights == DEFAULT_WEIGHTS
