@@ -37,6 +37,7 @@ from ..llm.reader import UNREAD
 from ..metrics import normalize_answer, word_f1
 from .lexical import lexical_features, lexicon_score, tree_climbs
 from .questions import QuestionAnalysis, is_content, lemma_of, question_words, words_of
+from .units import measure_clash
 
 # Question types whose answer is rarely a span of the text: their reply is kept as generated.
 FREE_FORM_TYPES = ("why", "how", "yes/no")
@@ -249,14 +250,15 @@ class SpanSelector:
 
     def all_candidates(self, ranked: list[tuple[Span, float]], question: QuestionAnalysis) -> list[Span]:
         """Every distinct candidate span of the `max_sentences` best-matching sentences, except
-        those made of the question's own words (they restate it). None for free-form questions."""
+        those made of the question's own words (they restate it) and measures of another kind
+        than the question asks for ("How tall?": not "1.8 hectares"). None for free-form questions."""
         if question.qtype in FREE_FORM_TYPES:
             return []
         asked = question_words(question)
         unique, seen = [], set()
         for span in candidate_spans([sentence for sentence, _ in ranked[:self.max_sentences]]):
             words = set(words_of(span.text))
-            if (span.start, span.end) in seen or not words or words <= asked:
+            if (span.start, span.end) in seen or not words or words <= asked or not measures_as_asked(question, span):
                 continue
             seen.add((span.start, span.end))
             unique.append(span)
@@ -465,6 +467,25 @@ def noun_labels(doc: Doc, noun: str) -> tuple[str, ...]:
         if lemma_of(ent[-1]) == noun or (ent.start > 0 and lemma_of(doc[ent.start - 1]) == noun):
             labels[ent.label_] = True
     return tuple(labels)
+
+
+def measures_as_asked(question: QuestionAnalysis, span: Span) -> bool:
+    """False for a span that cannot answer a measurement question (units.measure_clash): its
+    unit read after a bare number, its label from an entity it overlaps."""
+    return not measure_clash(question.qtype, _measured(span), _entity_label(span))
+
+
+def _entity_label(span: Span) -> str:
+    """The span's label, else that of an entity it overlaps ("20 October" of "20 October 1973")."""
+    return span.label_ or next((ent.label_ for ent in span.doc.ents
+                                if ent.start < span.end and span.start < ent.end), "")
+
+
+def _measured(span: Span) -> str:
+    """The span's text with the unit after it when it ends in a number ("1.8" of "1.8 hectares")."""
+    if span[-1].like_num and span.end < len(span.doc):
+        return span.doc[span.start:span.end + 1].text
+    return span.text
 
 
 def _token_distance(span: Span, token: Token) -> int:

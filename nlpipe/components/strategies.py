@@ -13,7 +13,7 @@ from ..llm.engine import Completion, Failure
 from ..llm.scoring import ContinuationScore
 from .answers import Answer
 from .grounding import find_phrase, ground
-from .selection import FREE_FORM_TYPES, Choice, SpanSelector
+from .selection import FREE_FORM_TYPES, Choice, SpanSelector, measures_as_asked
 from .task import Asked
 
 
@@ -113,19 +113,27 @@ class Grounded:
             return candidates
         return [span, *candidates]
 
-    def _reader_choice(self, reading) -> Choice:
+    def _reader_choice(self, asked: Asked, reading) -> Choice:
         """The reader's own answer, for a question the selector has no candidates for."""
         threshold = self.no_answer_threshold
-        if not reading.spans or (threshold is not None and reading.no_answer >= threshold):
+        spans = [(p, o) for p, o in reading.spans if self._measures_as_asked(asked, o)]
+        if not spans or (threshold is not None and reading.no_answer >= threshold):
             return Choice(None, reading.no_answer, answerable=False)
-        probability, offsets = reading.spans[0]
+        probability, offsets = spans[0]
         return Choice(offsets, probability, math.log(max(probability, 1e-12)),
-                      alternatives=[(o, p) for p, o in reading.spans[:self.top_k]] if self.top_k > 1 else None)
+                      alternatives=[(o, p) for p, o in spans[:self.top_k]] if self.top_k > 1 else None)
+
+    @staticmethod
+    def _measures_as_asked(asked: Asked, offsets: tuple[int, int]) -> bool:
+        """Whether the text at `offsets` may answer the question ("How tall?": not an area)."""
+        span = asked.doc.char_span(*offsets, alignment_mode="expand")
+        return span is None or measures_as_asked(asked.question, span)
 
     def _reply_offsets(self, asked: Asked, reply: Reply | None) -> tuple[int, int] | None:
         if reply is None or reply.failure:
             return None
-        return ground(reply.text, reply.core, asked.doc, asked.evidence, asked.question)
+        offsets = ground(reply.text, reply.core, asked.doc, asked.evidence, asked.question)
+        return offsets if offsets is None or self._measures_as_asked(asked, offsets) else None
 
     def answer(self, asked: Asked, candidates: list[Span], reply: Reply | None,
                scores: list[ContinuationScore] | Failure | None, reading=None) -> Answer:
@@ -142,7 +150,7 @@ class Grounded:
                                           self._reply_offsets(asked, reply), reply.core if reply else "", self.top_k,
                                           reading)
         elif reading is not None:
-            choice = self._reader_choice(reading)
+            choice = self._reader_choice(asked, reading)
         else:
             # No candidates: the reply's span, except for free-form questions, whose reply is an
             # explanation and is given as it is.

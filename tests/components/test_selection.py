@@ -115,6 +115,15 @@ def test_candidates_come_from_the_best_sentences_and_never_restate_the_question(
     assert not any("Cats" in t or "Dogs" in t for t in texts)  # outside the best sentence
 
 
+def test_a_measure_of_another_kind_is_never_a_candidate(en_nlp):
+    text = "The Sydney Opera House covers 1.8 hectares of land. Its highest shell is 67 metres tall."
+    texts = [c.text for c in setup(en_nlp, text, "How tall is it?", SpanSelector(max_candidates=50))[3]]
+    assert "67 metres" in texts or "67" in texts
+    assert not any(t.startswith("1.8") for t in texts)  # an area: not even the bare number
+    texts = [c.text for c in setup(en_nlp, text, "How much land does it cover?", SpanSelector(max_candidates=50))[3]]
+    assert any(t.startswith("1.8") for t in texts)  # "how much" is not a measurement of one kind
+
+
 def test_free_form_questions_have_no_candidates(en_nlp):
     assert setup(en_nlp, "The tower was built for a fair.", "Why was the tower built?")[3] == []
 

@@ -140,3 +140,15 @@ def test_without_candidates_the_reader_answers_or_says_there_is_no_answer(qa):
     assert [a["text"] for a in answer.alternatives] == ["Paris", "1889"]
     abstained = Grounded(qa.selector, no_answer_threshold=0.05).answer(asked, [], None, None, reading)
     assert (abstained.text, abstained.offsets, abstained.answerable, abstained.confidence) == ("", None, False, 0.1)
+
+
+def test_a_measurement_question_never_gets_a_measure_of_another_kind(qa):
+    # The document gives no height: neither the reader's spans nor the reply's ("Paris", "1889")
+    # can say how tall the tower is, so the answer is "no answer".
+    asked = ask(qa, "How tall is the tower?")
+    assert qa.selector.candidates(asked.ranked, asked.question) == []
+    reading = Reading([(0.7, (23, 28)), (0.2, (43, 47))], no_answer=0.1, features={})
+    answer = Grounded(qa.selector, top_k=2).answer(asked, [], None, None, reading)
+    assert (answer.text, answer.offsets, answer.answerable, answer.alternatives) == ("", None, False, [])
+    replied = Grounded(qa.selector).answer(asked, [], reply("It opened in 1889."), None)
+    assert (replied.text, replied.offsets) == ("", None)
