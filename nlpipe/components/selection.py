@@ -482,10 +482,14 @@ def _entity_label(span: Span) -> str:
 
 
 def _measured(span: Span) -> str:
-    """The span's text with the unit after it when it ends in a number ("1.8" of "1.8 hectares")."""
-    if span[-1].like_num and span.end < len(span.doc):
-        return span.doc[span.start:span.end + 1].text
-    return span.text
+    """The span's text with the unit after it when it ends in a number ("1.8" of "1.8 hectares"),
+    and the rate it is part of ("9.81 metres" of "9.81 metres per second")."""
+    doc, end = span.doc, span.end
+    if span[-1].like_num and end < len(doc):
+        end += 1
+    if end + 1 < len(doc) and doc[end].lower_ == "per":
+        end += 2
+    return doc[span.start:end].text
 
 
 def _token_distance(span: Span, token: Token) -> int:

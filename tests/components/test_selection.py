@@ -122,6 +122,10 @@ def test_a_measure_of_another_kind_is_never_a_candidate(en_nlp):
     assert not any(t.startswith("1.8") for t in texts)  # an area: not even the bare number
     texts = [c.text for c in setup(en_nlp, text, "How much land does it cover?", SpanSelector(max_candidates=50))[3]]
     assert any(t.startswith("1.8") for t in texts)  # "how much" is not a measurement of one kind
+    # A length that is part of a rate answers "how fast".
+    texts = [c.text for c in setup(en_nlp, "Objects fall at about 9.81 metres per second squared.",
+                                   "How fast do objects fall?", SpanSelector(max_candidates=50))[3]]
+    assert any("9.81 metres" in t for t in texts)
 
 
 def test_free_form_questions_have_no_candidates(en_nlp):
