@@ -11,6 +11,7 @@ Every choice is replayed as production makes it (fitting.ranking mirrors SpanSel
 """
 
 import datetime
+import errno
 import hashlib
 import json
 import math
@@ -294,7 +295,7 @@ def check_writable(path: Path) -> None:
     staging = _staging(path)
     try:
         if path.is_dir():
-            raise IsADirectoryError(21, "it is a folder")
+            raise IsADirectoryError(errno.EISDIR, "it is a folder")
         staging.touch()
         staging.unlink()
     except OSError as err:

@@ -31,8 +31,8 @@ ASKED_DIMENSIONS = {
     "how long": {"length", "duration"}, "how short": {"length", "duration"},
     "how old": {"duration"}, "how heavy": {"mass"}, "how fast": {"rate", "duration"},
 }
-# Questions answered by a number in the pool's 52 answerable ones of these types (not "how far":
-# "How far west did it extend?" - "Lake Balkhash"; not "how long": "until 1796").
+# Questions whose answer states a number: all 52 answerable ones of these types in the pool do
+# (not "how far": "How far west did it extend?" - "Lake Balkhash"; nor "how long": "until 1796").
 NUMBER_ANSWERED = {"how tall", "how wide", "how deep", "how high", "how heavy", "how fast", "how old"}
 _NUMBER_WORD = re.compile(r"\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|"
                           r"fifty|sixty|seventy|eighty|ninety|hundred|thousand|million|billion|half|dozen)\b")
