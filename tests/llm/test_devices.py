@@ -92,17 +92,11 @@ def test_device_error_exit_code():
     assert DeviceError.exit_code == 2
 
 
-@pytest.mark.parametrize("fast_bf16", [True, False])
-def test_dtype_auto_on_cpu_answers_in_float32(monkeypatch, fast_bf16):
-    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: fast_bf16)
-    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
-
-
 @pytest.mark.parametrize("fast_bf16, expected", [(True, torch.bfloat16), (False, torch.float32)])
-def test_training_features_are_bf16_on_a_cpu_with_native_bf16(monkeypatch, fast_bf16, expected):
+def test_dtype_auto_on_cpu_is_bf16_where_the_cpu_has_native_bf16(monkeypatch, fast_bf16, expected):
     monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: fast_bf16)
-    assert devices.training_dtype("auto", torch.device("cpu")) == expected
-    assert devices.training_dtype("float32", torch.device("cpu")) == torch.float32
+    assert resolve_dtype("auto", torch.device("cpu")) == expected
+    assert resolve_dtype("float32", torch.device("cpu")) == torch.float32
 
 
 def test_fast_bf16_is_read_from_the_cpu(monkeypatch):
