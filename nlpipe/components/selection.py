@@ -37,7 +37,7 @@ from ..llm.reader import UNREAD
 from ..metrics import normalize_answer, word_f1
 from .lexical import lexical_features, lexicon_score, tree_climbs
 from .questions import QuestionAnalysis, is_content, lemma_of, question_words, words_of
-from .units import measure_clash
+from .units import ASKED_DIMENSIONS, measure_clash
 
 # Question types whose answer is rarely a span of the text: their reply is kept as generated.
 FREE_FORM_TYPES = ("why", "how", "yes/no")
@@ -471,8 +471,10 @@ def noun_labels(doc: Doc, noun: str) -> tuple[str, ...]:
 
 def measures_as_asked(question: QuestionAnalysis, span: Span) -> bool:
     """False for a span that cannot answer a measurement question (units.measure_clash): its
-    unit read after a bare number, its label from an entity it overlaps."""
-    return not measure_clash(question.qtype, _measured(span), _entity_label(span))
+    unit read after a bare number, its label from an entity it overlaps. Other questions skip
+    that reading: this runs for every candidate."""
+    return question.qtype not in ASKED_DIMENSIONS or not measure_clash(question.qtype, _measured(span),
+                                                                        _entity_label(span))
 
 
 def _entity_label(span: Span) -> str:
