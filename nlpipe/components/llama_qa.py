@@ -37,7 +37,7 @@ from .task import Asked, QATask, QuestionsError
 DEFAULT_CONFIG = {
     "model": {"@misc": "nlpipe.Llama.v1"},
     "evidence": {"@misc": "nlpipe.EvidenceSelector.v1"},
-    "prompt": {"@misc": "nlpipe.QAPrompt.v1"},
+    "prompt": {"@misc": "nlpipe.QAPrompt.v2"},
     "selector": {"@misc": "nlpipe.SpanSelector.v3"},
     "reader": {"@misc": "nlpipe.Reader.v1"},
     "mode": "grounded",

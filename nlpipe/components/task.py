@@ -75,18 +75,25 @@ class QATask:
         if not questions or not doc.text.strip():
             return []
         analyses = self.analyse(questions)
-        # Room for evidence: the window, less the answer and the prompt around the evidence.
-        rooms = [llm.context_length - llm.max_new_tokens - len(llm.encode_chat(self.prompt.messages(a.text, [])))
-                 for a in analyses]
+        bare = [self.room(a.text, llm, False) for a in analyses]
+        rooms = [self.room(a.text, llm, True) for a in analyses] if self.prompt.examples else bare
+        # The worked examples never crowd out the document: in a window too small for both,
+        # the prompt goes without them.
+        with_examples = min(rooms) >= self.evidence.budget(min(bare))
+        rooms = rooms if with_examples else bare
         index = self.evidence.index(doc, llm.count_tokens, min(rooms))
         ranked = [self.evidence.rank(index, analysis) for analysis in analyses]
         evidence = [self.evidence.fit(index, r, room) for r, room in zip(ranked, rooms)]
         shared = self.evidence.shared(index, evidence, min(rooms))
-        prompts = [llm.encode_chat(self.prompt.messages(a.text, shared if shared is not None else e))
+        prompts = [llm.encode_chat(self.prompt.messages(a.text, shared if shared is not None else e, with_examples))
                    for a, e in zip(analyses, evidence)]
         common = common_prefix(prompts) if len(prompts) > 1 else 0
         return [Asked(doc, i, analysis, ranked[i], evidence[i], Request(prompts[i], common))
                 for i, analysis in enumerate(analyses)]
+
+    def room(self, question: str, llm: Llama, with_examples: bool) -> int:
+        """Evidence tokens the window holds: less the answer and the prompt around the evidence."""
+        return llm.context_length - llm.max_new_tokens - len(llm.encode_chat(self.prompt.messages(question, [], with_examples)))
 
 
 def common_prefix(prompts: list[list[int]]) -> int:

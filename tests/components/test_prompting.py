@@ -3,8 +3,10 @@
 import pytest
 import spacy
 
-from nlpipe.components.prompting import DEFAULT_CONTEXT, DEFAULT_QUESTION, DEFAULT_SYSTEM, QAPrompt, make_qa_prompt
+from nlpipe.components.prompting import (DEFAULT_CONTEXT, DEFAULT_EXAMPLES, DEFAULT_QUESTION, DEFAULT_SYSTEM, QAPrompt,
+                                        make_qa_prompt, make_qa_prompt_v1)
 from nlpipe.config import build_pipeline, load_config
+from nlpipe.errors import ConfigError
 from nlpipe.llm.engine import Completion
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
@@ -56,7 +58,7 @@ def test_the_context_part_comes_first_and_is_shared(evidence):
 
 
 def test_custom_template_and_system(evidence):
-    prompt = make_qa_prompt(system="Be brief.", context_template="C: {context} | E: {entities} | ",
+    prompt = make_qa_prompt_v1(system="Be brief.", context_template="C: {context} | E: {entities} | ",
                             question_template="Q: {question}")
     messages = prompt.messages("When?", evidence[1:])
     assert messages == [{"role": "system", "content": "Be brief."},
@@ -88,4 +90,55 @@ def test_custom_template_through_the_config(qa_overrides):
 
 
 def test_registered():
-    assert spacy.registry.misc.get("nlpipe.QAPrompt.v1") is make_qa_prompt
+    assert spacy.registry.misc.get("nlpipe.QAPrompt.v1") is make_qa_prompt_v1
+    assert spacy.registry.misc.get("nlpipe.QAPrompt.v2") is make_qa_prompt
+
+
+def test_worked_examples_come_before_the_document(evidence):
+    messages = make_qa_prompt().messages("Where is the tower?", evidence)
+    assert [m["role"] for m in messages] == ["system"] + ["user", "assistant"] * len(DEFAULT_EXAMPLES) + ["user"]
+    for (context, question, answer), (asked, replied) in zip(DEFAULT_EXAMPLES, zip(messages[1::2], messages[2::2])):
+        assert asked["content"] == DEFAULT_CONTEXT.format(context=context) + DEFAULT_QUESTION.format(question=question)
+        assert replied["content"] == answer
+    # The document's turn is what v1 renders, after the examples.
+    assert messages[-1] == make_qa_prompt_v1().messages("Where is the tower?", evidence)[-1]
+    assert make_qa_prompt(examples=[]).messages("Where?", evidence) == QAPrompt().messages("Where?", evidence)
+
+
+def test_worked_examples_keep_the_shared_prefix(evidence):
+    prompt = make_qa_prompt(examples=[("Ann met Bo in Oslo.", "Where did they meet?", "Oslo")])
+    first, second = (prompt.messages(q, evidence) for q in ("Where?", "When did it open?"))
+    assert first[:-1] == second[:-1]
+    assert first[1]["content"] == "Context: Ann met Bo in Oslo.\n\nQuestion: Where did they meet?\nShort answer:"
+
+
+def test_worked_examples_through_the_config(qa_overrides):
+    config = load_config(REPO / "pipelines" / "qa.cfg", {**qa_overrides,
+                         "components.llama_qa.prompt.examples": [["Ann met Bo in Oslo.", "Where?", "Oslo"]]})
+    assert build_pipeline(config).get_pipe("llama_qa").task.prompt.examples == [("Ann met Bo in Oslo.", "Where?", "Oslo")]
+    default = build_pipeline(load_config(REPO / "pipelines" / "qa.cfg", qa_overrides)).get_pipe("llama_qa")
+    assert default.task.prompt.examples == [tuple(example) for example in DEFAULT_EXAMPLES]
+
+
+def test_a_worked_example_without_its_answer_is_a_config_error(qa_overrides):
+    config = load_config(REPO / "pipelines" / "qa.cfg", {**qa_overrides,
+                         "components.llama_qa.prompt.examples": [["Ann met Bo in Oslo.", "Where?"]]})
+    with pytest.raises(ConfigError, match=r"prompt\] examples: example 1 is not \[context, question, answer\]"):
+        build_pipeline(config)
+
+
+def test_worked_examples_never_crowd_out_the_document(qa_overrides):
+    """The tiny model's 512-token window cannot hold the default examples (its tokenizer spends
+    many tokens on them) and an evidence budget of 256 tokens: the prompt goes without them.
+    One short example fits, and is shown."""
+    def rendered(examples):
+        overrides = {**qa_overrides, "components.llama_qa.evidence.max_tokens": 256,
+                     **({"components.llama_qa.prompt.examples": examples} if examples else {})}
+        qa = build_pipeline(load_config(REPO / "pipelines" / "qa.cfg", overrides)).get_pipe("llama_qa")
+        doc = qa._nlp("Paris is in France. It is a large city.")
+        asked = qa.task.ask(doc, ["Where is Paris?", "What is Paris?"], qa.llm)
+        return [qa.llm.tokenizer.decode(a.request.tokens) for a in asked]
+    crowded = rendered(None)
+    assert all("Paris is in France. It is a large city." in text and "Harbour Bridge" not in text for text in crowded)
+    shown = rendered([["Ann met Bo in Oslo.", "Where did they meet?", "Oslo"]])
+    assert all("Ann met Bo in Oslo." in text and "Paris is in France. It is a large city." in text for text in shown)
