@@ -23,7 +23,8 @@ DEFAULT_QUESTION = "Question: {question}\nShort answer:"
 # (context, question, answer) turns shown before the document: a small model that has seen a
 # short exact phrase answer a question gives such phrases more of its likelihood, which is what
 # ranks the candidates. Invented texts, so that no evaluation article leaks into the prompt.
-# Held out by article on the pool: answer-whenever F1 +1.4 with these three (README, Measured).
+# Held out by article on the pool: answer-whenever F1 60.9 → 63.2 with these three, the weights
+# refitted for them (README, Measured).
 DEFAULT_EXAMPLES = [
     ["The Harbour Bridge opened in 1932 after eight years of work. Its steel arch carries rail, road and foot "
      "traffic, and about 1,400 workers built it.", "How many workers built the bridge?", "about 1,400"],

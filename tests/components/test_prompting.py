@@ -59,7 +59,7 @@ def test_the_context_part_comes_first_and_is_shared(evidence):
 
 def test_custom_template_and_system(evidence):
     prompt = make_qa_prompt_v1(system="Be brief.", context_template="C: {context} | E: {entities} | ",
-                            question_template="Q: {question}")
+                               question_template="Q: {question}")
     messages = prompt.messages("When?", evidence[1:])
     assert messages == [{"role": "system", "content": "Be brief."},
                         {"role": "user", "content": "C: It opened in 1889. | E: 1889 (DATE) | Q: When?"}]
