@@ -18,7 +18,6 @@ from typing import Callable
 
 from ..errors import ConfigError, Errors, InputError
 from ..llm.cache import cache_root
-from ..llm.devices import resolve_device, resolve_dtype
 from ..llm.engine import Llama
 from ..llm.reader import default_layers, save_reader
 from . import features as feature_cache
@@ -49,7 +48,7 @@ def train_reader(files: list[Path], output: Path, *, model: str = "smollm2-135m"
         raise InputError(Errors.E088.format(files=", ".join(map(str, files)),
                                             reason="no answerable question whose answer is a span of its paragraph"))
     timings, began = {}, time.perf_counter()
-    llm = Llama(model, device=device, dtype=str(resolve_dtype(dtype, resolve_device(device))).removeprefix("torch."))
+    llm = Llama(model, device=device, dtype=dtype)  # `auto`: bf16 on a CPU with native bf16 (resolve_dtype)
     loaded = llm.load()
     config = loaded.model.config
     layers = default_layers(config.num_hidden_layers)
