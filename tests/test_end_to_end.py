@@ -51,6 +51,32 @@ def test_real_models_answer_with_spans_of_the_paragraph(real_nlp):
         assert answer["generated"] is None  # span questions are answered by scoring, not generating
 
 
+PLAIN_QUESTIONS = [
+    ("The Danube flows through ten countries, more than any other river in the world. It is about 2,850 kilometres "
+     "long.", "How long is the Danube?", "about 2,850 kilometres"),
+    ("Marie Curie was born in Warsaw in 1867. She moved to Paris in 1891 and studied physics at the Sorbonne.",
+     "When did Marie Curie move to Paris?", "1891"),
+    ("The Eiffel Tower is in Paris. It was designed by the engineer Gustave Eiffel and completed in 1889.",
+     "Who designed the tower?", "Gustave Eiffel"),
+    ("The Sydney Opera House was designed by the Danish architect Jørn Utzon.", "Who designed it?", "Jørn Utzon"),
+    (SUPER_BOWL, "Which team won Super Bowl 50?", "Denver Broncos"),
+    ("Acme Corp reported revenue of 5 million dollars in 2020. The company is based in Ohio.",
+     "Why did the revenue grow?", None),
+]
+
+
+@pytest.mark.parametrize("text, question, expected", PLAIN_QUESTIONS, ids=[q for _, q, _ in PLAIN_QUESTIONS])
+def test_plain_questions_get_the_plain_answer_and_an_unsupported_why_gets_none(real_nlp, text, question, expected):
+    """The questions a user tries first (the quality issue's list), on the default pipeline."""
+    doc = real_nlp.make_doc(text)
+    doc._.questions = [question]
+    [answer] = real_nlp(doc)._.answers
+    if expected is None:
+        assert answer["answerable"] is False and not answer["text"]
+    else:
+        assert answer["answerable"] and answer["text"] == expected
+
+
 def test_readme_command_on_the_examples(smollm2_dir, tmp_path):
     output = tmp_path / "answers.jsonl"
     result = CliRunner().invoke(main, [

@@ -114,11 +114,25 @@ def candidate_spans(evidence: list[Span]) -> list[Span]:
         candidates.extend(entity_lists(sent))
         if sent.doc.has_annotation("DEP"):
             # Unlabelled: spaCy labels noun chunks "NP", and a candidate's label is its entity type.
-            candidates.extend(Span(sent.doc, chunk.start, chunk.end) for chunk in sent.noun_chunks)
+            candidates.extend(Span(sent.doc, chunk.start, chunk.end, label=team_label(chunk))
+                              for chunk in sent.noun_chunks)
         # A number inside an entity keeps its type: "487" of "487 yards" is a QUANTITY too,
         # and "How many yards?" is answered "487".
         candidates.extend(Span(sent.doc, t.i, t.i + 1, label=t.ent_type_) for t in sent if t.like_num)
     return candidates
+
+
+def team_label(chunk: Span) -> str:
+    """"ORG" for a noun chunk that is a place name then a plural name outside it ("Denver
+    Broncos": GPE + PRODUCT to en_core_web_sm, "Dallas Cowboys": GPE + nothing): a team named
+    after its place, which "Which team...?" asks for; else "" (a noun chunk is unlabelled)."""
+    name = [t for t in chunk if t.pos_ != "DET"]
+    if len(name) != 2 or not all(t.pos_ == "PROPN" for t in name):
+        return ""
+    place, plural = name
+    return "ORG" if (place.ent_type_ == "GPE" and place.ent_iob_ == "B" and plural.ent_iob_ != "I"
+                     and plural.ent_type_ not in ("GPE", "LOC", "FAC", "PERSON")
+                     and plural.is_title and (plural.tag_ == "NNPS" or plural.text.endswith("s"))) else ""
 
 
 def entity_lists(sent: Span) -> list[Span]:

@@ -9,7 +9,7 @@ import spacy
 from nlpipe.components.evidence import EvidenceSelector
 from nlpipe.components.questions import analyse_question
 from nlpipe.components.selection import (DEFAULT_WEIGHTS, FEATURES, DEFAULT_WEIGHTS_FILE, NO_READER_WEIGHTS_FILE, WEIGHTS_DIR, SpanSelector,
-                                         candidate_features, make_span_selector_v2,
+                                         candidate_features, candidate_spans, make_span_selector_v2,
                                          make_span_selector, noun_labels, softmax_share)
 from nlpipe.errors import ConfigError
 from nlpipe.llm.scoring import ContinuationScore
@@ -249,3 +249,15 @@ def test_a_device_or_deeply_nested_json_as_weights_file_is_one_line(tmp_path):
     path.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(ConfigError, match="^E083"):
         make_span_selector(weights_file=str(path))
+
+
+def test_a_place_name_then_a_plural_name_is_a_team(en_nlp):
+    """en_core_web_sm makes "Denver Broncos" a place and a product; as a noun chunk it is the
+    team "Which team...?" asks for. Islands, one place entity, stay a place."""
+    doc = en_nlp("The American Football Conference (AFC) champion Denver Broncos defeated the National Football "
+                 "Conference (NFC) champion Carolina Panthers 24–10. They flew to the Falkland Islands.")
+    labels = {}
+    for span in candidate_spans(list(doc.sents)):
+        labels.setdefault(span.text, set()).add(span.label_)
+    assert "ORG" in labels["Denver Broncos"] and "ORG" in labels["Carolina Panthers"]
+    assert "ORG" not in labels["the Falkland Islands"]
