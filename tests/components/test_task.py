@@ -74,8 +74,15 @@ def test_questions_whose_evidence_fits_together_share_one_context(qa):
     shared = fake.tokenizer.decode(first.request.tokens[:first.request.shared])
     # The context, computed once; the questions are each prompt's own.
     assert "Levi's Stadium." in shared and "Where is the tower?" not in shared and "Who built it?" not in shared
+
+
+def test_a_lone_question_shares_the_system_prompt_and_worked_examples_every_document_starts_with(qa):
+    fake = FakeLlama()
     [alone] = task_of(qa).ask(annotated(qa, TEXT), ["Where is the tower?"], fake)
-    assert alone.request.shared == 0
+    [other] = task_of(qa).ask(annotated(qa, "Lena moved to Porto in 1990."), ["Where did Lena move?"], fake)
+    shared = fake.tokenizer.decode(alone.request.tokens[:alone.request.shared])
+    assert alone.request.shared == other.request.shared == common_prefix([alone.request.tokens, other.request.tokens])
+    assert "Harbour Bridge" in shared and "Eiffel" not in shared and "Where is the tower?" not in shared
 
 
 def test_the_evidence_is_what_the_window_leaves_after_the_prompt_and_the_answer(qa):
