@@ -123,9 +123,9 @@ def candidate_spans(evidence: list[Span]) -> list[Span]:
 
 
 def team_label(chunk: Span) -> str:
-    """"ORG" for a noun chunk that is a place name then a plural name outside it ("Denver
-    Broncos": GPE + PRODUCT to en_core_web_sm, "Dallas Cowboys": GPE + nothing): a team named
-    after its place, which "Which team...?" asks for; else "" (a noun chunk is unlabelled)."""
+    """The label of a noun chunk: ORG for a place name then a plural name outside it ("Denver
+    Broncos": GPE + PRODUCT to en_core_web_sm, "Dallas Cowboys": GPE + nothing), a team named
+    after its place, which "Which team...?" asks for; else none (a noun chunk is unlabelled)."""
     name = [t for t in chunk if t.pos_ != "DET"]
     if len(name) != 2 or not all(t.pos_ == "PROPN" for t in name):
         return ""
