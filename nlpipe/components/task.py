@@ -87,10 +87,12 @@ class QATask:
         shared = self.evidence.shared(index, evidence, min(rooms))
         prompts = [llm.encode_chat(self.prompt.messages(a.text, shared if shared is not None else e, with_examples))
                    for a, e in zip(analyses, evidence)]
-        # A lone question shares what every document's prompt starts with (the system prompt and
-        # the worked examples): the documents of a pass then compute it once.
-        lead = llm.encode_chat(self.prompt.messages("", [], with_examples))
-        common = common_prefix(prompts) if len(prompts) > 1 else common_prefix([prompts[0], lead])
+        if len(prompts) > 1:
+            common = common_prefix(prompts)
+        else:
+            # A lone question shares what every document's prompt starts with (the system prompt
+            # and the worked examples): the documents of a pass then compute it once.
+            common = common_prefix([prompts[0], llm.encode_chat(self.prompt.messages("", [], with_examples))])
         return [Asked(doc, i, analysis, ranked[i], evidence[i], Request(prompts[i], common))
                 for i, analysis in enumerate(analyses)]
 
