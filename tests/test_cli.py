@@ -721,7 +721,7 @@ def test_train_interrupted_says_how_to_resume_and_resumes(runner, qa_overrides, 
     result = runner.invoke(main, args)
     assert result.exit_code == 130 and "run the same command again to resume" in result.stderr
     assert not (tmp_path / "reader").exists()
-    finished = list((tmp_path / "cache" / "training").glob("*/fold-1.json"))
+    finished = list((tmp_path / "cache" / "training").glob("*/fold-1/predictions.json"))
     assert len(finished) == 1
     resumed = runner.invoke(main, args)
     assert resumed.exit_code == 0, resumed.output

@@ -156,3 +156,33 @@ def test_fit_needs_a_question_answering_component(tmp_path):
         encoding="utf-8")
     with pytest.raises(NlpipeError, match="E101.*nlpipe fit has no span selector"):
         jobs.fit_selector([squad], tmp_path / "w.json", jobs.load_job(ANNOTATE_CFG), make_unanswerable=False)
+
+
+def test_fit_reads_each_article_with_a_reader_head_that_never_saw_it(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from nlpipe.components.reading import Reader
+    from nlpipe.squad import SquadParagraph
+    reader_dir = tmp_path / "reader"
+    for number, held in ((1, ["Rhine"]), (2, ["Warsaw"])):
+        fold = reader_dir / "folds" / f"fold-{number}"
+        fold.mkdir(parents=True)
+        (fold / "reader.json").write_text(json.dumps({"provenance": {"held": held}}), encoding="utf-8")
+    paragraphs = [SquadParagraph(f"text {k}", [(f"q{k}", "What?", ["x"])], title)
+                  for k, title in enumerate(["Rhine", "Warsaw", "Rhine", "Nile"])]
+    seen, progress = [], []
+
+    def fake_record(nlp, group, on_questions, read):
+        seen.append((Path(qa.reader.path).name, [p.title for p in group]))
+        on_questions(len(group))
+        return [p.questions[0][0] for p in group]
+    monkeypatch.setattr(jobs, "record", fake_record)
+    qa = SimpleNamespace(reader=Reader(str(reader_dir)))
+    recorded = jobs.record_held_out(None, qa, paragraphs, True, progress.append)
+    # Each article by the head that held it out; an article no fold held (not training data) by the reader.
+    assert seen == [("fold-1", ["Rhine", "Rhine"]), ("fold-2", ["Warsaw"]), ("reader", ["Nile"])]
+    assert sorted(recorded) == ["q0", "q1", "q2", "q3"] and progress == [2, 3, 4]
+    assert qa.reader.path == str(reader_dir)  # the configured reader again afterwards
+    seen.clear()
+    jobs.record_held_out(None, qa, paragraphs, False, progress.append)  # without reader features: one pass
+    assert seen == [("reader", ["Rhine", "Warsaw", "Rhine", "Nile"])]

@@ -99,6 +99,8 @@ def test_the_wheel_ships_the_builtin_pipelines(tmp_path):
     [wheel] = tmp_path.glob("nlpipe_qa-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"nlpipe/pipelines/qa.cfg", "nlpipe/pipelines/annotate.cfg"} <= names
+    shipped = "nlpipe/components/readers/smollm2-135m/"  # the reader and the heads `nlpipe fit` reads with
+    assert {shipped + name for name in ("reader.pt", "folds/fold-1/reader.pt", "folds/fold-2/reader.json")} <= names
     assert any(name.endswith("/licenses/LICENSE") or name.endswith("/LICENSE") for name in names)
 
 

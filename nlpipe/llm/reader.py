@@ -23,6 +23,7 @@ from torch import nn
 from ..files import read_small_file
 
 READER_FORMAT = "nlpipe.Reader.v1"
+FOLDS_DIR = "folds"  # inside a reader folder: the cross-validation heads `nlpipe train` kept
 QUESTION_TEMPLATE = "Question: {question}\nContext:"
 
 
@@ -197,3 +198,15 @@ def load_reader(folder: Path) -> tuple[ReaderHead, dict]:
     state = torch.load(folder / "reader.pt", map_location="cpu", weights_only=True)
     head.load_state_dict({name: tensor.float() for name, tensor in state.items()})
     return head.eval(), meta
+
+
+def held_out_readers(folder: Path) -> list[tuple[Path, set[str]]]:
+    """The cross-validation heads kept with a reader (folds/fold-K, written by `nlpipe train`),
+    each with the articles it never saw: what `nlpipe fit` reads those articles with, so that
+    the selector learns how much to trust the reader on text the reader was not trained on."""
+    found = []
+    for head in sorted(Path(folder, FOLDS_DIR).glob("fold-*/reader.json")):
+        held = json.loads(read_small_file(head)).get("provenance", {}).get("held")
+        if held:
+            found.append((head.parent, set(held)))
+    return found

@@ -19,13 +19,14 @@ from typing import Callable
 from ..errors import ConfigError, Errors, InputError
 from ..llm.cache import cache_root
 from ..llm.engine import Llama
-from ..llm.reader import default_layers, save_reader
+from ..llm.reader import FOLDS_DIR, ReaderHead, default_layers, save_reader
 from . import features as feature_cache
 from .examples import deal_folds, files_digest, fold_keys, read_examples
 from .train import (Checkpoint, FoldResult, Prediction, TrainSettings, choose_threshold, predict, summary,
                     train_head)
 
 ProgressCallback = Callable[[str, int, int], None]  # (stage, done, total)
+PREDICTIONS = "predictions.json"  # a cross-validation fold's held-out predictions, in its folder
 
 
 @dataclass
@@ -73,8 +74,8 @@ def train_reader(files: list[Path], output: Path, *, model: str = "smollm2-135m"
     for number, held in enumerate(deal_folds(keys, folds), start=1):
         test = [i for i, key in enumerate(keys) if key in set(held)]
         train = sorted(set(range(len(examples))) - set(test))
-        results.append(held_out(run / f"fold-{number}.json", held, lambda: predict(
-            fit(f"fold {number}", train), cache, examples, test)))
+        results.append(held_out(run / f"fold-{number}", held, lambda: fit(f"fold {number}", train),
+                                lambda head: predict(head, cache, examples, test)))
     for result in results:  # each fold's threshold from the others' held-out predictions only
         result.threshold = choose_threshold([p for other in results if other is not result for p in other.predictions])
     timings["cross_validation"] = round(time.perf_counter() - began, 1)
@@ -99,7 +100,7 @@ def train_reader(files: list[Path], output: Path, *, model: str = "smollm2-135m"
         "command": " ".join(["nlpipe train", *(Path(f).name for f in files), "--folds", str(folds),
                              "--epochs", str(settings.epochs), "--seed", str(settings.seed)]),
     }
-    write_reader(head, output, provenance)
+    write_reader(head, output, provenance, [run / f"fold-{number}" for number in range(1, len(results) + 1)])
     return TrainResult(output, rows, pooled, threshold, timings)
 
 
@@ -110,27 +111,38 @@ def check_output(output: Path) -> None:
         raise ConfigError(Errors.E089.format(path=output))
 
 
-def write_reader(head, output: Path, provenance: dict) -> None:
-    """Written next to `output`, then moved into place: an interrupted write leaves the old
-    reader (or nothing), never half of one."""
+def write_reader(head, output: Path, provenance: dict, fold_heads: list[Path] = ()) -> None:
+    """The reader and the cross-validation heads (`folds/fold-K`: what `nlpipe fit` reads each
+    article with, a head that never saw it), written next to `output`, then moved into place: an
+    interrupted write leaves the old reader (or nothing), never half of one."""
     staging = output.with_name(output.name + ".writing")
     shutil.rmtree(staging, ignore_errors=True)
     save_reader(head, staging, provenance)
+    for number, folder in enumerate(fold_heads, start=1):
+        shutil.copytree(folder, staging / FOLDS_DIR / f"fold-{number}", ignore=shutil.ignore_patterns("*.json.tmp"))
+        (staging / FOLDS_DIR / f"fold-{number}" / PREDICTIONS).unlink()
     output.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(output / FOLDS_DIR, ignore_errors=True)
+    if fold_heads:
+        os.replace(staging / FOLDS_DIR, output / FOLDS_DIR)
     for name in ("reader.pt", "reader.json"):  # the weights before the file that names them
         os.replace(staging / name, output / name)
     staging.rmdir()
 
 
-def held_out(path: Path, held: list[str], run_fold: Callable[[], list[Prediction]]) -> FoldResult:
-    """One fold's held-out predictions: read back when an earlier run finished the fold."""
-    if path.is_file():
+def held_out(folder: Path, held: list[str], train_fold: Callable[[], ReaderHead],
+             predict_fold: Callable[[ReaderHead], list[Prediction]]) -> FoldResult:
+    """One fold's head (kept in `folder` as a reader that never saw the `held` articles) and its
+    held-out predictions: read back when an earlier run finished the fold."""
+    path = folder / PREDICTIONS
+    if path.is_file() and (folder / "reader.json").is_file():
         saved = json.loads(path.read_text(encoding="utf-8"))
         if saved["held"] == held:
             return FoldResult(held, [Prediction(**p) for p in saved["predictions"]])
-    predictions = run_fold()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    head = train_fold()
+    save_reader(head, folder, {"held": held, "note": "a cross-validation head: trained on the other articles"})
+    predictions = predict_fold(head)
+    tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"held": held, "predictions": [asdict(p) for p in predictions]}), encoding="utf-8")
     os.replace(tmp, path)
     return FoldResult(held, predictions)

@@ -6,8 +6,8 @@ import json
 import pytest
 import torch
 
-from nlpipe.components.fitting import (Fitted, check_writable, cross_validate, fit, fit_temperature, fit_weights,
-                                       folds_of, predict, ranking, summarise, write_weights)
+from nlpipe.components.fitting import (Fitted, check_writable, cross_validate, fit, fit_answerability, fit_temperature,
+                                       fit_weights, folds_of, predict, ranking, summarise, write_weights)
 from nlpipe.components.recording import Example
 from nlpipe.components.selection import FEATURES, make_span_selector, read_weights
 from nlpipe.errors import ConfigError, InputError
@@ -65,6 +65,23 @@ def test_answerability_separates_unanswerable_questions_and_fits_a_threshold():
     assert all(p.squad2(fitted.threshold) == (1.0, 1.0) for p in predictions)
     # Without a threshold every question is answered, so an unanswerable one is always wrong.
     assert all(p.squad2(None) == (0.0, 0.0) for p in predictions if not p.example.answerable)
+
+
+def test_answerability_does_not_depend_on_the_units_of_its_inputs():
+    """Inputs range from shares to summed scores: the fit standardises them, so the same
+    evidence in other units gives the same probabilities (and no input needs rescaling first)."""
+    examples = synthetic(30) + synthetic(30, seed=1, unanswerable=True)
+    for k, example in enumerate(examples):  # a second, weaker signal besides the coverage
+        example.context["sentence_weight"] = (0.7 if example.answerable else 0.4) + 0.05 * (k % 5)
+    predictions = predict(examples, Fitted(NAMES, torch.tensor([0.0, 2.0, 0.0])), 5)
+    model = fit_answerability(predictions)
+    for p in predictions:
+        p.inputs = {**p.inputs, "missing_words": 1000 * p.inputs["missing_words"],
+                    "sentence_weight": p.inputs["sentence_weight"] / 1000}
+    rescaled = fit_answerability(predictions)
+    assert rescaled["missing_words"] == pytest.approx(model["missing_words"] / 1000, rel=1e-3, abs=1e-6)
+    assert rescaled["sentence_weight"] == pytest.approx(model["sentence_weight"] * 1000, rel=1e-3, abs=1e-3)
+    assert rescaled["bias"] == pytest.approx(model["bias"], abs=1e-3)
 
 
 def test_answerable_only_data_fits_no_answerability_model():

@@ -11,7 +11,8 @@ import torch
 
 from nlpipe.errors import ConfigError, InputError
 from nlpipe.llm.engine import Llama
-from nlpipe.llm.reader import (ReaderConfig, ReaderHead, best_spans, default_layers, load_reader, span_distribution)
+from nlpipe.llm.reader import (ReaderConfig, ReaderHead, best_spans, default_layers, held_out_readers, load_reader,
+                               span_distribution)
 from nlpipe.training import features as feature_cache
 from nlpipe.training.examples import answer_spans, deal_folds, fold_keys, read_examples
 from nlpipe.training.job import train_reader
@@ -161,6 +162,11 @@ def test_train_reader_writes_a_reader_with_provenance(squad_file, tiny_llama_dir
     assert provenance["threshold"] == result.threshold
     assert provenance["settings"]["seed"] == 0 and provenance["layers"] == [1, 2]
     assert head.config.hidden_size == 64
+    # Each cross-validation head is kept with the articles it never saw (what `nlpipe fit` reads them with).
+    kept = held_out_readers(output)
+    assert [set(row["held"]) for row in provenance["cross_validation"]["folds"]] == [held for _, held in kept]
+    assert all(load_reader(folder)[0].config == head.config for folder, _ in kept)
+    assert not list(output.glob("folds/*/predictions.json"))
     again = train_reader([squad_file], tmp_path / "again", model=str(tiny_llama_dir), device="cpu",
                          dtype="float32", settings=SMALL, folds=3)
     assert (tmp_path / "again" / "reader.pt").read_bytes() == (output / "reader.pt").read_bytes()
