@@ -189,7 +189,8 @@ def fit_selector(squad_files: list, output, job: Job, *, model: str | None = Non
     read = _reader_fits(qa, read, events)
     total = sum(len(p.questions) for p in paragraphs)
     events.progress("record", 0, total)
-    examples = record_held_out(nlp, qa, paragraphs, read, lambda n: events.progress("record", n, total))
+    heads = held_out_readers(qa.reader.folder) if read else []
+    examples = record_held_out(nlp, qa, paragraphs, heads, lambda n: events.progress("record", n, total), read)
     if not any(e.answerable and max(e.f1) > 0 for e in examples):
         raise NlpipeError(Errors.E102)
     names = [name for name in FITTED_FEATURES if read or name not in READER_FEATURES]
@@ -199,21 +200,20 @@ def fit_selector(squad_files: list, output, job: Job, *, model: str | None = Non
         fitted = fit(examples, names, l2, qa.selector.max_candidates)
     write_weights(Path(output), fitted, list(FEATURES),
                   provenance(list(squad_files), examples, rows, l2, str(qa.llm.path), made,
-                             _reader_provenance(qa, read), every))
+                             _reader_provenance(qa, read, heads), every))
     return FitResult(rows, fitted, read)
 
 
-def record_held_out(nlp, qa, paragraphs: list, read: bool, on_questions) -> list:
-    """`record`, each article read by a reader head that never saw it where the reader keeps its
-    cross-validation heads (llm.reader.held_out_readers). The reader trained on everything has
+def record_held_out(nlp, qa, paragraphs: list, heads: list, on_questions, read: bool) -> list:
+    """`record`, each article read by the head of `heads` that never saw it (the reader's
+    cross-validation heads: llm.reader.held_out_readers). The reader trained on everything has
     learnt its own training questions (on the pool's unanswerable ones its mean P(no answer) is
     0.54 against 0.38 from heads that never saw them; 0.26 against 0.30 on answerable ones),
     and weights fitted on that trust it more than it earns on new text (5 article folds tested
     with such heads: F1 answering every question 60.5 against 61.1, SQuAD 2.0 45.0 against
     45.9). Articles no head held out are read by the reader itself."""
     main = qa.reader.path
-    groups = [(str(folder), [p for p in paragraphs if p.title in held])
-              for folder, held in (held_out_readers(qa.reader.folder) if read else [])]
+    groups = [(str(folder), [p for p in paragraphs if p.title in held]) for folder, held in heads]
     covered = {id(p) for _, group in groups for p in group}
     groups.append((main, [p for p in paragraphs if id(p) not in covered]))
     examples, done = [], 0
@@ -227,12 +227,11 @@ def record_held_out(nlp, qa, paragraphs: list, read: bool, on_questions) -> list
     return examples
 
 
-def _reader_provenance(qa, read: bool) -> str | None:
+def _reader_provenance(qa, read: bool, heads: list) -> str | None:
     if not read:
         return None
-    folds = held_out_readers(qa.reader.folder)
-    return f"{qa.reader.path} (each of its {len(folds)} cross-validation heads read the articles it never saw)" \
-        if folds else qa.reader.path
+    return f"{qa.reader.path} (each of its {len(heads)} cross-validation heads read the articles it never saw)" \
+        if heads else qa.reader.path
 
 
 def _reader_fits(qa, read: bool | None, events: JobEvents) -> bool:

@@ -178,11 +178,12 @@ def test_fit_reads_each_article_with_a_reader_head_that_never_saw_it(tmp_path, m
         return [p.questions[0][0] for p in group]
     monkeypatch.setattr(jobs, "record", fake_record)
     qa = SimpleNamespace(reader=Reader(str(reader_dir)))
-    recorded = jobs.record_held_out(None, qa, paragraphs, True, progress.append)
+    from nlpipe.llm.reader import held_out_readers
+    recorded = jobs.record_held_out(None, qa, paragraphs, held_out_readers(reader_dir), progress.append, True)
     # Each article by the head that held it out; an article no fold held (not training data) by the reader.
     assert seen == [("fold-1", ["Rhine", "Rhine"]), ("fold-2", ["Warsaw"]), ("reader", ["Nile"])]
     assert sorted(recorded) == ["q0", "q1", "q2", "q3"] and progress == [2, 3, 4]
     assert qa.reader.path == str(reader_dir)  # the configured reader again afterwards
     seen.clear()
-    jobs.record_held_out(None, qa, paragraphs, False, progress.append)  # without reader features: one pass
+    jobs.record_held_out(None, qa, paragraphs, [], progress.append, False)  # without reader features: one pass
     assert seen == [("reader", ["Rhine", "Warsaw", "Rhine", "Nile"])]

@@ -118,9 +118,9 @@ def write_reader(head, output: Path, provenance: dict, fold_heads: list[Path] = 
     staging = output.with_name(output.name + ".writing")
     shutil.rmtree(staging, ignore_errors=True)
     save_reader(head, staging, provenance)
-    for number, folder in enumerate(fold_heads, start=1):
-        shutil.copytree(folder, staging / FOLDS_DIR / f"fold-{number}", ignore=shutil.ignore_patterns("*.json.tmp"))
-        (staging / FOLDS_DIR / f"fold-{number}" / PREDICTIONS).unlink()
+    for number, folder in enumerate(fold_heads, start=1):  # the head only, not the fold's predictions
+        shutil.copytree(folder, staging / FOLDS_DIR / f"fold-{number}",
+                        ignore=shutil.ignore_patterns(PREDICTIONS, "*.tmp"))
     output.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(output / FOLDS_DIR, ignore_errors=True)
     if fold_heads:
