@@ -456,10 +456,16 @@ def fit(ctx, output, config_path, model_path, l2, folds, read, make_unanswerable
               help="Cross-validation folds (by article; by paragraph when the data has one article).")
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=TrainSettings.learning_rate,
               show_default=True)
+@click.option("--tune-layers", type=click.IntRange(min=0), default=TrainSettings.tuned_layers, show_default=True,
+              help="Also fine-tune this many of the model's layers (from two thirds of the way up); 0: the head "
+                   "alone reads the frozen model. The shipped reader tunes 5.")
+@click.option("--tuned-learning-rate", type=click.FloatRange(min=0, min_open=True),
+              default=TrainSettings.tuned_learning_rate, show_default=True)
 @click.option("--seed", type=int, default=TrainSettings.seed, show_default=True, help="Same seed, same weights.")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N questions.")
 @click.option("--verbose", is_flag=True, help="Show tracebacks.")
-def train(squad_files, output, model_path, device, dtype, epochs, folds, learning_rate, seed, limit, verbose):
+def train(squad_files, output, model_path, device, dtype, epochs, folds, learning_rate, tune_layers,
+          tuned_learning_rate, seed, limit, verbose):
     """Train the reader for a model on SQuAD 1.1/2.0-format files: computes the model's features
     once (per-user cache), prints article-level cross-validation, then writes the reader trained
     on everything, with its no-answer threshold and provenance. An interrupted run resumes when
@@ -468,7 +474,8 @@ def train(squad_files, output, model_path, device, dtype, epochs, folds, learnin
 
     from .jobs import train_reader
 
-    settings = replace(TrainSettings(), epochs=epochs, learning_rate=learning_rate, seed=seed)
+    settings = replace(TrainSettings(), epochs=epochs, learning_rate=learning_rate, seed=seed,
+                       tuned_layers=tune_layers, tuned_learning_rate=tuned_learning_rate)
     columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
     with user_errors(verbose), _resumable_interrupt(), Progress(*columns, console=console) as progress:

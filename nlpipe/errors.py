@@ -60,6 +60,11 @@ class Warnings:
             "SQUAD-FILE... --model {model} --components.llama_qa.reader.path DIR --output W.json` and set "
             "[components.llama_qa.selector] weights_file = W.json (and reader path = DIR).")
 
+    W002 = ("W002: the reader '{reader}' was trained on this data and has no cross-validation heads (folds/), so "
+            "it reads these questions in-sample and the weights will trust it more than it earns on new text. "
+            "Train the reader with `nlpipe train SQUAD-FILE... --output DIR` (it keeps a head per fold) and fit "
+            "with --components.llama_qa.reader.path DIR, or fit on data the reader was not trained on.")
+
 
 class Errors:
     E001 = ("E001: config file '{path}' not found. Pass a config file or the name of a built-in "
@@ -155,10 +160,9 @@ class Errors:
     E084 = "E084: [components.llama_qa.{section}] {key}: {message}"
     E086 = ("E086: cannot read the reader '{path}': {reason}. Train one with `nlpipe train SQUAD-FILE... "
             "--output DIR`, or use the shipped one (path = \"smollm2-135m\").")
-    E087 = ("E087: the reader '{path}' was trained for a model with hidden size {trained} reading layers "
-            "{layers}, but the model '{model}' has hidden size {hidden} and {n_layers} layers. Train a reader "
-            "for it with `nlpipe train SQUAD-FILE... --output DIR --model {model}` and set "
-            "[components.llama_qa.reader] path = DIR, or use mode = \"grounded\".")
+    E087 = ("E087: the reader '{path}' does not fit the model '{model}': {why}. Train a reader for it with "
+            "`nlpipe train SQUAD-FILE... --output DIR --model {model}` and set [components.llama_qa.reader] "
+            "path = DIR, or use mode = \"grounded\".")
     E088 = "E088: nothing to train on in {files}: {reason}."
     E089 = ("E089: --output '{path}' exists and is not a reader folder: give a new folder (nlpipe train "
             "writes reader.json and reader.pt into it).")
@@ -197,5 +201,7 @@ class Errors:
             "or leave both unset to start a local Ray.")
     E101 = ("E101: the pipeline of {config} has no llama_qa component, so {what}. Use a config with one (the "
             "built-in qa, or add a [components.llama_qa] block).")
+    E103 = ("E103: --tune-layers {tuned} is more layers than the model '{model}' has ({n_layers}). Tune "
+            "fewer (the shipped reader tunes 5 of SmolLM2-135M's 30).")
     E102 = ("E102: no answerable question has a candidate span matching its answer: nothing to fit (are the "
             "references spans of their paragraphs?)")

@@ -8,6 +8,7 @@ caller (the CLI, with rich) overrides its methods.
 """
 
 import dataclasses
+import json
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -23,9 +24,10 @@ from .components.fitting import (FITTED_FEATURES, check_writable, cross_validate
                                  write_weights)
 from .components.recording import qa_component, record
 from .components.selection import FEATURES, READER_FEATURES
-from .errors import ConfigError, Errors, InputError, NlpipeError, NlpipeWarning, first_line
+from .errors import ConfigError, Errors, InputError, NlpipeError, NlpipeWarning, Warnings, first_line
 from .evaluation import EvalResult, evaluate_squad
 from .events import JobEvents
+from .files import read_small_file
 from .io.docbin import docs_from_records, read_docs
 from .io.writers import JsonlWriter
 from .llm.reader import held_out_readers
@@ -34,6 +36,7 @@ from .report import HtmlReport, check_report_path, write_report
 from .report.stats import RunStats
 from .runner import Engine, LocalEngine, RunSummary, check_arguments
 from .squad import read_squad, unanswerable_questions
+from .training.examples import files_digest
 from .training.job import TrainResult, train_reader
 
 __all__ = ["Engine", "EvalResult", "FitResult", "Job", "JobEvents", "LocalEngine", "RunSummary", "TrainResult", "ask",
@@ -190,6 +193,8 @@ def fit_selector(squad_files: list, output, job: Job, *, model: str | None = Non
     total = sum(len(p.questions) for p in paragraphs)
     events.progress("record", 0, total)
     heads = held_out_readers(qa.reader.folder) if read else []
+    if read and not heads and _trained_on(qa.reader.folder, squad_files):
+        events.note(Warnings.W002.format(reader=qa.reader.path))
     examples = record_held_out(nlp, qa, paragraphs, heads, lambda n: events.progress("record", n, total), read)
     if not any(e.answerable and max(e.f1) > 0 for e in examples):
         raise NlpipeError(Errors.E102)
@@ -225,6 +230,15 @@ def record_held_out(nlp, qa, paragraphs: list, heads: list, on_questions, read: 
     finally:
         qa.reader.use_path(main)
     return examples
+
+
+def _trained_on(reader: Path, squad_files: list) -> bool:
+    """Whether the reader was trained on any of these files (its provenance's data digests)."""
+    try:
+        trained = set(json.loads(read_small_file(Path(reader) / "reader.json"))["provenance"]["data"].values())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return bool(trained & set(files_digest([Path(f) for f in squad_files]).values()))
 
 
 def _reader_provenance(qa, read: bool, heads: list) -> str | None:

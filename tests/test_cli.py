@@ -702,6 +702,28 @@ def test_train_prints_cross_validation_and_writes_a_reader_the_pipeline_uses(run
     assert json.loads(asked.stdout)["answerable"] in (True, False)
 
 
+def test_train_with_tuned_layers_writes_a_reader_the_pipeline_reads_and_refuses_too_many(
+        runner, override_args, qa_overrides, tmp_path, monkeypatch):
+    from tests.squad_data import write_squad
+
+    monkeypatch.setenv("NLPIPE_CACHE", str(tmp_path / "cache"))
+    data = write_squad(tmp_path / "mine.json")
+    args = ["train", str(data), "--model", qa_overrides["components.llama_qa.model.path"], "--device", "cpu",
+            "--epochs", "1", "--folds", "2"]
+    result = runner.invoke(main, [*args, "--output", str(tmp_path / "reader"), "--tune-layers", "1"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "reader" / "reader.json").read_text())["config"]["tuned_layers"] == 1
+    asked = runner.invoke(main, ["ask", QA_CFG, "How long is the Danube?", "--text",
+                                 "The Danube is about 2,850 kilometres long.", "--json", *override_args,
+                                 "--components.llama_qa.mode", "reader",
+                                 "--components.llama_qa.reader.path", str(tmp_path / "reader")])
+    assert asked.exit_code == 0, asked.output
+    assert json.loads(asked.stdout)["answerable"] in (True, False)
+    too_many = runner.invoke(main, [*args, "--output", str(tmp_path / "other"), "--tune-layers", "3"])
+    assert too_many.exit_code != 0 and "E103" in too_many.stderr and "Traceback" not in too_many.stderr
+    assert len(too_many.stderr.strip().splitlines()) == 1
+
+
 def test_train_interrupted_says_how_to_resume_and_resumes(runner, qa_overrides, tmp_path, monkeypatch):
     from nlpipe.training import train as training
     from tests.squad_data import write_squad

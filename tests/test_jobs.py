@@ -187,3 +187,18 @@ def test_fit_reads_each_article_with_a_reader_head_that_never_saw_it(tmp_path, m
     seen.clear()
     jobs.record_held_out(None, qa, paragraphs, [], progress.append, False)  # without reader features: one pass
     assert seen == [("reader", ["Rhine", "Warsaw", "Rhine", "Nile"])]
+
+
+def test_fit_knows_a_reader_trained_on_its_data_from_the_readers_provenance(tmp_path):
+    """A reader without cross-validation heads, fitted on its own training data, reads it in-sample:
+    fit says so (W002) — only then, not for data the reader never saw."""
+    from nlpipe.training.examples import files_digest
+    squad, other = tmp_path / "pool.json", tmp_path / "mine.json"
+    squad.write_text('{"data": []}', encoding="utf-8")
+    other.write_text('{"data": [], "version": "mine"}', encoding="utf-8")
+    reader = tmp_path / "reader"
+    reader.mkdir()
+    (reader / "reader.json").write_text(json.dumps({"provenance": {"data": files_digest([squad])}}), encoding="utf-8")
+    assert jobs._trained_on(reader, [other, squad])
+    assert not jobs._trained_on(reader, [other])
+    assert not jobs._trained_on(tmp_path / "missing", [squad])

@@ -99,9 +99,14 @@ def test_the_wheel_ships_the_builtin_pipelines(tmp_path):
     [wheel] = tmp_path.glob("nlpipe_qa-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"nlpipe/pipelines/qa.cfg", "nlpipe/pipelines/annotate.cfg"} <= names
-    shipped = "nlpipe/components/readers/smollm2-135m/"  # the reader and the heads `nlpipe fit` reads with
-    assert {shipped + name for name in ("reader.pt", "folds/fold-1/reader.pt", "folds/fold-2/reader.json")} <= names
+    shipped = "nlpipe/components/readers/smollm2-135m/"  # the head and the tuned layers
+    assert {shipped + name for name in ("reader.json", "reader.pt", "tuned.pt")} <= names
     assert any(name.endswith("/licenses/LICENSE") or name.endswith("/LICENSE") for name in names)
+
+
+def test_the_shipped_reader_is_at_most_25_mb():
+    folder = REPO / "nlpipe" / "components" / "readers" / "smollm2-135m"
+    assert sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()) <= 25 * 10**6
 
 
 def _setup_cfg() -> str:

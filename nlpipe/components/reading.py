@@ -26,8 +26,8 @@ from spacy.util import registry
 
 from ..errors import ConfigError, Errors
 from ..llm.engine import Failure, Llama
-from ..llm.reader import (UNREAD, ReaderHead, best_spans, context_ids, load_reader, question_ids,
-                          span_distribution, span_features)
+from ..llm.reader import (UNREAD, ModelMismatch, SpanReader, best_spans, context_ids, load_reader,
+                          question_ids, span_distribution, span_features)
 from .answers import Answer
 from .evidence import units_of
 from .strategies import _place, failure_record
@@ -65,7 +65,7 @@ class Reader:
         self.no_answer_threshold = no_answer_threshold
         self.max_tokens = max_tokens
         self.max_windows = max_windows
-        self._head: ReaderHead | None = None
+        self._head: SpanReader | None = None
         self._meta: dict = {}
 
     def use_path(self, path) -> None:
@@ -75,17 +75,17 @@ class Reader:
     def folder(self) -> Path:
         return reader_folder(self.path)
 
-    def head(self, llm: Llama) -> ReaderHead:
+    def head(self, llm: Llama) -> SpanReader:
+        """The reader's model (its tuned layers, if any, and its head) for `llm`, loaded once."""
         if self._head is None:
             try:
-                head, self._meta = load_reader(self.folder)
+                head, self._meta = load_reader(self.folder, llm.model)
+            except ModelMismatch as err:
+                raise ConfigError(Errors.E087.format(path=self.path, why=err, model=llm.path)) from None
             except (OSError, ValueError, KeyError, TypeError, RuntimeError, RecursionError) as err:
                 raise ConfigError(Errors.E086.format(path=self.path, reason=getattr(err, "strerror", None) or err)) from None
-            config, model_config = head.config, llm.model.config
-            if config.hidden_size != model_config.hidden_size or max(config.layers) > model_config.num_hidden_layers:
-                raise ConfigError(Errors.E087.format(
-                    path=self.path, trained=config.hidden_size, layers=list(config.layers), model=llm.path,
-                    hidden=model_config.hidden_size, n_layers=model_config.num_hidden_layers))
+            if head.tuned is not None:  # in the LM's dtype, as the states they continue from
+                head.tuned.layers.to(llm.model.dtype)
             self._head = head.to(llm.device)
         return self._head
 
@@ -125,8 +125,10 @@ class Reader:
         head = self.head(llm)
         plans = []  # per question: its windows, each with its context tokens' offsets
         rows = []  # per window: (question ids, context ids), what the model reads
+        question_lengths = []  # per question: its prompt's tokens, where tuned layers' rows start the context
         for a in asked:
             question = question_ids(llm.tokenizer, a.question.text)
+            question_lengths.append(len(question) if head.tuned is not None else 0)
             plan = []
             for window in self.windows(a, llm.count_tokens):
                 ids, offsets = context_ids(llm.tokenizer, a.doc.text[window.start_char:window.end_char])
@@ -134,7 +136,7 @@ class Reader:
                 plan.append((window, offsets[:self.max_tokens]))
                 rows.append((question, ids[:self.max_tokens]))
             plans.append(plan)
-        results, done, first = llm.read_stream(rows, head.config.layers), {}, 0
+        results, done, first = llm.read_stream(rows, head.config), {}, 0
         for row, (a, plan) in enumerate(zip(asked, plans)):
             # Rows that cannot run (too long) come first, the others in order: wait for this row's.
             while any(k not in done for k in range(first, first + len(plan))):
@@ -143,7 +145,8 @@ class Reader:
             read = [done.pop(k) for k in range(first, first + len(plan))]
             first += len(plan)
             failure = next((r for r in read if isinstance(r, Failure)), None)
-            yield row, failure or self._reading(a, plan, read, head, spans[row] if spans else [], top_k)
+            yield row, failure or self._reading(a, plan, read, head, question_lengths[row],
+                                                spans[row] if spans else [], top_k)
 
     def answer(self, asked: list[Asked], llm: Llama, top_k: int = 1) -> Iterator[tuple[int, Answer]]:
         """(row, Answer) for every asked question, in order."""
@@ -151,10 +154,11 @@ class Reader:
             yield row, self._answer(asked[row], reading, top_k)
 
     @torch.inference_mode()
-    def _reading(self, asked: Asked, plan, read: list, head: ReaderHead, spans: list[Span], top_k: int) -> "Reading":
+    def _reading(self, asked: Asked, plan, read: list, head: SpanReader, question_length: int, spans: list[Span],
+                 top_k: int) -> "Reading":
         best, no_answer, features = [], 1.0, {}
         for (window, offsets), hidden in zip(plan, read):
-            start, end = head(hidden[None], torch.ones(1, hidden.shape[0], dtype=torch.bool, device=hidden.device))
+            start, end = head(hidden[None], [question_length], [hidden.shape[0]])
             log_probs = span_distribution(start, end, head.config.max_answer_tokens)[0].float().cpu()
             found, window_no_answer = best_spans(log_probs, max(top_k, 1) * 3)
             no_answer = min(no_answer, window_no_answer)

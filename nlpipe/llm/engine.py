@@ -19,7 +19,7 @@ from .chat_template import render_chat
 from .devices import init_distributed, local_device, resolve_dtype
 from .generation import generate
 from .loading import LoadedModel, load_model
-from .reader import hidden_features
+from .reader import ReaderConfig, reader_inputs
 from .scoring import ContinuationScore, score_batch
 
 
@@ -240,18 +240,18 @@ class Llama:
         for group in token_groups(runnable, costs, self.max_batch_tokens):
             yield from zip(group, self._halving_on_oom(group, run))
 
-    def read_stream(self, rows: "list[tuple[list[int], list[int]]]", layers: tuple[int, ...]
+    def read_stream(self, rows: "list[tuple[list[int], list[int]]]", config: ReaderConfig
                     ) -> "Iterator[tuple[int, torch.Tensor | Failure]]":
-        """(row, hidden states of its context tokens, or Failure) for every (question ids,
-        context ids) row: what a trained reader reads (llm.reader). Rows too long for the window
-        get their Failure first, the others follow in order, a group at a time."""
+        """(row, what a reader of `config` reads of it (llm.reader.reader_inputs), or Failure) for
+        every (question ids, context ids) row. Rows too long for the window get their Failure
+        first, the others follow in order, a group at a time."""
         requests = [Request(question + context) for question, context in rows]
         costs = [len(r.tokens) for r in requests]
-        run = partial(self._read, rows, layers)
+        run = partial(self._read, rows, config)
         yield from self._run_groups(requests, costs, list(range(len(rows))), run, 0)
 
-    def _read(self, rows, layers: tuple[int, ...], group: list[int]) -> list[torch.Tensor]:
-        return hidden_features(self.model, [rows[r] for r in group], layers, self.pad_id)
+    def _read(self, rows, config: ReaderConfig, group: list[int]) -> list[torch.Tensor]:
+        return reader_inputs(self.model, [rows[r] for r in group], config, self.pad_id)
 
     def _check(self, request: Request, new_tokens: int) -> Failure | None:
         if not request.tokens or any(not c for c in request.continuations):

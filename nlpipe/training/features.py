@@ -18,7 +18,7 @@ import torch
 
 from ..llm.batching import token_groups
 from ..llm.cache import cache_root
-from ..llm.reader import QUESTION_TEMPLATE, context_ids, hidden_features, question_ids
+from ..llm.reader import QUESTION_TEMPLATE, context_ids, hidden_features, question_ids, row_states
 from .examples import Example
 
 FEATURES_VERSION = 1
@@ -38,12 +38,19 @@ class Encoded:
 class FeatureCache:
     folder: Path
     encoded: list[Encoded]
-    starts: np.ndarray  # first row of each example's context tokens in `matrix`
-    matrix: np.ndarray  # [context tokens of all examples, layers x hidden], bf16 bits as int16
+    starts: np.ndarray  # first row of each example's tokens in `matrix`
+    matrix: np.ndarray  # [tokens of all examples, layers x hidden], bf16 bits as int16
+    with_question: bool = False  # each example's rows: its question's and context's tokens, or the context's
+
+    def question_length(self, index: int) -> int:
+        return len(self.encoded[index].question) if self.with_question else 0
+
+    def length(self, index: int) -> int:
+        return self.question_length(index) + len(self.encoded[index].context)
 
     def features(self, index: int) -> torch.Tensor:
-        start, n = int(self.starts[index]), len(self.encoded[index].context)
-        return torch.from_numpy(np.ascontiguousarray(self.matrix[start:start + n])).view(torch.bfloat16)
+        start = int(self.starts[index])
+        return torch.from_numpy(np.ascontiguousarray(self.matrix[start:start + self.length(index)])).view(torch.bfloat16)
 
 
 def encode(tokenizer, examples: list[Example], max_context_tokens: int) -> list[Encoded]:
@@ -55,9 +62,12 @@ def encode(tokenizer, examples: list[Example], max_context_tokens: int) -> list[
     return encoded
 
 
-def cache_key(model_identity: dict, data_digest: dict, layers: tuple[int, ...], dtype: str) -> str:
+def cache_key(model_identity: dict, data_digest: dict, layers: tuple[int, ...], dtype: str,
+              with_question: bool = False) -> str:
     described = {"version": FEATURES_VERSION, "model": model_identity, "data": data_digest, "layers": list(layers),
                  "dtype": dtype, "template": QUESTION_TEMPLATE}
+    if with_question:
+        described["rows"] = "question and context"
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -69,15 +79,17 @@ def model_identity(folder: Path) -> dict:
 
 
 def extract(llm, examples: list[Example], layers: tuple[int, ...], key: str, *, max_batch_tokens: int = 4096,
-            on_progress: Callable[[int, int], None] = lambda done, total: None,
+            with_question: bool = False, on_progress: Callable[[int, int], None] = lambda done, total: None,
             stop_after: int | None = None) -> FeatureCache:
-    """Every example's context features, from the cache when complete, else computed (resuming
-    a partial run). `stop_after` batches: end early, as an interrupt would (for tests)."""
+    """Every example's context features (`with_question`: the states at layer `layers[0]` of its
+    question's and context's tokens, what tuned layers train from), from the cache when
+    complete, else computed (resuming a partial run). `stop_after` batches: end early, as an
+    interrupt would (for tests)."""
     folder = cache_root() / "features" / key
     folder.mkdir(parents=True, exist_ok=True)
     model, tokenizer = llm.model, llm.tokenizer
     encoded = encode(tokenizer, examples, max(llm.context_length - 64, 1))  # 64: room for the question
-    lengths = np.array([len(e.context) for e in encoded], dtype=np.int64)
+    lengths = np.array([len(e.context) + (len(e.question) if with_question else 0) for e in encoded], dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     width = model.config.hidden_size * len(layers)
     shape = (max(1, int(lengths.sum())), width)
@@ -97,9 +109,11 @@ def extract(llm, examples: list[Example], layers: tuple[int, ...], key: str, *, 
         for number in range(progress["batches_done"], len(batches)):
             if stop_after is not None and number >= stop_after:
                 matrix.flush()
-                return FeatureCache(folder, encoded, starts, matrix)
+                return FeatureCache(folder, encoded, starts, matrix, with_question)
             batch = batches[number]
-            rows = hidden_features(model, [(encoded[i].question, encoded[i].context) for i in batch], layers, llm.pad_id)
+            pairs = [(encoded[i].question, encoded[i].context) for i in batch]
+            rows = (row_states(model, pairs, layers[0], llm.pad_id) if with_question
+                    else hidden_features(model, pairs, layers, llm.pad_id))
             for i, features in zip(batch, rows):
                 matrix[starts[i]:starts[i] + lengths[i]] = features.to(torch.bfloat16).cpu().view(torch.int16).numpy()
             matrix.flush()  # the rows on disk before the progress that counts them
@@ -109,7 +123,7 @@ def extract(llm, examples: list[Example], layers: tuple[int, ...], key: str, *, 
             on_progress(done, total)
         progress["complete"] = True
         _write_json(progress_path, progress)
-    return FeatureCache(folder, encoded, starts, matrix)
+    return FeatureCache(folder, encoded, starts, matrix, with_question)
 
 
 def _read_json(path: Path) -> dict:

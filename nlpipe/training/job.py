@@ -19,7 +19,7 @@ from typing import Callable
 from ..errors import ConfigError, Errors, InputError
 from ..llm.cache import cache_root
 from ..llm.engine import Llama
-from ..llm.reader import FOLDS_DIR, ReaderHead, default_layers, save_reader
+from ..llm.reader import FOLDS_DIR, SpanReader, default_layers, save_reader, tuned_base
 from . import features as feature_cache
 from .examples import deal_folds, files_digest, fold_keys, read_examples
 from .train import (Checkpoint, FoldResult, Prediction, TrainSettings, choose_threshold, predict, summary,
@@ -52,12 +52,17 @@ def train_reader(files: list[Path], output: Path, *, model: str = "smollm2-135m"
     llm = Llama(model, device=device, dtype=dtype)  # `auto`: bf16 on a CPU with native bf16 (resolve_dtype)
     loaded = llm.load()
     config = loaded.model.config
-    layers = default_layers(config.num_hidden_layers)
+    tuned = settings.tuned_layers
+    if tuned > config.num_hidden_layers:
+        raise ConfigError(Errors.E103.format(tuned=tuned, model=model, n_layers=config.num_hidden_layers))
+    layers = (tuned_base(config.num_hidden_layers, tuned),) if tuned else default_layers(config.num_hidden_layers)
     dtype_name = str(loaded.model.dtype).removeprefix("torch.")
     data = files_digest([Path(f) for f in files])
     described_data = data if limit is None else {**data, "limit": limit}
-    key = feature_cache.cache_key(feature_cache.model_identity(loaded.path), described_data, layers, dtype_name)
+    key = feature_cache.cache_key(feature_cache.model_identity(loaded.path), described_data, layers, dtype_name,
+                                  with_question=bool(tuned))
     cache = feature_cache.extract(llm, examples, layers, key, max_batch_tokens=llm.max_batch_tokens // 2,
+                                  with_question=bool(tuned),
                                   on_progress=lambda done, total: progress("features", done, total))
     timings["features"] = round(time.perf_counter() - began, 1)
     run = cache_root() / "training" / hashlib.sha256(json.dumps(
@@ -66,7 +71,7 @@ def train_reader(files: list[Path], output: Path, *, model: str = "smollm2-135m"
     def fit(name: str, indices: list[int]):
         return train_head(cache, examples, indices, config.hidden_size, layers, settings,
                           Checkpoint(run / f"{name.replace(' ', '-')}.pt"),
-                          on_step=lambda done, total: progress(name, done, total))
+                          on_step=lambda done, total: progress(name, done, total), model=loaded.model)
 
     began = time.perf_counter()
     unit, keys = fold_keys(examples)
@@ -75,7 +80,7 @@ def train_reader(files: list[Path], output: Path, *, model: str = "smollm2-135m"
         test = [i for i, key in enumerate(keys) if key in set(held)]
         train = sorted(set(range(len(examples))) - set(test))
         results.append(held_out(run / f"fold-{number}", held, lambda: fit(f"fold {number}", train),
-                                lambda head: predict(head, cache, examples, test)))
+                                lambda head: predict(head, cache, examples, test), loaded.model))
     for result in results:  # each fold's threshold from the others' held-out predictions only
         result.threshold = choose_threshold([p for other in results if other is not result for p in other.predictions])
     timings["cross_validation"] = round(time.perf_counter() - began, 1)
@@ -98,9 +103,11 @@ def train_reader(files: list[Path], output: Path, *, model: str = "smollm2-135m"
         "seconds": timings,
         "license": "Trained on SQuAD questions (Rajpurkar et al. 2016, 2018; CC BY-SA 4.0).",
         "command": " ".join(["nlpipe train", *(Path(f).name for f in files), "--folds", str(folds),
-                             "--epochs", str(settings.epochs), "--seed", str(settings.seed)]),
+                             "--epochs", str(settings.epochs), "--seed", str(settings.seed),
+                             *(["--tune-layers", str(tuned)] if tuned else [])]),
     }
-    write_reader(head, output, provenance, [run / f"fold-{number}" for number in range(1, len(results) + 1)])
+    write_reader(head, output, provenance, [run / f"fold-{number}" for number in range(1, len(results) + 1)],
+                 loaded.model)
     return TrainResult(output, rows, pooled, threshold, timings)
 
 
@@ -111,13 +118,13 @@ def check_output(output: Path) -> None:
         raise ConfigError(Errors.E089.format(path=output))
 
 
-def write_reader(head, output: Path, provenance: dict, fold_heads: list[Path] = ()) -> None:
+def write_reader(head: SpanReader, output: Path, provenance: dict, fold_heads: list[Path] = (), model=None) -> None:
     """The reader and the cross-validation heads (`folds/fold-K`: what `nlpipe fit` reads each
     article with, a head that never saw it), written next to `output`, then moved into place: an
     interrupted write leaves the old reader (or nothing), never half of one."""
     staging = output.with_name(output.name + ".writing")
     shutil.rmtree(staging, ignore_errors=True)
-    save_reader(head, staging, provenance)
+    save_reader(head, staging, provenance, model)
     for number, folder in enumerate(fold_heads, start=1):  # the head only, not the fold's predictions
         shutil.copytree(folder, staging / FOLDS_DIR / f"fold-{number}",
                         ignore=shutil.ignore_patterns(PREDICTIONS, "*.tmp"))
@@ -125,13 +132,16 @@ def write_reader(head, output: Path, provenance: dict, fold_heads: list[Path] = 
     shutil.rmtree(output / FOLDS_DIR, ignore_errors=True)
     if fold_heads:
         os.replace(staging / FOLDS_DIR, output / FOLDS_DIR)
-    for name in ("reader.pt", "reader.json"):  # the weights before the file that names them
-        os.replace(staging / name, output / name)
+    if not (staging / "tuned.pt").is_file():  # a reader without tuned layers: none of an earlier one's
+        (output / "tuned.pt").unlink(missing_ok=True)
+    for name in ("tuned.pt", "reader.pt", "reader.json"):  # the weights before the file that names them
+        if (staging / name).is_file():
+            os.replace(staging / name, output / name)
     staging.rmdir()
 
 
-def held_out(folder: Path, held: list[str], train_fold: Callable[[], ReaderHead],
-             predict_fold: Callable[[ReaderHead], list[Prediction]]) -> FoldResult:
+def held_out(folder: Path, held: list[str], train_fold: Callable[[], SpanReader],
+             predict_fold: Callable[[SpanReader], list[Prediction]], model=None) -> FoldResult:
     """One fold's head (kept in `folder` as a reader that never saw the `held` articles) and its
     held-out predictions: read back when an earlier run finished the fold."""
     path = folder / PREDICTIONS
@@ -140,7 +150,7 @@ def held_out(folder: Path, held: list[str], train_fold: Callable[[], ReaderHead]
         if saved["held"] == held:
             return FoldResult(held, [Prediction(**p) for p in saved["predictions"]])
     head = train_fold()
-    save_reader(head, folder, {"held": held, "note": "a cross-validation head: trained on the other articles"})
+    save_reader(head, folder, {"held": held, "note": "a cross-validation head: trained on the other articles"}, model)
     predictions = predict_fold(head)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"held": held, "predictions": [asdict(p) for p in predictions]}), encoding="utf-8")

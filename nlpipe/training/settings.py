@@ -9,9 +9,11 @@ class TrainSettings:
     epochs: int = 3
     learning_rate: float = 1e-3
     weight_decay: float = 0.01
-    batch_tokens: int = 4096  # context tokens per mini-batch
+    batch_tokens: int = 4096  # tokens read per mini-batch
     seed: int = 0
     width: int = 256
     heads: int = 4
     max_answer_tokens: int = 30
     dropout: float = 0.1
+    tuned_layers: int = 0  # the LM's layers fine-tuned with the head (0: the head reads the frozen LM)
+    tuned_learning_rate: float = 3e-4

@@ -1,5 +1,6 @@
-"""Train the reader's head on cached LM features: mini-batches, checkpoints, article-level
-cross-validation, and the no-answer threshold chosen on held-out predictions.
+"""Train the reader (its head, and its tuned layers if it has any) on cached LM states:
+mini-batches, checkpoints, article-level cross-validation, and the no-answer threshold chosen on
+held-out predictions.
 
 The loss is the negative log of the probability `span_distribution` gives to the right answer:
 the sum over every place a reference answer occurs (SQuAD does not say which occurrence is
@@ -7,6 +8,7 @@ meant), or "no answer" for an unanswerable question. Training and answering rank
 same function, so what cross-validation measures is what the pipeline does.
 """
 
+import contextlib
 import math
 import os
 import random
@@ -19,7 +21,7 @@ import torch
 
 from ..llm.batching import token_groups
 from ..llm.devices import cpu_has_fast_bf16
-from ..llm.reader import ReaderConfig, ReaderHead, best_spans, span_distribution
+from ..llm.reader import ReaderConfig, SpanReader, TunedLayers, best_spans, span_distribution
 from ..metrics import scores as squad_scores
 from .examples import Example
 from .features import FeatureCache
@@ -69,26 +71,30 @@ def batches_of(indices: list[int], lengths: list[int], batch_tokens: int, rng: r
     return batches
 
 
-def collate(cache: FeatureCache, batch: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+def collate(cache: FeatureCache, batch: list[int], device) -> tuple[torch.Tensor, list[int], list[int]]:
+    """The batch's rows of states, right padded, with each row's question and total lengths."""
     rows = [cache.features(i) for i in batch]
-    longest = max(r.shape[0] for r in rows)
-    features = torch.zeros(len(rows), longest, rows[0].shape[1], dtype=torch.bfloat16)
-    mask = torch.zeros(len(rows), longest, dtype=torch.bool)
+    states = torch.zeros(len(rows), max(r.shape[0] for r in rows), rows[0].shape[1], dtype=torch.bfloat16)
     for r, row in enumerate(rows):
-        features[r, :row.shape[0]] = row
-        mask[r, :row.shape[0]] = True
-    return features, mask
+        states[r, :row.shape[0]] = row
+    return states.to(device), [cache.question_length(i) for i in batch], [r.shape[0] for r in rows]
 
 
-def batch_loss(head: ReaderHead, cache: FeatureCache, batch: list[int], targets: list[list[tuple[int, int]]]):
-    features, mask = collate(cache, batch)
-    start, end = head(features, mask)
-    log_probs = span_distribution(start, end, head.config.max_answer_tokens)
+def batch_loss(reader: SpanReader, cache: FeatureCache, batch: list[int], targets: list[list[tuple[int, int]]],
+               device):
+    start, end = reader(*collate(cache, batch, device))
+    log_probs = span_distribution(start, end, reader.config.max_answer_tokens)
     losses = []
     for r, i in enumerate(batch):
-        cells = torch.tensor(targets[i])
+        cells = torch.tensor(targets[i], device=device)
         losses.append(-torch.logsumexp(log_probs[r, cells[:, 0], cells[:, 1]], dim=0))
     return torch.stack(losses).mean()
+
+
+def _bf16(device: torch.device):
+    """bf16 matrix units (a CUDA GPU, or a CPU with AMX/AVX512-BF16) run the matmuls about
+    1.5-2x faster; the weights stay float32."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" or cpu_has_fast_bf16())
 
 
 @dataclass
@@ -98,22 +104,22 @@ class Checkpoint:
     path: Path | None
     every: int = 200
 
-    def load(self, head, optimizer, schedule) -> tuple[int, int]:
+    def load(self, reader, optimizer, schedule) -> tuple[int, int]:
         if self.path is None or not self.path.is_file():
             return 0, 0
         state = torch.load(self.path, map_location="cpu", weights_only=False)
-        head.load_state_dict(state["head"])
+        reader.load_state_dict(state["reader"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         torch.set_rng_state(state["torch_rng"])
         return state["epoch"], state["step"]
 
-    def save(self, head, optimizer, schedule, epoch: int, step: int) -> None:
+    def save(self, reader, optimizer, schedule, epoch: int, step: int) -> None:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        torch.save({"head": head.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+        torch.save({"reader": reader.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                     "torch_rng": torch.get_rng_state(), "epoch": epoch, "step": step}, tmp)
         os.replace(tmp, self.path)
 
@@ -121,63 +127,70 @@ class Checkpoint:
 def train_head(cache: FeatureCache, examples: list[Example], indices: list[int], hidden_size: int,
                layers: tuple[int, ...], settings: TrainSettings, checkpoint: Checkpoint | None = None,
                on_step: Callable[[int, int], None] = lambda done, total: None,
-               stop_after: int | None = None) -> ReaderHead | None:
-    """A head trained on `indices`. The same data, settings and seed give the same weights,
-    also across an interrupt and resume (the batch order is drawn per epoch from the seed).
-    `stop_after` mini-batches: stop there as an interrupt would, returning None."""
+               stop_after: int | None = None, model=None) -> SpanReader | None:
+    """A reader trained on `indices`: its head, and copies of `model`'s layers above `layers[0]`
+    when settings.tuned_layers (on the model's device). The same data, settings and seed give
+    the same weights, also across an interrupt and resume (the batch order is drawn per epoch
+    from the seed). `stop_after` mini-batches: stop there as an interrupt would, returning None."""
     torch.manual_seed(settings.seed)
     config = ReaderConfig(hidden_size, tuple(layers), settings.width, settings.heads, settings.max_answer_tokens,
-                          settings.dropout)
-    head = ReaderHead(config)
+                          settings.dropout, settings.tuned_layers)
+    tuned = TunedLayers(model, layers[0], settings.tuned_layers) if settings.tuned_layers else None
+    device = model.device if model is not None else torch.device("cpu")
+    reader = SpanReader(config, tuned).to(device)
     targets = {i: token_targets(examples[i], cache.encoded[i].offsets, settings.max_answer_tokens) for i in indices}
     usable = [i for i in indices if targets[i]]
-    lengths = [len(e.context) for e in cache.encoded]
+    lengths = [cache.length(i) for i in range(len(cache.encoded))]
     per_epoch = [batches_of(usable, lengths, settings.batch_tokens, random.Random(settings.seed * 1000 + epoch))
                  for epoch in range(settings.epochs)]
     total = sum(map(len, per_epoch))
-    optimizer = torch.optim.AdamW(head.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    groups = [{"params": list(reader.head.parameters()), "lr": settings.learning_rate}]
+    if tuned is not None:  # pretrained weights move slower than the new head
+        groups.append({"params": list(tuned.parameters()), "lr": settings.tuned_learning_rate})
+    optimizer = torch.optim.AdamW(groups, weight_decay=settings.weight_decay)
     warmup = max(1, total // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(
         (step + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, total))))))
     checkpoint = checkpoint or Checkpoint(None)
-    first_epoch, first_step = checkpoint.load(head, optimizer, schedule)
+    first_epoch, first_step = checkpoint.load(reader, optimizer, schedule)
     done = sum(map(len, per_epoch[:first_epoch])) + first_step
     on_step(done, total)
-    head.train()
+    reader.train()
     for epoch in range(first_epoch, settings.epochs):
         for step in range(first_step if epoch == first_epoch else 0, len(per_epoch[epoch])):
             if stop_after is not None and done >= stop_after:
-                checkpoint.save(head, optimizer, schedule, epoch, step)
+                checkpoint.save(reader, optimizer, schedule, epoch, step)
                 return None
-            # bf16 matrix units run the head's matmuls about 1.5x faster (weights stay float32).
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_has_fast_bf16()):
-                loss = batch_loss(head, cache, per_epoch[epoch][step], targets)
+            with _bf16(device):
+                loss = batch_loss(reader, cache, per_epoch[epoch][step], targets, device)
             if not torch.isfinite(loss):  # never train on (or ship) NaN weights
                 raise FloatingPointError(f"the training loss became {loss.item()} at mini-batch {done}")
             optimizer.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(reader.parameters(), 1.0)
             optimizer.step()
             schedule.step()
             done += 1
             on_step(done, total)
             if done % checkpoint.every == 0:
-                checkpoint.save(head, optimizer, schedule, epoch, step + 1)
-    return head.eval()
+                checkpoint.save(reader, optimizer, schedule, epoch, step + 1)
+    return reader.eval()
 
 
 @torch.inference_mode()
-def predict(head: ReaderHead, cache: FeatureCache, examples: list[Example], indices: list[int],
+def predict(reader: SpanReader, cache: FeatureCache, examples: list[Example], indices: list[int],
             batch_tokens: int = 8192) -> list[Prediction]:
     """One Prediction per index, in the order of `indices`."""
-    lengths = [len(e.context) for e in cache.encoded]
+    device = next(reader.parameters()).device
+    lengths = [cache.length(i) for i in range(len(cache.encoded))]
     predictions = {}
     for batch in batches_of(indices, lengths, batch_tokens, random.Random(0)):
-        features, mask = collate(cache, batch)
-        start, end = head(features, mask)
-        log_probs = span_distribution(start, end, head.config.max_answer_tokens)
+        # Tuned layers run in bf16 where the pipeline's LM does; a head alone in float32, as there.
+        with _bf16(device) if reader.tuned is not None else contextlib.nullcontext():
+            start, end = reader(*collate(cache, batch, device))
+        log_probs = span_distribution(start.float(), end.float(), reader.config.max_answer_tokens).cpu()
         for r, i in enumerate(batch):
-            n = lengths[i] + 1
+            n = len(cache.encoded[i].context) + 1
             spans, no_answer = best_spans(log_probs[r, :n, :n], 1)
             example, offsets = examples[i], cache.encoded[i].offsets
             start, end = (offsets[spans[0].first][0], offsets[spans[0].last][1]) if spans else (0, 0)

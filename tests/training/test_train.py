@@ -11,8 +11,8 @@ import torch
 
 from nlpipe.errors import ConfigError, InputError
 from nlpipe.llm.engine import Llama
-from nlpipe.llm.reader import (ReaderConfig, ReaderHead, best_spans, default_layers, held_out_readers, load_reader,
-                               span_distribution)
+from nlpipe.llm.reader import (ReaderConfig, SpanReader, best_spans, default_layers, held_out_readers, load_reader,
+                               save_reader, span_distribution)
 from nlpipe.training import features as feature_cache
 from nlpipe.training.examples import answer_spans, deal_folds, fold_keys, read_examples
 from nlpipe.training.job import train_reader
@@ -107,7 +107,7 @@ def test_feature_extraction_resumes_to_the_same_features(squad_file, tiny_llm):
     assert (resumed.matrix == whole.matrix).all()
     assert json.loads((resumed.folder / "progress.json").read_text())["complete"]
     # Each example's rows are its context tokens' hidden states.
-    direct = tiny_llm.read_stream([(whole.encoded[3].question, whole.encoded[3].context)], layers)
+    direct = tiny_llm.read_stream([(whole.encoded[3].question, whole.encoded[3].context)], ReaderConfig(64, layers))
     [(_, expected)] = list(direct)
     assert torch.allclose(whole.features(3).float(), expected.to(torch.bfloat16).float())
 
@@ -190,8 +190,7 @@ def test_train_reader_without_answerable_questions_says_so(tiny_llama_dir, tmp_p
 def test_a_reader_for_another_hidden_size_is_refused_with_the_command_to_train_one(tiny_llama_dir, tmp_path):
     from nlpipe.components.reading import Reader
 
-    head = ReaderHead(ReaderConfig(hidden_size=32, layers=(1, 2), width=8, heads=2))
-    from nlpipe.llm.reader import save_reader
+    head = SpanReader(ReaderConfig(hidden_size=32, layers=(1, 2), width=8, heads=2))
     save_reader(head, tmp_path / "other", {})
     with pytest.raises(ConfigError, match="E087.*nlpipe train"):
         Reader(str(tmp_path / "other")).head(Llama(tiny_llama_dir, device="cpu"))
