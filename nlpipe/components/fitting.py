@@ -36,7 +36,7 @@ BATCH = 32
 # What a fit learns: every feature but the reply's (scoring alone never generates a reply).
 FITTED_FEATURES = [name for name in FEATURES if name not in REPLY_FEATURES]
 # F1 points the answerable questions may lose to abstentions when the threshold is fitted.
-MAX_HAS_ANSWER_LOSS = 0.06
+MAX_HAS_ANSWER_LOSS = 0.04
 # A lexical feature gets a weight when this many answerable questions have it: rarer ones
 # would be fitted to a question or two.
 MIN_QUESTIONS = 3
