@@ -88,7 +88,7 @@ ANSWERABILITY_FEATURES = {
     "margin": "its lead over the second best",
     "share": "its softmax share (the confidence an answer gets)",
     **{f"best_{name}": f"its '{name}' feature" for name in _BEST_FEATURES},
-    "sentence_coverage": "share of the question's content words in the best-matching sentence",
+    "sentence_coverage": "share of the question's content words in the best-matching sentence (1 if it has none)",
     "document_coverage": "share of them anywhere in the document",
     "entity_coverage": "share of the question's entities the document names (1 if it names none)",
     "missing_words": "content words of the question the document lacks, at most 5, / 5",
@@ -381,12 +381,14 @@ def question_context(question: QuestionAnalysis, doc: Doc, ranked: list[tuple[Sp
     total = sum(rarity.values()) or 1.0
     text = doc.text.lower()
     found = [e for e in question.entities if e.lower() in text]
+    # A question without content words ("Where is it?") lacks nothing the text could fail to
+    # say: its coverage is whole, as entity_coverage is for a question without entities.
     return {
-        "sentence_coverage": len(focus & lemmas[0]) / max(1, len(focus)),
-        "document_coverage": len(focus & in_doc) / max(1, len(focus)),
+        "sentence_coverage": len(focus & lemmas[0]) / len(focus) if focus else 1.0,
+        "document_coverage": len(focus & in_doc) / len(focus) if focus else 1.0,
         "entity_coverage": len(found) / len(question.entities) if question.entities else 1.0,
         "missing_words": min(5, len(focus - in_doc)) / 5,
-        "sentence_weight": sum(rarity[w] for w in focus & lemmas[0]) / total,
+        "sentence_weight": sum(rarity[w] for w in focus & lemmas[0]) / total if focus else 1.0,
         "missing_weight": sum(rarity[w] for w in focus - in_doc) / total,
         "reader_no_answer": reading.no_answer if reading is not None else 0.0,
     }

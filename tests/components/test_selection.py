@@ -229,6 +229,13 @@ def test_question_context_says_how_much_of_the_question_the_text_holds(en_nlp):
     assert said["document_coverage"] == 1.0 and said["missing_words"] == 0.0
     assert unsaid["document_coverage"] < said["document_coverage"] and unsaid["missing_words"] > 0
     assert unsaid["entity_coverage"] < 1.0 or not analysis.entities
+    # A question without content words lacks nothing: whole coverage, not none ("It is in Paris."
+    # asked "Where is it?" was given "no answer" for covering 0 % of nothing).
+    doc, analysis, ranked, _, _ = setup(en_nlp, "It is in Paris.", "Where is it?")
+    assert not analysis.focus_lemmas
+    vacuous = question_context(analysis, doc, ranked)
+    assert vacuous["sentence_coverage"] == vacuous["document_coverage"] == vacuous["sentence_weight"] == 1.0
+    assert vacuous["missing_words"] == vacuous["missing_weight"] == 0.0
 
 
 def test_a_weights_file_over_the_cap_is_refused_before_it_is_read_whole(tmp_path, monkeypatch):
