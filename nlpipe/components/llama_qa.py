@@ -86,14 +86,17 @@ def selector_for_model(selector: SpanSelector, llm: Llama) -> SpanSelector:
 
 
 def without_reader(selector: SpanSelector, llm: Llama) -> SpanSelector:
-    """The shipped weights fitted without a reader, with the selector's own settings, and W001."""
+    """The shipped weights fitted without a reader, with the selector's own settings (a threshold
+    the user chose included; else the fallback file's), and W001."""
     warnings.warn(Warnings.W001.format(fitted=SHIPPED["provenance"]["model"], model=llm.path, fallback=NO_READER_WEIGHTS_FILE),
                   NlpipeWarning, stacklevel=2)
     fallback = read_weights(NO_READER_WEIGHTS_FILE)
     return SpanSelector(selector.max_sentences, selector.max_candidates, {**fallback["weights"], **selector.overrides},
                         fallback["temperature"], fallback["answerability"]["weights"],
-                        None if selector.threshold is None else fallback["answerability"]["threshold"],
-                        NO_READER_WEIGHTS_FILE, selector.overrides, fallback["lexicon"])
+                        None if selector.threshold is None else
+                        selector.chosen_threshold if selector.chosen_threshold is not None else
+                        fallback["answerability"]["threshold"],
+                        NO_READER_WEIGHTS_FILE, selector.overrides, fallback["lexicon"], selector.chosen_threshold)
 
 
 def model_identity(path) -> str:

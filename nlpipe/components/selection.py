@@ -233,8 +233,11 @@ class SpanSelector:
     def __init__(self, max_sentences: int = 8, max_candidates: int = 12, weights: Dict[str, float] | None = None,
                  temperature: float = DEFAULT_TEMPERATURE, answerability: Dict[str, float] | None = None,
                  threshold: float | None = None, weights_file: str | None = None,
-                 overrides: Dict[str, float] | None = None, lexicon: Dict[str, float] | None = None):
+                 overrides: Dict[str, float] | None = None, lexicon: Dict[str, float] | None = None,
+                 chosen_threshold: float | None = None):
         self.max_sentences = max_sentences
+        # The user's own no_answer_threshold (None: the weights file's), kept if the weights change.
+        self.chosen_threshold = chosen_threshold
         # Where the weights came from, and the single weights set over them (llama_qa.selector_for_model).
         self.weights_file = weights_file
         self.overrides = dict(overrides or {})
@@ -554,4 +557,4 @@ def make_span_selector(max_sentences: PositiveInt = 8, max_candidates: PositiveI
     threshold = (no_answer_threshold if no_answer_threshold is not None else model["threshold"]) \
         if answerability else None
     return SpanSelector(max_sentences, max_candidates, {**fitted["weights"], **weights}, fitted["temperature"],
-                        model["weights"], threshold, weights_file, weights, fitted["lexicon"])
+                        model["weights"], threshold, weights_file, weights, fitted["lexicon"], no_answer_threshold)

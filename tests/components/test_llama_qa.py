@@ -569,3 +569,22 @@ def test_a_weights_file_of_ones_own_is_kept_for_any_model(tmp_path):
     own.write_text(json.dumps({"format": "nlpipe.SelectorWeights.v2", "weights": {"near": 1.0}, "temperature": 1.0}))
     selector = make_span_selector(weights_file=str(own))
     assert selector_for_model(selector, Llama("/data/my-own-llama")) is selector
+
+
+def test_the_fallback_weights_keep_a_threshold_the_user_chose(tiny_llama_dir):
+    """Falling back to the weights fitted without a reader swaps the fitted threshold, never the
+    user's own no_answer_threshold."""
+    import warnings
+
+    from nlpipe.components.llama_qa import selector_for_model
+    from nlpipe.components.selection import NO_READER_WEIGHTS_FILE, make_span_selector, read_weights
+    from nlpipe.llm.engine import Llama
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        chosen = selector_for_model(make_span_selector(no_answer_threshold=0.9), Llama(tiny_llama_dir))
+        fitted = selector_for_model(make_span_selector(), Llama(tiny_llama_dir))
+        never = selector_for_model(make_span_selector(answerability=False), Llama(tiny_llama_dir))
+    assert chosen.threshold == 0.9
+    assert fitted.threshold == read_weights(NO_READER_WEIGHTS_FILE)["answerability"]["threshold"]
+    assert never.threshold is None
