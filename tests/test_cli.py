@@ -694,10 +694,15 @@ def test_train_prints_cross_validation_and_writes_a_reader_the_pipeline_uses(run
     assert "--components.llama_qa.reader.path" in result.stderr
     provenance = json.loads((tmp_path / "reader" / "reader.json").read_text())["provenance"]
     assert provenance["model"] == model and provenance["settings"]["epochs"] == 1
+    assert_reader_answers(runner, override_args, tmp_path / "reader")
+
+
+def assert_reader_answers(runner, override_args, reader: Path) -> None:
+    """`nlpipe ask` in reader mode with `reader` gives a record, an answer or "no answer"."""
     asked = runner.invoke(main, ["ask", QA_CFG, "How long is the Danube?", "--text",
                                  "The Danube is about 2,850 kilometres long.", "--json", *override_args,
-                                 "--components.llama_qa.mode", "reader",
-                                 "--components.llama_qa.reader.path", str(tmp_path / "reader")])
+                                 "--components.llama_qa.mode", "reader", "--components.llama_qa.reader.path",
+                                 str(reader)])
     assert asked.exit_code == 0, asked.output
     assert json.loads(asked.stdout)["answerable"] in (True, False)
 
@@ -713,12 +718,7 @@ def test_train_with_tuned_layers_writes_a_reader_the_pipeline_reads_and_refuses_
     result = runner.invoke(main, [*args, "--output", str(tmp_path / "reader"), "--tune-layers", "1"])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "reader" / "reader.json").read_text())["config"]["tuned_layers"] == 1
-    asked = runner.invoke(main, ["ask", QA_CFG, "How long is the Danube?", "--text",
-                                 "The Danube is about 2,850 kilometres long.", "--json", *override_args,
-                                 "--components.llama_qa.mode", "reader",
-                                 "--components.llama_qa.reader.path", str(tmp_path / "reader")])
-    assert asked.exit_code == 0, asked.output
-    assert json.loads(asked.stdout)["answerable"] in (True, False)
+    assert_reader_answers(runner, override_args, tmp_path / "reader")
     too_many = runner.invoke(main, [*args, "--output", str(tmp_path / "other"), "--tune-layers", "3"])
     assert too_many.exit_code != 0 and "E103" in too_many.stderr and "Traceback" not in too_many.stderr
     assert len(too_many.stderr.strip().splitlines()) == 1

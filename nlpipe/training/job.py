@@ -132,11 +132,12 @@ def write_reader(head: SpanReader, output: Path, provenance: dict, fold_heads: l
     shutil.rmtree(output / FOLDS_DIR, ignore_errors=True)
     if fold_heads:
         os.replace(staging / FOLDS_DIR, output / FOLDS_DIR)
-    if not (staging / "tuned.pt").is_file():  # a reader without tuned layers: none of an earlier one's
-        (output / "tuned.pt").unlink(missing_ok=True)
+    tuned = (staging / "tuned.pt").is_file()
     for name in ("tuned.pt", "reader.pt", "reader.json"):  # the weights before the file that names them
         if (staging / name).is_file():
             os.replace(staging / name, output / name)
+    if not tuned:  # a reader without tuned layers, over one with: the old layers go, after its reader.json
+        (output / "tuned.pt").unlink(missing_ok=True)
     staging.rmdir()
 
 
