@@ -201,7 +201,7 @@ class Errors:
             "or leave both unset to start a local Ray.")
     E101 = ("E101: the pipeline of {config} has no llama_qa component, so {what}. Use a config with one (the "
             "built-in qa, or add a [components.llama_qa] block).")
-    E103 = ("E103: --tune-layers {tuned} is more layers than the model '{model}' has ({n_layers}). Tune "
-            "fewer (the shipped reader tunes 5 of SmolLM2-135M's 30).")
     E102 = ("E102: no answerable question has a candidate span matching its answer: nothing to fit (are the "
             "references spans of their paragraphs?)")
+    E103 = ("E103: --tune-layers {tuned} is more layers than the model '{model}' has ({n_layers}). Tune "
+            "fewer (the shipped reader tunes 5 of SmolLM2-135M's 30).")

@@ -91,11 +91,12 @@ def without_reader(selector: SpanSelector, llm: Llama) -> SpanSelector:
     warnings.warn(Warnings.W001.format(fitted=SHIPPED["provenance"]["model"], model=llm.path, fallback=NO_READER_WEIGHTS_FILE),
                   NlpipeWarning, stacklevel=2)
     fallback = read_weights(NO_READER_WEIGHTS_FILE)
+    threshold = None  # answers every question, as the selector did
+    if selector.threshold is not None:
+        threshold = fallback["answerability"]["threshold"] if selector.chosen_threshold is None \
+            else selector.chosen_threshold
     return SpanSelector(selector.max_sentences, selector.max_candidates, {**fallback["weights"], **selector.overrides},
-                        fallback["temperature"], fallback["answerability"]["weights"],
-                        None if selector.threshold is None else
-                        selector.chosen_threshold if selector.chosen_threshold is not None else
-                        fallback["answerability"]["threshold"],
+                        fallback["temperature"], fallback["answerability"]["weights"], threshold,
                         NO_READER_WEIGHTS_FILE, selector.overrides, fallback["lexicon"], selector.chosen_threshold)
 
 

@@ -84,8 +84,6 @@ class Reader:
                 raise ConfigError(Errors.E087.format(path=self.path, why=err, model=llm.path)) from None
             except (OSError, ValueError, KeyError, TypeError, RuntimeError, RecursionError) as err:
                 raise ConfigError(Errors.E086.format(path=self.path, reason=getattr(err, "strerror", None) or err)) from None
-            if head.tuned is not None:  # in the LM's dtype, as the states they continue from
-                head.tuned.layers.to(llm.model.dtype)
             self._head = head.to(llm.device)
         return self._head
 

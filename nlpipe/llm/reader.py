@@ -305,8 +305,8 @@ def save_reader(reader: SpanReader, folder: Path, provenance: dict, model=None) 
 
 def load_reader(folder: Path, model=None) -> tuple[SpanReader, dict]:
     """The reader of a folder, in eval mode, and its reader.json. Given `model` (the LM; needed
-    for a reader with tuned layers, stored as differences from its layers), a reader trained for
-    another model is refused (ModelMismatch)."""
+    for a reader with tuned layers, stored as differences from its layers and loaded in its
+    dtype), a reader trained for another model is refused (ModelMismatch)."""
     meta = json.loads(read_small_file(folder / "reader.json"))
     if meta.get("format") not in (READER_FORMAT, TUNED_FORMAT):
         raise ValueError(f"format is {meta.get('format')!r}, not {READER_FORMAT} or {TUNED_FORMAT}")
@@ -324,6 +324,7 @@ def load_reader(folder: Path, model=None) -> tuple[SpanReader, dict]:
                                 "were tuned from another model's")
         differences = torch.load(folder / "tuned.pt", map_location="cpu", weights_only=True)
         tuned.layers.load_state_dict(_apply(base, differences))
+        tuned.layers.to(model.dtype)  # in the LM's dtype, as the states they continue from
     reader = SpanReader(config, tuned)
     state = torch.load(folder / "reader.pt", map_location="cpu", weights_only=True)
     reader.head.load_state_dict({name: tensor.float() for name, tensor in state.items()})

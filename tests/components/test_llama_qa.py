@@ -584,7 +584,8 @@ def test_the_fallback_weights_keep_a_threshold_the_user_chose(tiny_llama_dir):
         warnings.simplefilter("ignore")
         chosen = selector_for_model(make_span_selector(no_answer_threshold=0.9), Llama(tiny_llama_dir))
         fitted = selector_for_model(make_span_selector(), Llama(tiny_llama_dir))
-        never = selector_for_model(make_span_selector(answerability=False), Llama(tiny_llama_dir))
+        never = selector_for_model(make_span_selector(answerability=False, no_answer_threshold=0.9),
+                                   Llama(tiny_llama_dir))
     assert chosen.threshold == 0.9
     assert fitted.threshold == read_weights(NO_READER_WEIGHTS_FILE)["answerability"]["threshold"]
     assert never.threshold is None
