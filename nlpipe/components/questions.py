@@ -54,6 +54,10 @@ HEAD_NOUN_LABELS = {
     "film": ("WORK_OF_ART",), "movie": ("WORK_OF_ART",), "album": ("WORK_OF_ART",), "law": ("LAW",),
     "product": ("PRODUCT",),
 }
+# Words a question uses only to say what kind of answer it wants: a text says where a thing is
+# without "located", and how tall it is without "tall" ("330 metres"). Missing from a text, they
+# are no sign that it does not answer (selection.question_context).
+_ASKING_WORDS = {"where": {"locate", "situate", "base", "lie", "find", "sit"}, "when": {"happen", "occur"}}
 _WORD = re.compile(r"\w+", re.UNICODE)
 WH_WORDS = ("who", "whom", "whose", "when", "where", "why", "how", "what", "which")
 AUXILIARIES = {"be", "do", "have", "can", "could", "will", "would", "should", "may", "might", "must", "shall"}
@@ -180,6 +184,18 @@ def analyse_question(doc: Doc) -> QuestionAnalysis:
         wh_role=_wh_role(doc),
         unit=head_noun or (_counted_noun(doc) if qtype in ("how many", "how much") else None),
     )
+
+
+def telling_lemmas(question: QuestionAnalysis) -> set[str]:
+    """The question's content words that a text answering it says: its focus, less the words
+    that only name the kind of answer (_ASKING_WORDS, the adjective of "how tall", the typed head
+    noun of "what year" or "which city")."""
+    asking = set(_ASKING_WORDS.get(question.qtype, ()))
+    if question.qtype.startswith("how ") and question.qtype not in ("how many", "how much"):
+        asking.add(question.qtype.split()[1])
+    if question.head_noun in HEAD_NOUN_LABELS:
+        asking.add(question.head_noun)
+    return question.focus_lemmas - asking
 
 
 def words_of(text: str) -> list[str]:

@@ -13,7 +13,7 @@ candidate's labels and its dependency path to the question's words. A softmax ov
 confidence of the chosen span. Whether to answer at all is a separate, absolute decision: a
 logistic regression on question-level inputs (how much of the question the text says, how
 clearly the best candidate wins) against a fitted threshold.
-The default weights live in weights/span_selector.v6.json with their provenance, written by
+The default weights live in weights/span_selector.v7.json with their provenance, written by
 `nlpipe fit` (nlpipe.components.fitting) and checked by article-level cross-validation
 (benchmarks/cross_article.py).
 """
@@ -36,7 +36,7 @@ from ..files import read_small_file
 from ..llm.reader import UNREAD
 from ..metrics import normalize_answer, word_f1
 from .lexical import lexical_features, lexicon_score, tree_climbs
-from .questions import QuestionAnalysis, is_content, lemma_of, question_words, words_of
+from .questions import QuestionAnalysis, is_content, lemma_of, question_words, telling_lemmas, words_of
 from .units import ASKED_DIMENSIONS, measure_clash
 
 # Question types whose answer is rarely a span of the text: their reply is kept as generated.
@@ -98,7 +98,7 @@ ANSWERABILITY_FEATURES = {
 }
 # The fitted weights ship as versioned files: the one source of the defaults (see read_weights).
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEFAULT_WEIGHTS_FILE = "span_selector.v6.json"  # the tuned reader's features, a lexicon, the worked-example prompt
+DEFAULT_WEIGHTS_FILE = "span_selector.v7.json"  # the tuned reader's features, a lexicon, the worked-example prompt
 # Fitted without a reader: for a model the shipped reader was not trained for (llama_qa.selector_for_model).
 NO_READER_WEIGHTS_FILE = "span_selector.v2.json"
 WEIGHTS_FORMATS = ("nlpipe.SelectorWeights.v1", "nlpipe.SelectorWeights.v2", "nlpipe.SelectorWeights.v3")
@@ -376,7 +376,7 @@ def question_context(question: QuestionAnalysis, doc: Doc, ranked: list[tuple[Sp
     sentence and the whole document say. A question about something the text does not mention
     rarely has an answer in it, whatever its best candidate scores. Words count by their
     rarity among the document's sentences (a missing "1858" says more than a missing "year")."""
-    focus = question.focus_lemmas
+    focus = telling_lemmas(question)
     sentences = [unit for unit, _ in ranked] or [doc[:]]
     lemmas = [{lemma_of(t) for t in unit if is_content(t)} for unit in sentences]
     in_doc = set().union(*lemmas)

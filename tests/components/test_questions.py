@@ -3,7 +3,7 @@
 import pytest
 import spacy
 
-from nlpipe.components.questions import EXPECTED_LABELS, HEAD_NOUN_LABELS, analyse_question, is_content
+from nlpipe.components.questions import EXPECTED_LABELS, HEAD_NOUN_LABELS, analyse_question, is_content, telling_lemmas
 
 
 @pytest.fixture()
@@ -125,3 +125,17 @@ def test_wh_role_and_unit(analyse, question, role, unit):
         assert analysis.wh_role == role
     assert analysis.unit == unit
 
+
+
+@pytest.mark.parametrize("question,telling", [
+    ("Where is the Eiffel Tower located?", {"eiffel", "tower"}),  # a place is asked: "located" tells nothing
+    ("How tall is the Eiffel Tower?", {"eiffel", "tower"}),  # "330 metres" answers without "tall"
+    ("What year did the tower open?", {"tower", "open"}),  # "year" is the answer's type
+    ("When did the war happen?", {"war"}),
+    ("Who designed the tower?", {"design", "tower"}),  # the rest is what the text must say
+    ("How many people live in the city?", {"people", "live", "city"}),
+])
+def test_telling_lemmas_leave_out_the_words_that_only_name_the_kind_of_answer(analyse, question, telling):
+    analysis = analyse(question)
+    assert telling_lemmas(analysis) == telling
+    assert telling_lemmas(analysis) <= analysis.focus_lemmas

@@ -236,6 +236,12 @@ def test_question_context_says_how_much_of_the_question_the_text_holds(en_nlp):
     vacuous = question_context(analysis, doc, ranked)
     assert vacuous["sentence_coverage"] == vacuous["document_coverage"] == vacuous["sentence_weight"] == 1.0
     assert vacuous["missing_words"] == vacuous["missing_weight"] == 0.0
+    # Words that only say what kind of answer is wanted are not missing from a text that gives
+    # it: "located" (README's example "Where is it located?" was abstained on for lacking it).
+    doc, analysis, ranked, _, _ = setup(en_nlp, "The Eiffel Tower is a tower in Paris, France.", "Where is it located?")
+    assert analysis.focus_lemmas == {"locate"}
+    located = question_context(analysis, doc, ranked)
+    assert located["sentence_coverage"] == located["document_coverage"] == 1.0 and located["missing_words"] == 0.0
 
 
 def test_a_weights_file_over_the_cap_is_refused_before_it_is_read_whole(tmp_path, monkeypatch):
