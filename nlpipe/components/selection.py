@@ -88,7 +88,8 @@ ANSWERABILITY_FEATURES = {
     "margin": "its lead over the second best",
     "share": "its softmax share (the confidence an answer gets)",
     **{f"best_{name}": f"its '{name}' feature" for name in _BEST_FEATURES},
-    "sentence_coverage": "share of the question's content words in the best-matching sentence (1 if it has none)",
+    "sentence_coverage": "share of the question's content words (questions.telling_lemmas) in the best-matching "
+                         "sentence (1 if it has none)",
     "document_coverage": "share of them anywhere in the document",
     "entity_coverage": "share of the question's entities the document names (1 if it names none)",
     "missing_words": "content words of the question the document lacks, at most 5, / 5",
