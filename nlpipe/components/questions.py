@@ -191,7 +191,7 @@ def telling_lemmas(question: QuestionAnalysis) -> set[str]:
     that only name the kind of answer (_ASKING_WORDS, the adjective of "how tall", the typed head
     noun of "what year" or "which city")."""
     asking = set(_ASKING_WORDS.get(question.qtype, ()))
-    if question.qtype.startswith("how ") and question.qtype not in ("how many", "how much"):
+    if question.qtype.startswith("how "):  # "many" and "much" are stop words, never in the focus
         asking.add(question.qtype.split()[1])
     if question.head_noun in HEAD_NOUN_LABELS:
         asking.add(question.head_noun)

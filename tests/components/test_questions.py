@@ -126,7 +126,6 @@ def test_wh_role_and_unit(analyse, question, role, unit):
     assert analysis.unit == unit
 
 
-
 @pytest.mark.parametrize("question,telling", [
     ("Where is the Eiffel Tower located?", {"eiffel", "tower"}),  # a place is asked: "located" tells nothing
     ("How tall is the Eiffel Tower?", {"eiffel", "tower"}),  # "330 metres" answers without "tall"
