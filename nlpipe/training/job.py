@@ -102,13 +102,23 @@ def train_reader(files: list[Path], output: Path, *, model: str = "smollm2-135m"
                              "folds": rows, "pooled": pooled},
         "seconds": timings,
         "license": "Trained on SQuAD questions (Rajpurkar et al. 2016, 2018; CC BY-SA 4.0).",
-        "command": " ".join(["nlpipe train", *(Path(f).name for f in files), "--folds", str(folds),
-                             "--epochs", str(settings.epochs), "--seed", str(settings.seed),
-                             *(["--tune-layers", str(tuned)] if tuned else [])]),
+        "command": reproduce_command(files, folds, settings),
     }
     write_reader(head, output, provenance, [run / f"fold-{number}" for number in range(1, len(results) + 1)],
                  loaded.model)
     return TrainResult(output, rows, pooled, threshold, timings)
+
+
+def reproduce_command(files: list[Path], folds: int, settings: TrainSettings) -> str:
+    """The `nlpipe train` line that trains the same reader: every option that changes the
+    weights, defaults included (a later release may change a default)."""
+    words = ["nlpipe train", *(Path(f).name for f in files), "--folds", str(folds),
+             "--epochs", str(settings.epochs), "--learning-rate", f"{settings.learning_rate:g}",
+             "--seed", str(settings.seed)]
+    if settings.tuned_layers:
+        words += ["--tune-layers", str(settings.tuned_layers),
+                  "--tuned-learning-rate", f"{settings.tuned_learning_rate:g}"]
+    return " ".join(words)
 
 
 def check_output(output: Path) -> None:

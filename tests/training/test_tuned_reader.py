@@ -123,7 +123,9 @@ def test_train_reader_with_tuned_layers_writes_them_and_its_fold_heads(tiny_llam
                           settings=TUNED, folds=2)
     provenance = json.loads((output / "reader.json").read_text())["provenance"]
     assert provenance["layers"] == [1] and provenance["settings"]["tuned_layers"] == 1
-    assert "--tune-layers 1" in provenance["command"]
+    settings = provenance["settings"]  # the command trains the same reader, whatever the defaults
+    assert f"--tune-layers 1 --tuned-learning-rate {settings['tuned_learning_rate']:g}" in provenance["command"]
+    assert f"--learning-rate {settings['learning_rate']:g}" in provenance["command"]
     assert (output / "tuned.pt").is_file() and len(list(output.glob("folds/fold-*/tuned.pt"))) == 2
     assert len(result.folds) == 2
     # What the pipeline reads of a row is what training cached for it.
