@@ -80,8 +80,10 @@ def test_a_saved_tuned_reader_reads_as_it_was_trained(tiny_llm, tmp_path):
     examples = read_examples([squad])
     cache = feature_cache.extract(tiny_llm, examples, (1,), "rows", with_question=True)
     indices = list(range(len(examples)))
-    reader = train_head(cache, examples, indices, 64, (1,), replace(TUNED, epochs=20, dropout=0.0),
-                        model=tiny_llm.model)
+    # The learning rate fixed at 3e-4: 20 epochs at the default 1e-3 move this tiny random model's
+    # copies so far that a near-tie span flips under int8 rounding; what is tested is the storage.
+    reader = train_head(cache, examples, indices, 64, (1,),
+                        replace(TUNED, epochs=20, dropout=0.0, tuned_learning_rate=3e-4), model=tiny_llm.model)
     save_reader(reader, tmp_path / "reader", {"note": "test"}, tiny_llm.model)
     meta = json.loads((tmp_path / "reader" / "reader.json").read_text())
     assert meta["format"] == "nlpipe.Reader.v2" and meta["config"]["tuned_layers"] == 1
