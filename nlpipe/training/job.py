@@ -102,17 +102,20 @@ def train_reader(files: list[Path], output: Path, *, model: str = "smollm2-135m"
                              "folds": rows, "pooled": pooled},
         "seconds": timings,
         "license": "Trained on SQuAD questions (Rajpurkar et al. 2016, 2018; CC BY-SA 4.0).",
-        "command": reproduce_command(files, folds, settings),
+        "command": reproduce_command(files, str(model), dtype_name, limit, folds, settings),
     }
     write_reader(head, output, provenance, [run / f"fold-{number}" for number in range(1, len(results) + 1)],
                  loaded.model)
     return TrainResult(output, rows, pooled, threshold, timings)
 
 
-def reproduce_command(files: list[Path], folds: int, settings: TrainSettings) -> str:
+def reproduce_command(files: list[Path], model: str, dtype: str, limit: int | None, folds: int,
+                      settings: TrainSettings) -> str:
     """The `nlpipe train` line that trains the same reader: every option that changes the
-    weights, defaults included (a later release may change a default)."""
-    words = ["nlpipe train", *(Path(f).name for f in files), "--folds", str(folds),
+    weights, defaults included (a later release may change a default; `auto` depends on the
+    machine, so the dtype it chose)."""
+    words = ["nlpipe train", *(Path(f).name for f in files), "--model", model, "--dtype", dtype,
+             *(["--limit", str(limit)] if limit is not None else []), "--folds", str(folds),
              "--epochs", str(settings.epochs), "--learning-rate", f"{settings.learning_rate:g}",
              "--seed", str(settings.seed)]
     if settings.tuned_layers:

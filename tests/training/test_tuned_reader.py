@@ -128,6 +128,7 @@ def test_train_reader_with_tuned_layers_writes_them_and_its_fold_heads(tiny_llam
     settings = provenance["settings"]  # the command trains the same reader, whatever the defaults
     assert f"--tune-layers 1 --tuned-learning-rate {settings['tuned_learning_rate']:g}" in provenance["command"]
     assert f"--learning-rate {settings['learning_rate']:g}" in provenance["command"]
+    assert f"--model {tiny_llama_dir} --dtype float32 --folds 2" in provenance["command"]
     assert (output / "tuned.pt").is_file() and len(list(output.glob("folds/fold-*/tuned.pt"))) == 2
     assert len(result.folds) == 2
     # What the pipeline reads of a row is what training cached for it.
