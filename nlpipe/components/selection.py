@@ -13,7 +13,7 @@ candidate's labels and its dependency path to the question's words. A softmax ov
 confidence of the chosen span. Whether to answer at all is a separate, absolute decision: a
 logistic regression on question-level inputs (how much of the question the text says, how
 clearly the best candidate wins) against a fitted threshold.
-The default weights live in weights/span_selector.v7.json with their provenance, written by
+The default weights live in weights/span_selector.v8.json with their provenance, written by
 `nlpipe fit` (nlpipe.components.fitting) and checked by article-level cross-validation
 (benchmarks/cross_article.py).
 """
@@ -99,7 +99,7 @@ ANSWERABILITY_FEATURES = {
 }
 # The fitted weights ship as versioned files: the one source of the defaults (see read_weights).
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEFAULT_WEIGHTS_FILE = "span_selector.v7.json"  # the tuned reader's features, a lexicon, the worked-example prompt
+DEFAULT_WEIGHTS_FILE = "span_selector.v8.json"  # the tuned reader's features, a lexicon, the worked-example prompt
 # Fitted without a reader: for a model the shipped reader was not trained for (llama_qa.selector_for_model).
 NO_READER_WEIGHTS_FILE = "span_selector.v2.json"
 WEIGHTS_FORMATS = ("nlpipe.SelectorWeights.v1", "nlpipe.SelectorWeights.v2", "nlpipe.SelectorWeights.v3")
