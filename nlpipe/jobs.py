@@ -8,6 +8,7 @@ caller (the CLI, with rich) overrides its methods.
 """
 
 import dataclasses
+import hashlib
 import json
 import tempfile
 import warnings
@@ -22,7 +23,7 @@ from . import config as configs
 from . import runner
 from .components.fitting import (FITTED_FEATURES, check_writable, cross_validate, fit, provenance, summarise,
                                  write_weights)
-from .components.recording import qa_component, record
+from .components.recording import load_examples, qa_component, record, recording_path, save_examples
 from .components.selection import FEATURES, READER_FEATURES
 from .errors import ConfigError, Errors, InputError, NlpipeError, NlpipeWarning, Warnings, first_line
 from .evaluation import EvalResult, evaluate_squad
@@ -37,6 +38,7 @@ from .report.stats import RunStats
 from .runner import Engine, LocalEngine, RunSummary, check_arguments
 from .squad import read_squad, unanswerable_questions
 from .training.examples import files_digest
+from .training.features import model_identity
 from .training.job import TrainResult, train_reader
 
 __all__ = ["Engine", "EvalResult", "FitResult", "Job", "JobEvents", "LocalEngine", "RunSummary", "TrainResult", "ask",
@@ -190,12 +192,21 @@ def fit_selector(squad_files: list, output, job: Job, *, model: str | None = Non
         nlp = load_pipeline(job, events)
     qa = qa_component(nlp, job.source)
     read = _reader_fits(qa, read, events)
-    total = sum(len(p.questions) for p in paragraphs)
-    events.progress("record", 0, total)
     heads = held_out_readers(qa.reader.folder) if read else []
     if read and not heads and _trained_on(qa.reader.folder, squad_files):
         events.note(Warnings.W002.format(reader=qa.reader.path))
-    examples = record_held_out(nlp, qa, paragraphs, heads, lambda n: events.progress("record", n, total), read)
+    kept = recording_path({"data": files_digest([Path(f) for f in squad_files]), "limit": limit, "every": every,
+                           "made_unanswerable": made, "config": job.config.to_str(),
+                           "model": _model_digest(qa.llm.path),
+                           "reader": _folder_digest(qa.reader.folder) if read else None})
+    examples = load_examples(kept)
+    if examples is not None:
+        events.note(f"Reusing the recording of these questions with this pipeline ({kept}).")
+    else:
+        total = sum(len(p.questions) for p in paragraphs)
+        events.progress("record", 0, total)
+        examples = record_held_out(nlp, qa, paragraphs, heads, lambda n: events.progress("record", n, total), read)
+        save_examples(kept, examples)
     if not any(e.answerable and max(e.f1) > 0 for e in examples):
         raise NlpipeError(Errors.E102)
     names = [name for name in FITTED_FEATURES if read or name not in READER_FEATURES]
@@ -230,6 +241,17 @@ def record_held_out(nlp, qa, paragraphs: list, heads: list, on_questions, read: 
     finally:
         qa.reader.use_path(main)
     return examples
+
+
+def _model_digest(path: Path) -> dict:
+    """The model's path and, for a folder, its config and file sizes (training.features.model_identity)."""
+    return {"path": str(path), **(model_identity(path) if Path(path).is_dir() else {})}
+
+
+def _folder_digest(folder: Path) -> dict[str, str]:
+    """sha256 of every file of a reader folder, its cross-validation heads included."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(folder).rglob("*")) if p.is_file()}
 
 
 def _trained_on(reader: Path, squad_files: list) -> bool:

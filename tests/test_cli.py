@@ -537,9 +537,10 @@ def test_fit_cross_validates_by_article_and_writes_weights_the_pipeline_uses(run
     model = qa_overrides["components.llama_qa.model.path"]
     others = {k: v for k, v in qa_overrides.items() if k != "components.llama_qa.model.path"}
     tables_at(80, monkeypatch)
+    monkeypatch.setenv("NLPIPE_CACHE", str(tmp_path / "cache"))
     result = runner.invoke(main, ["fit", str(data), "--output", str(weights), "--model", model, *as_args(others)])
     assert result.exit_code == 0, result.output
-    assert "made one per answerable question" in result.stderr
+    assert "made one per answerable question" in result.stderr and "Reusing the recording" not in result.stderr
     assert "W001" not in result.stderr  # its advice is what is running
     # The shipped reader is SmolLM2's: for this model the fit goes on without its features, and says so.
     assert "Fitting without the reader's features: E087" in result.stderr
@@ -557,6 +558,21 @@ def test_fit_cross_validates_by_article_and_writes_weights_the_pipeline_uses(run
     assert asked.exit_code == 0, asked.output
     assert json.loads(asked.stdout)["answerable"] in (True, False)
     assert "W001" not in asked.stderr  # weights fitted for this model
+    # The recording (the hour on the pool) is kept: the same fit again reads it and fits the same
+    # weights; other data, or a damaged recording, is recorded anew.
+    again = tmp_path / "again.json"
+    result = runner.invoke(main, ["fit", str(data), "--output", str(again), "--model", model, *as_args(others)])
+    assert result.exit_code == 0 and "Reusing the recording" in result.stderr, result.output
+    assert json.loads(again.read_text()) == written
+    [kept] = (tmp_path / "cache" / "recordings").iterdir()
+    kept.write_bytes(kept.read_bytes()[:50])
+    result = runner.invoke(main, ["fit", str(data), "--output", str(again), "--model", model, *as_args(others)])
+    assert result.exit_code == 0 and "Reusing the recording" not in result.stderr, result.output
+    assert json.loads(again.read_text()) == written
+    result = runner.invoke(main, ["fit", str(data), "--output", str(again), "--model", model, "--limit", "2",
+                                  *as_args(others)])
+    assert result.exit_code == 0 and "Reusing the recording" not in result.stderr, result.output
+    assert len(list((tmp_path / "cache" / "recordings").iterdir())) == 2
 
 
 def assert_whole_at_80_columns(table: str, words: list[str]) -> None:

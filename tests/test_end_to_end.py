@@ -51,8 +51,9 @@ def test_real_models_answer_with_spans_of_the_paragraph(real_nlp):
         assert answer["generated"] is None  # span questions are answered by scoring, not generating
 
 
+# The length, with or without the text's hedge: both are right ("ten countries" was the wrong answer).
 DANUBE = ("The Danube flows through ten countries, more than any other river in the world. It is about 2,850 "
-          "kilometres long.", "How long is the Danube?", "about 2,850 kilometres")
+          "kilometres long.", "How long is the Danube?", ("about 2,850 kilometres", "2,850 kilometres"))
 PLAIN_QUESTIONS = [
     DANUBE,
     ("Marie Curie was born in Warsaw in 1867. She moved to Paris in 1891 and studied physics at the Sorbonne.",
@@ -76,7 +77,7 @@ def test_plain_questions_get_the_plain_answer_and_an_unsupported_why_gets_none(r
     if expected is None:
         assert answer["answerable"] is False and not answer["text"]
     else:
-        assert answer["answerable"] and answer["text"] == expected
+        assert answer["answerable"] and answer["text"] in right_answers(expected)
 
 
 def test_answering_whenever_possible_gives_every_plain_answer(smollm2_dir):
@@ -89,7 +90,11 @@ def test_answering_whenever_possible_gives_every_plain_answer(smollm2_dir):
         doc = nlp.make_doc(text)
         doc._.questions = [question]
         [answer] = nlp(doc)._.answers
-        assert answer["text"] == expected, question
+        assert answer["text"] in right_answers(expected), question
+
+
+def right_answers(expected: str | tuple[str, ...]) -> tuple[str, ...]:
+    return expected if isinstance(expected, tuple) else (expected,)
 
 
 def test_readme_command_on_the_examples(smollm2_dir, tmp_path):

@@ -149,7 +149,8 @@ def test_evaluate_writes_predictions_and_reports_progress_in_questions(qa_overri
     assert progress[0] == ("progress", "evaluate", 0, 2) and progress[-1] == ("progress", "evaluate", 2, 2)
 
 
-def test_fit_needs_a_question_answering_component(tmp_path):
+def test_fit_needs_a_question_answering_component(tmp_path, monkeypatch):
+    monkeypatch.setenv("NLPIPE_CACHE", str(tmp_path / "cache"))
     squad = tmp_path / "squad.json"
     squad.write_text(json.dumps({"data": [{"title": "T", "paragraphs": [{"context": "Paris is in France.", "qas": [
         {"id": "q", "question": "Where is Paris?", "answers": [{"text": "France", "answer_start": 12}]}]}]}]}),

@@ -10,6 +10,7 @@ question has no answer). All are trained by mini-batch gradient descent (Adam, L
 Every choice is replayed as production makes it (fitting.ranking mirrors SpanSelector).
 """
 
+import dataclasses
 import datetime
 import errno
 import hashlib
@@ -28,8 +29,8 @@ from ..errors import Errors, InputError
 from ..training.examples import deal_folds
 from .lexical import lexicon_score
 from .recording import Example
-from .selection import (ANSWERABILITY_FEATURES, FEATURES, MODEL_FEATURES, REPLY_FEATURES, answerability_features,
-                        answerable_probability, best_first, shortlist, softmax_share)
+from .selection import (ANSWERABILITY_FEATURES, FEATURES, MODEL_FEATURES, READER_SPAN_FEATURES, REPLY_FEATURES,
+                        answerability_features, answerable_probability, best_first, shortlist, softmax_share)
 
 EPOCHS = 40
 BATCH = 32
@@ -118,7 +119,8 @@ def fit_weights(examples: list[Example], names: list[str], l2: float, seed: int 
                 on_epoch: Callable[[int], None] = lambda e: None) -> tuple[torch.Tensor, dict[str, float]]:
     """Feature weights and the lexicon: softmax over each answerable question's candidates,
     target its best ones."""
-    usable = [e for e in examples if e.answerable and max(e.f1) > 0]
+    take = any(name in names for name in READER_SPAN_FEATURES)
+    usable = [e for e in (offered(e, take) for e in examples) if e.answerable and e.f1 and max(e.f1) > 0]
     vocabulary = lexical_vocabulary(usable)
     widest = max(len(e.rows) for e in usable)
     features = torch.zeros(len(usable), widest, len(names))
@@ -170,6 +172,26 @@ def lexical_scores(example: Example, lexicon: dict[str, float]) -> torch.Tensor:
     return torch.tensor([lexicon_score(lexicon, strings) for strings in example.lexical])
 
 
+def offered_rows(example: Example, reader_spans: bool) -> list[int]:
+    """The candidates production would have: the reader's best spans that no spaCy candidate
+    is only if the weights weigh them (SpanSelector.takes_reader_spans)."""
+    origins = example.reader_only or [False] * len(example.rows)
+    return [k for k, only in enumerate(origins) if reader_spans or not only]
+
+
+def offered(example: Example, reader_spans: bool) -> Example:
+    """The example with only its offered_rows."""
+    kept = offered_rows(example, reader_spans)
+    if len(kept) == len(example.rows):
+        return example
+
+    def pick(values: list) -> list:
+        return [values[k] for k in kept] if values else values
+    return dataclasses.replace(example, texts=pick(example.texts), rows=pick(example.rows), f1=pick(example.f1),
+                               exact=pick(example.exact), lexical=pick(example.lexical),
+                               reader_only=pick(example.reader_only))
+
+
 def ranking(example: Example, weights: torch.Tensor, names: list[str], max_candidates: int,
             lexicon: dict[str, float] | None = None) -> tuple[int, list[float]]:
     """As SpanSelector.candidates + choose: shortlist by every feature but the likelihood, then
@@ -178,7 +200,10 @@ def ranking(example: Example, weights: torch.Tensor, names: list[str], max_candi
     lexical = lexical_scores(example, lexicon or {})
     prior = features.clone()
     prior[:, [k for k, name in enumerate(names) if name in MODEL_FEATURES]] = 0
-    listed = shortlist((prior @ weights + lexical).tolist(), max_candidates)
+    takes_reader_spans = any(float(weights[k]) for k, name in enumerate(names) if name in READER_SPAN_FEATURES)
+    rows = offered_rows(example, takes_reader_spans)
+    prior_scores = (prior @ weights + lexical).tolist()
+    listed = [rows[k] for k in shortlist([prior_scores[k] for k in rows], max_candidates)]
     combined = (features[listed] @ weights + lexical[listed]).tolist()
     best = best_first(combined)[0]
     return listed[best], [combined[best]] + [s for k, s in enumerate(combined) if k != best]

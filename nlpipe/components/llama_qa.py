@@ -23,6 +23,7 @@ from ..errors import ConfigError, Errors, NlpipeWarning, Warnings
 from ..limits import MAX_TOP_K
 from ..llm import catalog
 from ..llm.engine import Failure, Llama, Request
+from ..llm.reader import TOP_SPANS
 from . import llm as _llm  # noqa: F401  registers nlpipe.Llama.v1
 from .answers import Answer, set_answers
 from .evidence import EvidenceSelector
@@ -228,7 +229,8 @@ class LlamaQA(LLMPipe):
             self.selector = without_reader(self.selector, self.llm)
             return [None] * len(asked)
         spans = [self.selector.all_candidates(a.ranked, a.question) for a in asked]
-        return [reading for _, reading in self.reader.read(asked, self.llm, spans, self.top_k)]
+        # At least TOP_SPANS best spans: they may join the candidates (SpanSelector.candidates).
+        return [reading for _, reading in self.reader.read(asked, self.llm, spans, max(self.top_k, TOP_SPANS))]
 
     def rank(self, asked: list[Asked], candidates: list[list]) -> Iterator[tuple[int, object]]:
         """(row, candidate scores or Failure) for every question; None for those without candidates."""

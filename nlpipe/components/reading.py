@@ -26,8 +26,8 @@ from spacy.util import registry
 
 from ..errors import ConfigError, Errors
 from ..llm.engine import Failure, Llama
-from ..llm.reader import (UNREAD, ModelMismatch, SpanReader, best_spans, context_ids, load_reader,
-                          question_ids, span_distribution, span_features)
+from ..llm.reader import (TOP_SPANS, UNREAD, ModelMismatch, SpanReader, best_spans, context_ids,
+                          load_reader, question_ids, span_distribution, span_features)
 from .answers import Answer
 from .evidence import units_of
 from .strategies import _place, failure_record
@@ -160,11 +160,15 @@ class Reader:
             log_probs = span_distribution(start, end, head.config.max_answer_tokens)[0].float().cpu()
             found, window_no_answer = best_spans(log_probs, max(top_k, 1) * 3)
             no_answer = min(no_answer, window_no_answer)
-            best.extend((s.probability, _doc_offsets(asked, window, offsets, s.first, s.last)) for s in found)
-            inside = [(span, tokens) for span in spans
-                      if (tokens := _token_span(window, offsets, span.start_char, span.end_char)) is not None]
-            for (span, _), row in zip(inside, span_features(log_probs, [tokens for _, tokens in inside])):
-                features[(span.start_char, span.end_char)] = row
+            placed = [(s.probability, _doc_offsets(asked, window, offsets, s.first, s.last)) for s in found]
+            best.extend(placed)
+            # The reader features of the candidates and of the reader's own best spans (which
+            # the selector may take as candidates too), as snapped to the Doc's tokens.
+            asked_about = [(span.start_char, span.end_char) for span in spans] + [o for _, o in placed if o]
+            inside = [(key, tokens) for key in dict.fromkeys(asked_about)
+                      if (tokens := _token_span(window, offsets, *key)) is not None]
+            for (key, _), row in zip(inside, span_features(log_probs, [tokens for _, tokens in inside])):
+                features[key] = row
         ranked = _distinct(sorted((s for s in best if s[1] is not None), key=lambda s: -s[0]), top_k)
         return Reading(ranked, no_answer, features)
 
@@ -195,14 +199,23 @@ class Reader:
 class Reading:
     """What the reader made of one question: its best distinct spans (probability, Doc
     offsets), best first; P(no answer) in the most hopeful window; and the reader features
-    (llm.reader.span_features) of the spans it was asked about, by their offsets."""
+    (llm.reader.span_features) of the spans it was asked about and of its best ones, by their
+    offsets. `spans` holds at least TOP_SPANS when the selector weighs them (llama_qa.readings)."""
 
     spans: list[tuple[float, tuple[int, int]]]
     no_answer: float
     features: dict[tuple[int, int], dict[str, float]]
 
     def features_of(self, span: Span) -> dict[str, float]:
-        return self.features.get((span.start_char, span.end_char), UNREAD)
+        """The reader features of `span` (selection.READER_FEATURES)."""
+        key = (span.start_char, span.end_char)
+        top = self.top_offsets()
+        return {**self.features.get(key, UNREAD), "reader_first": float(top[:1] == [key]),
+                "reader_top": float(key in top)}
+
+    def top_offsets(self) -> list[tuple[int, int]]:
+        """The Doc offsets of the reader's TOP_SPANS most probable spans, best first."""
+        return [offsets for _, offsets in self.spans[:TOP_SPANS]]
 
 
 def _token_span(window: Window, offsets, start_char: int, end_char: int) -> tuple[int, int] | None:

@@ -6,12 +6,19 @@ but the likelihood), so that a fit sees candidates production's shortlist might 
 fitting.ranking replays production's choice among them.
 """
 
+import dataclasses
+import gzip
+import hashlib
+import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterable
 
 from spacy.language import Language
 
 from ..errors import Errors, NlpipeError
+from ..llm.cache import cache_root
 from ..llm.engine import Failure
 from ..metrics import scores
 from ..squad import SquadParagraph
@@ -35,6 +42,9 @@ class Example:
     f1: list[float]  # each candidate's F1 against the references (0 for all if unanswerable)
     exact: list[float]
     lexical: list[list[str]] = field(default_factory=list)  # each candidate's lexical features (lexical.py)
+    # Each candidate's origin: True for one of the reader's best spans that no spaCy candidate
+    # is (production takes those only with weights that weigh them: fitting.ranking).
+    reader_only: list[bool] = field(default_factory=list)
 
     @property
     def answerable(self) -> bool:
@@ -68,7 +78,9 @@ def record(nlp: Language, paragraphs: Iterable[SquadParagraph], batch_size: int 
         asked = qa.ask(docs)
         readings = [None] * len(asked) if read is False else \
             [r if not isinstance(r, Failure) else None for r in qa.readings(asked, always=bool(read))]
-        candidates = [qa.selector.candidates(a.ranked, a.question, shortlist, r) for a, r in zip(asked, readings)]
+        # With the reader's best spans whenever it reads: the fit decides whether to weigh them.
+        candidates = [qa.selector.candidates(a.ranked, a.question, shortlist, r, reader_spans=r is not None)
+                      for a, r in zip(asked, readings)]
         recorded = {}
         for row, ranking in qa.rank(asked, candidates):
             if ranking is None or isinstance(ranking, Failure):
@@ -76,7 +88,9 @@ def record(nlp: Language, paragraphs: Iterable[SquadParagraph], batch_size: int 
             a = asked[row]
             rows = candidate_features(a.question, candidates[row], a.ranked[:qa.selector.max_sentences], ranking,
                                       reading=readings[row])
-            recorded[(id(a.doc), a.question.text)] = (a, candidates[row], rows, readings[row])
+            linguistic = {(s.start, s.end) for s in qa.selector.all_candidates(a.ranked, a.question)}
+            reader_only = [(s.start, s.end) not in linguistic for s in candidates[row]]
+            recorded[(id(a.doc), a.question.text)] = (a, candidates[row], rows, readings[row], reader_only)
         for doc, paragraph in zip(docs, batch):
             for qid, question, references in paragraph.questions:
                 found = recorded.get((id(doc), question.strip()))
@@ -86,9 +100,39 @@ def record(nlp: Language, paragraphs: Iterable[SquadParagraph], batch_size: int 
     return examples
 
 
-def _example(qid: str, article: str, references: list[str], asked, candidates, rows, reading) -> Example:
+def _example(qid: str, article: str, references: list[str], asked, candidates, rows, reading,
+             reader_only: list[bool]) -> Example:
     texts = [span.text for span in candidates]
     rated = [scores(text, references) if references else (0.0, 0.0) for text in texts]
     return Example(qid, article, asked.question.text, asked.question.qtype, references, texts, rows,
                    question_context(asked.question, asked.doc, asked.ranked, reading), [f1 for _, f1 in rated],
-                   [em for em, _ in rated], [lexical_features(asked.question, span) for span in candidates])
+                   [em for em, _ in rated], [lexical_features(asked.question, span) for span in candidates],
+                   reader_only)
+
+
+def recording_path(described: dict) -> Path:
+    """Where the recording that `described` (data, pipeline, reader, code) says is kept: the
+    per-user cache. Any change to nlpipe's code is a new key, so a recording is never reused
+    by code that would record differently."""
+    package = Path(__file__).parents[1]
+    code = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(package.rglob("*.py")))).hexdigest()
+    key = hashlib.sha256(json.dumps({**described, "code": code}, sort_keys=True).encode()).hexdigest()[:24]
+    return cache_root() / "recordings" / f"{key}.json.gz"
+
+
+def save_examples(path: Path, examples: list[Example]) -> None:
+    """Written beside `path`, then moved into place: an interrupted write leaves no half file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.writing")
+    with gzip.open(staging, "wt", encoding="utf-8") as out:
+        json.dump([dataclasses.asdict(e) for e in examples], out)
+    os.replace(staging, path)
+
+
+def load_examples(path: Path) -> list[Example] | None:
+    """The examples `save_examples` wrote, or None if there are none (or unreadable ones)."""
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as stored:
+            return [Example(**row) for row in json.load(stored)]
+    except (OSError, ValueError, TypeError, EOFError):
+        return None

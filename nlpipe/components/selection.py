@@ -1,7 +1,8 @@
 """Choose the answer span among candidate spans of the document.
 
 Candidates are the entities, lists of entities, noun chunks and numbers of the sentences that
-match the question best. Each one is described by the named features below and scored by their
+match the question best, and (with weights fitted with them) the trained reader's three most
+probable spans, which are often none of those ("about 2,850 kilometres"). Each one is described by the named features below and scored by their
 weighted sum: what the trained reader (reading.Reader, one pass of the model over question and
 document) makes of it, the model's likelihood of giving it as the answer, whether its type is the
 one the question asks for, and where it sits relative to the question's words in the text and in
@@ -13,7 +14,7 @@ candidate's labels and its dependency path to the question's words. A softmax ov
 confidence of the chosen span. Whether to answer at all is a separate, absolute decision: a
 logistic regression on question-level inputs (how much of the question the text says, how
 clearly the best candidate wins) against a fitted threshold.
-The default weights live in weights/span_selector.v8.json with their provenance, written by
+The default weights live in weights/span_selector.v9.json with their provenance, written by
 `nlpipe fit` (nlpipe.components.fitting) and checked by article-level cross-validation
 (benchmarks/cross_article.py).
 """
@@ -33,7 +34,7 @@ from spacy.util import registry
 
 from ..errors import ConfigError, Errors
 from ..files import read_small_file
-from ..llm.reader import UNREAD
+from ..llm.reader import NOT_TOP, UNREAD
 from ..metrics import normalize_answer, word_f1
 from .lexical import lexical_features, lexicon_score, tree_climbs
 from .questions import QuestionAnalysis, is_content, lemma_of, question_words, telling_lemmas, words_of
@@ -75,9 +76,15 @@ FEATURES = {
     "reader_end": "its log-probability of an answer ending where the span ends",
     "reader_overlap": "the share of its answer probability on spans that overlap this one",
     "reader_inside": "the share on spans inside this one",
+    "reader_first": "1 if it is the reader's most probable span",
+    "reader_top": "1 if it is one of the reader's 3 most probable spans (llm.reader.TOP_SPANS), which join the "
+                  "candidates when the weights weigh these two features",
 }
 REPLY_FEATURES = ("reply", "reply_words")
-READER_FEATURES = ("reader_exact", "reader_start", "reader_end", "reader_overlap", "reader_inside")
+READER_FEATURES = ("reader_exact", "reader_start", "reader_end", "reader_overlap", "reader_inside", "reader_first",
+                   "reader_top")
+# Weighing these makes the reader's best spans candidates (SpanSelector.takes_reader_spans).
+READER_SPAN_FEATURES = ("reader_first", "reader_top")
 # The features the model's scores give: 0 while the shortlist is chosen, before any scoring.
 MODEL_FEATURES = ("likelihood", "mean_logprob")
 _BEST_FEATURES = ("likelihood", "expected_type", "near", "proximity", "sentence", "type_clash", "reader_exact",
@@ -99,7 +106,7 @@ ANSWERABILITY_FEATURES = {
 }
 # The fitted weights ship as versioned files: the one source of the defaults (see read_weights).
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEFAULT_WEIGHTS_FILE = "span_selector.v8.json"  # the tuned reader's features, a lexicon, the worked-example prompt
+DEFAULT_WEIGHTS_FILE = "span_selector.v9.json"  # v8 (the tuned reader, a lexicon) + the reader's best spans
 # Fitted without a reader: for a model the shipped reader was not trained for (llama_qa.selector_for_model).
 NO_READER_WEIGHTS_FILE = "span_selector.v2.json"
 WEIGHTS_FORMATS = ("nlpipe.SelectorWeights.v1", "nlpipe.SelectorWeights.v2", "nlpipe.SelectorWeights.v3")
@@ -262,19 +269,26 @@ class SpanSelector:
         return any(self.weights[name] for name in READER_FEATURES) or bool(self.answerability.get("reader_no_answer"))
 
     @property
+    def takes_reader_spans(self) -> bool:
+        """Whether the reader's best spans join the candidates (weights fitted with them)."""
+        return any(self.weights[name] for name in READER_SPAN_FEATURES)
+
+    @property
     def uses_reply(self) -> bool:
         """Whether choosing a span needs the generated reply (else span questions skip generation)."""
         return any(self.weights[name] for name in REPLY_FEATURES)
 
-    def all_candidates(self, ranked: list[tuple[Span, float]], question: QuestionAnalysis) -> list[Span]:
-        """Every distinct candidate span of the `max_sentences` best-matching sentences, except
-        those made of the question's own words (they restate it) and measures of another kind
-        than the question asks for ("How tall?": not "1.8 hectares"). None for free-form questions."""
+    def all_candidates(self, ranked: list[tuple[Span, float]], question: QuestionAnalysis,
+                       reader_spans: list[Span] = ()) -> list[Span]:
+        """Every distinct candidate span of the `max_sentences` best-matching sentences, then
+        `reader_spans` (the reader's best), except those made of the question's own words (they
+        restate it) and measures of another kind than the question asks for ("How tall?": not
+        "1.8 hectares"). None for free-form questions."""
         if question.qtype in FREE_FORM_TYPES:
             return []
         asked = question_words(question)
         unique, seen = [], set()
-        for span in candidate_spans([sentence for sentence, _ in ranked[:self.max_sentences]]):
+        for span in [*candidate_spans([sentence for sentence, _ in ranked[:self.max_sentences]]), *reader_spans]:
             words = set(words_of(span.text))
             if (span.start, span.end) in seen or not words or words <= asked or not measures_as_asked(question, span):
                 continue
@@ -283,12 +297,16 @@ class SpanSelector:
         return unique
 
     def candidates(self, ranked: list[tuple[Span, float]], question: QuestionAnalysis,
-                   limit: int | None = None, reading=None) -> list[Span]:
+                   limit: int | None = None, reading=None, reader_spans: bool | None = None) -> list[Span]:
         """The candidates worth asking the model about: the `max_candidates` (or `limit`) best
         by every feature but the model's likelihood (scoring is what costs time, and the rest
-        rarely misses the answer). `reading`: the reader's (reading.Reading) of the question."""
+        rarely misses the answer). `reading`: the reader's (reading.Reading) of the question,
+        whose best spans are candidates too if `reader_spans` (None: if the weights weigh them)."""
         limit = limit or self.max_candidates
-        unique = self.all_candidates(ranked, question)
+        take = self.takes_reader_spans if reader_spans is None else reader_spans
+        doc = ranked[0][0].doc if ranked else None
+        spans = [doc.char_span(*offsets) for offsets in reading.top_offsets()] if take and reading and doc else []
+        unique = self.all_candidates(ranked, question, [span for span in spans if span is not None])
         if len(unique) <= limit:
             return unique
         rows = candidate_features(question, unique, ranked[:self.max_sentences], reading=reading)
@@ -465,7 +483,7 @@ def candidate_features(question: QuestionAnalysis, candidates: list[Span], ranke
             "reply": float(reply_offsets is not None
                            and span.start_char < reply_offsets[1] and reply_offsets[0] < span.end_char),
             "reply_words": word_f1(own_words, reply_words) if own_words and reply_words else 0.0,
-            **(reading.features_of(span) if reading is not None else UNREAD),
+            **(reading.features_of(span) if reading is not None else {**UNREAD, **NOT_TOP}),
         })
     return rows
 

@@ -214,9 +214,12 @@ def test_grounded_mode_abstains_on_the_readers_no_answer(trained, tiny_llama_dir
         assert record["answerable"] is False and record["text"] == "" and record["start_char"] is None
 
 
-def test_fitting_replays_the_span_grounded_mode_answers_with_the_reader(trained, tiny_llama_dir, tmp_path):
+@pytest.mark.parametrize("reader_spans", [False, True], ids=["spacy-candidates", "with-reader-spans"])
+def test_fitting_replays_the_span_grounded_mode_answers_with_the_reader(trained, tiny_llama_dir, tmp_path,
+                                                                       reader_spans):
     """One ranking rule with the reader too: fitting.ranking, on what recording reads, chooses
-    the span the pipeline answers with."""
+    the span the pipeline answers with; the recording holds the reader's best spans, which the
+    replay offers only to weights that weigh them, as the pipeline does."""
     import torch
 
     from nlpipe.components.fitting import ranking
@@ -226,6 +229,8 @@ def test_fitting_replays_the_span_grounded_mode_answers_with_the_reader(trained,
 
     reader, _ = trained
     chosen = {"reader_overlap": 2.0, "reader_exact": 0.5, "near": 0.5, "likelihood": 0.3, "expected_type": 0.5}
+    if reader_spans:
+        chosen.update(reader_first=3.0, reader_top=1.0, reader_overlap=0.5)
     nlp = grounded_nlp(tiny_llama_dir, reader, reader_weights(tmp_path / "w.json", chosen))
     qa = qa_component(nlp)
     context = ("The Eiffel Tower in Paris was designed by Gustave Eiffel's company and opened in March 1889 "
@@ -235,8 +240,12 @@ def test_fitting_replays_the_span_grounded_mode_answers_with_the_reader(trained,
                                                                              for i, q in enumerate(questions)], "T")])}
     assert examples and all(e.context["reader_no_answer"] > 0 for e in examples.values())
     assert any(row["reader_overlap"] > 0 for e in examples.values() for row in e.rows)
+    assert any(any(e.reader_only) for e in examples.values())  # spans of the reader's alone were recorded
     answers = {a["question"]: a["text"] for a in ask(nlp, context, questions)}
     weights = torch.tensor([qa.selector.weights[name] for name in FEATURES])
+    chose_reader_only = False
     for question, example in examples.items():
         best, _ = ranking(example, weights, list(FEATURES), qa.selector.max_candidates, qa.selector.lexicon)
         assert example.texts[best] == answers[question], question
+        chose_reader_only |= example.reader_only[best]
+    assert chose_reader_only == reader_spans
