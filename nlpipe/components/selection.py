@@ -2,14 +2,15 @@
 
 Candidates are the entities, lists of entities, noun chunks and numbers of the sentences that
 match the question best, and (with weights fitted with them) the trained reader's three most
-probable spans, which are often none of those ("about 2,850 kilometres"). Each one is described by the named features below and scored by their
-weighted sum: what the trained reader (reading.Reader, one pass of the model over question and
-document) makes of it, the model's likelihood of giving it as the answer, whether its type is the
-one the question asks for, and where it sits relative to the question's words in the text and in
-the dependency parse: the reader knows what the model read, the spaCy features what the parse
-says, and together they beat either alone (README, "How good are the answers"). The fitted
-lexicon (lexical.py) adds a weight for each conjunction of the question's type with the
-candidate's labels and its dependency path to the question's words. A softmax over the scores
+probable spans, which are often none of those ("about 2,850 kilometres"). Each one is described
+by the named features below and scored by their weighted sum: what the trained reader
+(reading.Reader, one pass of the model over question and document) makes of it, the model's
+likelihood of giving it as the answer, whether its type is the one the question asks for, and
+where it sits relative to the question's words in the text and in the dependency parse: the
+reader knows what the model read, the spaCy features what the parse says, and together they
+beat either alone (README, "How good are the answers"). The fitted lexicon (lexical.py) adds a
+weight for each conjunction of the question's type with the candidate's labels and its
+dependency path to the question's words. A softmax over the scores
 (with a temperature fitted so that confidence matches how often the answer is right) gives the
 confidence of the chosen span. Whether to answer at all is a separate, absolute decision: a
 logistic regression on question-level inputs (how much of the question the text says, how
