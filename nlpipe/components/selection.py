@@ -1,7 +1,7 @@
 """Choose the answer span among candidate spans of the document.
 
 Candidates are the entities, lists of entities, noun chunks and numbers of the sentences that
-match the question best, and (with weights fitted with them) the trained reader's three most
+match the question best, and (with weights fitted with them) the trained reader's five most
 probable spans, which are often none of those ("about 2,850 kilometres"). Each one is described
 by the named features below and scored by their weighted sum: what the trained reader
 (reading.Reader, one pass of the model over question and document) makes of it, the model's
@@ -78,7 +78,7 @@ FEATURES = {
     "reader_overlap": "the share of its answer probability on spans that overlap this one",
     "reader_inside": "the share on spans inside this one",
     "reader_first": "1 if it is the reader's most probable span",
-    "reader_top": "1 if it is one of the reader's 3 most probable spans (llm.reader.TOP_SPANS), which join the "
+    "reader_top": "1 if it is one of the reader's 5 most probable spans (llm.reader.TOP_SPANS), which join the "
                   "candidates when the weights weigh these two features",
 }
 REPLY_FEATURES = ("reply", "reply_words")
