@@ -35,7 +35,7 @@ from spacy.util import registry
 
 from ..errors import ConfigError, Errors
 from ..files import read_small_file
-from ..llm.reader import NOT_TOP, UNREAD
+from ..llm.reader import NOT_TOP, TOP_SPANS, UNREAD
 from ..metrics import normalize_answer, word_f1
 from .lexical import lexical_features, lexicon_score, tree_climbs
 from .questions import QuestionAnalysis, is_content, lemma_of, question_words, telling_lemmas, words_of
@@ -78,8 +78,8 @@ FEATURES = {
     "reader_overlap": "the share of its answer probability on spans that overlap this one",
     "reader_inside": "the share on spans inside this one",
     "reader_first": "1 if it is the reader's most probable span",
-    "reader_top": "1 if it is one of the reader's 5 most probable spans (llm.reader.TOP_SPANS), which join the "
-                  "candidates when the weights weigh these two features",
+    "reader_top": f"1 if it is one of the reader's {TOP_SPANS} most probable spans (llm.reader.TOP_SPANS), which "
+                  "join the candidates when the weights weigh these two features",
 }
 REPLY_FEATURES = ("reply", "reply_words")
 READER_FEATURES = ("reader_exact", "reader_start", "reader_end", "reader_overlap", "reader_inside", "reader_first",
