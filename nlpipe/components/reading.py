@@ -200,7 +200,7 @@ class Reading:
     """What the reader made of one question: its best distinct spans (probability, Doc
     offsets), best first; P(no answer) in the most hopeful window; and the reader features
     (llm.reader.span_features) of the spans it was asked about and of its best ones, by their
-    offsets. `spans` holds at least TOP_SPANS when the selector weighs them (llama_qa.readings)."""
+    offsets. In grounded mode `spans` holds at least TOP_SPANS (llama_qa.readings asks for them)."""
 
     spans: list[tuple[float, tuple[int, int]]]
     no_answer: float
