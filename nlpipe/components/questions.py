@@ -60,6 +60,9 @@ HEAD_NOUN_LABELS = {
 _ASKING_WORDS = {"where": {"locate", "situate", "base", "lie", "find", "sit"}, "when": {"happen", "occur"}}
 _WORD = re.compile(r"\w+", re.UNICODE)
 WH_WORDS = ("who", "whom", "whose", "when", "where", "why", "how", "what", "which")
+# Words that negate where the parse has no "neg" arc ("never" is one; "no" and "none" are
+# determiners and pronouns).
+NEGATING_WORDS = {"not", "n't", "never", "no", "none", "neither", "nor", "nobody", "nothing"}
 AUXILIARIES = {"be", "do", "have", "can", "could", "will", "would", "should", "may", "might", "must", "shall"}
 
 
@@ -76,10 +79,16 @@ class QuestionAnalysis:
     wh_role: tuple[str, str] | None = None
     # The noun the answer counts or is: "how many years" → "year", "what prize" → "prize".
     unit: str | None = None
+    negated: bool = False  # "What did the Broncos not win?" (see `negates`)
 
 
 def lemma_of(token) -> str:
     return (token.lemma_ or token.text).lower()
+
+
+def negates(tokens) -> bool:
+    """Whether a question or sentence says "not": a negation arc or a negating word."""
+    return any(t.dep_ == "neg" or t.lower_ in NEGATING_WORDS for t in tokens)
 
 
 def is_content(token) -> bool:
@@ -183,6 +192,7 @@ def analyse_question(doc: Doc) -> QuestionAnalysis:
         entities=[ent.text for ent in doc.ents],
         wh_role=_wh_role(doc),
         unit=head_noun or (_counted_noun(doc) if qtype in ("how many", "how much") else None),
+        negated=negates(doc),
     )
 
 

@@ -244,6 +244,19 @@ def test_question_context_says_how_much_of_the_question_the_text_holds(en_nlp):
     assert located["sentence_coverage"] == located["document_coverage"] == 1.0 and located["missing_words"] == 0.0
 
 
+def test_a_question_that_negates_what_its_sentence_states_is_marked(en_nlp):
+    from nlpipe.components.selection import question_context
+
+    text = "The Broncos won Super Bowl 50. The Panthers never won a Super Bowl title."
+    cases = {"Who won Super Bowl 50?": 0.0,  # no negation at all
+             "Who did not win Super Bowl 50?": 1.0,  # the sentence that says it states it
+             "Which team never won a Super Bowl title?": 0.0,  # the sentence negates as the question does
+             "Who didn't win Super Bowl 50?": 1.0}
+    for question, expected in cases.items():
+        doc, analysis, ranked, _, _ = setup(en_nlp, text, question)
+        assert question_context(analysis, doc, ranked)["unmatched_negation"] == expected, question
+
+
 def test_a_weights_file_over_the_cap_is_refused_before_it_is_read_whole(tmp_path, monkeypatch):
     import nlpipe.files as files
 
