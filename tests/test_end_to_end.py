@@ -64,6 +64,12 @@ PLAIN_QUESTIONS = [
     (SUPER_BOWL, "Which team won Super Bowl 50?", "Denver Broncos"),
     ("Acme Corp reported revenue of 5 million dollars in 2020. The company is based in Ohio.",
      "Why did the revenue grow?", None),
+    # A question that negates what the text states has no answer in it; one whose sentence
+    # negates as it does has one (selection.question_context's unmatched_negation).
+    ("The Eiffel Tower is in Paris. It was designed by the engineer Gustave Eiffel and completed in 1889.",
+     "Who did not design the tower?", None),
+    ("The Broncos won Super Bowl 50. The Panthers lost the game and did not score a touchdown in the second half.",
+     "Which team did not score a touchdown in the second half?", ("Panthers", "The Panthers")),
 ]
 
 
