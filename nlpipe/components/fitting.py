@@ -30,7 +30,8 @@ from ..training.examples import deal_folds
 from .lexical import lexicon_score
 from .recording import Example
 from .selection import (ANSWERABILITY_FEATURES, FEATURES, MODEL_FEATURES, READER_SPAN_FEATURES, REPLY_FEATURES,
-                        answerability_features, answerable_probability, best_first, shortlist, softmax_share)
+                        answerability_features, answerable_probability, best_first, shortlist, softmax_share,
+                        weighs_reader_spans)
 
 EPOCHS = 40
 BATCH = 32
@@ -174,7 +175,7 @@ def lexical_scores(example: Example, lexicon: dict[str, float]) -> torch.Tensor:
 
 def offered_rows(example: Example, reader_spans: bool) -> list[int]:
     """The candidates production would have: the reader's best spans that no spaCy candidate
-    is only if the weights weigh them (SpanSelector.takes_reader_spans)."""
+    is only if the weights weigh them (selection.weighs_reader_spans)."""
     origins = example.reader_only or [False] * len(example.rows)
     return [k for k, only in enumerate(origins) if reader_spans or not only]
 
@@ -200,8 +201,7 @@ def ranking(example: Example, weights: torch.Tensor, names: list[str], max_candi
     lexical = lexical_scores(example, lexicon or {})
     prior = features.clone()
     prior[:, [k for k, name in enumerate(names) if name in MODEL_FEATURES]] = 0
-    takes_reader_spans = any(float(weights[k]) for k, name in enumerate(names) if name in READER_SPAN_FEATURES)
-    rows = offered_rows(example, takes_reader_spans)
+    rows = offered_rows(example, weighs_reader_spans(dict(zip(names, weights.tolist()))))
     prior_scores = (prior @ weights + lexical).tolist()
     listed = [rows[k] for k in shortlist([prior_scores[k] for k in rows], max_candidates)]
     combined = (features[listed] @ weights + lexical[listed]).tolist()

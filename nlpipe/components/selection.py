@@ -84,7 +84,7 @@ FEATURES = {
 REPLY_FEATURES = ("reply", "reply_words")
 READER_FEATURES = ("reader_exact", "reader_start", "reader_end", "reader_overlap", "reader_inside", "reader_first",
                    "reader_top")
-# Weighing these makes the reader's best spans candidates (SpanSelector.takes_reader_spans).
+# Weighing these makes the reader's best spans candidates (weighs_reader_spans).
 READER_SPAN_FEATURES = ("reader_first", "reader_top")
 # The features the model's scores give: 0 while the shortlist is chosen, before any scoring.
 MODEL_FEATURES = ("likelihood", "mean_logprob")
@@ -274,7 +274,7 @@ class SpanSelector:
     @property
     def takes_reader_spans(self) -> bool:
         """Whether the reader's best spans join the candidates (weights fitted with them)."""
-        return any(self.weights[name] for name in READER_SPAN_FEATURES)
+        return weighs_reader_spans(self.weights)
 
     @property
     def uses_reply(self) -> bool:
@@ -369,6 +369,12 @@ def _known(weights: dict, names: dict, key: str) -> dict:
         raise ConfigError(Errors.E084.format(section="selector", key=key, message=(
             f"unknown feature(s) {', '.join(unknown)}; known: {', '.join(names)}")))
     return dict(weights)
+
+
+def weighs_reader_spans(weights: dict[str, float]) -> bool:
+    """Whether weights that weigh the reader's best spans (READER_SPAN_FEATURES) make those
+    spans candidates: the one rule for the selector and for a fit's replay of it."""
+    return any(weights.get(name, 0.0) for name in READER_SPAN_FEATURES)
 
 
 def answerable_probability(model: dict[str, float], inputs: dict[str, float]) -> float:
