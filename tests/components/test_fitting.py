@@ -6,8 +6,9 @@ import json
 import pytest
 import torch
 
-from nlpipe.components.fitting import (Fitted, check_writable, cross_validate, fit, fit_answerability, fit_temperature,
-                                       fit_weights, folds_of, predict, ranking, summarise, write_weights)
+from nlpipe.components.fitting import (MAX_HAS_ANSWER_LOSS, Fitted, Prediction, check_writable, cross_validate, fit,
+                                       fit_answerability, fit_temperature, fit_threshold, fit_weights, folds_of, predict,
+                                       ranking, summarise, write_weights)
 from nlpipe.components.recording import Example
 from nlpipe.components.selection import FEATURES, make_span_selector, read_weights
 from nlpipe.errors import ConfigError, InputError
@@ -65,6 +66,19 @@ def test_answerability_separates_unanswerable_questions_and_fits_a_threshold():
     assert all(p.squad2(fitted.threshold) == (1.0, 1.0) for p in predictions)
     # Without a threshold every question is answered, so an unanswerable one is always wrong.
     assert all(p.squad2(None) == (0.0, 0.0) for p in predictions if not p.example.answerable)
+
+
+def test_the_threshold_gives_up_no_more_answerable_f1_than_allowed():
+    """Each step up abstains on two unanswerable questions for one answerable one, up to 0.5:
+    half and half, the best cut is 0.5, but it may cost answerable F1 only so much."""
+    answerable = [Prediction(e, e.f1.index(1.0), [1.0], {}, answerable=(k + 0.5) / 100)
+                  for k, e in enumerate(synthetic(100))]
+    unanswerable = [Prediction(e, 0, [1.0], {}, answerable=(k + 0.5) / 200)
+                    for k, e in enumerate(synthetic(100, seed=1, unanswerable=True))]
+    for allowed, expected in ((MAX_HAS_ANSWER_LOSS, MAX_HAS_ANSWER_LOSS), (0.04, 0.04), (0.8, 0.5)):
+        threshold = fit_threshold(answerable + unanswerable, allowed)
+        lost = 1 - sum(p.squad2(threshold)[1] for p in answerable) / len(answerable)
+        assert lost <= allowed + 1e-9 and threshold == pytest.approx(expected, abs=0.011)
 
 
 def test_answerability_does_not_depend_on_the_units_of_its_inputs():
