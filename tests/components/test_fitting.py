@@ -75,10 +75,12 @@ def test_the_threshold_gives_up_no_more_answerable_f1_than_allowed():
                   for k, e in enumerate(synthetic(100))]
     unanswerable = [Prediction(e, 0, [1.0], {}, answerable=(k + 0.5) / 200)
                     for k, e in enumerate(synthetic(100, seed=1, unanswerable=True))]
-    for allowed, expected in ((MAX_HAS_ANSWER_LOSS, MAX_HAS_ANSWER_LOSS), (0.04, 0.04), (0.8, 0.5)):
-        threshold = fit_threshold(answerable + unanswerable, allowed)
+    predictions = answerable + unanswerable
+    for allowed, expected in ((0.04, 0.04), (0.10, 0.10), (0.8, 0.5)):
+        threshold = fit_threshold(predictions, allowed)
         lost = 1 - sum(p.squad2(threshold)[1] for p in answerable) / len(answerable)
         assert lost <= allowed + 1e-9 and threshold == pytest.approx(expected, abs=0.011)
+    assert fit_threshold(predictions) == pytest.approx(MAX_HAS_ANSWER_LOSS, abs=0.011)  # the fit's own bound
 
 
 def test_answerability_does_not_depend_on_the_units_of_its_inputs():
