@@ -463,36 +463,51 @@ def fit(ctx, output, config_path, model_path, l2, folds, read, make_unanswerable
               default=TrainSettings.tuned_learning_rate, show_default=True)
 @click.option("--seed", type=int, default=TrainSettings.seed, show_default=True, help="Same seed, same weights.")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N questions.")
+@click.option("--verifier-only", is_flag=True,
+              help="Keep the reader in --output and (re)fit only its verifier, which the reader's training ends with.")
 @click.option("--verbose", is_flag=True, help="Show tracebacks.")
 def train(squad_files, output, model_path, device, dtype, epochs, folds, learning_rate, tune_layers,
-          tuned_learning_rate, seed, limit, verbose):
+          tuned_learning_rate, seed, limit, verifier_only, verbose):
     """Train the reader for a model on SQuAD 1.1/2.0-format files: computes the model's features
     once (per-user cache), prints article-level cross-validation, then writes the reader trained
-    on everything, with its no-answer threshold and provenance. An interrupted run resumes when
-    run again. Use it with --components.llama_qa.reader.path DIR (or that key in the config)."""
+    on everything, with its no-answer threshold and provenance, and ends with its verifier (the
+    model reading each question after its best-matching sentences, as the qa pipeline finds
+    them). An interrupted run resumes when run again. Use it with
+    --components.llama_qa.reader.path DIR (or that key in the config)."""
     from dataclasses import replace
 
-    from .jobs import train_reader
+    from .jobs import check_reader_folder, train_reader, train_verifier
 
     settings = replace(TrainSettings(), epochs=epochs, learning_rate=learning_rate, seed=seed,
                        tuned_layers=tune_layers, tuned_learning_rate=tuned_learning_rate)
     columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    with user_errors(verbose):
+        if verifier_only:  # before the progress display, which would print ahead of the error
+            check_reader_folder(Path(output))
     with user_errors(verbose), _resumable_interrupt(), Progress(*columns, console=console) as progress:
         tasks = {}
 
         def on_progress(stage: str, done: int, total: int) -> None:
             if stage not in tasks:
-                label = "Model features (tokens)" if stage == "features" else f"Training {stage} (batches)"
+                label = {"features": "Model features (tokens)", "verifier": "Verifier (questions)"}.get(
+                    stage, f"Training {stage} (batches)")
                 tasks[stage] = progress.add_task(label, total=total)
             progress.update(tasks[stage], completed=done, total=total)
 
-        result = train_reader([Path(f) for f in squad_files], Path(output), model=model_path, device=device,
-                              dtype=dtype, settings=settings, folds=folds, limit=limit, progress=on_progress)
-    tables.print(display.reader_cv_table(result))
-    threshold = "none (always answers)" if result.threshold is None else f"{result.threshold:.3f}"
-    console.print(f"wrote {output} (no-answer threshold {threshold}); use it with "
-                  f"--components.llama_qa.reader.path {output}", highlight=False, soft_wrap=True)
+        files = [Path(f) for f in squad_files]
+        result = None if verifier_only else train_reader(files, Path(output), model=model_path, device=device,
+                                                         dtype=dtype, settings=settings, folds=folds, limit=limit,
+                                                         progress=on_progress)
+        verified = train_verifier(files, Path(output), model=model_path, device=device, dtype=dtype, limit=limit,
+                                  folds=folds, progress=on_progress)
+    if result is not None:
+        tables.print(display.reader_cv_table(result))
+    tables.print(display.verifier_cv_table(verified))
+    threshold = "" if result is None else \
+        f" (no-answer threshold {'none (always answers)' if result.threshold is None else f'{result.threshold:.3f}'})"
+    console.print(f"wrote {output}{threshold}; use it with --components.llama_qa.reader.path {output}",
+                  highlight=False, soft_wrap=True)
 
 
 @contextmanager

@@ -262,6 +262,18 @@ def reader_cv_table(result) -> Table:
     return table
 
 
+def verifier_cv_table(result) -> Table:
+    table = Table(title="Verifier, held out",
+                  caption=FOLD_CAPTION)
+    for column in ("fold", "AUC of\nP(no answer)"):
+        table.add_column(column, justify="left" if column == "fold" else "right", overflow="fold")
+    everything = {key: sum(row[key] for row in result.folds) for key in ("answerable", "unanswerable")}
+    for name, row, score in [*((str(n), row, row["auc"]) for n, row in enumerate(result.folds, start=1)),
+                             ("all", everything, result.pooled_auc)]:
+        table.add_row(fold_cell(name, row), "" if score is None else f"{score:.3f}")
+    return table
+
+
 def cross_validation_table(rows: list[dict]) -> Table:
     table = Table(title="Held out (fitted on the other folds)", caption=FOLD_CAPTION)
     for column in ("fold", "EM", "F1", "threshold", "HasAns\nF1", "NoAns\nF1", "SQuAD\n2.0 F1"):

@@ -205,3 +205,5 @@ class Errors:
             "references spans of their paragraphs?)")
     E103 = ("E103: --tune-layers {tuned} is more layers than the model '{model}' has ({n_layers}). Tune "
             "fewer (the shipped reader tunes 5 of SmolLM2-135M's 30).")
+    E104 = ("E104: --verifier-only adds a verifier to a trained reader, and '{path}' holds none (no reader.json). "
+            "Give the folder nlpipe train wrote, or leave --verifier-only out to train the reader first.")

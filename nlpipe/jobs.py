@@ -10,11 +10,13 @@ caller (the CLI, with rich) overrides its methods.
 import dataclasses
 import hashlib
 import json
+import os
 import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from spacy import util
 from spacy.language import Language
 from spacy.vocab import Vocab
@@ -32,6 +34,7 @@ from .files import read_small_file
 from .io.docbin import docs_from_records, read_docs
 from .io.writers import JsonlWriter
 from .llm.reader import held_out_readers
+from .llm.verifier import SENTENCES, verifier_layers
 from .processing import answer_questions, load_models, qa_components
 from .report import HtmlReport, check_report_path, write_report
 from .report.stats import RunStats
@@ -40,10 +43,11 @@ from .squad import read_squad, unanswerable_questions
 from .training.examples import files_digest
 from .training.features import model_identity
 from .training.job import TrainResult, train_reader
+from .training.verification import fit_and_save, read_states, states_path
 
 __all__ = ["Engine", "EvalResult", "FitResult", "Job", "JobEvents", "LocalEngine", "RunSummary", "TrainResult", "ask",
            "build", "engine_for", "evaluate", "fit_selector", "load_job", "load_pipeline", "report", "run_job",
-           "train_reader"]
+           "train_reader", "train_verifier", "check_reader_folder"]
 
 
 @dataclass(frozen=True)
@@ -283,3 +287,63 @@ def _reader_fits(qa, read: bool | None, events: JobEvents) -> bool:
         events.note(f"Fitting without the reader's features: {first_line(err)}")
         return False
     return True
+
+
+@dataclass
+class VerifierResult:
+    folds: list[dict]  # held-out AUC per fold, with its articles
+    pooled_auc: float | None  # over every held-out question
+    questions: int
+
+
+def train_verifier(files: list[Path], folder: Path, *, model: str = "smollm2-135m", device: str = "auto",
+                   dtype: str = "auto", limit: int | None = None, folds: int = 5,
+                   progress=lambda stage, done, total: None) -> VerifierResult:
+    """`nlpipe train`'s last stage: the verifier (llm.verifier) of the reader in `folder`, and of
+    each of its cross-validation heads, fitted on the questions of `files` as the `qa` pipeline
+    reads them (its spaCy parse and evidence ranking). The model's states are cached per user."""
+    check_reader_folder(folder)
+    names = configs.qa_component_names(configs.load_config("qa"))
+    job = load_job("qa", {f"components.{name}.model.{key}": value for name in names
+                          for key, value in (("path", model), ("device", device), ("dtype", dtype))})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NlpipeWarning)
+        nlp = load_pipeline(job)
+    qa = qa_component(nlp, job.source)
+    loaded = qa.llm.load()
+    layers = verifier_layers(loaded.model.config.num_hidden_layers)
+    data = files_digest([Path(f) for f in files])
+    cached = states_path({"data": data, "limit": limit, "model": _model_digest(qa.llm.path), "layers": layers,
+                          "dtype": str(loaded.model.dtype), "config": job.config.to_str()})
+    if cached.is_file():
+        inputs, unanswerable, articles = torch.load(cached, weights_only=True)
+    else:
+        paragraphs = [p for path in files for p in read_squad(path, limit)]
+        total = sum(len(p.questions) for p in paragraphs)
+        progress("verifier", 0, total)
+        inputs, unanswerable, articles = read_states(nlp, qa, paragraphs, layers,
+                                                     on_questions=lambda n: progress("verifier", n, total))
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        staging = cached.with_name(f".{cached.name}.writing")
+        torch.save((inputs, unanswerable, articles), staging)
+        os.replace(staging, cached)
+    provenance = {"data": data, "limit": limit, "model": str(model), "layers": list(layers), "sentences": SENTENCES,
+                  "questions": len(unanswerable), "unanswerable": sum(unanswerable),
+                  "command": reproduce_verifier(files, model, limit, None if held_out_readers(folder) else folds)}
+    rows, pooled = fit_and_save(inputs, unanswerable, articles, Path(folder), layers,
+                                loaded.model.config.hidden_size, provenance, folds)
+    return VerifierResult(rows, pooled, len(unanswerable))
+
+
+def check_reader_folder(folder: Path) -> None:
+    """ConfigError E104 unless `folder` holds a trained reader (what a verifier is added to)."""
+    if not (Path(folder) / "reader.json").is_file():
+        raise ConfigError(Errors.E104.format(path=folder))
+
+
+def reproduce_verifier(files: list[Path], model: str, limit: int | None, folds: int | None) -> str:
+    """The `nlpipe train --verifier-only` line that fits the same verifier (`folds` None: the
+    reader's cross-validation heads split the data, whatever --folds says)."""
+    return " ".join(["nlpipe train", *(Path(f).name for f in files), "--model", model, "--verifier-only",
+                     *(["--limit", str(limit)] if limit is not None else []),
+                     *(["--folds", str(folds)] if folds is not None else [])])

@@ -711,6 +711,24 @@ def test_train_prints_cross_validation_and_writes_a_reader_the_pipeline_uses(run
     provenance = json.loads((tmp_path / "reader" / "reader.json").read_text())["provenance"]
     assert provenance["model"] == model and provenance["settings"]["epochs"] == 1
     assert_reader_answers(runner, override_args, tmp_path / "reader")
+    # The training ends with the verifier: one in the reader's folder, one per cross-validation
+    # head (fitted on the articles that head saw), and its held-out AUC printed.
+    assert "Verifier, held out" in result.stdout
+    verifier = json.loads((tmp_path / "reader" / "verifier.json").read_text())
+    folds = sorted((tmp_path / "reader" / "folds").glob("fold-*"))
+    assert len(folds) == 2 and all((fold / "verifier.json").is_file() for fold in folds)
+    assert len(verifier["provenance"]["cross_validation"]["folds"]) == 2
+    assert verifier["provenance"]["questions"] == 13 and verifier["provenance"]["unanswerable"] == 3
+    # --verifier-only refits it alone, from the cached states, to the same numbers.
+    (tmp_path / "reader" / "verifier.json").unlink()
+    again = runner.invoke(main, ["train", str(data), "--output", str(tmp_path / "reader"), "--model", model,
+                                 "--device", "cpu", "--folds", "2", "--verifier-only"])
+    assert again.exit_code == 0, again.output
+    assert json.loads((tmp_path / "reader" / "verifier.json").read_text()) == verifier
+    assert "Held out (trained" not in again.stdout
+    nothing = runner.invoke(main, ["train", str(data), "--output", str(tmp_path / "empty"), "--model", model,
+                                   "--verifier-only"])
+    assert nothing.exit_code != 0 and nothing.stderr.startswith("error: E104") and "Traceback" not in nothing.stderr
 
 
 def assert_reader_answers(runner, override_args, reader: Path) -> None:

@@ -99,8 +99,8 @@ def test_the_wheel_ships_the_builtin_pipelines(tmp_path):
     [wheel] = tmp_path.glob("nlpipe_qa-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"nlpipe/pipelines/qa.cfg", "nlpipe/pipelines/annotate.cfg"} <= names
-    shipped = "nlpipe/components/readers/smollm2-135m/"  # the head and the tuned layers
-    assert {shipped + name for name in ("reader.json", "reader.pt", "tuned.pt")} <= names
+    shipped = "nlpipe/components/readers/smollm2-135m/"  # the head, the tuned layers, the verifier
+    assert {shipped + name for name in ("reader.json", "reader.pt", "tuned.pt", "verifier.json")} <= names
     assert any(name.endswith("/licenses/LICENSE") or name.endswith("/LICENSE") for name in names)
 
 

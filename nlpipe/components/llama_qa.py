@@ -230,7 +230,8 @@ class LlamaQA(LLMPipe):
             return [None] * len(asked)
         spans = [self.selector.all_candidates(a.ranked, a.question) for a in asked]
         # At least TOP_SPANS best spans: they may join the candidates (SpanSelector.candidates).
-        return [reading for _, reading in self.reader.read(asked, self.llm, spans, max(self.top_k, TOP_SPANS))]
+        return [reading for _, reading in
+                self.reader.read(asked, self.llm, spans, max(self.top_k, TOP_SPANS), verify=True)]
 
     def rank(self, asked: list[Asked], candidates: list[list]) -> Iterator[tuple[int, object]]:
         """(row, candidate scores or Failure) for every question; None for those without candidates."""

@@ -28,6 +28,7 @@ from ..errors import ConfigError, Errors
 from ..llm.engine import Failure, Llama
 from ..llm.reader import (TOP_SPANS, UNREAD, ModelMismatch, SpanReader, best_spans, context_ids,
                           load_reader, question_ids, span_distribution, span_features)
+from ..llm.verifier import Verifier, load_verifier, read_verification
 from .answers import Answer
 from .evidence import units_of
 from .strategies import _place, failure_record
@@ -66,6 +67,7 @@ class Reader:
         self.max_tokens = max_tokens
         self.max_windows = max_windows
         self._head: SpanReader | None = None
+        self._verifier: Verifier | None = None  # llm.verifier: kept beside the reader, if it has one
         self._meta: dict = {}
 
     def use_path(self, path) -> None:
@@ -76,10 +78,13 @@ class Reader:
         return reader_folder(self.path)
 
     def head(self, llm: Llama) -> SpanReader:
-        """The reader's model (its tuned layers, if any, and its head) for `llm`, loaded once."""
+        """The reader's model (its tuned layers, if any, and its head) for `llm`, loaded once,
+        with its verifier (None if the folder has none)."""
         if self._head is None:
             try:
                 head, self._meta = load_reader(self.folder, llm.model)
+                config = llm.model.config
+                self._verifier = load_verifier(self.folder, config.hidden_size, config.num_hidden_layers)
             except ModelMismatch as err:
                 raise ConfigError(Errors.E087.format(path=self.path, why=err, model=llm.path)) from None
             except (OSError, ValueError, KeyError, TypeError, RuntimeError, RecursionError) as err:
@@ -115,12 +120,14 @@ class Reader:
         return sorted(windows, key=lambda w: -w.score)[:self.max_windows]
 
     def read(self, asked: list[Asked], llm: Llama, spans: list[list[Span]] | None = None,
-             top_k: int = 1) -> Iterator[tuple[int, "Reading | Failure"]]:
+             top_k: int = 1, verify: bool = False) -> Iterator[tuple[int, "Reading | Failure"]]:
         """(row, Reading or Failure) for every asked question, in order: its `top_k` best spans,
-        P(no answer), and the reader features of its `spans` (the selector's candidates)."""
+        P(no answer), and the reader features of its `spans` (the selector's candidates); with
+        `verify`, the verifier's P(no answer) too (an input of the selector's answerability model)."""
         if not asked:
             return
         head = self.head(llm)
+        verified = self.verify(asked, llm) if verify else [None] * len(asked)
         plans = []  # per question: its windows, each with its context tokens' offsets
         rows = []  # per window: (question ids, context ids), what the model reads
         question_lengths = []  # per question: its prompt's tokens, where tuned layers' rows start the context
@@ -144,7 +151,20 @@ class Reader:
             first += len(plan)
             failure = next((r for r in read if isinstance(r, Failure)), None)
             yield row, failure or self._reading(a, plan, read, head, question_lengths[row],
-                                                spans[row] if spans else [], top_k)
+                                                spans[row] if spans else [], top_k, verified[row])
+
+    def verify(self, asked: list[Asked], llm: Llama) -> list[float | None]:
+        """The verifier's P(no answer) of each question (llm.verifier), read after its best-matching
+        sentences; None for all without a verifier, for one whose row failed (out of memory)."""
+        verifier = self._verifier
+        found: list[float | None] = [None] * len(asked)
+        if verifier is None:
+            return found
+        pairs = [([unit.text for unit, _ in a.ranked[:verifier.sentences]], a.question.text) for a in asked]
+        for row, inputs in read_verification(llm, pairs, verifier.layers):
+            if not isinstance(inputs, Failure):
+                found[row] = float(verifier.no_answer(inputs[None])[0])
+        return found
 
     def answer(self, asked: list[Asked], llm: Llama, top_k: int = 1) -> Iterator[tuple[int, Answer]]:
         """(row, Answer) for every asked question, in order."""
@@ -153,7 +173,7 @@ class Reader:
 
     @torch.inference_mode()
     def _reading(self, asked: Asked, plan, read: list, head: SpanReader, question_length: int, spans: list[Span],
-                 top_k: int) -> "Reading":
+                 top_k: int, verified: float | None = None) -> "Reading":
         best, no_answer, features = [], 1.0, {}
         for (window, offsets), hidden in zip(plan, read):
             start, end = head(hidden[None], [question_length], [hidden.shape[0]])
@@ -170,7 +190,7 @@ class Reader:
             for (key, _), row in zip(inside, span_features(log_probs, [tokens for _, tokens in inside])):
                 features[key] = row
         ranked = _distinct(sorted((s for s in best if s[1] is not None), key=lambda s: -s[0]), top_k)
-        return Reading(ranked, no_answer, features)
+        return Reading(ranked, no_answer, features, verified)
 
     def _answer(self, asked: Asked, reading: "Reading | Failure", top_k: int) -> Answer:
         answer = Answer(asked.question.text, asked.index)
@@ -200,11 +220,13 @@ class Reading:
     """What the reader made of one question: its best distinct spans (probability, Doc
     offsets), best first; P(no answer) in the most hopeful window; and the reader features
     (llm.reader.span_features) of the spans it was asked about and of its best ones, by their
-    offsets. In grounded mode `spans` holds at least TOP_SPANS (llama_qa.readings asks for them)."""
+    offsets. In grounded mode `spans` holds at least TOP_SPANS (llama_qa.readings asks for them),
+    and `verified` the verifier's P(no answer) where the reader has a verifier."""
 
     spans: list[tuple[float, tuple[int, int]]]
     no_answer: float
     features: dict[tuple[int, int], dict[str, float]]
+    verified: float | None = None
 
     def features_of(self, span: Span) -> dict[str, float]:
         """The reader features of `span` (selection.READER_FEATURES)."""

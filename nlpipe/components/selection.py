@@ -15,7 +15,7 @@ dependency path to the question's words. A softmax over the scores
 confidence of the chosen span. Whether to answer at all is a separate, absolute decision: a
 logistic regression on question-level inputs (how much of the question the text says, how
 clearly the best candidate wins) against a fitted threshold.
-The default weights live in weights/span_selector.v10.json with their provenance, written by
+The default weights live in weights/span_selector.v11.json with their provenance, written by
 `nlpipe fit` (nlpipe.components.fitting) and checked by article-level cross-validation
 (benchmarks/cross_article.py).
 """
@@ -106,10 +106,12 @@ ANSWERABILITY_FEATURES = {
     "unmatched_negation": "1 if the question says \"not\" (questions.negates) and its best-matching sentence does "
                           "not, else 0",
     "reader_no_answer": "the trained reader's probability that the document does not answer (needs the reader)",
+    "verifier_no_answer": "the reader's verifier's probability that the best-matching sentences do not answer "
+                          "(llm.verifier; needs a reader with a verifier)",
 }
 # The fitted weights ship as versioned files: the one source of the defaults (see read_weights).
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEFAULT_WEIGHTS_FILE = "span_selector.v10.json"  # v9 (the reader's best spans) + unmatched_negation
+DEFAULT_WEIGHTS_FILE = "span_selector.v11.json"  # v10 (unmatched_negation) + verifier_no_answer
 # Fitted without a reader: for a model the shipped reader was not trained for (llama_qa.selector_for_model).
 NO_READER_WEIGHTS_FILE = "span_selector.v2.json"
 WEIGHTS_FORMATS = ("nlpipe.SelectorWeights.v1", "nlpipe.SelectorWeights.v2", "nlpipe.SelectorWeights.v3")
@@ -426,6 +428,7 @@ def question_context(question: QuestionAnalysis, doc: Doc, ranked: list[tuple[Sp
         "missing_weight": sum(rarity[w] for w in focus - in_doc) / total,
         "unmatched_negation": float(question.negated and not negates(sentences[0])),
         "reader_no_answer": reading.no_answer if reading is not None else 0.0,
+        "verifier_no_answer": reading.verified if reading is not None and reading.verified is not None else 0.0,
     }
 
 

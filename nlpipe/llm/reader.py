@@ -84,39 +84,57 @@ def hidden_features(model, rows: list[tuple[list[int], list[int]]], layers: tupl
                     pad_id: int) -> list[torch.Tensor]:
     """For each (question ids, context ids) row, the chosen layers' hidden states of its context
     tokens, concatenated: [n_context, len(layers) x hidden]. One batched pass (right padding:
-    a causal model's real tokens never see the padding after them)."""
+    a causal model's real tokens never see the padding after them), which ends at the highest
+    layer read when that is below the top (the top one is normalised: only the full pass gives it)."""
     ids, mask, lengths = _padded(rows, pad_id, model.device)
-    # logits_to_keep=1: the vocabulary-sized head runs for one position, not every token.
-    out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False, logits_to_keep=1)
-    stacked = torch.cat([out.hidden_states[layer] for layer in layers], dim=-1)
+    if max(layers) < model.config.num_hidden_layers:
+        stacked = torch.cat(_layer_states(model, ids, mask, layers), dim=-1)
+    else:
+        # logits_to_keep=1: the vocabulary-sized head runs for one position, not every token.
+        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False, logits_to_keep=1)
+        stacked = torch.cat([out.hidden_states[layer] for layer in layers], dim=-1)
     return [stacked[r, len(q):lengths[r]] for r, (q, _) in enumerate(rows)]
 
 
 class _Reached(Exception):
-    def __init__(self, states: torch.Tensor):
-        self.states = states
+    pass
+
+
+def _layer_states(model, ids: torch.Tensor, mask: torch.Tensor, layers: tuple[int, ...]) -> list[torch.Tensor]:
+    """The states after each of `layers` (0: the embeddings), all below the top; the LM stops
+    after the highest (a hook on that layer ends the pass): the layers above cost nothing."""
+    captured, hooks, highest = {}, [], max(layers)
+
+    def keep(layer):
+        def hook(module, args, output):
+            captured[layer] = output[0] if isinstance(output, tuple) else output
+            if layer == highest:
+                raise _Reached
+        return hook
+
+    for layer in set(layers) - {0}:
+        hooks.append(model.model.layers[layer - 1].register_forward_hook(keep(layer)))
+    try:
+        if 0 in layers:
+            captured[0] = model.model.embed_tokens(ids)
+        if highest > 0:
+            model.model(input_ids=ids, attention_mask=mask, use_cache=False)
+            raise RuntimeError(f"layer {highest} was never reached")
+    except _Reached:
+        pass
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return [captured[layer] for layer in layers]
 
 
 @torch.inference_mode()
 def row_states(model, rows: list[tuple[list[int], list[int]]], layer: int, pad_id: int) -> list[torch.Tensor]:
     """For each (question ids, context ids) row, the hidden states of all its tokens after LM
     layer `layer` ([n_question + n_context, hidden]): what tuned layers start from. The LM stops
-    there (a hook on that layer ends the pass): the layers above are the reader's to replace."""
+    there: the layers above are the reader's to replace."""
     ids, mask, lengths = _padded(rows, pad_id, model.device)
-    if layer == 0:
-        states = model.model.embed_tokens(ids)
-    else:
-        def reached(module, args, output):
-            raise _Reached(output[0] if isinstance(output, tuple) else output)
-
-        hook = model.model.layers[layer - 1].register_forward_hook(reached)
-        try:
-            model.model(input_ids=ids, attention_mask=mask, use_cache=False)
-            raise RuntimeError(f"layer {layer} was never reached")
-        except _Reached as stop:
-            states = stop.states
-        finally:
-            hook.remove()
+    [states] = _layer_states(model, ids, mask, (layer,))
     return [states[r, :lengths[r]] for r in range(len(rows))]
 
 

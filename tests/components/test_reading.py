@@ -249,3 +249,46 @@ def test_fitting_replays_the_span_grounded_mode_answers_with_the_reader(trained,
         assert example.texts[best] == answers[question], question
         chose_reader_only |= example.reader_only[best]
     assert chose_reader_only == reader_spans
+
+
+def test_grounded_mode_weighs_the_verifiers_no_answer(trained, tiny_llama_dir, tmp_path, monkeypatch):
+    """A reader with a verifier (llm.verifier, fitted by nlpipe train) gives each reading the
+    verifier's P(no answer), read after the question's best-matching sentences, and the
+    answerability model weighs it: here it alone decides, with a cut between the two lowest.
+    A reader without one gives None, which the model reads as 0."""
+    import shutil
+
+    from nlpipe.components.selection import question_context
+    from nlpipe.jobs import train_verifier
+
+    reader, squad = trained
+    verified_reader = tmp_path / "reader"
+    shutil.copytree(reader, verified_reader)
+    monkeypatch.setenv("NLPIPE_CACHE", str(tmp_path / "cache"))
+    result = train_verifier([squad], verified_reader, model=str(tiny_llama_dir), device="cpu", dtype="float32",
+                            folds=2)
+    assert result.questions == 13 and (verified_reader / "folds" / "fold-1" / "verifier.json").is_file()
+    text = "Marie Curie was born in Warsaw in 1867. She moved to Paris in 1891 and studied physics."
+    questions = ["When did Marie Curie move to Paris?", "Where was Marie Curie born?", "What did Marie Curie eat?"]
+
+    def readings(folder, weights):
+        nlp = grounded_nlp(tiny_llama_dir, folder, weights, **{"components.llama_qa.selector.answerability": True})
+        qa = nlp.get_pipe("llama_qa")
+        doc = nlp(text)
+        doc._.questions = questions
+        asked = qa.ask([doc])
+        return nlp, qa, asked, qa.readings(asked)
+
+    _, qa, asked, plain = readings(reader, reader_weights(tmp_path / "w.json", {"reader_exact": 1.0}))
+    assert [r.verified for r in plain] == [None] * 3
+    assert question_context(asked[0].question, asked[0].doc, asked[0].ranked, plain[0])["verifier_no_answer"] == 0.0
+    _, qa, asked, verified = readings(verified_reader, tmp_path / "w.json")
+    chances = [r.verified for r in verified]
+    assert all(0.0 < p < 1.0 for p in chances) and chances == qa.reader.verify(asked, qa.llm)
+    low, second = sorted(chances)[:2]
+    assert second - low > 1e-4
+    cut = (low + second) / 2
+    weights = reader_weights(tmp_path / "cut.json", {"reader_exact": 1.0},
+                             {"bias": 1000.0 * cut, "verifier_no_answer": -1000.0}, threshold=0.5)
+    nlp, *_ = readings(verified_reader, weights)
+    assert [record["answerable"] for record in ask(nlp, text, questions)] == [p < cut for p in chances]

@@ -11,8 +11,8 @@ import torch
 from nlpipe.components.reading import Reader
 from nlpipe.errors import ConfigError
 from nlpipe.llm.engine import Llama
-from nlpipe.llm.reader import (ModelMismatch, ReaderConfig, SpanReader, TunedLayers, load_reader, row_states,
-                               save_reader, tuned_base)
+from nlpipe.llm.reader import (ModelMismatch, ReaderConfig, SpanReader, TunedLayers, hidden_features, load_reader,
+                               row_states, save_reader, tuned_base)
 from nlpipe.training import features as feature_cache
 from nlpipe.training.examples import read_examples
 from nlpipe.training.job import train_reader
@@ -58,6 +58,26 @@ def test_row_states_are_the_models_hidden_states_and_the_layers_above_never_run(
         assert torch.allclose(row, expected, atol=1e-5)
     assert torch.equal(row_states(model, rows[:1], 0, tiny_llm.pad_id)[0], model.model.embed_tokens(ids.new_tensor([
         rows[0][0] + rows[0][1]]))[0])
+
+
+def test_hidden_features_below_the_top_stop_there_and_match_the_full_pass(tiny_llm):
+    """The verifier reads layers below the top (llm.verifier): the pass ends at the highest one,
+    with the states a full pass gives; the top layer (normalised) still takes the full pass."""
+    model = tiny_llm.model
+    rows = [([1, 5, 9], [20, 21, 22, 23]), ([1, 7], [30, 31])]
+    ran = []
+    hook = model.model.layers[1].register_forward_hook(lambda *args: ran.append(1))
+    try:
+        below = hidden_features(model, rows, (0, 1), tiny_llm.pad_id)
+    finally:
+        hook.remove()
+    assert not ran
+    full = hidden_features(model, rows, (0, 1, 2), tiny_llm.pad_id)
+    for (question, context), row, whole in zip(rows, below, full):
+        expected = model(input_ids=torch.tensor([question + context]), output_hidden_states=True).hidden_states
+        assert row.shape == (len(context), 2 * model.config.hidden_size)
+        assert torch.allclose(row, torch.cat([expected[0][0], expected[1][0]], -1)[len(question):], atol=1e-5)
+        assert torch.allclose(whole[:, -model.config.hidden_size:], expected[2][0][len(question):], atol=1e-5)
 
 
 def test_the_tuned_copies_train_and_the_model_does_not(tiny_llm, tmp_path):
