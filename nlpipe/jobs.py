@@ -25,7 +25,8 @@ from . import config as configs
 from . import runner
 from .components.fitting import (FITTED_FEATURES, check_writable, cross_validate, fit, provenance, summarise,
                                  write_weights)
-from .components.recording import load_examples, qa_component, record, recording_path, save_examples
+from .components.recording import (load_examples, qa_component, read_states, record, recording_path,
+                                   save_examples)
 from .components.selection import FEATURES, READER_FEATURES
 from .errors import ConfigError, Errors, InputError, NlpipeError, NlpipeWarning, Warnings, first_line
 from .evaluation import EvalResult, evaluate_squad
@@ -43,7 +44,7 @@ from .squad import read_squad, unanswerable_questions
 from .training.examples import files_digest
 from .training.features import model_identity
 from .training.job import TrainResult, train_reader
-from .training.verification import fit_and_save, read_states, states_path
+from .training.verification import fit_and_save, states_path
 
 __all__ = ["Engine", "EvalResult", "FitResult", "Job", "JobEvents", "LocalEngine", "RunSummary", "TrainResult", "ask",
            "build", "engine_for", "evaluate", "fit_selector", "load_job", "load_pipeline", "report", "run_job",

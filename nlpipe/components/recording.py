@@ -13,13 +13,15 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
+import torch
 from spacy.language import Language
 
 from ..errors import Errors, NlpipeError
 from ..llm.cache import cache_root
 from ..llm.engine import Failure
+from ..llm.verifier import SENTENCES, read_verification
 from ..metrics import scores
 from ..squad import SquadParagraph
 from .llama_qa import LlamaQA
@@ -68,14 +70,8 @@ def record(nlp: Language, paragraphs: Iterable[SquadParagraph], batch_size: int 
     answer is the generated reply, which the selector does not choose). `read`: with the
     trained reader's features (selection.READER_FEATURES); None: if the current weights use them."""
     qa = qa_component(nlp)
-    upstream = [name for name in nlp.pipe_names if name != qa.name]
     examples, paragraphs = [], list(paragraphs)
-    for start in range(0, len(paragraphs), batch_size):
-        batch = paragraphs[start:start + batch_size]
-        docs = list(nlp.pipe((p.context for p in batch), disable=[n for n in nlp.pipe_names if n not in upstream]))
-        for doc, paragraph in zip(docs, batch):
-            doc._.questions = [q for _, q, _ in paragraph.questions]
-        asked = qa.ask(docs)
+    for start, batch, docs, asked in asked_batches(nlp, qa, paragraphs, batch_size):
         readings = [None] * len(asked) if read is False else \
             [r if not isinstance(r, Failure) else None for r in qa.readings(asked, always=bool(read))]
         # With the reader's best spans whenever it reads: the fit decides whether to weigh them.
@@ -98,6 +94,42 @@ def record(nlp: Language, paragraphs: Iterable[SquadParagraph], batch_size: int 
                     examples.append(_example(qid, paragraph.title, references, *found))
             on_questions(sum(len(p.questions) for p in paragraphs[:start + len(batch)]))
     return examples
+
+
+def asked_batches(nlp: Language, qa: LlamaQA, paragraphs: list[SquadParagraph], batch_size: int
+                  ) -> Iterator[tuple[int, list[SquadParagraph], list, list]]:
+    """(first index, paragraphs, their Docs, their questions as asked) a batch at a time: each
+    paragraph parsed by the pipeline's spaCy stage, its questions asked of it (qa.ask)."""
+    upstream = [name for name in nlp.pipe_names if name != qa.name]
+    for start in range(0, len(paragraphs), batch_size):
+        batch = paragraphs[start:start + batch_size]
+        docs = list(nlp.pipe((p.context for p in batch), disable=[n for n in nlp.pipe_names if n not in upstream]))
+        for doc, paragraph in zip(docs, batch):
+            doc._.questions = [q for _, q, _ in paragraph.questions]
+        yield start, batch, docs, qa.ask(docs)
+
+
+def read_states(nlp: Language, qa: LlamaQA, paragraphs: list[SquadParagraph], layers: tuple[int, ...],
+                batch_size: int = 32, on_questions: Callable[[int], None] = lambda n: None
+                ) -> tuple[torch.Tensor, list[bool], list[str]]:
+    """What the verifier is fitted on (nlpipe train, jobs.train_verifier): the verifier inputs
+    of every question (llm.verifier.read_verification), whether each is unanswerable, and its
+    article. A question whose row fails (out of memory) is left out."""
+    inputs, unanswerable, articles, done = [], [], [], 0
+    for _, batch, docs, asked in asked_batches(nlp, qa, paragraphs, batch_size):
+        labels = {(id(doc), q.strip()): (not refs, p.title)
+                  for doc, p in zip(docs, batch) for _, q, refs in p.questions}
+        pairs = [([unit.text for unit, _ in a.ranked[:SENTENCES]], a.question.text) for a in asked]
+        for row, found in read_verification(qa.llm, pairs, layers):
+            if isinstance(found, Failure):
+                continue
+            missing, article = labels[(id(asked[row].doc), asked[row].question.text)]
+            inputs.append(found.cpu())
+            unanswerable.append(missing)
+            articles.append(article)
+        done += sum(len(p.questions) for p in batch)
+        on_questions(done)
+    return torch.stack(inputs), unanswerable, articles
 
 
 def _example(qid: str, article: str, references: list[str], asked, candidates, rows, reading,

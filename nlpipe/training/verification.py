@@ -1,8 +1,8 @@
 """The reader's verifier (llm.verifier), fitted as `nlpipe train`'s last stage.
 
 Every question of the training files is read as the pipeline reads it (spaCy's parse, the
-evidence ranking's best sentences, the verification prompt); the model's states are cached
-per user. One verifier is fitted for each of the reader's cross-validation heads, on the
+evidence ranking's best sentences, the verification prompt: components.recording.read_states);
+the model's states are cached per user. One verifier is fitted for each of the reader's cross-validation heads, on the
 articles that head saw, and kept in its folder: `nlpipe fit` reads an article with the head
 that never saw it, and so gets the verifier's held-out opinion too. Then one on everything.
 """
@@ -11,43 +11,12 @@ import bisect
 import hashlib
 import json
 from pathlib import Path
-from typing import Callable
-
 import torch
 
 from ..llm.cache import cache_root
-from ..llm.engine import Failure
 from ..llm.reader import held_out_readers
-from ..llm.verifier import L2, MAX_CONTEXT_TOKENS, SENTENCES, fit_verifier, read_verification, save_verifier
-from ..squad import SquadParagraph
+from ..llm.verifier import L2, MAX_CONTEXT_TOKENS, SENTENCES, fit_verifier, save_verifier
 from .examples import deal_folds
-
-
-def read_states(nlp, qa, paragraphs: list[SquadParagraph], layers: tuple[int, ...], batch_size: int = 32,
-                on_questions: Callable[[int], None] = lambda n: None) -> tuple[torch.Tensor, list[bool], list[str]]:
-    """The verifier's inputs of every question (llm.verifier.verification_inputs), whether each
-    is unanswerable, and its article. A question whose row fails (out of memory) is left out."""
-    upstream = [name for name in nlp.pipe_names if name != qa.name]
-    inputs, unanswerable, articles, done = [], [], [], 0
-    for start in range(0, len(paragraphs), batch_size):
-        batch = paragraphs[start:start + batch_size]
-        docs = list(nlp.pipe((p.context for p in batch), disable=[n for n in nlp.pipe_names if n not in upstream]))
-        for doc, paragraph in zip(docs, batch):
-            doc._.questions = [q for _, q, _ in paragraph.questions]
-        asked = qa.ask(docs)
-        labels = {(id(doc), q.strip()): (not refs, p.title)
-                  for doc, p in zip(docs, batch) for _, q, refs in p.questions}
-        pairs = [([unit.text for unit, _ in a.ranked[:SENTENCES]], a.question.text) for a in asked]
-        for row, found in read_verification(qa.llm, pairs, layers):
-            if isinstance(found, Failure):
-                continue
-            missing, article = labels[(id(asked[row].doc), asked[row].question.text)]
-            inputs.append(found.cpu())
-            unanswerable.append(missing)
-            articles.append(article)
-        done += sum(len(p.questions) for p in batch)
-        on_questions(done)
-    return torch.stack(inputs), unanswerable, articles
 
 
 STATES_VERSION = 1  # of what read_states keeps of a row (llm.verifier.verification_row and _inputs)
