@@ -263,8 +263,7 @@ def reader_cv_table(result) -> Table:
 
 
 def verifier_cv_table(result) -> Table:
-    table = Table(title="Verifier, held out",
-                  caption=FOLD_CAPTION)
+    table = Table(title="Verifier, held out", caption=FOLD_CAPTION)
     for column in ("fold", "AUC of\nP(no answer)"):
         table.add_column(column, justify="left" if column == "fold" else "right", overflow="fold")
     everything = {key: sum(row[key] for row in result.folds) for key in ("answerable", "unanswerable")}

@@ -48,7 +48,7 @@ from .training.verification import fit_and_save, states_path
 
 __all__ = ["Engine", "EvalResult", "FitResult", "Job", "JobEvents", "LocalEngine", "RunSummary", "TrainResult", "ask",
            "build", "engine_for", "evaluate", "fit_selector", "load_job", "load_pipeline", "report", "run_job",
-           "train_reader", "train_verifier", "check_reader_folder"]
+           "train_reader", "train_verifier"]
 
 
 @dataclass(frozen=True)

@@ -2,22 +2,23 @@
 
 Every question of the training files is read as the pipeline reads it (spaCy's parse, the
 evidence ranking's best sentences, the verification prompt: components.recording.read_states);
-the model's states are cached per user. One verifier is fitted for each of the reader's cross-validation heads, on the
-articles that head saw, and kept in its folder: `nlpipe fit` reads an article with the head
-that never saw it, and so gets the verifier's held-out opinion too. Then one on everything.
+the model's states are cached per user. One verifier is fitted for each of the reader's
+cross-validation heads, on the articles that head saw, and kept in its folder: `nlpipe fit`
+reads an article with the head that never saw it, and so gets the verifier's held-out opinion
+too. Then one on everything.
 """
 
 import bisect
 import hashlib
 import json
 from pathlib import Path
+
 import torch
 
 from ..llm.cache import cache_root
 from ..llm.reader import held_out_readers
 from ..llm.verifier import L2, MAX_CONTEXT_TOKENS, SENTENCES, fit_verifier, save_verifier
 from .examples import deal_folds
-
 
 STATES_VERSION = 1  # of what read_states keeps of a row (llm.verifier.verification_row and _inputs)
 
