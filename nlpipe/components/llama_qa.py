@@ -217,7 +217,8 @@ class LlamaQA(LLMPipe):
 
     def readings(self, asked: list[Asked], always: bool = False) -> list:
         """The trained reader's Reading (or Failure) of each question, with the reader features of
-        all its candidates, when the selector's weights use them (or `always`); else None each."""
+        all its candidates, when the selector's weights use them (or `always`); else None each.
+        The verifier reads too where the no-answer model weighs it (or `always`: a recording)."""
         if not always and (self.mode != "grounded" or not self.selector.uses_reader):
             return [None] * len(asked)
         try:
@@ -231,7 +232,8 @@ class LlamaQA(LLMPipe):
         spans = [self.selector.all_candidates(a.ranked, a.question) for a in asked]
         # At least TOP_SPANS best spans: they may join the candidates (SpanSelector.candidates).
         return [reading for _, reading in
-                self.reader.read(asked, self.llm, spans, max(self.top_k, TOP_SPANS), verify=True)]
+                self.reader.read(asked, self.llm, spans, max(self.top_k, TOP_SPANS),
+                                 verify=always or self.selector.weighs_verifier)]
 
     def rank(self, asked: list[Asked], candidates: list[list]) -> Iterator[tuple[int, object]]:
         """(row, candidate scores or Failure) for every question; None for those without candidates."""

@@ -271,7 +271,14 @@ class SpanSelector:
     @property
     def uses_reader(self) -> bool:
         """Whether choosing needs the trained reader's features (weights fitted with it)."""
-        return any(self.weights[name] for name in READER_FEATURES) or bool(self.answerability.get("reader_no_answer"))
+        return any(self.weights[name] for name in READER_FEATURES) or \
+            any(self.answerability.get(name) for name in ("reader_no_answer", "verifier_no_answer"))
+
+    @property
+    def weighs_verifier(self) -> bool:
+        """Whether deciding "no answer" weighs the reader's verifier (llm.verifier): only then is
+        it worth its pass, about a quarter of answering's time."""
+        return self.threshold is not None and bool(self.answerability.get("verifier_no_answer"))
 
     @property
     def takes_reader_spans(self) -> bool:

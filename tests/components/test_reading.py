@@ -271,8 +271,9 @@ def test_grounded_mode_weighs_the_verifiers_no_answer(trained, tiny_llama_dir, t
     text = "Marie Curie was born in Warsaw in 1867. She moved to Paris in 1891 and studied physics."
     questions = ["When did Marie Curie move to Paris?", "Where was Marie Curie born?", "What did Marie Curie eat?"]
 
-    def readings(folder, weights):
-        nlp = grounded_nlp(tiny_llama_dir, folder, weights, **{"components.llama_qa.selector.answerability": True})
+    def readings(folder, weights, answerability=True):
+        nlp = grounded_nlp(tiny_llama_dir, folder, weights,
+                           **{"components.llama_qa.selector.answerability": answerability})
         qa = nlp.get_pipe("llama_qa")
         doc = nlp(text)
         doc._.questions = questions
@@ -282,9 +283,14 @@ def test_grounded_mode_weighs_the_verifiers_no_answer(trained, tiny_llama_dir, t
     _, qa, asked, plain = readings(reader, reader_weights(tmp_path / "w.json", {"reader_exact": 1.0}))
     assert [r.verified for r in plain] == [None] * 3
     assert question_context(asked[0].question, asked[0].doc, asked[0].ranked, plain[0])["verifier_no_answer"] == 0.0
-    _, qa, asked, verified = readings(verified_reader, tmp_path / "w.json")
+    weighing = reader_weights(tmp_path / "v.json", {"reader_exact": 1.0}, {"verifier_no_answer": -1.0}, threshold=0.5)
+    _, qa, asked, verified = readings(verified_reader, weighing)
     chances = [r.verified for r in verified]
     assert all(0.0 < p < 1.0 for p in chances) and chances == qa.reader.verify(asked, qa.llm)
+    # Nothing weighs it (answering whenever possible, or weights without it): the verifier does not
+    # read, a quarter of answering's time saved.
+    for unweighed, answerability in ((weighing, False), (tmp_path / "w.json", True)):
+        assert [r.verified for r in readings(verified_reader, unweighed, answerability)[3]] == [None] * 3
     low, second = sorted(chances)[:2]
     assert second - low > 1e-4
     cut = (low + second) / 2
