@@ -453,7 +453,8 @@ def fit(ctx, output, config_path, model_path, l2, folds, read, make_unanswerable
               show_default=True, help="The model's dtype while its features are computed.")
 @click.option("--epochs", type=click.IntRange(min=1), default=TrainSettings.epochs, show_default=True)
 @click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True,
-              help="Cross-validation folds (by article; by paragraph when the data has one article).")
+              help="Cross-validation folds (by article; by paragraph when the data has one article): the "
+                   "reader's, and the verifier's own (by article).")
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=TrainSettings.learning_rate,
               show_default=True)
 @click.option("--tune-layers", type=click.IntRange(min=0), default=TrainSettings.tuned_layers, show_default=True,

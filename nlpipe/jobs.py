@@ -35,7 +35,7 @@ from .files import read_small_file
 from .io.docbin import docs_from_records, read_docs
 from .io.writers import JsonlWriter
 from .llm.reader import held_out_readers
-from .llm.verifier import SENTENCES, verifier_layers
+from .llm.verifier import SENTENCES, held_out_verifiers, verifier_layers
 from .processing import answer_questions, load_models, qa_components
 from .report import HtmlReport, check_report_path, write_report
 from .report.stats import RunStats
@@ -198,6 +198,7 @@ def fit_selector(squad_files: list, output, job: Job, *, model: str | None = Non
     qa = qa_component(nlp, job.source)
     read = _reader_fits(qa, read, events)
     heads = held_out_readers(qa.reader.folder) if read else []
+    verifiers = held_out_verifiers(qa.reader.folder) if read else []
     if read and not heads and _trained_on(qa.reader.folder, squad_files):
         events.note(Warnings.W002.format(reader=qa.reader.path))
     kept = recording_path({"data": files_digest([Path(f) for f in squad_files]), "limit": limit, "every": every,
@@ -210,7 +211,8 @@ def fit_selector(squad_files: list, output, job: Job, *, model: str | None = Non
     else:
         total = sum(len(p.questions) for p in paragraphs)
         events.progress("record", 0, total)
-        examples = record_held_out(nlp, qa, paragraphs, heads, lambda n: events.progress("record", n, total), read)
+        examples = record_held_out(nlp, qa, paragraphs, heads, verifiers,
+                                   lambda n: events.progress("record", n, total), read)
         save_examples(kept, examples)
     if not any(e.answerable and max(e.f1) > 0 for e in examples):
         raise NlpipeError(Errors.E102)
@@ -221,26 +223,32 @@ def fit_selector(squad_files: list, output, job: Job, *, model: str | None = Non
         fitted = fit(examples, names, l2, qa.selector.max_candidates)
     write_weights(Path(output), fitted, list(FEATURES),
                   provenance(list(squad_files), examples, rows, l2, str(qa.llm.path), made,
-                             _reader_provenance(qa, read, heads), every))
+                             _reader_provenance(qa, read, heads, verifiers), every))
     return FitResult(rows, fitted, read)
 
 
-def record_held_out(nlp, qa, paragraphs: list, heads: list, on_questions, read: bool) -> list:
+def record_held_out(nlp, qa, paragraphs: list, heads: list, verifiers: list, on_questions, read: bool) -> list:
     """`record`, each article read by the head of `heads` that never saw it (the reader's
-    cross-validation heads: llm.reader.held_out_readers). The reader trained on everything has
+    cross-validation heads: llm.reader.held_out_readers), and with the verifier of `verifiers`
+    that never saw it (llm.verifier.held_out_verifiers). The reader trained on everything has
     learnt its own training questions (on the pool's unanswerable ones its mean P(no answer) is
     0.54 against 0.38 from heads that never saw them; 0.26 against 0.30 on answerable ones),
     and weights fitted on that trust it more than it earns on new text (5 article folds tested
     with such heads: F1 answering every question 60.5 against 61.1, SQuAD 2.0 45.0 against
-    45.9). Articles no head held out are read by the reader itself."""
+    45.9). Articles no head (no verifier) held out are read by the reader (its verifier) itself;
+    without fold verifiers, each head reads with the verifier its folder holds, if any."""
     main = qa.reader.path
-    groups = [(str(folder), [p for p in paragraphs if p.title in held]) for folder, held in heads]
-    covered = {id(p) for _, group in groups for p in group}
-    groups.append((main, [p for p in paragraphs if id(p) not in covered]))
+
+    def never_saw(title: str, folds: list, otherwise):
+        return next((str(folder) for folder, held in folds if title in held), otherwise)
+    groups: dict[tuple, list] = {}
+    for p in paragraphs:
+        verifier = never_saw(p.title, verifiers, str(qa.reader.folder)) if verifiers else None
+        groups.setdefault((never_saw(p.title, heads, main), verifier), []).append(p)
     examples, done = [], 0
     try:
-        for folder, group in groups:
-            qa.reader.use_path(folder)
+        for (folder, verifier), group in groups.items():
+            qa.reader.use_path(folder, verifier)
             examples += record(nlp, group, on_questions=lambda n, done=done: on_questions(done + n), read=read)
             done += sum(len(p.questions) for p in group)
     finally:
@@ -268,11 +276,12 @@ def _trained_on(reader: Path, squad_files: list) -> bool:
     return bool(trained & set(files_digest([Path(f) for f in squad_files]).values()))
 
 
-def _reader_provenance(qa, read: bool, heads: list) -> str | None:
+def _reader_provenance(qa, read: bool, heads: list, verifiers: list) -> str | None:
     if not read:
         return None
-    return f"{qa.reader.path} (each of its {len(heads)} cross-validation heads read the articles it never saw)" \
-        if heads else qa.reader.path
+    held_out = [f"each of its {len(folds)} cross-validation {what} read the articles it never saw"
+                for folds, what in ((heads, "heads"), (verifiers, "verifiers")) if folds]
+    return f"{qa.reader.path} ({'; '.join(held_out)})" if held_out else qa.reader.path
 
 
 def _reader_fits(qa, read: bool | None, events: JobEvents) -> bool:
@@ -315,7 +324,7 @@ def train_verifier(files: list[Path], folder: Path, *, model: str = "smollm2-135
     layers = verifier_layers(loaded.model.config.num_hidden_layers)
     data = files_digest([Path(f) for f in files])
     cached = states_path({"data": data, "limit": limit, "model": _model_digest(qa.llm.path), "layers": layers,
-                          "dtype": str(loaded.model.dtype), "config": job.config.to_str()})
+                          "dtype": str(loaded.model.dtype), "config": _states_config(job.config, names)})
     if cached.is_file():
         inputs, unanswerable, articles = torch.load(cached, weights_only=True)
     else:
@@ -330,10 +339,20 @@ def train_verifier(files: list[Path], folder: Path, *, model: str = "smollm2-135
         os.replace(staging, cached)
     provenance = {"data": data, "limit": limit, "model": str(model), "layers": list(layers), "sentences": SENTENCES,
                   "questions": len(unanswerable), "unanswerable": sum(unanswerable),
-                  "command": reproduce_verifier(files, model, limit, None if held_out_readers(folder) else folds)}
+                  "command": reproduce_verifier(files, model, limit, folds)}
     rows, pooled = fit_and_save(inputs, unanswerable, articles, Path(folder), layers,
                                 loaded.model.config.hidden_size, provenance, folds)
     return VerifierResult(rows, pooled, len(unanswerable))
+
+
+def _states_config(config, names: list[str]) -> str:
+    """The pipeline's config as far as the verifier's states depend on it: without the span
+    selectors' sections (their weights, thresholds), which a refit changes and the states never
+    read — a new weights file does not cost the states' 23 minutes again."""
+    kept = config.copy()
+    for name in names:
+        kept["components"][name].pop("selector", None)
+    return kept.to_str()
 
 
 def check_reader_folder(folder: Path) -> None:
@@ -342,9 +361,7 @@ def check_reader_folder(folder: Path) -> None:
         raise ConfigError(Errors.E104.format(path=folder))
 
 
-def reproduce_verifier(files: list[Path], model: str, limit: int | None, folds: int | None) -> str:
-    """The `nlpipe train --verifier-only` line that fits the same verifier (`folds` None: the
-    reader's cross-validation heads split the data, whatever --folds says)."""
+def reproduce_verifier(files: list[Path], model: str, limit: int | None, folds: int) -> str:
+    """The `nlpipe train --verifier-only` line that fits the same verifiers."""
     return " ".join(["nlpipe train", *(Path(f).name for f in files), "--model", model, "--verifier-only",
-                     *(["--limit", str(limit)] if limit is not None else []),
-                     *(["--folds", str(folds)] if folds is not None else [])])
+                     *(["--limit", str(limit)] if limit is not None else []), "--folds", str(folds)])

@@ -711,12 +711,14 @@ def test_train_prints_cross_validation_and_writes_a_reader_the_pipeline_uses(run
     provenance = json.loads((tmp_path / "reader" / "reader.json").read_text())["provenance"]
     assert provenance["model"] == model and provenance["settings"]["epochs"] == 1
     assert_reader_answers(runner, override_args, tmp_path / "reader")
-    # The training ends with the verifier: one in the reader's folder, one per cross-validation
-    # head (fitted on the articles that head saw), and its held-out AUC printed.
+    # The training ends with the verifier: one in the reader's folder, one per article fold
+    # (folds/verifier-K, fitted without that fold's articles), and its held-out AUC printed.
     assert "Verifier, held out" in result.stdout
     verifier = json.loads((tmp_path / "reader" / "verifier.json").read_text())
-    folds = sorted((tmp_path / "reader" / "folds").glob("fold-*"))
-    assert len(folds) == 2 and all((fold / "verifier.json").is_file() for fold in folds)
+    folds = sorted((tmp_path / "reader" / "folds").glob("verifier-*"))
+    held = [set(json.loads((fold / "verifier.json").read_text())["provenance"]["held"]) for fold in folds]
+    assert len(folds) == 2 and not held[0] & held[1]
+    assert not list((tmp_path / "reader" / "folds").glob("fold-*/verifier.json"))
     assert len(verifier["provenance"]["cross_validation"]["folds"]) == 2
     assert verifier["provenance"]["questions"] == 13 and verifier["provenance"]["unanswerable"] == 3
     # --verifier-only refits it alone, from the cached states, to the same numbers.
@@ -725,6 +727,10 @@ def test_train_prints_cross_validation_and_writes_a_reader_the_pipeline_uses(run
                                  "--device", "cpu", "--folds", "2", "--verifier-only"])
     assert again.exit_code == 0, again.output
     assert json.loads((tmp_path / "reader" / "verifier.json").read_text()) == verifier
+    # Other folds replace the earlier ones, none left behind.
+    assert runner.invoke(main, ["train", str(data), "--output", str(tmp_path / "reader"), "--model", model,
+                                "--device", "cpu", "--folds", "3", "--verifier-only"]).exit_code == 0
+    assert len(list((tmp_path / "reader" / "folds").glob("verifier-*"))) == 3
     assert "Held out (trained" not in again.stdout
     nothing = runner.invoke(main, ["train", str(data), "--output", str(tmp_path / "empty"), "--model", model,
                                    "--verifier-only"])

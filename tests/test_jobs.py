@@ -174,19 +174,37 @@ def test_fit_reads_each_article_with_a_reader_head_that_never_saw_it(tmp_path, m
     seen, progress = [], []
 
     def fake_record(nlp, group, on_questions, read):
-        seen.append((Path(qa.reader.path).name, [p.title for p in group]))
+        verifier = qa.reader._verifier_folder
+        seen.append((Path(qa.reader.path).name, [p.title for p in group]) if verifier is None else
+                    (Path(qa.reader.path).name, Path(verifier).name, [p.title for p in group]))
         on_questions(len(group))
         return [p.questions[0][0] for p in group]
     monkeypatch.setattr(jobs, "record", fake_record)
     qa = SimpleNamespace(reader=Reader(str(reader_dir)))
     from nlpipe.llm.reader import held_out_readers
-    recorded = jobs.record_held_out(None, qa, paragraphs, held_out_readers(reader_dir), progress.append, True)
+    recorded = jobs.record_held_out(None, qa, paragraphs, held_out_readers(reader_dir), [], progress.append, True)
     # Each article by the head that held it out; an article no fold held (not training data) by the reader.
     assert seen == [("fold-1", ["Rhine", "Rhine"]), ("fold-2", ["Warsaw"]), ("reader", ["Nile"])]
     assert sorted(recorded) == ["q0", "q1", "q2", "q3"] and progress == [2, 3, 4]
     assert qa.reader.path == str(reader_dir)  # the configured reader again afterwards
+    # With the verifier's own folds (llm.verifier.held_out_verifiers), each article is also read
+    # with the verifier that never saw it: a group per head and verifier; the reader's own
+    # verifier for an article no verifier fold held.
+    from nlpipe.llm.verifier import held_out_verifiers
+    for number, held in ((1, ["Rhine", "Warsaw"]), (2, ["Danube"])):
+        fold = reader_dir / "folds" / f"verifier-{number}"
+        fold.mkdir(parents=True)
+        (fold / "verifier.json").write_text(json.dumps({"provenance": {"held": held}}), encoding="utf-8")
     seen.clear()
-    jobs.record_held_out(None, qa, paragraphs, [], progress.append, False)  # without reader features: one pass
+    verifiers = held_out_verifiers(reader_dir)
+    assert [(folder.name, held) for folder, held in verifiers] == [("verifier-1", {"Rhine", "Warsaw"}),
+                                                                  ("verifier-2", {"Danube"})]
+    jobs.record_held_out(None, qa, paragraphs, held_out_readers(reader_dir), verifiers, progress.append, True)
+    assert seen == [("fold-1", "verifier-1", ["Rhine", "Rhine"]), ("fold-2", "verifier-1", ["Warsaw"]),
+                    ("reader", "reader", ["Nile"])]
+    assert qa.reader.path == str(reader_dir) and qa.reader._verifier_folder is None
+    seen.clear()
+    jobs.record_held_out(None, qa, paragraphs, [], [], progress.append, False)  # without reader features: one pass
     assert seen == [("reader", ["Rhine", "Warsaw", "Rhine", "Nile"])]
 
 
@@ -203,3 +221,17 @@ def test_fit_knows_a_reader_trained_on_its_data_from_the_readers_provenance(tmp_
     assert jobs._trained_on(reader, [other, squad])
     assert not jobs._trained_on(reader, [other])
     assert not jobs._trained_on(tmp_path / "missing", [squad])
+
+
+def test_the_verifiers_states_do_not_depend_on_the_selectors_weights():
+    """A refit's new weights file or threshold leaves the verifier's cached states valid (the
+    states never read the selector); any other setting of the pipeline does not."""
+    from nlpipe.config import qa_component_names
+    job = jobs.load_job("qa")
+    names = qa_component_names(job.config)
+    refit = jobs.load_job("qa", {f"components.{names[0]}.selector.weights_file": "span_selector.v10.json",
+                                 f"components.{names[0]}.selector.no_answer_threshold": 0.5})
+    other = jobs.load_job("qa", {f"components.{names[0]}.evidence.max_sentences": 2})
+    assert jobs._states_config(refit.config, names) == jobs._states_config(job.config, names)
+    assert jobs._states_config(other.config, names) != jobs._states_config(job.config, names)
+    assert "selector" in job.config["components"][names[0]]  # the job's own config is left whole

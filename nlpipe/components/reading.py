@@ -68,10 +68,13 @@ class Reader:
         self.max_windows = max_windows
         self._head: SpanReader | None = None
         self._verifier: Verifier | None = None  # llm.verifier: kept beside the reader, if it has one
+        self._verifier_folder = None  # where the verifier is, if not beside the reader (use_path)
         self._meta: dict = {}
 
-    def use_path(self, path) -> None:
-        self.path, self._head = str(path), None
+    def use_path(self, path, verifier=None) -> None:
+        """Read with the reader in `path`, and the verifier in the folder `verifier` (None: the
+        one beside that reader, if any)."""
+        self.path, self._verifier_folder, self._head = str(path), verifier, None
 
     @property
     def folder(self) -> Path:
@@ -84,7 +87,8 @@ class Reader:
             try:
                 head, self._meta = load_reader(self.folder, llm.model)
                 config = llm.model.config
-                self._verifier = load_verifier(self.folder, config.hidden_size, config.num_hidden_layers)
+                self._verifier = load_verifier(Path(self._verifier_folder or self.folder), config.hidden_size,
+                                               config.num_hidden_layers)
             except ModelMismatch as err:
                 raise ConfigError(Errors.E087.format(path=self.path, why=err, model=llm.path)) from None
             except (OSError, ValueError, KeyError, TypeError, RuntimeError, RecursionError) as err:

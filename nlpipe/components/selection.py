@@ -15,7 +15,7 @@ dependency path to the question's words. A softmax over the scores
 confidence of the chosen span. Whether to answer at all is a separate, absolute decision: a
 logistic regression on question-level inputs (how much of the question the text says, how
 clearly the best candidate wins) against a fitted threshold.
-The default weights live in weights/span_selector.v11.json with their provenance, written by
+The default weights live in weights/span_selector.v12.json with their provenance, written by
 `nlpipe fit` (nlpipe.components.fitting) and checked by article-level cross-validation
 (benchmarks/cross_article.py).
 """
@@ -111,7 +111,7 @@ ANSWERABILITY_FEATURES = {
 }
 # The fitted weights ship as versioned files: the one source of the defaults (see read_weights).
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEFAULT_WEIGHTS_FILE = "span_selector.v11.json"  # v10 (unmatched_negation) + verifier_no_answer
+DEFAULT_WEIGHTS_FILE = "span_selector.v12.json"  # v11 (verifier_no_answer) fitted with the verifier's own folds
 # Fitted without a reader: for a model the shipped reader was not trained for (llama_qa.selector_for_model).
 NO_READER_WEIGHTS_FILE = "span_selector.v2.json"
 WEIGHTS_FORMATS = ("nlpipe.SelectorWeights.v1", "nlpipe.SelectorWeights.v2", "nlpipe.SelectorWeights.v3")

@@ -411,9 +411,15 @@ def held_out_readers(folder: Path) -> list[tuple[Path, set[str]]]:
     """The cross-validation heads kept with a reader (folds/fold-K, written by `nlpipe train`),
     each with the articles it never saw: what `nlpipe fit` reads those articles with, so that
     the selector learns how much to trust the reader on text the reader was not trained on."""
+    return held_out_folders(folder, "fold-*/reader.json")
+
+
+def held_out_folders(folder: Path, pattern: str) -> list[tuple[Path, set[str]]]:
+    """The folders of the files `pattern` matches in `folder`/folds, each with the articles its
+    file's provenance says it was fitted without ("held"); those without any are skipped."""
     found = []
-    for head in sorted(Path(folder, FOLDS_DIR).glob("fold-*/reader.json")):
-        held = json.loads(read_small_file(head)).get("provenance", {}).get("held")
+    for path in sorted(Path(folder, FOLDS_DIR).glob(pattern)):
+        held = json.loads(read_small_file(path)).get("provenance", {}).get("held")
         if held:
-            found.append((head.parent, set(held)))
+            found.append((path.parent, set(held)))
     return found

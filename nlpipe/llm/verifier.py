@@ -13,6 +13,7 @@ model's depth, the weights as wide as its states.
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -21,10 +22,13 @@ import torch
 
 from ..files import read_small_file
 from .engine import Failure
-from .reader import ModelMismatch, ReaderConfig
+from .reader import ModelMismatch, ReaderConfig, held_out_folders
 
 VERIFIER_FORMAT = "nlpipe.Verifier.v1"
-VERIFIER_FILE = "verifier.json"  # in a reader folder, beside reader.json (and in each of its folds)
+VERIFIER_FILE = "verifier.json"  # in a reader folder, beside reader.json
+# Its cross-validation folds: folds/verifier-K/verifier.json, each fitted without the articles
+# its provenance calls "held" (what `nlpipe fit` reads those articles with).
+FOLD_PREFIX = "verifier-"
 SENTENCES = 2  # the best match alone holds the answer of 83 % of the pool's answerable questions, two 94 %
 MAX_CONTEXT_TOKENS = 256  # of those sentences: a verifier row stays short whatever a sentence's length
 ANSWER_CUE = "\nAnswer:"
@@ -117,12 +121,23 @@ def fit_verifier(inputs: torch.Tensor, unanswerable: torch.Tensor, layers: tuple
 
 
 def save_verifier(verifier: Verifier, folder: Path, provenance: dict) -> None:
+    """verifier.json in `folder` (made if missing), written beside it and then moved into place:
+    an interrupted write leaves the old file or none, never half of one."""
     def numbers(tensor):
         return [round(float(v), 6) for v in tensor]
     document = {"format": VERIFIER_FORMAT, "layers": list(verifier.layers), "hidden_size": verifier.hidden_size,
                 "sentences": verifier.sentences, "mean": numbers(verifier.mean), "scale": numbers(verifier.scale),
                 "weights": numbers(verifier.weights), "bias": round(verifier.bias, 6), "provenance": provenance}
-    Path(folder, VERIFIER_FILE).write_text(json.dumps(document) + "\n", encoding="utf-8")
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    staging = Path(folder, f".{VERIFIER_FILE}.writing")
+    staging.write_text(json.dumps(document) + "\n", encoding="utf-8")
+    os.replace(staging, Path(folder, VERIFIER_FILE))
+
+
+def held_out_verifiers(folder: Path) -> list[tuple[Path, set[str]]]:
+    """The cross-validation verifiers kept with a reader (folds/verifier-K, written by `nlpipe
+    train`), each with the articles it never saw."""
+    return held_out_folders(folder, f"{FOLD_PREFIX}*/{VERIFIER_FILE}")
 
 
 def load_verifier(folder: Path, hidden_size: int, num_hidden_layers: int) -> Verifier | None:

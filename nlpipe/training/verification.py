@@ -2,22 +2,24 @@
 
 Every question of the training files is read as the pipeline reads it (spaCy's parse, the
 evidence ranking's best sentences, the verification prompt: components.recording.read_states);
-the model's states are cached per user. One verifier is fitted for each of the reader's
-cross-validation heads, on the articles that head saw, and kept in its folder: `nlpipe fit`
-reads an article with the head that never saw it, and so gets the verifier's held-out opinion
-too. Then one on everything.
+the model's states are cached per user. One verifier is fitted for each article fold, without
+its articles, and kept in folds/verifier-K: `nlpipe fit` reads an article with a verifier
+that never saw it (as with a reader head that never saw it), and so learns how far to trust
+the verifier on new text. Then one on everything.
 """
 
 import bisect
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import torch
 
 from ..llm.cache import cache_root
-from ..llm.reader import held_out_readers
-from ..llm.verifier import L2, MAX_CONTEXT_TOKENS, SENTENCES, fit_verifier, save_verifier
+from ..llm.reader import FOLDS_DIR
+from ..llm.verifier import (FOLD_PREFIX, L2, MAX_CONTEXT_TOKENS, SENTENCES, VERIFIER_FILE, fit_verifier,
+                             save_verifier)
 from .examples import deal_folds
 
 STATES_VERSION = 1  # of what read_states keeps of a row (llm.verifier.verification_row and _inputs)
@@ -44,31 +46,44 @@ def auc(scores: list[float], positive: list[bool]) -> float | None:
 def fit_and_save(inputs: torch.Tensor, unanswerable: list[bool], articles: list[str], folder: Path,
                  layers: tuple[int, ...], hidden_size: int, provenance: dict,
                  folds: int = 5) -> tuple[list[dict], float | None]:
-    """A verifier in each cross-validation head's folder (fitted on the articles it saw) and one
-    in `folder` (on everything). Returns the held-out AUC per fold (of those heads' folds, or
-    without heads of `folds` article folds) and over all held-out questions."""
+    """A verifier for each of `folds` article folds (folds/verifier-K, fitted without that fold's
+    articles) and one in `folder` (on everything). Returns the held-out AUC per fold and over
+    all held-out questions. The folds are the verifier's own, not the reader heads': fitted on
+    half the pool's articles, as a head is, it tells their unanswerable questions apart at AUC
+    0.72 held out, on four fifths 0.74, and `nlpipe fit` weighs it by what it shows there (on
+    one recording, the no-answer model's held-out AUC 0.744 against 0.755, SQuAD 2.0 55.8
+    against 56.6)."""
     labels = torch.tensor(unanswerable, dtype=torch.float32)
-    heads = held_out_readers(folder)
-    splits = [(path, held) for path, held in heads] or [(None, set(held)) for held in deal_folds(articles, folds)]
-    rows, pooled_scores, pooled_labels = [], [], []
-    for path, held in splits:
-        test = torch.tensor([a in held for a in articles])
+    rows, fitted, pooled_scores, pooled_labels = [], [], [], []
+    for held in deal_folds(articles, folds):
+        test = torch.tensor([a in set(held) for a in articles])
         if test.all() or not test.any():
             continue
         verifier = fit_verifier(inputs[~test], labels[~test], layers, hidden_size)
         scored = verifier.no_answer(inputs[test]).tolist()
         held_labels = [bool(v) for v in labels[test].tolist()]
-        score = auc(scored, held_labels)
         pooled_scores += scored
         pooled_labels += held_labels
         rows.append({"held": sorted(held), "answerable": held_labels.count(False),
-                     "unanswerable": held_labels.count(True), "auc": _rounded(score)})
-        if path is not None:
-            save_verifier(verifier, path, {**provenance, "held": sorted(held), "held_out_auc": rows[-1]["auc"]})
+                     "unanswerable": held_labels.count(True), "auc": _rounded(auc(scored, held_labels))})
+        fitted.append(verifier)
+    _remove_fold_verifiers(Path(folder))  # all fitted first: the old ones go only when the new are ready
+    for number, (verifier, row) in enumerate(zip(fitted, rows), start=1):
+        save_verifier(verifier, Path(folder, FOLDS_DIR, f"{FOLD_PREFIX}{number}"),
+                      {**provenance, "held": row["held"], "held_out_auc": row["auc"]})
     pooled = auc(pooled_scores, pooled_labels)
     save_verifier(fit_verifier(inputs, labels, layers, hidden_size), folder,
                   {**provenance, "l2": L2, "cross_validation": {"folds": rows, "pooled_auc": _rounded(pooled)}})
     return rows, pooled
+
+
+def _remove_fold_verifiers(folder: Path) -> None:
+    """An earlier fit's fold verifiers (another number of folds would leave some behind), and
+    those an earlier release kept in the reader heads' folders (fitted on half the articles)."""
+    for stale in Path(folder, FOLDS_DIR).glob(f"{FOLD_PREFIX}*"):
+        shutil.rmtree(stale)
+    for stale in Path(folder, FOLDS_DIR).glob(f"fold-*/{VERIFIER_FILE}"):
+        stale.unlink()
 
 
 def _rounded(score: float | None) -> float | None:

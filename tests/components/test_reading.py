@@ -267,7 +267,7 @@ def test_grounded_mode_weighs_the_verifiers_no_answer(trained, tiny_llama_dir, t
     monkeypatch.setenv("NLPIPE_CACHE", str(tmp_path / "cache"))
     result = train_verifier([squad], verified_reader, model=str(tiny_llama_dir), device="cpu", dtype="float32",
                             folds=2)
-    assert result.questions == 13 and (verified_reader / "folds" / "fold-1" / "verifier.json").is_file()
+    assert result.questions == 13 and (verified_reader / "folds" / "verifier-1" / "verifier.json").is_file()
     text = "Marie Curie was born in Warsaw in 1867. She moved to Paris in 1891 and studied physics."
     questions = ["When did Marie Curie move to Paris?", "Where was Marie Curie born?", "What did Marie Curie eat?"]
 
