@@ -55,8 +55,8 @@ def fit_and_save(inputs: torch.Tensor, unanswerable: list[bool], articles: list[
     against 56.6)."""
     labels = torch.tensor(unanswerable, dtype=torch.float32)
     rows, fitted, pooled_scores, pooled_labels = [], [], [], []
-    for held in deal_folds(articles, folds):
-        test = torch.tensor([a in set(held) for a in articles])
+    for held in map(set, deal_folds(articles, folds)):
+        test = torch.tensor([a in held for a in articles])
         if test.all() or not test.any():
             continue
         verifier = fit_verifier(inputs[~test], labels[~test], layers, hidden_size)
