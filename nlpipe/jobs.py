@@ -237,13 +237,13 @@ def record_held_out(nlp, qa, paragraphs: list, heads: list, verifiers: list, on_
     with such heads: F1 answering every question 60.5 against 61.1, SQuAD 2.0 45.0 against
     45.9). Articles no head (no verifier) held out are read by the reader (its verifier) itself;
     without fold verifiers, each head reads with the verifier its folder holds, if any."""
-    main = qa.reader.path
+    main, own_verifier = qa.reader.path, str(qa.reader.folder)
 
     def never_saw(title: str, folds: list, otherwise):
         return next((str(folder) for folder, held in folds if title in held), otherwise)
     groups: dict[tuple, list] = {}
     for p in paragraphs:
-        verifier = never_saw(p.title, verifiers, str(qa.reader.folder)) if verifiers else None
+        verifier = never_saw(p.title, verifiers, own_verifier) if verifiers else None
         groups.setdefault((never_saw(p.title, heads, main), verifier), []).append(p)
     examples, done = [], 0
     try:
@@ -309,9 +309,10 @@ class VerifierResult:
 def train_verifier(files: list[Path], folder: Path, *, model: str = "smollm2-135m", device: str = "auto",
                    dtype: str = "auto", limit: int | None = None, folds: int = 5,
                    progress=lambda stage, done, total: None) -> VerifierResult:
-    """`nlpipe train`'s last stage: the verifier (llm.verifier) of the reader in `folder`, and of
-    each of its cross-validation heads, fitted on the questions of `files` as the `qa` pipeline
-    reads them (its spaCy parse and evidence ranking). The model's states are cached per user."""
+    """`nlpipe train`'s last stage: the verifier (llm.verifier) of the reader in `folder`, and one
+    per article fold (training.verification.fit_and_save), fitted on the questions of `files` as
+    the `qa` pipeline reads them (its spaCy parse and evidence ranking). The model's states are
+    cached per user."""
     check_reader_folder(folder)
     names = configs.qa_component_names(configs.load_config("qa"))
     job = load_job("qa", {f"components.{name}.model.{key}": value for name in names

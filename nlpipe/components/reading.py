@@ -160,12 +160,12 @@ class Reader:
     def verify(self, asked: list[Asked], llm: Llama) -> list[float | None]:
         """The verifier's P(no answer) of each question (llm.verifier), read after its best-matching
         sentences; None for all without a verifier, for one whose row failed (out of memory)."""
+        self.head(llm)  # loads the verifier with the reader
         verifier = self._verifier
         found: list[float | None] = [None] * len(asked)
         if verifier is None:
             return found
-        pairs = [([unit.text for unit, _ in a.ranked[:verifier.sentences]], a.question.text) for a in asked]
-        for row, inputs in read_verification(llm, pairs, verifier.layers):
+        for row, inputs in read_verification(llm, verification_pairs(asked, verifier.sentences), verifier.layers):
             if not isinstance(inputs, Failure):
                 found[row] = float(verifier.no_answer(inputs[None])[0])
         return found
@@ -217,6 +217,12 @@ class Reader:
             answer.alternatives = [{"text": asked.doc.text[start:end], "start_char": start, "end_char": end,
                                     "confidence": probability} for probability, (start, end) in reading.spans]
         return answer
+
+
+def verification_pairs(asked: list[Asked], sentences: int) -> list[tuple[list[str], str]]:
+    """(its `sentences` best-matching sentences, the question) of each question: what the
+    verifier reads (llm.verifier.read_verification), when it answers and when it is fitted."""
+    return [([unit.text for unit, _ in a.ranked[:sentences]], a.question.text) for a in asked]
 
 
 @dataclass

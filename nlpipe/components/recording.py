@@ -25,6 +25,7 @@ from ..llm.verifier import SENTENCES, read_verification
 from ..metrics import scores
 from ..squad import SquadParagraph
 from .llama_qa import LlamaQA
+from .reading import verification_pairs
 from .lexical import lexical_features
 from .selection import candidate_features, question_context
 
@@ -119,8 +120,7 @@ def read_states(nlp: Language, qa: LlamaQA, paragraphs: list[SquadParagraph], la
     for _, batch, docs, asked in asked_batches(nlp, qa, paragraphs, batch_size):
         labels = {(id(doc), q.strip()): (not refs, p.title)
                   for doc, p in zip(docs, batch) for _, q, refs in p.questions}
-        pairs = [([unit.text for unit, _ in a.ranked[:SENTENCES]], a.question.text) for a in asked]
-        for row, found in read_verification(qa.llm, pairs, layers):
+        for row, found in read_verification(qa.llm, verification_pairs(asked, SENTENCES), layers):
             if isinstance(found, Failure):
                 continue
             missing, article = labels[(id(asked[row].doc), asked[row].question.text)]

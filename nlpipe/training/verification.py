@@ -88,4 +88,3 @@ def _remove_fold_verifiers(folder: Path) -> None:
 
 def _rounded(score: float | None) -> float | None:
     return None if score is None else round(score, 4)
-
