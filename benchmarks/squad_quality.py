@@ -58,8 +58,8 @@ def main() -> None:
     bins, error = calibration(grounded.predictions)
     print(f"grounded confidence: expected calibration error {error:.3f} (against exact match)")
     for b in bins:
-        print(f"  confidence {b.low:.1f}-{b.high:.1f}: {b.count:4d} answers, mean confidence {b.confidence:.2f}, "
-              f"exactly right {b.exact_match:.2f}")
+        print(f"  confidence {b.low:.1f}-{b.high:.1f}: {b.count:4d} answers, mean confidence {b.predicted:.2f}, "
+              f"exactly right {b.observed:.2f}")
 
 
 if __name__ == "__main__":

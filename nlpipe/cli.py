@@ -389,6 +389,7 @@ def eval_squad(ctx, squad_file, config_path, limit, output, report_path, batch_s
     SQuAD 2.0 files may hold unanswerable questions (is_impossible): only "no answer" is right
     for them, and the table adds HasAns and NoAns rows, as the official v2.0 evaluation does.
     """
+    from .evaluation import no_answer_check
     from .jobs import evaluate, load_job
 
     with user_errors(verbose):
@@ -400,6 +401,9 @@ def eval_squad(ctx, squad_file, config_path, limit, output, report_path, batch_s
         if report_path:
             console.print(f"Report: {escape(report_path)}", highlight=False)
     tables.print(display.squad_table(result, Path(squad_file).name))
+    check = no_answer_check(result.predictions)
+    if check is not None:
+        tables.print(display.no_answer_table(check))
 
 
 @main.command(context_settings=OVERRIDES, options_metavar="SQUAD_FILE... [OPTIONS]")

@@ -303,3 +303,14 @@ def squad_table(result, name: str) -> Table:
         for label, part in (("HasAns", result.has_answer), ("NoAns", result.no_answer)):
             table.add_row(str(part.questions), label, f"{part.exact_match:.1f}", f"{part.f1:.1f}", "", "")
     return table
+
+
+def no_answer_table(check) -> Table:
+    """An evaluation.NoAnswerCheck: per band of the records' no_answer, how often there was none."""
+    table = Table(title="The chance of no answer against the unanswerable questions",
+                  caption=f"AUC {check.auc:.3f}; expected calibration error {check.error:.3f}")
+    for column in ("no_answer", "questions", "mean no_answer", "unanswerable"):
+        table.add_column(column, justify="right")
+    for b in check.bins:
+        table.add_row(f"{b.low:.1f}–{b.high:.1f}", str(b.count), f"{b.predicted:.2f}", f"{b.observed:.2f}")
+    return table

@@ -13,7 +13,7 @@ from spacy.tokens import Doc
 
 from .components.llama_qa import LlamaQA
 from .components.questions import question_type
-from .metrics import Scores, scores
+from .metrics import Scores, auc, scores
 from .squad import read_squad
 
 
@@ -89,8 +89,8 @@ def prediction(nlp: Language, doc: Doc, paragraph: int, question: tuple[str, str
     return {"id": qid, "question": text, "prediction": predicted, "references": references, "exact_match": em,
             "f1": f1, "question_type": question_type(nlp.make_doc(text)), "paragraph": paragraph,
             "start_char": answer.get("start_char"), "answerable": answer.get("answerable"),
-            "confidence": answer.get("confidence"), "generated": answer.get("generated"),
-            "alternatives": answer.get("alternatives")}
+            "confidence": answer.get("confidence"), "no_answer": answer.get("no_answer"),
+            "generated": answer.get("generated"), "alternatives": answer.get("alternatives")}
 
 
 @dataclass
@@ -98,21 +98,41 @@ class CalibrationBin:
     low: float
     high: float
     count: int
-    confidence: float  # mean confidence of the answers in the bin
-    exact_match: float  # the share of them that are exactly right
+    predicted: float  # the mean predicted chance in the bin
+    observed: float  # how often it came true there
 
 
-def calibration(predictions: list[dict], n_bins: int = 5) -> tuple[list[CalibrationBin], float]:
-    """How well `confidence` predicts an exactly right answer: per confidence bin, the mean
-    confidence and the share right; and the expected calibration error, their gap averaged over
-    the answers. Predictions without a confidence (free-form replies) are left out."""
-    rated = [p for p in predictions if p.get("confidence") is not None]
+def calibration(predictions: list[dict], n_bins: int = 5, key: str = "confidence",
+                outcome: Callable[[dict], float] = lambda p: p["exact_match"]) -> tuple[list[CalibrationBin], float]:
+    """How well the chance `key` predicts `outcome` (by default: `confidence`, an exactly right
+    answer): per bin of the chance, its mean and how often the outcome came true; and the expected
+    calibration error, their gap averaged over the predictions. Those without the chance (free-form
+    replies; "no_answer" where none was weighed) are left out."""
+    rated = [p for p in predictions if p.get(key) is not None]
     bins = []
     for k in range(n_bins):
         low, high = k / n_bins, (k + 1) / n_bins
-        members = [p for p in rated if low <= p["confidence"] < high or (k == n_bins - 1 and p["confidence"] == 1.0)]
+        members = [p for p in rated if low <= p[key] < high or (k == n_bins - 1 and p[key] == 1.0)]
         if members:
-            bins.append(CalibrationBin(low, high, len(members), sum(p["confidence"] for p in members) / len(members),
-                                       sum(p["exact_match"] for p in members) / len(members)))
-    error = sum(b.count * abs(b.confidence - b.exact_match) for b in bins) / max(1, len(rated))
+            bins.append(CalibrationBin(low, high, len(members), sum(p[key] for p in members) / len(members),
+                                       sum(outcome(p) for p in members) / len(members)))
+    error = sum(b.count * abs(b.predicted - b.observed) for b in bins) / max(1, len(rated))
     return bins, error
+
+
+@dataclass
+class NoAnswerCheck:
+    """How well the records' `no_answer` tells a v2.0 file's unanswerable questions."""
+    bins: list[CalibrationBin]  # per bin of no_answer: how often the question had no answer
+    error: float  # expected calibration error
+    auc: float  # the chance that an unanswerable question gets more than an answerable one
+
+
+def no_answer_check(predictions: list[dict], n_bins: int = 5) -> NoAnswerCheck | None:
+    """None unless both kinds of question have a weighed `no_answer` (a v1.1 file, or answering
+    whenever possible, has nothing to check)."""
+    weighed = [p for p in predictions if p.get("no_answer") is not None]
+    area = auc([p["no_answer"] for p in weighed], [not p["references"] for p in weighed])
+    if area is None:
+        return None
+    return NoAnswerCheck(*calibration(weighed, n_bins, "no_answer", lambda p: float(not p["references"])), area)

@@ -1,5 +1,7 @@
-"""SQuAD's answer scores: exact match and word-overlap F1 after the official answer normalisation."""
+"""SQuAD's answer scores: exact match and word-overlap F1 after the official answer normalisation;
+and the AUC of a score that ranks one kind above another."""
 
+import bisect
 import re
 import string
 from collections import Counter
@@ -56,3 +58,14 @@ class Scores:
         if not n:
             return cls()
         return cls(n, 100 * sum(p["exact_match"] for p in predictions) / n, 100 * sum(p["f1"] for p in predictions) / n)
+
+
+def auc(scores: list[float], positive: list[bool]) -> float | None:
+    """The chance that a positive scores above a negative (ties half); None without both."""
+    negatives = sorted(s for s, p in zip(scores, positive) if not p)
+    positives = [s for s, p in zip(scores, positive) if p]
+    if not negatives or not positives:
+        return None
+    above = sum(bisect.bisect_left(negatives, s) + 0.5 * (bisect.bisect_right(negatives, s)
+                                                          - bisect.bisect_left(negatives, s)) for s in positives)
+    return above / (len(positives) * len(negatives))

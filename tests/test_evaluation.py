@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from nlpipe.cli import main
-from nlpipe.evaluation import EvalResult, calibration, evaluate_squad
+from nlpipe.evaluation import EvalResult, calibration, evaluate_squad, no_answer_check
 from nlpipe.metrics import normalize_answer
 from nlpipe.squad import read_squad, unanswerable_questions, write_squad
 
@@ -36,12 +36,28 @@ def test_calibration_bins_and_error():
                    + [{"confidence": None, "exact_match": 0.0}, {"confidence": 1.0, "exact_match": 1.0}])
     bins, error = calibration(predictions, n_bins=5)
     assert [(b.low, b.count) for b in bins] == [(0.2, 10), (0.8, 11)]  # the None is left out, 1.0 in the top bin
-    assert bins[0].confidence == pytest.approx(0.3) and bins[0].exact_match == pytest.approx(0.3)
-    assert bins[1].exact_match == pytest.approx(10 / 11)
-    assert error == pytest.approx(11 * abs(bins[1].confidence - 10 / 11) / 21)
+    assert bins[0].predicted == pytest.approx(0.3) and bins[0].observed == pytest.approx(0.3)
+    assert bins[1].observed == pytest.approx(10 / 11)
+    assert error == pytest.approx(11 * abs(bins[1].predicted - 10 / 11) / 21)
     overconfident = [{"confidence": 0.9, "exact_match": 0.0}] * 4
     assert calibration(overconfident)[1] == pytest.approx(0.9)
     assert calibration([]) == ([], 0.0)
+
+
+def test_no_answer_is_checked_against_the_unanswerable_questions():
+    def question(no_answer, answerable):
+        return {"no_answer": no_answer, "references": ["x"] if answerable else []}
+    predictions = ([question(0.1, True)] * 8 + [question(0.1, False)] * 2 + [question(0.7, False)] * 3
+                   + [question(0.7, True)] + [question(None, False)])  # the last was never weighed
+    check = no_answer_check(predictions)
+    assert [(b.low, b.count, b.observed) for b in check.bins] == [(0.0, 10, pytest.approx(0.2)),
+                                                                  (pytest.approx(0.6), 4, pytest.approx(0.75))]
+    assert check.error == pytest.approx((10 * 0.1 + 4 * 0.05) / 14)
+    # Unanswerable above answerable: 3 of 5 at 0.7 beat 8 of 9 answerable, ties count half.
+    assert check.auc == pytest.approx((2 * (0.5 * 8) + 3 * (8 + 0.5 * 1)) / (5 * 9))
+    # Nothing to check on answerable questions alone, or where nothing was weighed.
+    assert no_answer_check([question(0.2, True)] * 3) is None
+    assert no_answer_check([question(None, True), question(None, False)]) is None
 
 
 def test_read_squad_honours_the_limit(squad_file):
@@ -157,9 +173,15 @@ def _write_squad(paragraphs, path):
 
 def test_eval_squad_command_reports_has_and_no_answer_on_a_v2_file(qa_overrides, tmp_path):
     args = [a for key, value in qa_overrides.items() for a in (f"--{key}", (value if isinstance(value, str) else json.dumps(value)))]
-    result = CliRunner().invoke(main, ["eval", "squad", str(_write(tmp_path, TINY_SQUAD_V2)), *args])
+    output = tmp_path / "predictions.jsonl"
+    result = CliRunner().invoke(main, ["eval", "squad", str(_write(tmp_path, TINY_SQUAD_V2)), "--output", str(output),
+                                       *args, "--components.llama_qa.selector.answerability", "true"])
     assert result.exit_code == 0, result.output
     assert "HasAns" in result.stdout and "NoAns" in result.stdout
+    # Every question's chance of having no answer, and how well it tells them apart.
+    chances = [json.loads(line)["no_answer"] for line in output.read_text().splitlines()]
+    assert len(chances) == 2 and all(0 <= p <= 1 for p in chances)
+    assert "The chance of no answer" in result.stdout and "AUC" in result.stdout
 
 
 def test_progress_moves_as_each_question_is_answered(qa_nlp, squad_file):

@@ -19,7 +19,7 @@ from .conftest import fake_pipeline
 REPO = Path(__file__).resolve().parents[1]
 ANSWER_KEYS = {"question", "question_index", "text", "start_char", "end_char", "grounded", "confidence", "evidence",
                "evidence_start_char", "evidence_end_char", "logprob",
-               "generated", "answerable"}
+               "generated", "answerable", "no_answer"}
 
 
 def read_jsonl(path):

@@ -13,7 +13,7 @@ from spacy.tokens import Doc, Span, SpanGroup
 SPAN_KEY = "answers"
 _RECORDS = ("._.", "answers", None, None)  # where spaCy keeps a Doc extension's value
 # The extensions of an answer span: each reads that key of its record.
-SPAN_ATTRIBUTES = ("question", "question_index", "confidence", "logprob", "generated")
+SPAN_ATTRIBUTES = ("question", "question_index", "confidence", "no_answer", "logprob", "generated")
 
 
 @dataclass
@@ -33,6 +33,10 @@ class Answer:
     # False when the document does not answer the question: then text is "" and confidence
     # is the chance that there is no answer.
     answerable: bool = True
+    # The chance that the document does not answer the question, answered or not: the no-answer
+    # model's (or, for a question without candidates, the reader's); None where none was weighed
+    # (answering whenever possible, generated replies).
+    no_answer: float | None = None
     # With top_k > 1: the k best distinct spans ({text, start_char, end_char, confidence}), best first.
     alternatives: list[dict] | None = None
 
@@ -46,7 +50,7 @@ class Answer:
             "evidence_start_char": evidence.start_char if evidence is not None else None,
             "evidence_end_char": evidence.end_char if evidence is not None else None,
             "logprob": self.logprob, "generated": self.generated,
-            "answerable": None if self.error is not None else self.answerable,
+            "answerable": None if self.error is not None else self.answerable, "no_answer": self.no_answer,
         }
         if self.alternatives is not None:
             record["alternatives"] = self.alternatives
@@ -109,7 +113,8 @@ def answer_record(span: Span) -> dict | None:
 def _span_attribute(name: str):
     def get(span: Span):
         record = answer_record(span)
-        return record[name] if record is not None else None
+        # .get: records written before a key existed (JSONL read back) lack it.
+        return record.get(name) if record is not None else None
     return get
 
 

@@ -203,7 +203,9 @@ class Reader:
             answer.evidence = asked.evidence[0] if asked.evidence else None
             if not isinstance(reading, Failure):
                 answer.answerable, answer.confidence = False, reading.no_answer
+                answer.no_answer = reading.no_answer
             return answer
+        answer.no_answer = reading.no_answer
         threshold = self.threshold
         if threshold is not None and reading.no_answer >= threshold:
             answer.answerable, answer.confidence = False, reading.no_answer

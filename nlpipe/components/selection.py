@@ -15,7 +15,7 @@ dependency path to the question's words. A softmax over the scores
 confidence of the chosen span. Whether to answer at all is a separate, absolute decision: a
 logistic regression on question-level inputs (how much of the question the text says, how
 clearly the best candidate wins) against a fitted threshold.
-The default weights live in weights/span_selector.v12.json with their provenance, written by
+The default weights live in weights/span_selector.v13.json with their provenance, written by
 `nlpipe fit` (nlpipe.components.fitting) and checked by article-level cross-validation
 (benchmarks/cross_article.py).
 """
@@ -111,7 +111,7 @@ ANSWERABILITY_FEATURES = {
 }
 # The fitted weights ship as versioned files: the one source of the defaults (see read_weights).
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEFAULT_WEIGHTS_FILE = "span_selector.v12.json"  # v11 (verifier_no_answer) fitted with the verifier's own folds
+DEFAULT_WEIGHTS_FILE = "span_selector.v13.json"  # v12 (the verifier's own folds) with a calibrated no-answer model
 # Fitted without a reader: for a model the shipped reader was not trained for (llama_qa.selector_for_model).
 NO_READER_WEIGHTS_FILE = "span_selector.v2.json"
 WEIGHTS_FORMATS = ("nlpipe.SelectorWeights.v1", "nlpipe.SelectorWeights.v2", "nlpipe.SelectorWeights.v3")
@@ -193,6 +193,7 @@ class Choice:
     answerable: bool = True
     # The k best distinct spans (offsets, confidence), best first, when top_k > 1.
     alternatives: list[tuple[tuple[int, int], float]] | None = None
+    no_answer: float | None = None  # the chance that the document does not answer, where one was weighed
 
 
 def read_weights(name_or_path: str | Path) -> dict:
@@ -353,10 +354,11 @@ class SpanSelector:
         answerable = None if self.threshold is None else answerable_probability(self.answerability, (
             answerability_features(features[best], combined, shares[best],
                                    question_context(question, candidates[0].doc, ranked, reading))))
+        no_answer = None if answerable is None else 1.0 - answerable
         if answerable is not None and answerable < self.threshold:
-            return Choice(None, 1.0 - answerable, answerable=False, alternatives=alternatives)
+            return Choice(None, no_answer, answerable=False, alternatives=alternatives, no_answer=no_answer)
         return Choice((candidates[best].start_char, candidates[best].end_char), shares[best],
-                      scores[best].mean_logprob, alternatives=alternatives)
+                      scores[best].mean_logprob, alternatives=alternatives, no_answer=no_answer)
 
 
 

@@ -118,10 +118,11 @@ class Grounded:
         threshold = self.no_answer_threshold
         spans = [(p, o) for p, o in reading.spans if self._measures_as_asked(asked, o)]
         if not spans or (threshold is not None and reading.no_answer >= threshold):
-            return Choice(None, reading.no_answer, answerable=False)
+            return Choice(None, reading.no_answer, answerable=False, no_answer=reading.no_answer)
         probability, offsets = spans[0]
         return Choice(offsets, probability, math.log(max(probability, 1e-12)),
-                      alternatives=[(o, p) for p, o in spans[:self.top_k]] if self.top_k > 1 else None)
+                      alternatives=[(o, p) for p, o in spans[:self.top_k]] if self.top_k > 1 else None,
+                      no_answer=reading.no_answer)
 
     @staticmethod
     def _measures_as_asked(asked: Asked, offsets: tuple[int, int]) -> bool:
@@ -156,7 +157,7 @@ class Grounded:
             # explanation and is given as it is.
             free_form = asked.question.qtype in FREE_FORM_TYPES
             choice = Choice(None if free_form else self._reply_offsets(asked, reply), None)
-        answer.confidence, answer.answerable = choice.confidence, choice.answerable
+        answer.confidence, answer.answerable, answer.no_answer = choice.confidence, choice.answerable, choice.no_answer
         if self.top_k > 1:
             answer.alternatives = [{"text": asked.doc.text[start:end], "start_char": start, "end_char": end,
                                     "confidence": confidence} for (start, end), confidence in choice.alternatives or []]

@@ -8,7 +8,6 @@ that never saw it (as with a reader head that never saw it), and so learns how f
 the verifier on new text. Then one on everything.
 """
 
-import bisect
 import hashlib
 import json
 import shutil
@@ -20,6 +19,7 @@ from ..llm.cache import cache_root
 from ..llm.reader import FOLDS_DIR
 from ..llm.verifier import (FOLD_PREFIX, L2, MAX_CONTEXT_TOKENS, SENTENCES, VERIFIER_FILE, fit_verifier,
                              save_verifier)
+from ..metrics import auc
 from .examples import deal_folds
 
 STATES_VERSION = 1  # of what read_states keeps of a row (llm.verifier.verification_row and _inputs)
@@ -30,17 +30,6 @@ def states_path(described: dict) -> Path:
     key = hashlib.sha256(json.dumps({**described, "sentences": SENTENCES, "max_context_tokens": MAX_CONTEXT_TOKENS,
                                      "version": STATES_VERSION}, sort_keys=True).encode()).hexdigest()[:24]
     return cache_root() / "features" / f"verifier-{key}.pt"
-
-
-def auc(scores: list[float], positive: list[bool]) -> float | None:
-    """The chance that a positive scores above a negative (ties half); None without both."""
-    negatives = sorted(s for s, p in zip(scores, positive) if not p)
-    positives = [s for s, p in zip(scores, positive) if p]
-    if not negatives or not positives:
-        return None
-    above = sum(bisect.bisect_left(negatives, s) + 0.5 * (bisect.bisect_right(negatives, s)
-                                                          - bisect.bisect_left(negatives, s)) for s in positives)
-    return above / (len(positives) * len(negatives))
 
 
 def fit_and_save(inputs: torch.Tensor, unanswerable: list[bool], articles: list[str], folder: Path,

@@ -7,7 +7,7 @@ from nlpipe.components.answers import SPAN_KEY, Answer, answered, register_exten
 
 TEXT = "The Eiffel Tower is in Paris. It opened in 1889."
 RECORD_KEYS = ["question", "question_index", "text", "start_char", "end_char", "grounded", "confidence", "evidence",
-               "evidence_start_char", "evidence_end_char", "logprob", "generated", "answerable"]
+               "evidence_start_char", "evidence_end_char", "logprob", "generated", "answerable", "no_answer"]
 
 
 @pytest.fixture()
@@ -39,8 +39,8 @@ def test_a_failed_answer_records_its_error_and_no_answerability():
 
 def test_no_answer_and_alternatives_are_recorded_as_given():
     alternatives = [{"text": "Paris", "start_char": 23, "end_char": 28, "confidence": 0.6}]
-    record = Answer("Where?", 0, answerable=False, confidence=0.9, alternatives=alternatives).record()
-    assert (record["answerable"], record["confidence"], record["text"]) == (False, 0.9, "")
+    record = Answer("Where?", 0, answerable=False, confidence=0.9, alternatives=alternatives, no_answer=0.9).record()
+    assert (record["answerable"], record["confidence"], record["no_answer"], record["text"]) == (False, 0.9, 0.9, "")
     assert record["alternatives"] == alternatives and "error" not in record
 
 

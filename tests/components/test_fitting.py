@@ -1,6 +1,7 @@
 """The selector's fitting code on synthetic examples: it finds the feature that marks the answer,
 the inputs that mark an unanswerable question, and holds whole articles out."""
 
+import dataclasses
 import json
 
 import pytest
@@ -8,7 +9,7 @@ import torch
 
 from nlpipe.components.fitting import (MAX_HAS_ANSWER_LOSS, Fitted, Prediction, check_writable, cross_validate, fit,
                                        fit_answerability, fit_temperature, fit_threshold, fit_weights, folds_of, predict,
-                                       ranking, summarise, write_weights)
+                                       ranking, rate_answerability, summarise, write_weights)
 from nlpipe.components.recording import Example
 from nlpipe.components.selection import FEATURES, make_span_selector, read_weights
 from nlpipe.errors import ConfigError, InputError
@@ -98,6 +99,31 @@ def test_answerability_does_not_depend_on_the_units_of_its_inputs():
     assert rescaled["missing_words"] == pytest.approx(model["missing_words"] / 1000, rel=1e-3, abs=1e-6)
     assert rescaled["sentence_weight"] == pytest.approx(model["sentence_weight"] * 1000, rel=1e-3, abs=1e-3)
     assert rescaled["bias"] == pytest.approx(model["bias"], abs=1e-3)
+
+
+def test_answerability_is_calibrated_at_the_mix_it_was_fitted_on():
+    """Fitted class-balanced, the chance still says how often there is an answer: with three
+    answerable questions to one unanswerable, whose candidates look alike, and one weak input,
+    about 0.75 on average (the balanced fit's own chances average about 0.5); and it decides
+    every question as the balanced model with its own threshold does."""
+    examples = synthetic(90) + synthetic(30, seed=1)
+    generator = torch.Generator().manual_seed(0)
+    for k, example in enumerate(examples):
+        if k >= 90:
+            example.references.clear()  # unanswerable, but its candidates look as the others'
+        example.context = {**CONTEXT, "sentence_weight": float(torch.rand(1, generator=generator))
+                           + (0.3 if k < 90 else 0.0)}
+    fitted = fit(examples, NAMES, l2=0.01, max_candidates=5)
+    calibrated = predict(examples, fitted, 5)
+    chances = [p.answerable for p in calibrated]
+    assert sum(chances) / len(chances) == pytest.approx(0.75, abs=0.03)
+    assert max(chances) - min(chances) > 0.2  # and it still ranks by the input
+    balanced = predict(examples, dataclasses.replace(fitted, answerability={}), 5)
+    rate_answerability(balanced, fit_answerability(balanced))
+    assert sum(p.answerable for p in balanced) / len(balanced) < 0.65  # a half-and-half mix's chances
+    cut = fit_threshold(balanced)
+    assert 0 < cut < fitted.threshold < 1
+    assert [p.answerable < fitted.threshold for p in calibrated] == [p.answerable < cut for p in balanced]
 
 
 def test_answerable_only_data_fits_no_answerability_model():

@@ -25,7 +25,7 @@ from ..conftest import fake_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 ANSWER_KEYS = {"question", "question_index", "text", "start_char", "end_char", "grounded", "confidence", "evidence",
-               "evidence_start_char", "evidence_end_char", "logprob", "generated", "answerable"}
+               "evidence_start_char", "evidence_end_char", "logprob", "generated", "answerable", "no_answer"}
 TEXT = "The Eiffel Tower is in Paris. It opened in 1889. Gustave Eiffel's company built it."
 
 
@@ -510,10 +510,16 @@ def test_a_question_below_the_no_answer_threshold_gets_no_answer(qa, qa_nlp, mon
     answer = doc._.answers[0]
     assert answer["answerable"] is False and answer["text"] == "" and answer["start_char"] is None
     assert answer["grounded"] is False and answer["confidence"] == pytest.approx(0.9)
+    assert answer["no_answer"] == pytest.approx(0.9)
     assert len(doc.spans["answers"]) == 0
     monkeypatch.setattr(qa.selector, "threshold", 0.05)  # 0.1 clears it: answered
-    answer = qa_nlp(make_doc(qa_nlp, TEXT, ["Where is the Eiffel Tower?"]))._.answers[0]
-    assert answer["answerable"] is True and answer["text"]
+    doc = qa_nlp(make_doc(qa_nlp, TEXT, ["Where is the Eiffel Tower?"]))
+    answer = doc._.answers[0]
+    # An answered record still says how likely it is that the text has no answer.
+    assert answer["answerable"] is True and answer["text"] and answer["no_answer"] == pytest.approx(0.9)
+    assert doc.spans["answers"][0]._.no_answer == pytest.approx(0.9)
+    monkeypatch.setattr(qa.selector, "threshold", None)  # answering whenever possible weighs nothing
+    assert qa_nlp(make_doc(qa_nlp, TEXT, ["Where is the Eiffel Tower?"]))._.answers[0]["no_answer"] is None
 
 
 def test_a_lone_surrogate_in_a_question_is_repaired_in_its_doc_alone(qa_nlp):

@@ -75,10 +75,11 @@ def test_abstains_at_the_threshold_and_answers_every_question_without_answerabil
     questions = ["How long is the Danube?", "Who painted it?"]
     never = ask(reader_nlp(tiny_llama_dir, reader, no_answer_threshold=0.0), text, questions)
     assert all(r["text"] == "" and r["start_char"] is None and r["answerable"] is False for r in never)
-    assert all(0 <= r["confidence"] <= 1 for r in never)
+    assert all(0 <= r["confidence"] <= 1 and r["no_answer"] == r["confidence"] for r in never)
     always = ask(reader_nlp(tiny_llama_dir, reader, answerability=False), text, questions)
-    for record in always:
+    for record, refused in zip(always, never):
         assert record["answerable"] is True and record["text"]
+        assert record["no_answer"] == pytest.approx(refused["no_answer"])  # answered, yet weighed
         assert text[record["start_char"]:record["end_char"]] == record["text"]
         assert record["evidence_start_char"] <= record["start_char"] < record["evidence_end_char"]
 

@@ -9,7 +9,7 @@ import torch
 from nlpipe.llm.reader import ModelMismatch
 from nlpipe.llm.verifier import (ANSWER_CUE, MAX_CONTEXT_TOKENS, VERIFIER_FILE, cue_ids, fit_verifier, load_verifier,
                                  save_verifier, verification_inputs, verification_row, verifier_layers)
-from nlpipe.training.verification import auc
+from nlpipe.metrics import auc
 
 
 def test_its_layers_are_halfway_and_two_thirds_up_whatever_the_depth():
