@@ -131,6 +131,7 @@ def _span(doc: Doc, start: int, end: int, label: str) -> dict | None:
 def _answer_table(answers: list[dict]) -> str:
     rows = "".join(_answer_row(a) for a in answers)
     return ('<table class="answers"><thead><tr><th>#</th><th>question</th><th>answer</th><th>confidence</th>'
+            '<th title="the chance that the document does not answer the question">no-answer chance</th>'
             f'<th>log-prob</th><th>grounded</th></tr></thead><tbody>{rows}</tbody></table>')
 
 
@@ -144,7 +145,8 @@ def _answer_row(answer: dict) -> str:
     where = f'characters {answer["start_char"]}–{answer["end_char"]}' if grounded else "generated, not a span"
     return (f'<tr class="{"grounded" if grounded else "free"}" data-question="Q{number}"><td>Q{number}</td>'
             f'<td>{escape(answer.get("question") or "")}</td><td title="{escape(where)}">{reply}</td>'
-            f'<td>{_confidence(answer)}</td><td>{_number(answer.get("logprob"), 3)}</td>'
+            f'<td>{_confidence(answer)}</td><td>{_number(answer.get("no_answer"), 2)}</td>'
+            f'<td>{_number(answer.get("logprob"), 3)}</td>'
             f'<td>{"yes" if grounded else "no"}</td></tr>')
 
 

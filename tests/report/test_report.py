@@ -134,11 +134,15 @@ def test_the_document_text_is_shown_with_its_own_whitespace(make_doc):
 def test_no_answer_is_named_with_its_probability_and_left_out_of_the_histogram(make_doc, tmp_path):
     doc = make_doc("tower.txt", TOWER, [("Paris", "Where is it?")])
     no_answer = {**answer_record(doc, 1, None, confidence=0.83, question="Who painted it?"), "text": "",
-                 "generated": None, "answerable": False}
-    set_answer_records(doc, [*doc._.answers, no_answer])
+                 "generated": None, "answerable": False, "no_answer": 0.83}
+    set_answer_records(doc, [{**doc._.answers[0], "no_answer": 0.07}, no_answer])
     stats = write_report([doc], str(tmp_path / "report.html"))
     assert (sum(stats.confidences), stats.confidences[5], stats.no_answer) == (1, 1, 1)  # Paris's 0.5 alone
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     [row] = re.findall(r'<tr class="free" data-question="Q2">.*?</tr>', page)
     assert "no-answer probability 0.83" in row and 'class="bar"' not in row and ">no answer<" in row
+    # Every answer's chance that there is none has its column, the answered ones' too.
+    assert "<th" in page and "no-answer chance</th>" in page and "<td>0.83</td>" in row
+    [answered] = re.findall(r'<tr class="grounded" data-question="Q1">.*?</tr>', page)
+    assert "<td>0.07</td>" in answered
     assert '<div class="big">1</div>no answer' in page
