@@ -34,8 +34,8 @@ class Answer:
     # is the chance that there is no answer.
     answerable: bool = True
     # The chance that the document does not answer the question, answered or not: the no-answer
-    # model's (or, for a question without candidates, the reader's); None where none was weighed
-    # (answering whenever possible, generated replies).
+    # model's (or, without candidates and in the reader mode, the reader's); None where none was
+    # weighed (generated replies; grounded answers when answering whenever possible).
     no_answer: float | None = None
     # With top_k > 1: the k best distinct spans ({text, start_char, end_char, confidence}), best first.
     alternatives: list[dict] | None = None
